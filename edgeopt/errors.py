@@ -1,0 +1,71 @@
+"""The exception hierarchy of edgeopt and the exit code each failure domain maps to.
+
+Every error edgeopt raises on purpose is an ``EdgeoptError``.  The CLI prints its message
+(one line, no traceback unless ``--debug``) and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+# Documented exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_BUDGET_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INPUT_REJECTED = 3
+EXIT_BACKEND_FAILURE = 4
+EXIT_INCONCLUSIVE = 5
+
+
+class EdgeoptError(Exception):
+    """Root of every error edgeopt raises deliberately."""
+
+    exit_code: int = EXIT_BACKEND_FAILURE
+
+
+class ConfigError(EdgeoptError):
+    """A configuration file or command-line option is invalid (profile YAML, budgets, options)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputRejectedError(EdgeoptError):
+    """A user-supplied artifact (model file, calibration data) was rejected before use."""
+
+    exit_code = EXIT_INPUT_REJECTED
+
+
+class ModelFileError(InputRejectedError):
+    """A model file is missing, empty, truncated, not ONNX, a Git LFS pointer, or unsafe."""
+
+
+class CalibrationError(InputRejectedError):
+    """A calibration set is empty, malformed, non-finite, mismatched or too small."""
+
+
+class ExportError(EdgeoptError):
+    """Exporting a PyTorch model to ONNX failed, or the export does not match PyTorch numerically."""
+
+    exit_code = EXIT_BACKEND_FAILURE
+
+
+class QuantizationError(EdgeoptError):
+    """Making a variant failed inside the quantizer or produced an invalid model."""
+
+    exit_code = EXIT_BACKEND_FAILURE
+
+
+class BackendUnavailableError(EdgeoptError):
+    """A backend's runtime is not installed; the message names the pip extra to install."""
+
+    exit_code = EXIT_BACKEND_FAILURE
+
+
+class BackendError(EdgeoptError):
+    """A backend could not open or run a model (unsupported operator, provider fallback, ...)."""
+
+    exit_code = EXIT_BACKEND_FAILURE
+
+
+class MeasurementError(EdgeoptError):
+    """A measurement worker crashed, timed out or returned no usable result."""
+
+    exit_code = EXIT_BACKEND_FAILURE

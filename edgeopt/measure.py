@@ -1,0 +1,174 @@
+"""Parent side of a measurement: prepare inputs, launch the isolated worker, turn its output into a value.
+
+Each (variant, profile) runs in a fresh ``python -m edgeopt.worker`` process with a timeout.
+A crash (segfault, OOM kill), a timeout or a backend error becomes a failed ``Measurement``
+carrying its stderr tail; the caller decides whether to go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeopt import __version__
+from edgeopt.calibration import CalibrationSet, InputSpec
+from edgeopt.errors import ConfigError
+from edgeopt.export import random_feeds
+from edgeopt.fileio import read_json, sha256_json, write_json_atomic
+from edgeopt.gate import GateResult, evaluate_budgets
+from edgeopt.graph import input_specs
+from edgeopt.host import host_fingerprint
+from edgeopt.profiles import HardwareProfile, match_identity
+from edgeopt.quantize import Variant
+from edgeopt.results import Failure, Latency, Measurement, git_commit, now_iso
+
+STDERR_TAIL_CHARS = 2000
+
+
+def _concrete_shape(spec: InputSpec, profile: HardwareProfile) -> tuple[int, ...]:
+    declared = (profile.bench.input_shapes or {}).get(spec.name)
+    if declared is not None:
+        return tuple(declared)
+    return tuple(d if isinstance(d, int) else profile.bench.batch_size for d in spec.shape)
+
+
+def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibration: CalibrationSet | None,
+                          target: Path) -> Path:
+    """One feed dict for the timed loop: the first calibration sample when it fits, else seeded random data."""
+    specs = input_specs(onnx.load(str(model_path), load_external_data=False))
+    shapes = {spec.name: _concrete_shape(spec, profile) for spec in specs}
+    feeds: dict[str, np.ndarray] | None = None
+    if calibration is not None and calibration.count:
+        sample = calibration.samples[0]
+        if set(sample) == set(shapes) and all(sample[n].shape == shapes[n] for n in shapes):
+            feeds = {name: np.ascontiguousarray(value) for name, value in sample.items()}
+    if feeds is None:
+        concrete = [InputSpec(spec.name, shapes[spec.name], spec.dtype) for spec in specs]
+        feeds = random_feeds(concrete, seed=0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **feeds)  # type: ignore[arg-type]
+    os.replace(tmp, target)
+    return target
+
+
+def measurement_key(variant: Variant, profile: HardwareProfile, proxy: bool, reference_sha: str | None) -> str:
+    """What a stored measurement must match to be reused: variant bytes, profile settings, options."""
+    return sha256_json({"variant": variant.sha256, "profile": profile.digest(), "proxy": proxy,
+                        "reference": reference_sha, "edgeopt": __version__})
+
+
+def _session_settings(profile: HardwareProfile) -> dict[str, Any]:
+    runtime = profile.runtime
+    if runtime.backend != "onnxruntime":
+        raise ConfigError(f"profile {profile.name}: runtime.backend '{runtime.backend}' is not available in this "
+                          "version; only 'onnxruntime' is implemented")
+    return {"backend": runtime.backend, "execution_providers": list(runtime.execution_providers),
+            "intra_op_threads": runtime.intra_op_threads, "inter_op_threads": runtime.inter_op_threads,
+            "graph_optimization_level": runtime.graph_optimization_level}
+
+
+def _signal_name(returncode: int) -> str:
+    with contextlib.suppress(ValueError):
+        return signal.Signals(-returncode).name
+    return f"signal {-returncode}"
+
+
+def measure_variant(
+    variant: Variant,
+    profile: HardwareProfile,
+    work_dir: Path,
+    *,
+    timing_inputs: Path,
+    reference_inputs: Path | None = None,
+    reference_sha: str | None = None,
+    proxy: bool = False,
+    stem: str | None = None,
+) -> Measurement:
+    """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or f"{variant.name}__{profile.name}"
+    host = host_fingerprint()
+    identity = match_identity(profile, host)
+    session = _session_settings(profile)
+    bench = profile.bench.model_dump(mode="json")
+    outputs_file = f"{stem}.outputs.npz"
+    job_path = work_dir / f".{stem}.job.json"
+    result_path = work_dir / f".{stem}.result.json"
+    result_path.unlink(missing_ok=True)
+    job = {"model_path": str(variant.path.resolve()), "session": session, "bench": bench,
+           "inputs_path": str(Path(timing_inputs).resolve()), "result_path": str(result_path.resolve()),
+           "reference_path": str(Path(reference_inputs).resolve()) if reference_inputs else None,
+           "outputs_path": str((work_dir / outputs_file).resolve())}
+    write_json_atomic(job_path, job)
+    base: dict[str, Any] = {
+        "key": measurement_key(variant, profile, proxy, reference_sha),
+        "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
+                    "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
+        "profile": {"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
+        "host": host.to_dict(), "host_matches": identity.matches, "mismatch_reasons": list(identity.reasons),
+        "proxy": proxy, "expected_fast": profile.expects_fast(variant.precision), "session": session,
+        "bench": bench, "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
+    }
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    process = subprocess.Popen([sys.executable, "-m", "edgeopt.worker", str(job_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=profile.bench.worker_timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"
+                          f" on {variant.name}", returncode=process.returncode, stderr_tail=stderr[-STDERR_TAIL_CHARS:])
+        return Measurement(status="failed", failure=failure, **base)
+    finally:
+        job_path.unlink(missing_ok=True)
+    tail = (stderr or "")[-STDERR_TAIL_CHARS:]
+    result: dict[str, Any] | None = None
+    with contextlib.suppress(OSError, ValueError):
+        result = read_json(result_path)
+    result_path.unlink(missing_ok=True)
+    if process.returncode < 0:
+        failure = Failure(kind="crash", message=f"worker crashed ({_signal_name(process.returncode)}) on "
+                          f"{variant.name}", returncode=process.returncode, stderr_tail=tail)
+        return Measurement(status="failed", failure=failure, **base)
+    if result is None or result.get("status") != "ok":
+        message = (result or {}).get("message") or f"worker exited {process.returncode} without a result"
+        kind = "provider-fallback" if "provider fallback" in message else ("backend" if result else "no-result")
+        failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
+                          returncode=process.returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
+        return Measurement(status="failed", failure=failure, **base)
+    latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],
+                                   profile.bench.confidence)
+    versions = {"edgeopt": __version__, **result["versions"]}
+    return Measurement(
+        status="ok", latency=latency, load_ms=result["load_ms"], first_inference_ms=result["first_inference_ms"],
+        memory=result["memory"], providers_active=result["providers_active"], versions=versions,
+        outputs_file=outputs_file if reference_inputs else None, output_names=result["output_names"],
+        torch_imported=result["torch_imported"], **{**base, "host": result["host"]},
+    )
+
+
+def gate_measurement(measurement: Measurement, profile: HardwareProfile) -> GateResult:
+    """Judge one measurement against ``profile``'s budgets."""
+    budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
+    latency = measurement.latency.summary() if measurement.latency is not None else None
+    peak = measurement.memory["peak_rss_mb"] if measurement.memory else None
+    size_mb = measurement.variant["size_bytes"] / 1e6
+    return evaluate_budgets(
+        budgets, latency=latency, peak_rss_mb=peak, model_size_mb=size_mb, host_matches=measurement.host_matches,
+        mismatch_reasons=measurement.mismatch_reasons, proxy=measurement.proxy, profile=profile.name,
+        variant=measurement.variant_name, host=measurement.host.get("cpu_model"),
+    )

@@ -1,0 +1,122 @@
+"""``Measurement``: one (variant, profile) result as a value that keeps its raw samples.
+
+Stored as one JSON document per measurement (``schema_version`` 1), written atomically.
+A document that cannot be read back (truncated, foreign, another schema) is treated as
+absent, so a resumed run measures it again instead of trusting it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgeopt.fileio import write_json_atomic
+from edgeopt.stats import SampleSummary, summarize
+
+SCHEMA_VERSION = 1
+
+
+class Failure(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["crash", "timeout", "backend", "provider-fallback", "no-result", "quantization", "input"]
+    message: str
+    returncode: int | None = None
+    stderr_tail: str = ""
+    exit_code: int = 4
+
+
+class Latency(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    samples_ns: list[int]
+    summary_ms: dict[str, Any]
+    stop_reason: str
+    loop_wall_ms: float
+    throughput_per_s: float
+
+    def summary(self) -> SampleSummary:
+        return SampleSummary.from_dict(self.summary_ms)
+
+    @classmethod
+    def from_samples(cls, samples_ns: list[int], stop_reason: str, loop_wall_ns: int, confidence: float) -> Latency:
+        summary = summarize([s / 1e6 for s in samples_ns], confidence=confidence)
+        throughput = len(samples_ns) / (loop_wall_ns / 1e9) if loop_wall_ns > 0 else 0.0
+        return cls(samples_ns=samples_ns, summary_ms=summary.to_dict(), stop_reason=stop_reason,
+                   loop_wall_ms=loop_wall_ns / 1e6, throughput_per_s=throughput)
+
+
+class Measurement(BaseModel):
+    """Everything one measurement of one variant on one profile produced, or why it failed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["measurement"] = "measurement"
+    key: str
+    status: Literal["ok", "failed"]
+    variant: dict[str, Any]
+    profile: dict[str, Any]
+    host: dict[str, Any]
+    host_matches: bool
+    mismatch_reasons: list[str]
+    proxy: bool
+    expected_fast: bool
+    session: dict[str, Any]
+    bench: dict[str, Any]
+    latency: Latency | None = None
+    load_ms: float | None = None
+    first_inference_ms: float | None = None
+    memory: dict[str, Any] | None = None
+    providers_active: list[str] = []
+    versions: dict[str, Any] = {}
+    outputs_file: str | None = None
+    output_names: list[str] = []
+    torch_imported: bool | None = None
+    failure: Failure | None = None
+    created_at: str
+    commit: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def variant_name(self) -> str:
+        return str(self.variant["name"])
+
+    @property
+    def profile_name(self) -> str:
+        return str(self.profile["name"])
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: Path) -> Measurement:
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def try_load(path: Path) -> Measurement | None:
+    """The stored measurement at ``path``, or None when absent or unreadable."""
+    try:
+        return Measurement.load(path)
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,180 @@
+"""The isolated measurement worker: ``python -m edgeopt.worker JOB.json``.
+
+It imports only what a deployed ONNX Runtime program would (numpy, onnxruntime, psutil and
+edgeopt's light stats/host modules, never torch), opens one session with the profile's
+settings, checks that the execution providers asked for are the ones active, warms up, and
+times ``session.run`` alone with ``perf_counter_ns`` until the confidence interval of the
+stop percentile is as tight as asked (never below the sample count a CI needs) or the time
+cap is reached.  It records load time, first-inference time, peak RSS and the RSS the model
+added over the empty worker, runs the reference inputs for fidelity, and writes one JSON
+result atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from edgeopt.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+
+
+def _peak_rss_bytes(process: psutil.Process) -> int:
+    try:
+        import resource
+
+        scale = 1 if sys.platform == "darwin" else 1024
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+    except ImportError:  # Windows: psutil exposes the peak working set
+        return int(getattr(process.memory_info(), "peak_wset", process.memory_info().rss))
+
+
+def _write_result(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(document, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _load_feeds(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def timed_loop(run: Any, feeds: dict[str, np.ndarray], bench: dict[str, Any]) -> tuple[list[int], str]:
+    """Time ``run(None, feeds)`` until the stop rule holds; return raw samples (ns) and why it stopped."""
+    q = PERCENTILES[bench["stop_percentile"]]
+    confidence = float(bench["confidence"])
+    target = float(bench["target_ci_rel"])
+    needed = max(int(bench["min_iterations"]), min_samples_for_ci(q, confidence))
+    max_iterations = max(int(bench["max_iterations"]), needed)
+    cap_ns = int(float(bench["max_seconds"]) * 1e9)
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    append = samples.append
+    next_check = needed
+    started = clock()
+    while True:
+        t0 = clock()
+        run(None, feeds)
+        t1 = clock()
+        append(t1 - t0)
+        if len(samples) < next_check:
+            continue
+        n = len(samples)
+        if n >= max_iterations:
+            return samples, "max_iterations"
+        if ci_is_tight(np.sort(np.asarray(samples, dtype=np.float64)), q, confidence, target):
+            return samples, "ci_target"
+        if t1 - started >= cap_ns:
+            return samples, "time_cap"
+        next_check = min(n + max(10, n // 10), max_iterations)
+
+
+def _run_reference(session: Any, path: str, output_names: list[str], out_path: str) -> int:
+    inputs = _load_feeds(path)
+    count = len(next(iter(inputs.values())))
+    collected: list[list[np.ndarray]] = [[] for _ in output_names]
+    for index in range(count):
+        outputs = session.run(None, {name: value[index] for name, value in inputs.items()})
+        for slot, value in zip(collected, outputs, strict=True):
+            slot.append(np.asarray(value))
+    arrays = {f"out{i}": np.stack(values) for i, values in enumerate(collected)}
+    tmp = out_path + f".{os.getpid()}.tmp.npz"
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, out_path)
+    return count
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    process = psutil.Process()
+    import onnxruntime as ort
+
+    baseline_rss = process.memory_info().rss
+    session_cfg = job["session"]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(session_cfg["intra_op_threads"])
+    options.inter_op_num_threads = int(session_cfg["inter_op_threads"])
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               _OPT_LEVELS[session_cfg["graph_optimization_level"]])
+    options.log_severity_level = 3
+    requested = list(session_cfg["execution_providers"])
+    t0 = time.perf_counter_ns()
+    session = ort.InferenceSession(job["model_path"], options, providers=requested)
+    load_ns = time.perf_counter_ns() - t0
+    active = session.get_providers()
+    missing = [p for p in requested if p not in active]
+    if missing:
+        raise RuntimeError(f"provider fallback: asked for {requested}, active {active}; {missing} not active")
+    feeds = _load_feeds(job["inputs_path"])
+    t0 = time.perf_counter_ns()
+    session.run(None, feeds)
+    first_ns = time.perf_counter_ns() - t0
+    bench = job["bench"]
+    for _ in range(int(bench["warmup_iterations"])):
+        session.run(None, feeds)
+    wall0 = time.perf_counter_ns()
+    samples, stop_reason = timed_loop(session.run, feeds, bench)
+    loop_wall_ns = time.perf_counter_ns() - wall0
+    output_names = [o.name for o in session.get_outputs()]
+    reference_count = 0
+    if job.get("reference_path"):
+        reference_count = _run_reference(session, job["reference_path"], output_names, job["outputs_path"])
+    peak = _peak_rss_bytes(process)
+    from edgeopt.host import host_fingerprint
+
+    return {
+        "status": "ok",
+        "samples_ns": samples,
+        "stop_reason": stop_reason,
+        "loop_wall_ns": loop_wall_ns,
+        "load_ms": load_ns / 1e6,
+        "first_inference_ms": first_ns / 1e6,
+        "warmup_iterations": int(bench["warmup_iterations"]),
+        "memory": {
+            "baseline_rss_mb": baseline_rss / 2**20,
+            "peak_rss_mb": peak / 2**20,
+            "model_added_mb": max(0, peak - baseline_rss) / 2**20,
+            "method": "ru_maxrss (peak over the whole worker) minus RSS after imports",
+        },
+        "providers_requested": requested,
+        "providers_active": active,
+        "output_names": output_names,
+        "reference_count": reference_count,
+        "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__, "python": sys.version.split()[0]},
+        "host": host_fingerprint().to_dict(),
+        "torch_imported": "torch" in sys.modules,
+        "pid": os.getpid(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    job_path = Path(argv[0])
+    job = json.loads(job_path.read_text(encoding="utf-8"))
+    result_path = Path(job["result_path"])
+    try:
+        result = measure(job)
+    except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
+                                    "traceback": traceback.format_exc()[-4000:]})
+        return 3
+    _write_result(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

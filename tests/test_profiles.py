@@ -1,0 +1,315 @@
+"""Tests for hardware profiles: shipped files, strict YAML loading, budget overrides, identity matching."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from edgeopt.errors import ConfigError
+from edgeopt.host import HostFingerprint
+from edgeopt.profiles import (
+    HardwareProfile,
+    check_profile_files,
+    list_profiles,
+    load_profile,
+    match_identity,
+    profile_dirs,
+)
+
+SHIPPED = [
+    "host-cpu",
+    "jetson-agx-orin-64gb",
+    "jetson-orin-nano-8gb",
+    "raspberry-pi-5",
+    "x86-avx512vnni-2core",
+]
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"
+
+GOOD = """\
+name: {name}
+description: test profile
+identity:
+  arch: [x86_64]
+  required_cpu_flags: [avx512_vnni]
+runtime:
+  intra_op_threads: 1
+  native_precisions: [fp32, int8]
+bench:
+  warmup_iterations: 2
+budgets:
+  p50_ms: 10
+  p95_ms: 12
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "t") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def host(**overrides: object) -> HostFingerprint:
+    data: dict[str, object] = {
+        "hostname": "ci",
+        "os": "Linux",
+        "os_release": "6.1",
+        "arch": "x86_64",
+        "cpu_model": "AMD EPYC 9R14",
+        "cpu_flags": ["avx2", "avx512_bf16", "avx512_vnni", "avx512f", "fma"],
+        "logical_cores": 2,
+        "physical_cores": 1,
+        "memory_total_gb": 7.6,
+        "gpus": [],
+        "device_model": None,
+        "python_version": "3.11.7",
+    }
+    data.update(overrides)
+    return HostFingerprint.from_dict(data)
+
+
+RPI5 = {
+    "arch": "aarch64",
+    "cpu_model": "Cortex-A76",
+    "cpu_flags": ["asimd", "asimddp", "asimdhp", "fp", "fphp"],
+    "logical_cores": 4,
+    "memory_total_gb": 7.87,
+    "device_model": "Raspberry Pi 5 Model B Rev 1.0",
+}
+
+
+# ------------------------------------------------------------------------------------- shipped profiles
+
+
+def test_shipped_profiles_load_by_name_and_path() -> None:
+    assert sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")) == SHIPPED
+    for name in SHIPPED:
+        profile = load_profile(name)
+        assert profile.name == name
+        assert load_profile(SHIPPED_DIR / f"{name}.yaml") == profile
+        assert profile.expects_fast("fp32")
+    assert SHIPPED_DIR in [d.resolve() for d in profile_dirs()]
+    assert {p.name for p in list_profiles()} >= set(SHIPPED)
+    assert all(isinstance(result, HardwareProfile) for _, result in check_profile_files())
+
+
+def test_shipped_numbers_all_carry_a_comment() -> None:
+    for path in SHIPPED_DIR.glob("*.yaml"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            value = line.split("#", 1)[0].partition(":")[2].strip()
+            if re.fullmatch(r"-?[0-9][0-9_.e+-]*", value):
+                assert "#" in line, f"{path.name}:{number}: number without a source comment"
+
+
+def test_x86_profile_settings() -> None:
+    profile = load_profile("x86-avx512vnni-2core")
+    assert profile.runtime.intra_op_threads == 1
+    assert profile.runtime.native_precisions == ["fp32", "int8"]
+    assert not profile.expects_fast("bf16")
+    assert profile.budgets.p95_ms == 80
+    assert profile.budgets.model_size_mb == 60
+
+
+def test_digest_is_stable_and_tracks_changes(tmp_path: Path) -> None:
+    a = load_profile(write(tmp_path, GOOD.format(name="t")))
+    b = load_profile(write(tmp_path, GOOD.format(name="t")))
+    assert a.digest() == b.digest()
+    assert len(a.digest()) == 64
+    c = load_profile(write(tmp_path, GOOD.format(name="t").replace("p95_ms: 12", "p95_ms: 13")))
+    assert c.digest() != a.digest()
+
+
+def test_with_budgets_returns_validated_copy(tmp_path: Path) -> None:
+    profile = load_profile(write(tmp_path, GOOD.format(name="t")))
+    tighter = profile.with_budgets({"p95_ms": 8.5, "peak_rss_mb": 300})
+    assert tighter.budgets.p95_ms == 8.5
+    assert tighter.budgets.peak_rss_mb == 300
+    assert tighter.budgets.p50_ms == 10
+    assert profile.budgets.p95_ms == 12
+    assert tighter.digest() != profile.digest()
+    for bad, key in [({"p95_ms": 0.0}, "p95_ms"), ({"p95": 8.0}, "p95_ms"), ({"bogus_ms": 1.0}, "bogus_ms")]:
+        with pytest.raises(ConfigError, match=key):
+            profile.with_budgets(bad)
+
+
+# ------------------------------------------------------------------------------------------- bad files
+
+
+def _bad(text: str, old: str, new: str) -> str:
+    assert old in text
+    return text.replace(old, new)
+
+
+BASE = GOOD.format(name="t")
+BAD_CASES = {
+    "unknown-key": (_bad(BASE, "  warmup_iterations: 2", "  warmup_iters: 2"), "bench.warmup_iters"),
+    "duplicate-top": (BASE + "budgets:\n  p50_ms: 1\n", "budgets"),
+    "duplicate-nested": (_bad(BASE, "  p95_ms: 12", "  p95_ms: 12\n  p95_ms: 13"), "budgets.p95_ms"),
+    "bare-p95": (_bad(BASE, "  p95_ms: 12", "  p95: 8"), "budgets.p95"),
+    "unit-string": (_bad(BASE, "  p95_ms: 12", '  p95_ms: "8 ms"'), "budgets.p95_ms"),
+    "inf": (_bad(BASE, "  p95_ms: 12", "  p95_ms: .inf"), "budgets.p95_ms"),
+    "nan": (_bad(BASE, "  p95_ms: 12", "  p95_ms: .nan"), "budgets.p95_ms"),
+    "zero": (_bad(BASE, "  p95_ms: 12", "  p95_ms: 0"), "budgets.p95_ms"),
+    "negative": (_bad(BASE, "  p95_ms: 12", "  p95_ms: -1"), "budgets.p95_ms"),
+    "bad-literal": (
+        _bad(BASE, "  intra_op_threads: 1", "  intra_op_threads: 1\n  backend: tflite"),
+        "backend",
+    ),
+    "no-criterion": (
+        _bad(BASE, "  arch: [x86_64]\n  required_cpu_flags: [avx512_vnni]\n", "  {}\n"),
+        "identity",
+    ),
+    "missing-threads": (_bad(BASE, "  intra_op_threads: 1\n", ""), "runtime.intra_op_threads"),
+    "name-mismatch": (GOOD.format(name="other"), "name"),
+    "not-mapping": ("- a\n- b\n", "mapping"),
+    "empty": ("", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_yaml_is_one_line_config_error(tmp_path: Path, case: str) -> None:
+    text, key = BAD_CASES[case]
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    message = str(info.value)
+    assert "t.yaml" in message
+    assert key in message
+    assert "\n" not in message
+    assert info.value.exit_code == 2
+
+
+def test_specific_messages(tmp_path: Path) -> None:
+    cases = {
+        "  p95: 8": "budgets.p95: a bare number needs its unit in the key name; use p95_ms",
+        '  p95_ms: "8 ms"': "budgets.p95_ms: expected a number of milliseconds",
+        "  p95_ms: .inf": "budgets.p95_ms: must be a finite number > 0, got inf",
+        "  p95_ms: 0": "budgets.p95_ms: must be a finite number > 0, got 0",
+        "  p95_ms: -1": "budgets.p95_ms: must be a finite number > 0, got -1",
+        "  peak_rss: 100": "use peak_rss_mb",
+        "  model_size: 100": "use model_size_mb",
+    }
+    for line, expected in cases.items():
+        with pytest.raises(ConfigError, match=expected):
+            load_profile(write(tmp_path, _bad(BASE, "  p95_ms: 12", line)))
+    for section_line, expected in [("  timeout: 5", "worker_timeout_s"), ("  max_time: 5", "max_seconds")]:
+        with pytest.raises(ConfigError, match=f"bench.*use {expected}"):
+            load_profile(write(tmp_path, _bad(BASE, "  warmup_iterations: 2", section_line)))
+    with pytest.raises(ConfigError, match="runtime.workspace: .*use workspace_mb"):
+        load_profile(
+            write(tmp_path, _bad(BASE, "  intra_op_threads: 1", "  intra_op_threads: 1\n  workspace: 64"))
+        )
+
+
+def test_duplicate_key_names_key_and_line(tmp_path: Path) -> None:
+    text = _bad(BASE, "  p95_ms: 12", "  p95_ms: 12\n  p95_ms: 13")
+    with pytest.raises(
+        ConfigError, match=r"t\.yaml: budgets\.p95_ms: duplicate key \(line 14, first at line 13\)"
+    ):
+        load_profile(write(tmp_path, text))
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bench\.warmup_iters: unknown key; allowed: warmup_iterations"):
+        load_profile(write(tmp_path, BAD_CASES["unknown-key"][0]))
+
+
+def test_python_tag_is_rejected_without_executing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    tags = [
+        f'!!python/object/apply:os.system ["touch {marker}"]',
+        f'!!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ["{marker}"]]',
+        '!!python/object/apply:os.system ["echo hi"]',
+    ]
+    for tag in tags:
+        path = write(tmp_path, _bad(BASE, "description: test profile", f"description: {tag}"))
+        with pytest.raises(ConfigError, match=r"t\.yaml: line 2: invalid YAML") as info:
+            load_profile(path)
+        assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_missing_file_and_unknown_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: profile file not found"):
+        load_profile(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="unknown hardware profile 'no-such-board'; available: .*host-cpu"):
+        load_profile("no-such-board")
+
+
+def test_cwd_profiles_come_first_and_check_reports_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = tmp_path / "hardware_profiles"
+    local.mkdir()
+    write(local, GOOD.format(name="host-cpu"), name="host-cpu")
+    write(local, "budgets: [", name="broken")
+    write(local, GOOD.format(name="mine"), name="mine")
+    monkeypatch.chdir(tmp_path)
+    assert profile_dirs()[0] == local
+    assert load_profile("host-cpu").description == "test profile"
+    assert load_profile("mine").name == "mine"
+    results = {path.name: result for path, result in check_profile_files()}
+    assert isinstance(results["broken.yaml"], ConfigError)
+    assert "hardware_profiles" + os.sep + "broken.yaml" in str(results["broken.yaml"])
+    assert isinstance(results["mine.yaml"], HardwareProfile)
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        list_profiles()
+
+
+# ------------------------------------------------------------------------------------------- matching
+
+
+def test_vnni_two_core_host_matches_x86_profile() -> None:
+    result = match_identity(load_profile("x86-avx512vnni-2core"), host())
+    assert result.matches and result
+    assert "CPU flag avx512_vnni present" in result.reasons
+
+
+def test_host_without_vnni_does_not_match() -> None:
+    flags = ["avx2", "avx512f", "fma"]
+    result = match_identity(load_profile("x86-avx512vnni-2core"), host(cpu_flags=flags, logical_cores=4))
+    assert not result.matches
+    assert "CPU flag avx512_vnni missing" in result.reasons
+    assert "2 logical cores required, host has 4" in result.reasons
+
+
+def test_raspberry_pi_matches_pi_profile_only() -> None:
+    pi = host(**RPI5)
+    assert match_identity(load_profile("raspberry-pi-5"), pi).matches
+    jetson = match_identity(load_profile("jetson-orin-nano-8gb"), pi)
+    assert not jetson.matches
+    assert any("Jetson Orin Nano" in reason for reason in jetson.reasons)
+    x86 = match_identity(load_profile("x86-avx512vnni-2core"), pi)
+    assert "arch x86_64 required, host is aarch64" in x86.reasons
+
+
+def test_jetson_fingerprints_match_their_boards() -> None:
+    nano = host(**{**RPI5, "logical_cores": 6, "memory_total_gb": 7.44,
+                   "device_model": "NVIDIA Jetson Orin Nano Developer Kit"})  # fmt: skip
+    agx = host(**{**RPI5, "logical_cores": 12, "memory_total_gb": 61.4,
+                  "device_model": "NVIDIA Jetson AGX Orin Developer Kit"})  # fmt: skip
+    assert match_identity(load_profile("jetson-orin-nano-8gb"), nano).matches
+    assert not match_identity(load_profile("jetson-agx-orin-64gb"), nano).matches
+    assert match_identity(load_profile("jetson-agx-orin-64gb"), agx).matches
+    assert not match_identity(load_profile("jetson-orin-nano-8gb"), agx).matches
+
+
+def test_any_host_matches_host_cpu() -> None:
+    for fingerprint in (host(), host(**RPI5), host(arch="riscv64", cpu_flags=[])):
+        result = match_identity(load_profile("host-cpu"), fingerprint)
+        assert result.matches
+        assert result.reasons == ("profile accepts any host",)
+
+
+def test_regex_criteria_on_cpu_model_and_gpu(tmp_path: Path) -> None:
+    text = _bad(BASE, "  arch: [x86_64]\n", '  cpu_model_regex: "EPYC"\n  gpu_name_regex: "H100"\n')
+    profile = load_profile(write(tmp_path, text))
+    result = match_identity(profile, host(gpus=["NVIDIA H100 80GB HBM3"]))
+    assert result.matches, result.reasons
+    result = match_identity(profile, host(cpu_model="Intel Xeon", gpus=[]))
+    assert "CPU model 'Intel Xeon' does not match /EPYC/" in result.reasons
+    assert "no GPU matches /H100/ (host GPUs: none)" in result.reasons
+    with pytest.raises(ConfigError, match="identity.cpu_model_regex: not a valid regular expression"):
+        load_profile(write(tmp_path, _bad(BASE, "  arch: [x86_64]\n", '  cpu_model_regex: "(("\n')))
