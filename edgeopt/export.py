@@ -101,20 +101,24 @@ def _torch_export(
 
     example = tuple(torch.from_numpy(v) for v in random_feeds(specs, seed=0).values())
     names = [spec.name for spec in specs]
+    with torch.no_grad():
+        produced = model(*example)
+    count = len(produced) if isinstance(produced, (tuple, list)) else 1
+    output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters warn about their own deprecations
         if exporter == "torchscript":
-            dynamic_axes = {name: {0: "batch"} for name in names} if dynamic_batch else None
+            dynamic_axes = {name: {0: "batch"} for name in [*names, *output_names]} if dynamic_batch else None
             torch.onnx.export(
-                model, example, str(output_path), input_names=names, opset_version=opset,
-                dynamic_axes=dynamic_axes, dynamo=False,
+                model, example, str(output_path), input_names=names, output_names=output_names,
+                opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False,
             )
         else:
             dynamic_shapes = (
                 tuple({0: torch.export.Dim("batch")} for _ in names) if dynamic_batch else None
             )
             program = torch.onnx.export(
-                model, example, input_names=names, opset_version=opset, dynamo=True,
+                model, example, input_names=names, output_names=output_names, opset_version=opset, dynamo=True,
                 dynamic_shapes=dynamic_shapes, external_data=False,
             )
             if program is None:

@@ -147,7 +147,7 @@ def measure_variant(
     if result is None or result.get("status") != "ok":
         message = (result or {}).get("message") or f"worker exited {process.returncode} without a result"
         kind = "provider-fallback" if "provider fallback" in message else ("backend" if result else "no-result")
-        failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
+        failure = Failure(kind=kind,  # type: ignore[arg-type] message=f"{variant.name} on {profile.name}: {message}",
                           returncode=process.returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
         return Measurement(status="failed", failure=failure, **base)
     latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],

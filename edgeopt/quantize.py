@@ -96,6 +96,21 @@ class Variant:
         return int(self.provenance["size_bytes"])
 
     @classmethod
+    def from_file(cls, path: Path, name: str | None = None) -> Variant:
+        """A model edgeopt did not make, measured as it is; its precision is read off its operators."""
+        model = load_model(path)
+        ops = {node.op_type for node in model.graph.node}
+        precision = "fp32"
+        if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                  "MatMulInteger", "DynamicQuantizeLinear"}:
+            precision = "int8"
+        elif any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+            precision = "fp16"
+        provenance = {"kind": "external", "name": name or path.stem, "precision": precision, "path": str(path),
+                      "sha256": sha256_file(path), "size_bytes": model_size_bytes(path)}
+        return cls(name=name or path.stem, path=path, precision=precision, provenance=provenance)
+
+    @classmethod
     def load(cls, path: Path) -> Variant:
         provenance = read_json(provenance_path(path))
         return cls(name=provenance["name"], path=path, precision=provenance["precision"], provenance=provenance)
@@ -239,7 +254,6 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
         ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     elif recipe.kind == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
-
         from onnxruntime.transformers.onnx_model import OnnxModel
 
         converted = OnnxModel(convert_float_to_float16(onnx.load(str(model)), keep_io_types=True))

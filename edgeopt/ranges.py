@@ -159,7 +159,8 @@ def compute_ranges(
 ) -> dict[str, tuple[float, float]]:
     """(lowest, highest) per tensor for ``method``; tensors without data are left out."""
     if method not in CALIBRATION_METHODS:
-        raise QuantizationError(f"unknown calibration method '{method}'; choose one of {', '.join(CALIBRATION_METHODS)}")
+        choices = ", ".join(CALIBRATION_METHODS)
+        raise QuantizationError(f"unknown calibration method '{method}'; choose one of {choices}")
     ranges: dict[str, tuple[float, float]] = {}
     for name, entry in stats.items():
         if entry.elements == 0:

@@ -30,6 +30,19 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 
 
 def _peak_rss_bytes(process: psutil.Process) -> int:
+    """Peak resident set of this process since it started.
+
+    On Linux this is ``VmHWM`` from /proc/self/status: the high-water mark of this process's own
+    address space.  (``ru_maxrss`` is not used there: Linux carries it across ``exec``, so a worker
+    started from a large parent would report the parent's size.)
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         import resource
 
@@ -148,7 +161,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             "baseline_rss_mb": baseline_rss / 2**20,
             "peak_rss_mb": peak / 2**20,
             "model_added_mb": max(0, peak - baseline_rss) / 2**20,
-            "method": "ru_maxrss (peak over the whole worker) minus RSS after imports",
+            "method": "peak RSS of the worker (VmHWM) minus its RSS after imports",
         },
         "providers_requested": requested,
         "providers_active": active,

@@ -71,6 +71,7 @@ def _seeded_init(model: nn.Module, seed: int) -> None:
                 n = module.num_features
                 module.weight.copy_(1.0 + 0.1 * torch.randn(n, generator=generator))
                 module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
                 module.running_var.copy_(1.0 + 0.1 * torch.rand(n, generator=generator))
         elif isinstance(module, nn.Linear):

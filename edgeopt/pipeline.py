@@ -1,0 +1,268 @@
+"""``run_pipeline``: model reference + profiles + calibration → variants, measurements, verdicts, reports.
+
+Resumable: the exported model, each variant and each measurement is on disk (atomically)
+before the next step starts, and a rerun reuses whatever still matches its inputs
+(``force=True`` redoes everything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
+from edgeopt.errors import EXIT_OK, ConfigError, EdgeoptError
+from edgeopt.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
+from edgeopt.fileio import read_json, sha256_file, write_json_atomic, write_text_atomic
+from edgeopt.gate import GateResult, exit_code_for
+from edgeopt.graph import input_specs, load_model
+from edgeopt.measure import gate_measurement, measure_variant, measurement_key, prepare_timing_inputs
+from edgeopt.modelref import ModelReference, factory_input_specs, load_entry_point
+from edgeopt.profiles import HardwareProfile, load_profile
+from edgeopt.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
+from edgeopt.report import Row, build_row, header_lines, render_markdown, render_table
+from edgeopt.results import Measurement, try_load
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``edgeopt run`` needs; the CLI builds exactly this."""
+
+    model: str
+    profiles: tuple[str, ...]
+    out_dir: Path
+    calibration: str | None = None
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    eval_set: str | None = None
+    inputs: tuple[InputSpec, ...] = ()
+    opset: int = 17
+    dynamic_batch: bool = False
+    exporter: str = "torchscript"
+    budgets: dict[str, float] = field(default_factory=dict)
+    proxy: bool = False
+    force: bool = False
+    min_calibration_samples: int = 16
+    max_calibration_samples: int | None = None
+    reference_samples: int = 16
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: Path
+    model_path: Path
+    variants: list[Variant]
+    variant_failures: list[VariantFailure]
+    measurements: list[Measurement]
+    gates: list[GateResult]
+    rows: list[Row]
+    tables: list[str]
+    exit_code: int
+    summary_path: Path
+    markdown_path: Path
+
+
+def model_input_specs(config: RunConfig) -> list[InputSpec]:
+    """The model's inputs, known before anything is written: from the ONNX file or the factory's declaration."""
+    reference = ModelReference.parse(config.model)
+    if reference.onnx_path is not None:
+        return input_specs(load_model(reference.onnx_path))
+    assert reference.factory is not None
+    load_entry_point(reference.factory)  # fail early on a bad reference
+    specs = list(config.inputs) or factory_input_specs(reference.factory)
+    if not specs:
+        raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32] or define input_spec() "
+                          "in the factory's module")
+    return specs
+
+
+def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
+    """The ONNX file to work on: the user's (validated) or a fresh export of their factory."""
+    reference = ModelReference.parse(config.model)
+    if reference.onnx_path is not None:
+        return reference.onnx_path
+    assert reference.factory is not None
+    from edgeopt.export import ExportResult, export_onnx, provenance_path_for
+
+    target = config.out_dir / "model.onnx"
+    wanted = {"source": reference.factory, "opset": config.opset, "dynamic_batch": config.dynamic_batch,
+              "exporter": config.exporter, "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+                                                     for s in specs]}
+    if not config.force and target.exists() and provenance_path_for(target).exists():
+        with contextlib.suppress(Exception):
+            previous = read_json(provenance_path_for(target))
+            if all(previous.get(k) == v for k, v in wanted.items()) and previous.get("sha256") == sha256_file(target):
+                log(f"export: reusing {target} (same factory, inputs and exporter)")
+                return target
+    model = load_entry_point(reference.factory)()
+    result: ExportResult = export_onnx(model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
+                                       exporter=config.exporter, source=reference.factory)  # type: ignore[arg-type]
+    worst = min(p.cosine for p in result.parity)
+    log(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
+        f"cosine {worst:.7f})")
+    return target
+
+
+def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: CalibrationSet | None,
+                      target: Path) -> tuple[Path, np.ndarray | None]:
+    """Inputs every variant runs for fidelity (and accuracy, when an eval set has labels)."""
+    labels = None
+    if config.eval_set:
+        images, labels = load_eval_split(config.eval_set)
+        if len(specs) != 1:
+            raise ConfigError(f"{config.eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
+        arrays = {specs[0].name: images[:, None] if images.ndim == len(specs[0].shape) else images}
+        # a stored eval image of shape (C,H,W) becomes one batch-1 sample (1,C,H,W)
+        arrays = {k: v.reshape(v.shape[0], *[d if isinstance(d, int) else 1 for d in specs[0].shape])
+                  for k, v in arrays.items()}
+    elif calibration is not None:
+        arrays = {name: np.stack([s[name] for s in calibration.take(config.reference_samples).samples])
+                  for name in calibration.samples[0]}
+    else:
+        from edgeopt.export import random_feeds
+
+        feeds = [random_feeds(specs, seed=100 + i) for i in range(config.reference_samples)]
+        arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in specs}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(target)
+    return target, labels
+
+
+def _profiles(config: RunConfig) -> list[HardwareProfile]:
+    profiles = [load_profile(name) for name in config.profiles]
+    return [p.with_budgets(config.budgets) if config.budgets else p for p in profiles]
+
+
+def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
+    out = Path(config.out_dir)
+    profiles = _profiles(config)
+    recipes = [Recipe.parse(name) for name in config.variants]
+    specs = model_input_specs(config)
+    calibration = None
+    if config.calibration:
+        calibration = load_calibration(config.calibration, expected_inputs=specs,
+                                       min_samples=config.min_calibration_samples,
+                                       max_samples=config.max_calibration_samples)
+        log(f"calibration: {calibration.name}, {calibration.count} samples, sha256 {calibration.content_hash[:12]}")
+    elif any(r.kind == "int8-static" for r in recipes):
+        log("int8-static variants skipped: no calibration set (pass --calibration DIR)")
+        recipes = [r for r in recipes if r.kind != "int8-static"]
+    if config.eval_set:
+        load_eval_split(config.eval_set)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_model(config, specs, log)
+    made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force)
+    variants = [v for v in made if isinstance(v, Variant)]
+    variant_failures = [v for v in made if isinstance(v, VariantFailure)]
+    for item in made:
+        log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
+                                         else f"{item.size_bytes / 1e6:.2f} MB, {item.provenance['preprocessing']}"))
+    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz")
+    reference_sha = sha256_file(reference_path)
+    measurements: list[Measurement] = []
+    gates: list[GateResult] = []
+    rows: list[Row] = []
+    sections: list[tuple[list[str], list[Row]]] = []
+    tables: list[str] = []
+    for profile in profiles:
+        timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz")
+        measured: list[Measurement] = []
+        for variant in variants:
+            stem = f"{variant.name}__{profile.name}"
+            path = out / "measurements" / f"{stem}.json"
+            previous = None if config.force else try_load(path)
+            key = measurement_key(variant, profile, config.proxy, reference_sha)
+            if previous is not None and previous.ok and previous.key == key:
+                log(f"measure {stem}: done earlier, skipped (--force to redo)")
+                measured.append(previous)
+                continue
+            log(f"measure {stem}: running ...")
+            measurement = measure_variant(variant, profile, out / "measurements", timing_inputs=timing,
+                                          reference_inputs=reference_path, reference_sha=reference_sha,
+                                          proxy=config.proxy, stem=stem)
+            measurement.save(path)
+            if measurement.ok and measurement.latency is not None:
+                s = measurement.latency.summary()
+                log(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} "
+                    f"({measurement.latency.stop_reason})")
+            else:
+                log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
+            measured.append(measurement)
+        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates)
+        measurements += measured
+        rows += profile_rows
+        first = measured[0] if measured else None
+        header = header_lines(profile.name, _host_summary(first), bool(first and first.host_matches),
+                              list(first.mismatch_reasons) if first else [], config.proxy) if first else [
+                                  f"profile {profile.name}: nothing measured"]
+        sections.append((header, profile_rows))
+        tables.append("\n".join([*header, render_table(profile_rows)]))
+    failures = len(variant_failures) + sum(1 for m in measurements if not m.ok)
+    exit_code = exit_code_for(gates, failures=failures)
+    verdict_line = _verdict_line(gates, failures, exit_code)
+    extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
+                      failure=f.message, verdict="error") for f in variant_failures]
+    summary = {"schema_version": 1, "kind": "run", "model": config.model, "model_path": str(model_path),
+               "calibration": calibration.describe() if calibration else None,
+               "profiles": [p.name for p in profiles], "rows": [r.to_dict() for r in rows + extra_rows],
+               "gates": [g.to_dict() for g in gates], "exit_code": exit_code, "verdict": verdict_line}
+    write_json_atomic(out / "summary.json", summary)
+    markdown = render_markdown(sections + ([(["variants that could not be made"], extra_rows)] if extra_rows else []),
+                               verdict_line)
+    write_text_atomic(out / "summary.md", markdown)
+    return RunResult(out, model_path, variants, variant_failures, measurements, gates, rows + extra_rows, tables,
+                     exit_code, out / "summary.json", out / "summary.md")
+
+
+def _host_summary(measurement: Measurement | None) -> str:
+    if measurement is None:
+        return "unknown host"
+    from edgeopt.host import HostFingerprint
+
+    return HostFingerprint.from_dict(measurement.host).summary()
+
+
+def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
+              gates: list[GateResult]) -> list[Row]:
+    reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
+    rows = []
+    for measurement in measured:
+        gate = gate_measurement(measurement, profile) if measurement.ok else None
+        if gate is not None:
+            gates.append(gate)
+        found: list[OutputFidelity] = []
+        accuracy: Accuracy | None = None
+        if measurement.ok and measurement.outputs_file:
+            outputs = directory / measurement.outputs_file
+            if reference is not None and reference.outputs_file and outputs.exists():
+                with contextlib.suppress(EdgeoptError, OSError, ValueError):
+                    found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names)
+            if labels is not None and outputs.exists():
+                accuracy = top1_accuracy(outputs, labels)
+        rows.append(build_row(measurement, gate, reference, found, accuracy))
+    return rows
+
+
+def _verdict_line(gates: list[GateResult], failures: int, exit_code: int) -> str:
+    counts: dict[str, int] = {}
+    for gate in gates:
+        counts[gate.verdict.value] = counts.get(gate.verdict.value, 0) + 1
+    parts = [f"{n} {v}" for v, n in sorted(counts.items())]
+    if failures:
+        parts.append(f"{failures} failed to build or measure")
+    word = {EXIT_OK: "PASS"}.get(exit_code, {1: "FAIL", 4: "ERROR", 5: "INCONCLUSIVE"}.get(exit_code, "ERROR"))
+    if exit_code == EXIT_OK and counts and set(counts) == {"not-applicable"}:
+        word = "NOT APPLICABLE"
+    return f"verdict: {word} (exit {exit_code}): " + (", ".join(parts) or "nothing measured")
+
+
+def load_run_summary(path: Path) -> dict[str, Any]:
+    return dict(read_json(path))

@@ -1,0 +1,142 @@
+"""Reports a human reads: the side-by-side variant table (terminal) and a Markdown summary.
+
+Every latency is shown with its confidence interval and sample count; the estimator and the
+interval method are named in the header, and a proxy run says so on every line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tabulate import tabulate
+
+from edgeopt.fidelity import Accuracy, OutputFidelity
+from edgeopt.gate import GateResult
+from edgeopt.results import Measurement
+from edgeopt.stats import CI_METHOD, ESTIMATOR, PercentileEstimate, ratio_interval
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (variant, profile) line of the comparison."""
+
+    variant: str
+    profile: str
+    precision: str
+    expected_fast: bool
+    status: str
+    samples: int | None = None
+    p50_ms: dict[str, Any] | None = None
+    p95_ms: dict[str, Any] | None = None
+    peak_rss_mb: float | None = None
+    model_added_mb: float | None = None
+    size_mb: float | None = None
+    speedup: tuple[float, float, float] | None = None
+    fidelity: tuple[OutputFidelity, ...] = ()
+    accuracy: Accuracy | None = None
+    verdict: str = "n/a"
+    sentences: tuple[str, ...] = ()
+    failure: str | None = None
+    proxy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fidelity"] = [f.to_dict() for f in self.fidelity]
+        data["accuracy"] = self.accuracy.to_dict() if self.accuracy else None
+        return data
+
+
+def build_row(measurement: Measurement, gate: GateResult | None, reference: Measurement | None,
+              fidelity: list[OutputFidelity], accuracy: Accuracy | None) -> Row:
+    common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
+                  precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
+                  size_mb=measurement.variant["size_bytes"] / 1e6,
+                  proxy=measurement.proxy and not measurement.host_matches)
+    if not measurement.ok or measurement.latency is None:
+        message = measurement.failure.message if measurement.failure else "failed"
+        return Row(status="failed", failure=message, verdict="error", **common)  # type: ignore[arg-type]
+    summary = measurement.latency.summary()
+    p50, p95 = summary.percentiles["p50"], summary.percentiles["p95"]
+    speedup = None
+    if reference is not None and reference.ok and reference.latency is not None:
+        speedup = ratio_interval(reference.latency.summary().percentiles["p50"], p50)
+    memory = measurement.memory or {}
+    return Row(
+        status="ok", samples=summary.n, p50_ms=p50.to_dict(), p95_ms=p95.to_dict(),
+        peak_rss_mb=memory.get("peak_rss_mb"), model_added_mb=memory.get("model_added_mb"), speedup=speedup,
+        fidelity=tuple(fidelity), accuracy=accuracy, verdict=gate.verdict.value if gate is not None else "n/a",
+        sentences=tuple(c.sentence for c in gate.checks) if gate is not None else (), **common,  # type: ignore[arg-type]
+    )
+
+
+def _ci(estimate: dict[str, Any] | None) -> str:
+    if estimate is None:
+        return "-"
+    e = PercentileEstimate.from_dict(estimate)
+    if e.lower is None or e.upper is None:
+        return f"{e.value:.4g} [no CI]"
+    return f"{e.value:.4g} [{e.lower:.4g}, {e.upper:.4g}]"
+
+
+def _speedup(value: tuple[float, float, float] | None) -> str:
+    return "-" if value is None else f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
+
+
+def _fidelity(row: Row) -> str:
+    if not row.fidelity:
+        return "-"
+    first = row.fidelity[0]
+    text = f"cos {first.cosine:.4f}"
+    if first.top1_agreement is not None:
+        text += f", top1 {100 * first.top1_agreement:.1f}%"
+    return text
+
+
+def _accuracy(row: Row) -> str:
+    a = row.accuracy
+    return "-" if a is None else f"{100 * a.value:.1f}% [{100 * a.lower:.1f}, {100 * a.upper:.1f}]"
+
+
+def _cells(row: Row) -> list[str]:
+    native = "yes" if row.expected_fast else "no"
+    if row.status != "ok":
+        return [row.variant, native, "-", "-", "-", "-", f"{row.size_mb:.2f}" if row.size_mb else "-", "-", "-",
+                "-", f"error: {row.failure}"[:90]]
+    verdict = ("PROXY " if row.proxy else "") + row.verdict
+    return [row.variant, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
+            f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
+            f"{row.size_mb:.2f}" if row.size_mb is not None else "-", _speedup(row.speedup), _fidelity(row),
+            _accuracy(row), verdict]
+
+
+HEADERS = ["variant", "native", "n", "p50 ms [95% CI]", "p95 ms [95% CI]", "peak MB", "size MB",
+           "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy", "verdict"]
+
+
+def header_lines(profile: str, host_summary: str, host_matches: bool, reasons: list[str], proxy: bool) -> list[str]:
+    if host_matches:
+        where = f"this host IS {profile} ({host_summary})"
+    elif proxy:
+        where = f"PROXY: measured on {host_summary}, NOT on {profile}; every number is a proxy"
+    else:
+        where = f"this host is NOT {profile} ({'; '.join(reasons)}): budgets are not applicable (use --proxy)"
+    return [f"profile {profile}: {where}",
+            f"latency: {ESTIMATOR} percentiles, CI {CI_METHOD}; speed-up interval is conservative (two 95% CIs)"]
+
+
+def render_table(rows: list[Row], *, markdown: bool = False) -> str:
+    fmt = "github" if markdown else "simple"
+    return tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt=fmt, disable_numparse=True)
+
+
+def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: str) -> str:
+    """A PR-comment-sized summary: one table per profile, the failed and undecided budgets spelt out."""
+    lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
+    for header, rows in sections:
+        lines += [f"- {h}" for h in header] + ["", render_table(rows, markdown=True), ""]
+        notes = [s for r in rows for s in r.sentences if " > budget" in s or "inconclusive" in s]
+        notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]
+        if notes:
+            lines += ["Details:", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)

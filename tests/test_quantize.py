@@ -1,0 +1,299 @@
+"""Tests for edgeopt.quantize and edgeopt.ranges on zoo models with real ONNX Runtime quantizers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from edgeopt.calibration import CalibrationSet
+from edgeopt.errors import QuantizationError
+from edgeopt.export import compare_outputs
+from edgeopt.fileio import sha256_file
+from edgeopt.quantize import (
+    DEFAULT_VARIANTS,
+    Recipe,
+    Variant,
+    VariantFailure,
+    make_variant,
+    make_variants,
+    provenance_path,
+)
+from edgeopt.ranges import collect_tensor_stats, compute_ranges
+from tests import zoo
+
+MakeCalibration = Callable[..., CalibrationSet]  # conftest: make_calibration(path, count=8, seed=0)
+
+
+def run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return list(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, feeds))
+
+
+def initializers(path: Path) -> dict[str, TensorProto]:
+    return {init.name: init for init in onnx.load(str(path)).graph.initializer}
+
+
+@pytest.fixture(scope="module")
+def conv_calibration(conv_model: Path, make_calibration: MakeCalibration) -> CalibrationSet:
+    return make_calibration(conv_model, count=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def conv_variants(
+    conv_model: Path, conv_calibration: CalibrationSet, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Variant | VariantFailure]:
+    out_dir = tmp_path_factory.mktemp("variants")
+    results = make_variants(
+        conv_model, [Recipe.parse(name) for name in DEFAULT_VARIANTS], out_dir, calibration=conv_calibration
+    )
+    return {result.name: result for result in results}
+
+
+def produced(results: dict[str, Variant | VariantFailure], name: str) -> Variant:
+    result = results[name]
+    assert isinstance(result, Variant), f"{name} failed: {result}"
+    return result
+
+
+# ------------------------------------------------------------------------------------ the default set
+
+
+def test_every_default_variant_is_made_and_runs(
+    conv_model: Path, conv_variants: dict[str, Variant | VariantFailure], conv_calibration: CalibrationSet
+) -> None:
+    assert list(conv_variants) == list(DEFAULT_VARIANTS)
+    feeds = conv_calibration.samples[1]
+    (reference,) = run(conv_model, feeds)
+    for name in DEFAULT_VARIANTS:
+        variant = produced(conv_variants, name)
+        assert variant.path.name == f"{name}.onnx" and variant.path.is_file()
+        assert provenance_path(variant.path).is_file()
+        assert variant.sha256 == sha256_file(variant.path)
+        (got,) = run(variant.path, feeds)
+        assert got.shape == zoo.CONV_OUTPUT_SHAPE and got.dtype == np.float32
+        parity = compare_outputs(name, reference, got)
+        floor = 0.999 if name in ("fp32", "fp16") else 0.98
+        assert parity.cosine > floor, f"{name}: cosine {parity.cosine:.4f} vs the fp32 source"
+
+
+def test_precisions(conv_variants: dict[str, Variant | VariantFailure]) -> None:
+    precisions = {name: produced(conv_variants, name).precision for name in DEFAULT_VARIANTS}
+    assert precisions == {
+        "fp32": "fp32",
+        "fp16": "fp16",
+        "int8-dynamic": "int8",
+        "int8-static-minmax": "int8",
+        "int8-static-entropy": "int8",
+        "int8-static-percentile": "int8",
+    }
+
+
+def test_fp16_variant_stores_half_precision_weights(
+    conv_variants: dict[str, Variant | VariantFailure],
+) -> None:
+    weights = initializers(produced(conv_variants, "fp16").path)
+    assert weights["conv.weight"].data_type == TensorProto.FLOAT16
+
+
+def test_int8_static_is_symmetric_int8_qdq_with_per_channel_weights(
+    conv_variants: dict[str, Variant | VariantFailure],
+) -> None:
+    path = produced(conv_variants, "int8-static-minmax").path
+    model = onnx.load(str(path))
+    inits = initializers(path)
+    ops = [node.op_type for node in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    zero_point_types: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zero_point_types[node.input[2]] = inits[node.input[2]].data_type
+    assert zero_point_types, "no Q/DQ node has a zero point"
+    assert TensorProto.UINT8 not in zero_point_types.values(), "uint8 zero points: activations are not int8"
+    activation_points = {n: t for n, t in zero_point_types.items() if "bias" not in n}
+    assert set(activation_points.values()) == {TensorProto.INT8}
+    for name in activation_points:  # symmetric: every zero point is 0
+        assert not numpy_helper.to_array(inits[name]).any(), f"{name} is not 0"
+    (weight_dq,) = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0].startswith("conv.weight")
+    ]
+    assert inits[weight_dq.input[0]].data_type == TensorProto.INT8
+    assert tuple(inits[weight_dq.input[1]].dims) == (8,), "conv weight scales are not per output channel"
+    axis = next((attr.i for attr in weight_dq.attribute if attr.name == "axis"), 1)
+    assert axis == 0
+
+
+def test_entropy_ranges_differ_from_minmax(
+    conv_model: Path, conv_calibration: CalibrationSet, tmp_path: Path
+) -> None:
+    stats = collect_tensor_stats(conv_model, conv_calibration.feeds(), tmp_path, histograms=True)
+    minmax = compute_ranges(stats, "minmax")
+    entropy = compute_ranges(stats, "entropy")
+    assert minmax.keys() == entropy.keys() >= {"input", "conv_out", "relu_out", "output"}
+    assert minmax["conv_out"] == (stats["conv_out"].minimum, stats["conv_out"].maximum)
+    differing = [name for name in minmax if not np.allclose(minmax[name], entropy[name])]
+    assert "conv_out" in differing, f"entropy equals minmax on every tensor: {entropy}"
+    for name in differing:  # KL clipping only ever narrows a range
+        assert minmax[name][0] <= entropy[name][0] <= entropy[name][1] <= minmax[name][1]
+
+
+def test_entropy_variant_is_not_the_minmax_variant(
+    conv_variants: dict[str, Variant | VariantFailure],
+) -> None:
+    minmax, entropy = (
+        produced(conv_variants, "int8-static-minmax"),
+        produced(conv_variants, "int8-static-entropy"),
+    )
+    assert minmax.sha256 != entropy.sha256
+    scale_minmax = numpy_helper.to_array(initializers(minmax.path)["conv_out_scale"])
+    scale_entropy = numpy_helper.to_array(initializers(entropy.path)["conv_out_scale"])
+    assert float(scale_entropy) < float(scale_minmax)
+
+
+# ------------------------------------------------------------------------------ reuse and provenance
+
+
+def test_remaking_a_variant_is_byte_identical(
+    conv_model: Path,
+    conv_variants: dict[str, Variant | VariantFailure],
+    conv_calibration: CalibrationSet,
+    tmp_path: Path,
+) -> None:
+    for name in ("fp16", "int8-dynamic", "int8-static-entropy"):
+        again = make_variant(conv_model, Recipe.parse(name), tmp_path, calibration=conv_calibration)
+        assert again.sha256 == sha256_file(again.path) == produced(conv_variants, name).sha256, name
+
+
+def test_matching_provenance_reuses_the_file(
+    conv_model: Path, conv_calibration: CalibrationSet, tmp_path: Path
+) -> None:
+    recipe = Recipe.parse("int8-static-minmax")
+    first = make_variant(conv_model, recipe, tmp_path, calibration=conv_calibration)
+    stamp = first.path.stat().st_mtime_ns
+    again = make_variant(conv_model, recipe, tmp_path, calibration=conv_calibration)
+    assert again.path == first.path and again.provenance == first.provenance
+    assert first.path.stat().st_mtime_ns == stamp, "a matching variant was rewritten"
+    other_data = CalibrationSet("other", "tests", conv_calibration.samples[:4])
+    remade = make_variant(conv_model, recipe, tmp_path, calibration=other_data)
+    assert remade.provenance["key"] != first.provenance["key"]
+    assert remade.provenance["calibration"]["content_hash"] == other_data.content_hash
+
+
+def test_provenance_records_parent_recipe_and_calibration(
+    conv_model: Path, conv_variants: dict[str, Variant | VariantFailure], conv_calibration: CalibrationSet
+) -> None:
+    static = produced(conv_variants, "int8-static-percentile")
+    document = Variant.load(static.path).provenance
+    assert document == static.provenance
+    assert document["parent"] == {"path": str(conv_model), "sha256": sha256_file(conv_model)}
+    assert document["recipe"]["calibration_method"] == "percentile"
+    assert document["calibration"]["content_hash"] == conv_calibration.content_hash
+    assert document["calibration"]["count"] == conv_calibration.count == 8
+    assert document["excluded"] == []
+    assert document["size_bytes"] == static.path.stat().st_size
+    assert set(document["versions"]) >= {"onnx", "onnxruntime", "numpy"}
+    for name in ("fp32", "fp16", "int8-dynamic"):
+        assert produced(conv_variants, name).provenance["calibration"] is None
+
+
+# ---------------------------------------------------------------------------------- quantizer failures
+
+
+def test_nan_activation_names_the_variant_and_the_node(
+    nan_model: Path, make_calibration: MakeCalibration, tmp_path: Path
+) -> None:
+    with pytest.raises(QuantizationError) as caught:
+        make_variant(
+            nan_model, Recipe.parse("int8-static-minmax"), tmp_path, calibration=make_calibration(nan_model)
+        )
+    message = str(caught.value)
+    assert "'sqrt'" in message and "NaN" in message
+    assert "int8-static-minmax" in message, f"the message does not name the variant: {message}"
+    assert not (tmp_path / "int8-static-minmax.onnx").exists()
+
+
+def test_unobserved_activation_names_the_variant_and_the_node(
+    empty_tensor_model: Path, make_calibration: MakeCalibration, tmp_path: Path
+) -> None:
+    with pytest.raises(QuantizationError) as caught:
+        make_variant(
+            empty_tensor_model,
+            Recipe.parse("int8-static-minmax"),
+            tmp_path,
+            calibration=make_calibration(empty_tensor_model),
+        )
+    message = str(caught.value)
+    assert "int8-static-minmax" in message and "'slice_empty'" in message and "never observed" in message
+    assert not (tmp_path / "int8-static-minmax.onnx").exists()
+
+
+def test_make_variants_goes_on_after_a_failure(
+    nan_model: Path, make_calibration: MakeCalibration, tmp_path: Path
+) -> None:
+    names = ["fp32", "int8-static-minmax", "fp16"]
+    results = make_variants(
+        nan_model, [Recipe.parse(n) for n in names], tmp_path, calibration=make_calibration(nan_model)
+    )
+    assert [r.name for r in results] == names
+    fp32, failed, fp16 = results
+    assert isinstance(fp32, Variant) and isinstance(fp16, Variant)
+    assert isinstance(failed, VariantFailure)
+    assert failed.exit_code == QuantizationError.exit_code
+    assert "'sqrt'" in failed.message
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["fp16.onnx", "fp32.onnx"]
+
+
+def test_huge_mask_is_excluded_with_a_reason(
+    huge_mask_model: Path, make_calibration: MakeCalibration, tmp_path: Path
+) -> None:
+    calibration = make_calibration(huge_mask_model)
+    variant = make_variant(
+        huge_mask_model, Recipe.parse("int8-static-minmax"), tmp_path, calibration=calibration
+    )
+    excluded = variant.provenance["excluded"]
+    (entry,) = [e for e in excluded if e["tensor"] == zoo.MASKED_TENSOR]
+    assert zoo.MASK_NODE in entry["nodes"]
+    assert "sentinel" in entry["reason"] and "3.4e+38" in entry["reason"]
+    model = onnx.load(str(variant.path))
+    quantized_inputs = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert zoo.MASKED_TENSOR not in quantized_inputs
+    assert "matmul" in {n.name for n in model.graph.node}
+    feeds = calibration.samples[0]
+    (want,), (got,) = run(huge_mask_model, feeds), run(variant.path, feeds)
+    assert compare_outputs("output", want, got).cosine > 0.98
+
+
+def test_quantizing_leaves_nothing_in_the_working_directory(
+    conv_model: Path,
+    custom_op_model: Path,
+    conv_calibration: CalibrationSet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The custom-op model makes ORT's symbolic shape inference fail, which is what leaves
+    ``sym_shape_infer_temp.onnx`` in the current directory when it is not contained."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "keep.txt").write_text("mine\n", encoding="utf-8")
+    monkeypatch.chdir(cwd)
+    before = sorted(os.listdir(cwd))
+    out_dir = tmp_path / "out"
+    failures = make_variants(custom_op_model, [Recipe.parse("fp16"), Recipe.parse("int8-dynamic")], out_dir)
+    assert all(isinstance(result, VariantFailure) for result in failures)
+    made = make_variants(
+        conv_model, [Recipe.parse("fp16"), Recipe.parse("int8-static")], out_dir, calibration=conv_calibration
+    )
+    assert all(isinstance(result, Variant) for result in made), made
+    assert sorted(os.listdir(cwd)) == before
+    assert Path.cwd() == cwd
+    scratch_left = [p.name for p in (out_dir / ".work").iterdir() if p.name.startswith(".scratch-")]
+    assert scratch_left == []

@@ -1,0 +1,214 @@
+"""Tests for the isolated measurement worker (edgeopt.worker via edgeopt.measure), run for real.
+
+Each test starts real ``python -m edgeopt.worker`` processes.  Crashes and hangs are provoked in
+the real worker by a ``sitecustomize.py`` placed first on PYTHONPATH, which every child Python
+imports at start-up and which acts only when its environment variable is set.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeopt.fileio import sha256_file
+from edgeopt.measure import measure_variant, prepare_timing_inputs
+from edgeopt.profiles import HardwareProfile, load_profile
+from edgeopt.quantize import Variant
+from edgeopt.results import Measurement
+from edgeopt.stats import PERCENTILES, min_samples_for_ci
+
+pytestmark = pytest.mark.slow
+
+SITECUSTOMIZE = """\
+import os
+
+if os.environ.get("EDGEOPT_TEST_SEGFAULT") == "1":
+    import ctypes
+
+    ctypes.string_at(0)  # read address 0: SIGSEGV
+if os.environ.get("EDGEOPT_TEST_SLEEP") == "1":
+    import time
+
+    time.sleep(30)
+"""
+
+
+def write_profile(
+    directory: Path,
+    name: str,
+    *,
+    bench: dict[str, Any] | None = None,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
+) -> HardwareProfile:
+    """Write ``directory/name.yaml`` (a fast any-host profile) and load it by path."""
+    settings = {
+        "warmup_iterations": 2,
+        "min_iterations": 20,
+        "max_iterations": 2000,
+        "max_seconds": 0.5,
+        "worker_timeout_s": 60,
+        **(bench or {}),
+    }
+    bench_lines = "\n".join(f"  {key}: {value}" for key, value in settings.items())
+    text = (
+        textwrap.dedent(f"""\
+        # written by tests/test_worker.py: a fast profile for this host
+        name: {name}
+        description: fast single-thread CPU profile for worker tests
+        identity:
+          any_host: true
+        runtime:
+          backend: onnxruntime
+          execution_providers: [{", ".join(providers)}]
+          intra_op_threads: 1
+          inter_op_threads: 1
+        bench:
+        """)
+        + bench_lines
+        + "\n"
+    )
+    path = directory / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_profile(path)
+
+
+def as_variant(model: Path) -> Variant:
+    """Wrap a zoo file as a variant, without running a quantizer."""
+    provenance = {
+        "kind": "variant",
+        "name": model.stem,
+        "precision": "fp32",
+        "sha256": sha256_file(model),
+        "size_bytes": model.stat().st_size,
+    }
+    return Variant(name=model.stem, path=model, precision="fp32", provenance=provenance)
+
+
+def measure(model: Path, profile: HardwareProfile, work_dir: Path) -> Measurement:
+    inputs = prepare_timing_inputs(model, profile, None, work_dir / "inputs.npz")
+    return measure_variant(as_variant(model), profile, work_dir, timing_inputs=inputs)
+
+
+@pytest.fixture
+def fast_profile(tmp_path: Path) -> HardwareProfile:
+    return write_profile(tmp_path, "fast-cpu")
+
+
+@pytest.fixture
+def sitecustomize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A sitecustomize.py first on the children's PYTHONPATH, inert until an EDGEOPT_TEST_* is set."""
+    directory = tmp_path / "site"
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    monkeypatch.delenv("EDGEOPT_TEST_SEGFAULT", raising=False)
+    monkeypatch.delenv("EDGEOPT_TEST_SLEEP", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(directory))
+    return directory
+
+
+def test_measurement_of_a_tiny_model(conv_model: Path, fast_profile: HardwareProfile, tmp_path: Path) -> None:
+    result = measure(conv_model, fast_profile, tmp_path / "work")
+    assert result.ok, result.failure
+    assert result.failure is None
+    assert result.latency is not None
+    needed = max(fast_profile.bench.min_iterations, min_samples_for_ci(PERCENTILES["p95"], 0.95))
+    assert len(result.latency.samples_ns) >= needed
+    assert all(sample > 0 for sample in result.latency.samples_ns)
+    assert result.latency.stop_reason in ("ci_target", "time_cap", "max_iterations")
+    assert result.torch_imported is False
+    assert result.memory is not None
+    assert result.memory["peak_rss_mb"] >= result.memory["baseline_rss_mb"] > 0
+    assert result.memory["model_added_mb"] >= 0
+    assert result.providers_active == ["CPUExecutionProvider"]
+    assert result.load_ms is not None and result.load_ms > 0
+    assert result.first_inference_ms is not None and result.first_inference_ms > 0
+    assert result.profile_name == "fast-cpu" and result.variant_name == "tiny_conv"
+    assert result.host_matches is True
+    saved = tmp_path / "m.json"
+    result.save(saved)
+    assert Measurement.load(saved) == result
+    leftovers = sorted(p.name for p in (tmp_path / "work").iterdir())
+    assert leftovers == ["inputs.npz"], "the job and result files of the worker were left behind"
+
+
+def test_shipped_host_cpu_profile_drives_the_worker(identity_model: Path, tmp_path: Path) -> None:
+    """The shipped profile's settings, with a shorter time cap so the test stays quick."""
+    shipped = load_profile("host-cpu")
+    bench = shipped.bench.model_dump(mode="json")
+    bench.pop("input_shapes")  # None: not expressible as a YAML scalar line, and not needed
+    bench["max_seconds"] = 1.0
+    profile = write_profile(
+        tmp_path, "host-cpu-quick", bench=bench, providers=tuple(shipped.runtime.execution_providers)
+    )
+    result = measure(identity_model, profile, tmp_path / "work")
+    assert result.ok, result.failure
+    assert result.latency is not None and len(result.latency.samples_ns) >= shipped.bench.min_iterations
+    assert result.torch_imported is False
+
+
+def test_unsupported_operator_is_a_backend_failure(
+    custom_op_model: Path, fast_profile: HardwareProfile, tmp_path: Path
+) -> None:
+    result = measure(custom_op_model, fast_profile, tmp_path)
+    assert result.status == "failed" and result.latency is None
+    assert result.failure is not None
+    assert result.failure.kind == "backend"
+    assert "NoSuchOp" in result.failure.message
+    assert result.failure.returncode not in (0, None)
+
+
+def test_worker_segfault_is_a_crash(
+    conv_model: Path,
+    fast_profile: HardwareProfile,
+    tmp_path: Path,
+    sitecustomize: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDGEOPT_TEST_SEGFAULT", "1")
+    result = measure(conv_model, fast_profile, tmp_path / "work")
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert result.failure.kind == "crash"
+    assert "SIGSEGV" in result.failure.message
+    assert result.failure.returncode == -11
+
+
+def test_sitecustomize_is_inert_without_its_variable(
+    identity_model: Path, fast_profile: HardwareProfile, tmp_path: Path, sitecustomize: Path
+) -> None:
+    """The crash above comes from the planted file only when asked (measure.py keeps our PYTHONPATH)."""
+    assert measure(identity_model, fast_profile, tmp_path / "work").ok
+
+
+def test_hung_worker_times_out(
+    conv_model: Path, tmp_path: Path, sitecustomize: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = write_profile(tmp_path, "timeout-cpu", bench={"worker_timeout_s": 1})
+    monkeypatch.setenv("EDGEOPT_TEST_SLEEP", "1")
+    started = time.monotonic()
+    result = measure(conv_model, profile, tmp_path / "work")
+    elapsed = time.monotonic() - started
+    assert elapsed < 10
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert result.failure.kind == "timeout"
+    assert "worker_timeout_s=1" in result.failure.message
+
+
+def test_missing_execution_provider_is_a_provider_fallback_failure(conv_model: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this host has CUDA: no fallback to provoke")
+    profile = write_profile(
+        tmp_path, "cuda-wanted", providers=("CUDAExecutionProvider", "CPUExecutionProvider")
+    )
+    result = measure(conv_model, profile, tmp_path / "work")
+    assert result.status == "failed" and result.latency is None
+    assert result.failure is not None
+    assert result.failure.kind == "provider-fallback"
+    assert "CUDAExecutionProvider" in result.failure.message

@@ -1,0 +1,215 @@
+"""A tiny model zoo built in code with ``onnx.helper``: each builder writes one ONNX file in milliseconds.
+
+Every node is named (quantizer exclusions and error messages refer to node names).  Weights come
+from a seeded generator, so a builder writes the same bytes every time.  The hand-computed facts
+the graph tests check (parameter count, MACs) sit beside the model they describe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8
+PRODUCER = "edgeopt-tests"
+
+# tiny_conv_model: Conv(3->8, 3x3, pad 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(8->10)
+CONV_INPUT_SHAPE = (1, 3, 16, 16)
+CONV_OUTPUT_SHAPE = (1, 10)
+CONV_PARAMETERS = 8 * 3 * 3 * 3 + 8 + 10 * 8 + 10  # conv weight + bias, gemm weight + bias = 314
+CONV_MACS = (1 * 8 * 16 * 16) * (3 * 3 * 3) + (1 * 10) * 8  # conv: out elements x (Cin*kH*kW); gemm: M*N*K
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _init(name: str, array: np.ndarray) -> TensorProto:
+    return numpy_helper.from_array(np.ascontiguousarray(array), name)
+
+
+def _save(graph: onnx.GraphProto, path: Path, *, opsets: dict[str, int] | None = None) -> Path:
+    imports = [helper.make_opsetid("", OPSET)]
+    imports += [helper.make_opsetid(domain, version) for domain, version in (opsets or {}).items()]
+    model = helper.make_model(graph, opset_imports=imports, producer_name=PRODUCER, ir_version=IR_VERSION)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _float_input(name: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def tiny_conv_model(path: Path) -> Path:
+    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm; input 'input' float32 [1,3,16,16] -> [1,10]."""
+    rng = _rng(0)
+    inits = [
+        _init("conv.weight", rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3),
+        _init("conv.bias", rng.standard_normal(8).astype(np.float32) * 0.1),
+        _init("fc.weight", rng.standard_normal((10, 8)).astype(np.float32) * 0.3),
+        _init("fc.bias", rng.standard_normal(10).astype(np.float32) * 0.1),
+    ]
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["input", "conv.weight", "conv.bias"],
+            ["conv_out"],
+            name="conv",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        ),
+        helper.make_node("Relu", ["conv_out"], ["relu_out"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["relu_out"], ["pool_out"], name="pool"),
+        helper.make_node("Flatten", ["pool_out"], ["flat_out"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat_out", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_conv",
+        [_float_input("input", CONV_INPUT_SHAPE)],
+        [_float_input("output", CONV_OUTPUT_SHAPE)],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def tiny_mlp(path: Path) -> Path:
+    """MatMul(16->32) + bias -> Relu -> MatMul(32->4); input 'input' float32 [1,16]."""
+    rng = _rng(1)
+    inits = [
+        _init("w1", rng.standard_normal((16, 32)).astype(np.float32) * 0.25),
+        _init("b1", rng.standard_normal(32).astype(np.float32) * 0.1),
+        _init("w2", rng.standard_normal((32, 4)).astype(np.float32) * 0.25),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["input", "w1"], ["mm1"], name="mm1"),
+        helper.make_node("Add", ["mm1", "b1"], ["add1"], name="add1"),
+        helper.make_node("Relu", ["add1"], ["relu1"], name="relu1"),
+        helper.make_node("MatMul", ["relu1", "w2"], ["output"], name="mm2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_mlp", [_float_input("input", (1, 16))], [_float_input("output", (1, 4))], inits
+    )
+    return _save(graph, path)
+
+
+def identity_add(path: Path) -> Path:
+    """A near-empty model: output = input + 1 (one Add node), input 'input' float32 [1,4]."""
+    inits = [_init("one", np.ones(4, dtype=np.float32))]
+    nodes = [helper.make_node("Add", ["input", "one"], ["output"], name="add")]
+    graph = helper.make_graph(
+        nodes, "identity_add", [_float_input("input", (1, 4))], [_float_input("output", (1, 4))], inits
+    )
+    return _save(graph, path)
+
+
+def custom_op_model(path: Path) -> Path:
+    """A node ``com.example::NoSuchOp`` that no ONNX Runtime build implements."""
+    nodes = [
+        helper.make_node("Relu", ["input"], ["relu_out"], name="relu"),
+        helper.make_node("NoSuchOp", ["relu_out"], ["output"], name="mystery", domain="com.example"),
+    ]
+    graph = helper.make_graph(
+        nodes, "custom_op", [_float_input("input", (1, 4))], [_float_input("output", (1, 4))]
+    )
+    return _save(graph, path, opsets={"com.example": 1})
+
+
+def nan_activation_model(path: Path) -> Path:
+    """Sqrt of a negative number: the 'sqrt_out' activation (node 'sqrt') is NaN and feeds a MatMul."""
+    rng = _rng(2)
+    inits = [_init("w", rng.standard_normal((8, 4)).astype(np.float32))]
+    nodes = [
+        helper.make_node("Abs", ["input"], ["abs_out"], name="abs"),
+        helper.make_node("Neg", ["abs_out"], ["neg_out"], name="neg"),
+        helper.make_node("Sqrt", ["neg_out"], ["sqrt_out"], name="sqrt"),
+        helper.make_node("MatMul", ["sqrt_out", "w"], ["output"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "nan_activation", [_float_input("input", (1, 8))], [_float_input("output", (1, 4))], inits
+    )
+    return _save(graph, path)
+
+
+def empty_tensor_model(path: Path) -> Path:
+    """A Slice making zero elements ('empty_out', node 'slice_empty') concatenated before a MatMul."""
+    rng = _rng(3)
+    inits = [
+        _init("starts", np.array([0], dtype=np.int64)),
+        _init("ends", np.array([0], dtype=np.int64)),
+        _init("axes", np.array([1], dtype=np.int64)),
+        _init("w", rng.standard_normal((8, 4)).astype(np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["empty_out"], name="slice_empty"),
+        helper.make_node("Concat", ["input", "empty_out"], ["concat_out"], name="concat", axis=1),
+        helper.make_node("MatMul", ["concat_out", "w"], ["output"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "empty_tensor", [_float_input("input", (1, 8))], [_float_input("output", (1, 4))], inits
+    )
+    return _save(graph, path)
+
+
+MASKED_TENSOR = "masked_scores"
+MASK_NODE = "add_mask"
+
+
+def huge_mask_model(path: Path) -> Path:
+    """Attention-style additive mask: scores + mask(-FLT_MAX on padding) -> Softmax -> MatMul.
+
+    The 'masked_scores' activation (node 'add_mask') spans about -3.4e38, which a static quantizer
+    must not turn into an activation scale (FIELD_NOTES).
+    """
+    rng = _rng(4)
+    mask = np.zeros((1, 1, 8), dtype=np.float32)
+    mask[..., 6:] = np.finfo(np.float32).min
+    inits = [
+        _init("mask", mask),
+        _init("w", rng.standard_normal((8, 8)).astype(np.float32) * 0.3),
+    ]
+    nodes = [
+        helper.make_node("Add", ["input", "mask"], [MASKED_TENSOR], name=MASK_NODE),
+        helper.make_node("Softmax", [MASKED_TENSOR], ["probs"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["probs", "w"], ["output"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "huge_mask", [_float_input("input", (1, 4, 8))], [_float_input("output", (1, 4, 8))], inits
+    )
+    return _save(graph, path)
+
+
+EXTERNAL_WEIGHT = np.arange(16, dtype=np.float32).reshape(4, 4) / 16.0
+
+
+def external_data_model(directory: Path, location: str, *, write_data: bool = True) -> Path:
+    """``directory/model.onnx`` whose initializer 'w' lives in external data at ``location`` (any string).
+
+    With ``write_data`` the bytes are written where ``location`` points (relative to ``directory``,
+    or as is when absolute), so a refusal is about the location, never about a missing file.
+    Writing follows symlinks, which lets a test plant the data behind a link.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensor = _init("w", EXTERNAL_WEIGHT)
+    data = tensor.raw_data
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    nodes = [helper.make_node("MatMul", ["input", "w"], ["output"], name="matmul")]
+    graph = helper.make_graph(
+        nodes, "external_data", [_float_input("input", (1, 4))], [_float_input("output", (1, 4))], [tensor]
+    )
+    if write_data:
+        target = Path(location) if Path(location).is_absolute() else directory / location
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return _save(graph, directory / "model.onnx")
