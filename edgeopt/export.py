@@ -171,6 +171,7 @@ def export_onnx(
         except Exception as error:  # noqa: BLE001
             raise ExportError(f"{output_path}: exported model fails onnx checks: {error}") from error
         onnx.save(inferred, str(staged))
+        actual_opset = next((int(e.version) for e in inferred.opset_import if e.domain in ("", "ai.onnx")), opset)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -195,11 +196,11 @@ def export_onnx(
         for parity in worst.values():
             problems = []
             if parity.max_abs_error > tolerance.max_abs:
-                problems.append(f"max abs error {parity.max_abs_error:.3g} > {tolerance.max_abs:g}")
+                problems.append(f"max abs error {parity.max_abs_error:.3g} > {tolerance.max_abs!r}")
             if parity.max_rel_error > tolerance.max_rel:
-                problems.append(f"max rel error {parity.max_rel_error:.3g} > {tolerance.max_rel:g}")
+                problems.append(f"max rel error {parity.max_rel_error:.3g} > {tolerance.max_rel!r}")
             if parity.cosine < tolerance.min_cosine:
-                problems.append(f"cosine {parity.cosine:.6f} < {tolerance.min_cosine:g}")
+                problems.append(f"cosine {parity.cosine!r} < {tolerance.min_cosine!r}")
             if problems:
                 raise ExportError(
                     f"{output_path}: output '{parity.output}' differs from PyTorch: {'; '.join(problems)}"
@@ -208,7 +209,8 @@ def export_onnx(
             "kind": "export",
             "source": source,
             "exporter": exporter,
-            "opset": opset,
+            "opset": actual_opset,
+            "opset_requested": opset,
             "dynamic_batch": dynamic_batch,
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in inputs],
             "outputs": output_names,

@@ -25,10 +25,10 @@ from edgeopt.export import random_feeds
 from edgeopt.fileio import read_json, sha256_json, write_json_atomic
 from edgeopt.gate import GateResult, evaluate_budgets
 from edgeopt.graph import input_specs
-from edgeopt.host import host_fingerprint
+from edgeopt.host import HostFingerprint, host_fingerprint
 from edgeopt.profiles import HardwareProfile, match_identity
 from edgeopt.quantize import Variant
-from edgeopt.results import Failure, Latency, Measurement, git_commit, now_iso
+from edgeopt.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
 
 STDERR_TAIL_CHARS = 2000
 
@@ -146,8 +146,10 @@ def measure_variant(
         return Measurement(status="failed", failure=failure, **base)
     if result is None or result.get("status") != "ok":
         message = (result or {}).get("message") or f"worker exited {process.returncode} without a result"
-        kind = "provider-fallback" if "provider fallback" in message else ("backend" if result else "no-result")
-        failure = Failure(kind=kind,  # type: ignore[arg-type] message=f"{variant.name} on {profile.name}: {message}",
+        kind: FailureKind = "backend" if result else "no-result"
+        if "provider fallback" in message:
+            kind = "provider-fallback"
+        failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
                           returncode=process.returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
         return Measurement(status="failed", failure=failure, **base)
     latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],
@@ -167,8 +169,9 @@ def gate_measurement(measurement: Measurement, profile: HardwareProfile) -> Gate
     latency = measurement.latency.summary() if measurement.latency is not None else None
     peak = measurement.memory["peak_rss_mb"] if measurement.memory else None
     size_mb = measurement.variant["size_bytes"] / 1e6
+    identity = match_identity(profile, HostFingerprint.from_dict(measurement.host))  # the host it ran on
     return evaluate_budgets(
-        budgets, latency=latency, peak_rss_mb=peak, model_size_mb=size_mb, host_matches=measurement.host_matches,
-        mismatch_reasons=measurement.mismatch_reasons, proxy=measurement.proxy, profile=profile.name,
+        budgets, latency=latency, peak_rss_mb=peak, model_size_mb=size_mb, host_matches=identity.matches,
+        mismatch_reasons=list(identity.reasons), proxy=measurement.proxy, profile=profile.name,
         variant=measurement.variant_name, host=measurement.host.get("cpu_model"),
     )

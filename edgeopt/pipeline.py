@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
-from edgeopt.errors import EXIT_OK, ConfigError, EdgeoptError
+from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError
 from edgeopt.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.fileio import read_json, sha256_file, write_json_atomic, write_text_atomic
 from edgeopt.gate import GateResult, exit_code_for
@@ -82,6 +82,20 @@ def model_input_specs(config: RunConfig) -> list[InputSpec]:
     return specs
 
 
+def check_runs_on_cpu(model_path: Path) -> None:
+    """Refuse, before anything is written, a model ONNX Runtime cannot even open (e.g. an unknown operator)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BackendError(f"{model_path}: ONNX Runtime (CPU) cannot open this model: {first}") from error
+
+
 def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
     """The ONNX file to work on: the user's (validated) or a fresh export of their factory."""
     reference = ModelReference.parse(config.model)
@@ -91,7 +105,7 @@ def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
     from edgeopt.export import ExportResult, export_onnx, provenance_path_for
 
     target = config.out_dir / "model.onnx"
-    wanted = {"source": reference.factory, "opset": config.opset, "dynamic_batch": config.dynamic_batch,
+    wanted = {"source": reference.factory, "opset_requested": config.opset, "dynamic_batch": config.dynamic_batch,
               "exporter": config.exporter, "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
                                                      for s in specs]}
     if not config.force and target.exists() and provenance_path_for(target).exists():
@@ -147,17 +161,24 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     recipes = [Recipe.parse(name) for name in config.variants]
     specs = model_input_specs(config)
     calibration = None
+    notes: list[str] = []
     if config.calibration:
         calibration = load_calibration(config.calibration, expected_inputs=specs,
                                        min_samples=config.min_calibration_samples,
                                        max_samples=config.max_calibration_samples)
-        log(f"calibration: {calibration.name}, {calibration.count} samples, sha256 {calibration.content_hash[:12]}")
+        notes.append(f"calibration: {calibration.name}, {calibration.count} samples, "
+                     f"sha256 {calibration.content_hash[:12]}")
     elif any(r.kind == "int8-static" for r in recipes):
-        log("int8-static variants skipped: no calibration set (pass --calibration DIR)")
+        notes.append("int8-static variants skipped: no calibration set (pass --calibration DIR)")
         recipes = [r for r in recipes if r.kind != "int8-static"]
     if config.eval_set:
         load_eval_split(config.eval_set)
+    if ModelReference.parse(config.model).onnx_path is not None:
+        check_runs_on_cpu(Path(config.model))
+    # every input is validated: from here on, files are written
     out.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        log(note)
     model_path = resolve_model(config, specs, log)
     made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force)
     variants = [v for v in made if isinstance(v, Variant)]

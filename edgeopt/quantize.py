@@ -265,7 +265,10 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
     else:
         if calibration is None:
             raise QuantizationError(f"variant {recipe.name}: static quantization needs a calibration set")
-        stats = ranges.stats(model, calibration, scratch)
+        try:
+            stats = ranges.stats(model, calibration, scratch)
+        except QuantizationError as error:
+            raise QuantizationError(f"variant {recipe.name}: {error}") from error
         missing = unobserved(stats)
         if missing:
             entry = missing[0]

@@ -21,10 +21,13 @@ from edgeopt.stats import SampleSummary, summarize
 SCHEMA_VERSION = 1
 
 
+FailureKind = Literal["crash", "timeout", "backend", "provider-fallback", "no-result"]
+
+
 class Failure(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["crash", "timeout", "backend", "provider-fallback", "no-result", "quantization", "input"]
+    kind: FailureKind
     message: str
     returncode: int | None = None
     stderr_tail: str = ""
