@@ -10,6 +10,7 @@ arms alike.  See README.md in this folder for the method and the figures on the 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -82,7 +83,7 @@ def test_timing_loop_fidelity(benchmark: Any, figures: Report, one_ms_model: Pat
         return samples
 
     def edgeopt() -> list[int]:
-        samples, reason = timed_loop(run, feeds, bench)
+        samples, reason = timed_loop(functools.partial(run, None, feeds), bench)
         assert reason == "max_iterations" and len(samples) == FIDELITY_ITERATIONS
         return samples
 
@@ -125,7 +126,7 @@ def test_per_iteration_overhead(benchmark: Any, figures: Report, empty_model: Pa
     def timed(bench: dict[str, Any]) -> Callable[[], float]:
         def arm() -> float:
             t0 = clock()
-            samples, _ = timed_loop(run, feeds, bench)
+            samples, _ = timed_loop(functools.partial(run, None, feeds), bench)
             wall = clock() - t0
             assert len(samples) == OVERHEAD_ITERATIONS
             return wall / OVERHEAD_ITERATIONS

@@ -1,13 +1,13 @@
 """The isolated measurement worker: ``python -m edgeopt.worker JOB.json``.
 
-It imports only what a deployed ONNX Runtime program would (numpy, onnxruntime, psutil and
-edgeopt's light stats/host modules, never torch), opens one session with the profile's
-settings, checks that the execution providers asked for are the ones active, warms up, and
-times ``session.run`` alone with ``perf_counter_ns`` until the confidence interval of the
-stop percentile is as tight as asked (never below the sample count a CI needs) or the time
-cap is reached.  It records load time, first-inference time, peak RSS and the RSS the model
-added over the empty worker, runs the reference inputs for fidelity, and writes one JSON
-result atomically.
+It imports only what a deployed program would (numpy, psutil, the backend's runtime and
+edgeopt's light stats/host modules, never torch), activates one runner of the profile's
+backend with the profile's settings (the ONNX Runtime runner checks that the execution
+providers asked for are the ones active), warms up, and times the bare backend call alone
+with ``perf_counter_ns`` until the confidence interval of the stop percentile is as tight as
+asked (never below the sample count a CI needs) or the time cap is reached.  It records load
+time, first-inference time, peak RSS and the RSS the model added over the empty worker, runs
+the reference inputs for fidelity, and writes one JSON result atomically.
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 
+from edgeopt.backends import Runner, runner_for
 from edgeopt.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
-
-_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-               "all": "ORT_ENABLE_ALL"}
 
 
 def _peak_rss_bytes(process: psutil.Process) -> int:
@@ -66,8 +65,8 @@ def _load_feeds(path: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def timed_loop(run: Any, feeds: dict[str, np.ndarray], bench: dict[str, Any]) -> tuple[list[int], str]:
-    """Time ``run(None, feeds)`` until the stop rule holds; return raw samples (ns) and why it stopped."""
+def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int], str]:
+    """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped."""
     q = PERCENTILES[bench["stop_percentile"]]
     confidence = float(bench["confidence"])
     target = float(bench["target_ci_rel"])
@@ -81,7 +80,7 @@ def timed_loop(run: Any, feeds: dict[str, np.ndarray], bench: dict[str, Any]) ->
     started = clock()
     while True:
         t0 = clock()
-        run(None, feeds)
+        call()
         t1 = clock()
         append(t1 - t0)
         if len(samples) < next_check:
@@ -96,14 +95,15 @@ def timed_loop(run: Any, feeds: dict[str, np.ndarray], bench: dict[str, Any]) ->
         next_check = min(n + max(10, n // 10), max_iterations)
 
 
-def _run_reference(session: Any, path: str, output_names: list[str], out_path: str) -> int:
+def _run_reference(runner: Runner, path: str, out_path: str) -> int:
     inputs = _load_feeds(path)
     count = len(next(iter(inputs.values())))
-    collected: list[list[np.ndarray]] = [[] for _ in output_names]
+    collected: list[list[np.ndarray]] = []
     for index in range(count):
-        outputs = session.run(None, {name: value[index] for name, value in inputs.items()})
+        outputs = runner.infer({name: value[index] for name, value in inputs.items()})
+        collected = collected or [[] for _ in outputs]
         for slot, value in zip(collected, outputs, strict=True):
-            slot.append(np.asarray(value))
+            slot.append(value)
     arrays = {f"out{i}": np.stack(values) for i, values in enumerate(collected)}
     tmp = out_path + f".{os.getpid()}.tmp.npz"
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
@@ -113,40 +113,29 @@ def _run_reference(session: Any, path: str, output_names: list[str], out_path: s
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     process = psutil.Process()
-    import onnxruntime as ort
-
+    runner = runner_for(job["session"]["backend"], job["model_path"], job["session"])
     baseline_rss = process.memory_info().rss
-    session_cfg = job["session"]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(session_cfg["intra_op_threads"])
-    options.inter_op_num_threads = int(session_cfg["inter_op_threads"])
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                               _OPT_LEVELS[session_cfg["graph_optimization_level"]])
-    options.log_severity_level = 3
-    requested = list(session_cfg["execution_providers"])
     t0 = time.perf_counter_ns()
-    session = ort.InferenceSession(job["model_path"], options, providers=requested)
-    load_ns = time.perf_counter_ns() - t0
-    active = session.get_providers()
-    missing = [p for p in requested if p not in active]
-    if missing:
-        raise RuntimeError(f"provider fallback: asked for {requested}, active {active}; {missing} not active")
-    feeds = _load_feeds(job["inputs_path"])
-    t0 = time.perf_counter_ns()
-    session.run(None, feeds)
-    first_ns = time.perf_counter_ns() - t0
-    bench = job["bench"]
-    for _ in range(int(bench["warmup_iterations"])):
-        session.run(None, feeds)
-    wall0 = time.perf_counter_ns()
-    samples, stop_reason = timed_loop(session.run, feeds, bench)
-    loop_wall_ns = time.perf_counter_ns() - wall0
-    output_names = [o.name for o in session.get_outputs()]
-    reference_count = 0
-    if job.get("reference_path"):
-        reference_count = _run_reference(session, job["reference_path"], output_names, job["outputs_path"])
-    peak = _peak_rss_bytes(process)
+    with runner:
+        load_ns = time.perf_counter_ns() - t0
+        feeds = _load_feeds(job["inputs_path"])
+        runner.check_feeds(feeds)
+        call = runner.timed_call(feeds)
+        t0 = time.perf_counter_ns()
+        call()
+        first_ns = time.perf_counter_ns() - t0
+        bench = job["bench"]
+        for _ in range(int(bench["warmup_iterations"])):
+            call()
+        wall0 = time.perf_counter_ns()
+        samples, stop_reason = timed_loop(call, bench)
+        loop_wall_ns = time.perf_counter_ns() - wall0
+        reference_count = 0
+        if job.get("reference_path"):
+            reference_count = _run_reference(runner, job["reference_path"], job["outputs_path"])
+        peak = _peak_rss_bytes(process)
+        output_names = list(getattr(runner, "output_names", []))
+        details = dict(runner.details)
     from edgeopt.host import host_fingerprint
 
     return {
@@ -163,11 +152,11 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             "model_added_mb": max(0, peak - baseline_rss) / 2**20,
             "method": "peak RSS of the worker (VmHWM) minus its RSS after imports",
         },
-        "providers_requested": requested,
-        "providers_active": active,
+        "providers_requested": details.get("providers_requested", []),
+        "providers_active": details.get("providers_active", []),
         "output_names": output_names,
         "reference_count": reference_count,
-        "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__, "python": sys.version.split()[0]},
+        "versions": {**details.get("versions", {}), "numpy": np.__version__, "python": sys.version.split()[0]},
         "host": host_fingerprint().to_dict(),
         "torch_imported": "torch" in sys.modules,
         "pid": os.getpid(),

@@ -1,0 +1,57 @@
+"""ONNX Runtime runner: session options from the profile, and a check that no provider silently fell back."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeopt.backends.base import Feeds, Runner
+
+_OPT_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+               "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+               "tensor(bool)": "bool"}
+
+
+class ProviderFallbackError(RuntimeError):
+    """An execution provider that was asked for is not active in the session."""
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def _activate(self) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(self.settings["intra_op_threads"])
+        options.inter_op_num_threads = int(self.settings["inter_op_threads"])
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = _OPT_LEVELS[self.settings["graph_optimization_level"]]
+        options.log_severity_level = 3
+        requested = list(self.settings["execution_providers"])
+        self.session = ort.InferenceSession(self.model_path, options, providers=requested)
+        active = self.session.get_providers()
+        missing = [p for p in requested if p not in active]
+        if missing:
+            raise ProviderFallbackError(f"provider fallback: asked for {requested}, active {active}; "
+                                        f"{missing} not active")
+        self.inputs = {i.name: (tuple(d if isinstance(d, int) else str(d) for d in i.shape),
+                                _ORT_DTYPES.get(i.type, i.type)) for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.details = {"providers_requested": requested, "providers_active": active,
+                        "versions": {"onnxruntime": ort.__version__}}
+
+    def timed_call(self, feeds: Feeds) -> Callable[[], Any]:
+        return functools.partial(self.session.run, None, feeds)
+
+    def _infer(self, feeds: Feeds) -> list[np.ndarray]:
+        return [np.asarray(value) for value in self.session.run(None, feeds)]
+
+    def _deactivate(self) -> None:
+        del self.session
