@@ -2,7 +2,7 @@
 
 Exit codes: 0 pass (or not applicable), 1 a budget failed, 2 usage or configuration error,
 3 input rejected (model file, calibration data), 4 a backend/quantizer/worker failed,
-5 inconclusive or invalid measurement.
+5 inconclusive (a confidence interval straddles a budget).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgeopt.export import ParityTolerance, export_onnx
-    from edgeopt.modelref import factory_input_specs, load_entry_point, parse_input_spec
+    from edgeopt.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_input_spec
 
     factory = load_entry_point(args.factory)
     specs = [parse_input_spec(t) for t in args.input or []] or factory_input_specs(args.factory)
@@ -109,6 +109,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.factory}: give --input or define input_spec() in its module")
     result = export_onnx(factory(), specs, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
                          exporter=args.exporter, source=args.factory,
+                         source_sha256=factory_source_sha256(args.factory),
                          tolerance=ParityTolerance(args.max_abs, args.max_rel, args.min_cosine))
     for parity in result.parity:
         print(f"output {parity.output}: max abs {parity.max_abs_error:.3g}, max rel {parity.max_rel_error:.3g}, "
@@ -126,7 +127,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0
-    print(f"{info.path}: {info.size_bytes / 1e6:.2f} MB on disk, IR {info.ir_version}, producer {info.producer}")
+    print(f"{info.path}: {info.size_bytes / 2**20:.2f} MB on disk, IR {info.ir_version}, producer {info.producer}")
     print("opsets: " + ", ".join(f"{d} {v}" for d, v in info.opsets.items()))
     rows = [["input", t.name, t.dtype, "x".join(map(str, t.shape))] for t in info.inputs]
     rows += [["output", t.name, t.dtype, "x".join(map(str, t.shape))] for t in info.outputs]
@@ -159,7 +160,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
             print(f"{item.name}: FAILED: {item.message}", file=sys.stderr)
             code = max(code, item.exit_code)
         else:
-            print(f"{item.name}: {item.path} ({item.size_bytes / 1e6:.2f} MB, {item.provenance['preprocessing']})")
+            print(f"{item.name}: {item.path} ({item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']})")
     return code
 
 

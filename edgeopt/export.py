@@ -141,6 +141,7 @@ def export_onnx(
     parity_samples: int = 3,
     seed: int = 1234,
     source: str = "",
+    source_sha256: str | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``output_path``, check it, and verify parity with PyTorch on fresh inputs.
 
@@ -208,6 +209,7 @@ def export_onnx(
         provenance: dict[str, Any] = {
             "kind": "export",
             "source": source,
+            "source_sha256": source_sha256,
             "exporter": exporter,
             "opset": actual_opset,
             "opset_requested": opset,

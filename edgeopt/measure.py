@@ -20,7 +20,7 @@ import onnx
 
 from edgeopt import __version__
 from edgeopt.calibration import CalibrationSet, InputSpec
-from edgeopt.errors import ConfigError
+from edgeopt.errors import BackendUnavailableError
 from edgeopt.export import random_feeds
 from edgeopt.fileio import read_json, sha256_json, write_json_atomic
 from edgeopt.gate import GateResult, evaluate_budgets
@@ -29,6 +29,7 @@ from edgeopt.host import HostFingerprint, host_fingerprint
 from edgeopt.profiles import HardwareProfile, match_identity
 from edgeopt.quantize import Variant
 from edgeopt.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
+from edgeopt.stats import PERCENTILES, min_samples_for_ci
 
 STDERR_TAIL_CHARS = 2000
 
@@ -60,17 +61,22 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
     return target
 
 
-def measurement_key(variant: Variant, profile: HardwareProfile, proxy: bool, reference_sha: str | None) -> str:
-    """What a stored measurement must match to be reused: variant bytes, profile settings, options."""
-    return sha256_json({"variant": variant.sha256, "profile": profile.digest(), "proxy": proxy,
-                        "reference": reference_sha, "edgeopt": __version__})
+def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: str | None) -> str:
+    """What a stored measurement must match to be reused: the variant's bytes, the profile's identity,
+    runtime and bench settings (not its budgets: changing a budget re-judges, it does not re-measure),
+    the reference inputs and the edgeopt version."""
+    settings = profile.model_dump(mode="json", include={"name", "identity", "runtime", "bench"})
+    return sha256_json({"variant": variant.sha256, "profile": settings, "reference": reference_sha,
+                        "edgeopt": __version__})
 
 
 def _session_settings(profile: HardwareProfile) -> dict[str, Any]:
     runtime = profile.runtime
     if runtime.backend != "onnxruntime":
-        raise ConfigError(f"profile {profile.name}: runtime.backend '{runtime.backend}' is not available in this "
-                          "version; only 'onnxruntime' is implemented")
+        from edgeopt.backends import availability
+
+        raise BackendUnavailableError(f"profile {profile.name}: runtime.backend '{runtime.backend}': "
+                                      f"{availability().get(runtime.backend, 'unknown backend')}")
     return {"backend": runtime.backend, "execution_providers": list(runtime.execution_providers),
             "intra_op_threads": runtime.intra_op_threads, "inter_op_threads": runtime.inter_op_threads,
             "graph_optimization_level": runtime.graph_optimization_level}
@@ -101,6 +107,7 @@ def measure_variant(
     identity = match_identity(profile, host)
     session = _session_settings(profile)
     bench = profile.bench.model_dump(mode="json")
+    bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     outputs_file = f"{stem}.outputs.npz"
     job_path = work_dir / f".{stem}.job.json"
     result_path = work_dir / f".{stem}.result.json"
@@ -111,7 +118,7 @@ def measure_variant(
            "outputs_path": str((work_dir / outputs_file).resolve())}
     write_json_atomic(job_path, job)
     base: dict[str, Any] = {
-        "key": measurement_key(variant, profile, proxy, reference_sha),
+        "key": measurement_key(variant, profile, reference_sha),
         "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
                     "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
         "profile": {"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
@@ -158,20 +165,30 @@ def measure_variant(
     return Measurement(
         status="ok", latency=latency, load_ms=result["load_ms"], first_inference_ms=result["first_inference_ms"],
         memory=result["memory"], providers_active=result["providers_active"], versions=versions,
+        providers_requested=result["providers_requested"], warmup_iterations=result["warmup_iterations"],
+        reference_count=result["reference_count"],
         outputs_file=outputs_file if reference_inputs else None, output_names=result["output_names"],
         torch_imported=result["torch_imported"], **{**base, "host": result["host"]},
     )
 
 
-def gate_measurement(measurement: Measurement, profile: HardwareProfile) -> GateResult:
-    """Judge one measurement against ``profile``'s budgets."""
+def budget_sample_floor(profile: HardwareProfile) -> int:
+    """Samples needed for a confidence interval on every percentile the profile budgets (p99: 368 at 95%)."""
+    budgeted = [PERCENTILES[name[:-3]] for name, value in profile.budgets.model_dump().items()
+                if value is not None and name[:-3] in PERCENTILES]
+    return max((min_samples_for_ci(q, profile.bench.confidence) for q in budgeted), default=1)
+
+
+def gate_measurement(measurement: Measurement, profile: HardwareProfile, *, proxy: bool | None = None) -> GateResult:
+    """Judge one measurement against ``profile``'s budgets (``proxy`` overrides the stored flag)."""
     budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
     latency = measurement.latency.summary() if measurement.latency is not None else None
     peak = measurement.memory["peak_rss_mb"] if measurement.memory else None
-    size_mb = measurement.variant["size_bytes"] / 1e6
+    size_mb = measurement.variant["size_bytes"] / 2**20
     identity = match_identity(profile, HostFingerprint.from_dict(measurement.host))  # the host it ran on
     return evaluate_budgets(
         budgets, latency=latency, peak_rss_mb=peak, model_size_mb=size_mb, host_matches=identity.matches,
-        mismatch_reasons=list(identity.reasons), proxy=measurement.proxy, profile=profile.name,
+        mismatch_reasons=list(identity.reasons), proxy=measurement.proxy if proxy is None else proxy,
+        profile=profile.name,
         variant=measurement.variant_name, host=measurement.host.get("cpu_model"),
     )

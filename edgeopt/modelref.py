@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 from edgeopt.calibration import InputSpec
 from edgeopt.errors import ConfigError
+from edgeopt.fileio import sha256_file
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -50,6 +52,13 @@ def factory_input_specs(reference: str) -> list[InputSpec] | None:
     if declare is None:
         return None
     return [InputSpec(name=name, shape=tuple(shape), dtype=dtype) for name, shape, dtype in declare()]
+
+
+def factory_source_sha256(reference: str) -> str | None:
+    """sha256 of the source file that defines the factory's module: a changed model definition is a new model."""
+    module = importlib.import_module(reference.split(":", 1)[0])
+    source = inspect.getsourcefile(module)
+    return sha256_file(Path(source)) if source else None
 
 
 @dataclass(frozen=True)

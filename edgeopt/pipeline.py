@@ -22,10 +22,10 @@ from edgeopt.fileio import read_json, sha256_file, write_json_atomic, write_text
 from edgeopt.gate import GateResult, exit_code_for
 from edgeopt.graph import input_specs, load_model
 from edgeopt.measure import gate_measurement, measure_variant, measurement_key, prepare_timing_inputs
-from edgeopt.modelref import ModelReference, factory_input_specs, load_entry_point
+from edgeopt.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.profiles import HardwareProfile, load_profile
 from edgeopt.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
-from edgeopt.report import Row, build_row, header_lines, render_markdown, render_table
+from edgeopt.report import Row, build_row, header_lines, render_markdown, render_table, settings_line
 from edgeopt.results import Measurement, try_load
 
 Log = Callable[[str], None]
@@ -96,6 +96,15 @@ def check_runs_on_cpu(model_path: Path) -> None:
         raise BackendError(f"{model_path}: ONNX Runtime (CPU) cannot open this model: {first}") from error
 
 
+def _torch_version() -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
     """The ONNX file to work on: the user's (validated) or a fresh export of their factory."""
     reference = ModelReference.parse(config.model)
@@ -105,18 +114,22 @@ def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
     from edgeopt.export import ExportResult, export_onnx, provenance_path_for
 
     target = config.out_dir / "model.onnx"
-    wanted = {"source": reference.factory, "opset_requested": config.opset, "dynamic_batch": config.dynamic_batch,
+    wanted = {"source": reference.factory, "source_sha256": factory_source_sha256(reference.factory),
+              "opset_requested": config.opset, "dynamic_batch": config.dynamic_batch,
               "exporter": config.exporter, "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
                                                      for s in specs]}
     if not config.force and target.exists() and provenance_path_for(target).exists():
         with contextlib.suppress(Exception):
             previous = read_json(provenance_path_for(target))
-            if all(previous.get(k) == v for k, v in wanted.items()) and previous.get("sha256") == sha256_file(target):
+            same_torch = previous.get("versions", {}).get("torch") == _torch_version()
+            if (same_torch and all(previous.get(k) == v for k, v in wanted.items())
+                    and previous.get("sha256") == sha256_file(target)):
                 log(f"export: reusing {target} (same factory, inputs and exporter)")
                 return target
     model = load_entry_point(reference.factory)()
     result: ExportResult = export_onnx(model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
-                                       exporter=config.exporter, source=reference.factory)  # type: ignore[arg-type]
+                                       exporter=config.exporter, source=reference.factory,  # type: ignore[arg-type]
+                                       source_sha256=wanted["source_sha256"])  # type: ignore[arg-type]
     worst = min(p.cosine for p in result.parity)
     log(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
         f"cosine {worst:.7f})")
@@ -185,7 +198,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     variant_failures = [v for v in made if isinstance(v, VariantFailure)]
     for item in made:
         log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
-                                         else f"{item.size_bytes / 1e6:.2f} MB, {item.provenance['preprocessing']}"))
+                                         else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
     reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz")
     reference_sha = sha256_file(reference_path)
     measurements: list[Measurement] = []
@@ -200,7 +213,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             stem = f"{variant.name}__{profile.name}"
             path = out / "measurements" / f"{stem}.json"
             previous = None if config.force else try_load(path)
-            key = measurement_key(variant, profile, config.proxy, reference_sha)
+            key = measurement_key(variant, profile, reference_sha)
             if previous is not None and previous.ok and previous.key == key:
                 log(f"measure {stem}: done earlier, skipped (--force to redo)")
                 measured.append(previous)
@@ -217,13 +230,17 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             else:
                 log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
             measured.append(measurement)
-        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates)
+        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy)
         measurements += measured
         rows += profile_rows
         first = measured[0] if measured else None
-        header = header_lines(profile.name, _host_summary(first), bool(first and first.host_matches),
-                              list(first.mismatch_reasons) if first else [], config.proxy) if first else [
-                                  f"profile {profile.name}: nothing measured"]
+        header = [f"profile {profile.name}: nothing measured"]
+        if first is not None:
+            header = header_lines(profile.name, _host_summary(first), first.host_matches,
+                                  list(first.mismatch_reasons), config.proxy)
+            ok = next((m for m in measured if m.ok), None)
+            if ok is not None:
+                header.append(settings_line(ok))
         sections.append((header, profile_rows))
         tables.append("\n".join([*header, render_table(profile_rows)]))
     failures = len(variant_failures) + sum(1 for m in measurements if not m.ok)
@@ -252,11 +269,11 @@ def _host_summary(measurement: Measurement | None) -> str:
 
 
 def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
-              gates: list[GateResult]) -> list[Row]:
+              gates: list[GateResult], proxy: bool) -> list[Row]:
     reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
     rows = []
     for measurement in measured:
-        gate = gate_measurement(measurement, profile) if measurement.ok else None
+        gate = gate_measurement(measurement, profile, proxy=proxy) if measurement.ok else None
         if gate is not None:
             gates.append(gate)
         found: list[OutputFidelity] = []

@@ -51,8 +51,8 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
               fidelity: list[OutputFidelity], accuracy: Accuracy | None) -> Row:
     common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
                   precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
-                  size_mb=measurement.variant["size_bytes"] / 1e6,
-                  proxy=measurement.proxy and not measurement.host_matches)
+                  size_mb=measurement.variant["size_bytes"] / 2**20,
+                  proxy=gate.proxy if gate is not None else False)
     if not measurement.ok or measurement.latency is None:
         message = measurement.failure.message if measurement.failure else "failed"
         return Row(status="failed", failure=message, verdict="error", **common)  # type: ignore[arg-type]
@@ -112,6 +112,17 @@ def _cells(row: Row) -> list[str]:
 
 HEADERS = ["variant", "native", "n", "p50 ms [95% CI]", "p95 ms [95% CI]", "peak MB", "size MB",
            "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy", "verdict"]
+
+
+def settings_line(measurement: Measurement) -> str:
+    """Runtime, threads and stop rule of a measurement, in one line."""
+    session, bench = measurement.session, measurement.bench
+    versions = " ".join(f"{k} {v}" for k, v in measurement.versions.items() if k in ("onnxruntime", "numpy"))
+    return (f"settings: {session.get('backend')} ({versions}), {session.get('intra_op_threads')} intra-op thread(s), "
+            f"providers {','.join(measurement.providers_active) or '-'}, warm-up {bench.get('warmup_iterations')}, "
+            f"stop when the {bench.get('stop_percentile')} CI is within "
+            f"±{100 * float(bench.get('target_ci_rel', 0)):g}%"
+            f" or after {bench.get('max_seconds')} s (min {bench.get('min_iterations')} samples)")
 
 
 def header_lines(profile: str, host_summary: str, host_matches: bool, reasons: list[str], proxy: bool) -> list[str]:

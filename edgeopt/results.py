@@ -1,8 +1,8 @@
 """``Measurement``: one (variant, profile) result as a value that keeps its raw samples.
 
 Stored as one JSON document per measurement (``schema_version`` 1), written atomically.
-A document that cannot be read back (truncated, foreign, another schema) is treated as
-absent, so a resumed run measures it again instead of trusting it.
+A document that cannot be read back (truncated, foreign, another ``schema_version``) is treated
+as absent, so a resumed run measures it again instead of trusting it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgeopt.fileio import write_json_atomic
 from edgeopt.stats import SampleSummary, summarize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 FailureKind = Literal["crash", "timeout", "backend", "provider-fallback", "no-result"]
@@ -59,7 +59,7 @@ class Measurement(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["measurement"] = "measurement"
     key: str
     status: Literal["ok", "failed"]
@@ -76,7 +76,10 @@ class Measurement(BaseModel):
     load_ms: float | None = None
     first_inference_ms: float | None = None
     memory: dict[str, Any] | None = None
+    providers_requested: list[str] = []
     providers_active: list[str] = []
+    warmup_iterations: int | None = None
+    reference_count: int | None = None
     versions: dict[str, Any] = {}
     outputs_file: str | None = None
     output_names: list[str] = []

@@ -314,8 +314,8 @@ def ratio_interval(
 
     Each percentile CI has its own confidence 1 - alpha; by Bonferroni the ratio interval covers the
     true ratio with probability at least 1 - 2*alpha (e.g. 90 % from two 95 % intervals).  None when
-    either CI is missing or the denominator's interval reaches zero.  Used for "speed-up vs fp32"
-    as ``ratio_interval(fp32_p95, variant_p95)``.
+    either CI is missing or the denominator's interval reaches zero.  The report uses it for
+    "speed-up vs fp32" as ``ratio_interval(fp32_p50, variant_p50)``.
     """
     if num.lower is None or num.upper is None or den.lower is None or den.upper is None:
         return None

@@ -366,3 +366,15 @@ def test_quantization_failure_names_variant_and_node_and_others_still_run(tmp_pa
     assert "int8-static-minmax" in result.stderr and "node" in result.stderr
     assert (out / "fp32.onnx").exists()
     assert not (out / "int8-static-minmax.onnx").exists()
+
+
+@pytest.mark.slow
+def test_run_on_shipped_host_cpu_profile(tmp_path: Path, model: Path) -> None:
+    """`edgeopt run some.onnx --profile host-cpu` on a file edgeopt did not make."""
+    out = tmp_path / "out"
+    result = edgeopt("run", model, "--profile", "host-cpu", "--out", out, "--variant", "fp32")
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "measurements" / "fp32__host-cpu.json").read_text())
+    assert document["host_matches"] is True
+    assert document["torch_imported"] is False
+    assert "this host IS host-cpu" in result.stdout

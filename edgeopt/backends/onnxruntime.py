@@ -31,7 +31,8 @@ class OnnxRuntimeRunner(Runner):
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(self.settings["intra_op_threads"])
         options.inter_op_num_threads = int(self.settings["inter_op_threads"])
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        parallel = int(self.settings["inter_op_threads"]) > 1  # inter-op threads only act in parallel mode
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = _OPT_LEVELS[self.settings["graph_optimization_level"]]
         options.log_severity_level = 3
         requested = list(self.settings["execution_providers"])
