@@ -8,6 +8,7 @@ Exit codes: 0 pass (or not applicable), 1 a budget failed, 2 usage or configurat
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import traceback
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-calibration-samples", type=int, default=16)
     p.add_argument("--max-calibration-samples", type=int)
     p.add_argument("--force", action="store_true", help="redo finished exports, variants and measurements")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_command(sub)
     return parser
 
 
@@ -277,6 +280,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+# Modules that add their own subcommands: each defines ``add_command(subparsers)``, which adds a parser
+# and sets ``handler=<function(args) -> int>`` as its default.  They must be light to import.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 COMMANDS = {"export": _cmd_export, "inspect": _cmd_inspect, "quantize": _cmd_quantize, "profiles": _cmd_profiles,
             "profile": _cmd_profile, "gate": _cmd_gate, "run": _cmd_run}
 
@@ -284,7 +291,8 @@ COMMANDS = {"export": _cmd_export, "inspect": _cmd_inspect, "quantize": _cmd_qua
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return int(handler(args))
     except EdgeoptError as error:
         if args.debug:
             traceback.print_exc()
