@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="inputs, outputs, opsets, parameters, size and MACs of an ONNX file")
     p.add_argument("model", type=Path)
+    p.add_argument("--shape", action="append", help="fix a dynamic input for MAC counting: name:1x3x48x192")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("quantize", help="make variants of an ONNX file")
@@ -125,8 +126,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from edgeopt.graph import inspect_model
+    from edgeopt.modelref import parse_input_spec
 
-    info = inspect_model(args.model)
+    shapes = {s.name: tuple(int(d) for d in s.shape) for s in map(parse_input_spec, args.shape or [])}
+    info = inspect_model(args.model, shapes or None)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0

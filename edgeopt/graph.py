@@ -89,9 +89,9 @@ def load_model(path: Path | str, *, load_external_data: bool = True, check: bool
 def _dims(value_type: onnx.TypeProto) -> tuple[int | str, ...]:
     dims: list[int | str] = []
     for dim in value_type.tensor_type.shape.dim:
-        if dim.HasField("dim_value"):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
             dims.append(int(dim.dim_value))
-        elif dim.HasField("dim_param"):
+        elif dim.HasField("dim_param") and dim.dim_param:
             dims.append(dim.dim_param)
         else:
             dims.append("?")
@@ -152,11 +152,27 @@ def _known(shape: tuple[int | str, ...] | None) -> tuple[int, ...] | None:
     return tuple(int(d) for d in shape)
 
 
-def count_macs(model: onnx.ModelProto) -> tuple[int, list[str]]:
+def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs have the given concrete shapes (for shape inference)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name in shapes:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, shapes[value.name], strict=False):
+                dim.ClearField("dim_param")
+                dim.dim_value = int(size)
+    return fixed
+
+
+def count_macs(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[int, list[str]]:
     """Multiply-accumulates of Conv, ConvInteger, QLinearConv, Gemm and MatMul from inferred shapes.
 
-    Returns the total and the names of nodes whose shapes were not known (not counted).
+    ``input_shapes`` fixes dynamic input dimensions first.  Returns the total and the names of
+    nodes whose shapes were not known (not counted).
     """
+    if input_shapes:
+        model = with_input_shapes(model, input_shapes)
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - inference is best effort; unknown shapes are reported
@@ -214,11 +230,14 @@ class ModelInfo:
         return asdict(self)
 
 
-def inspect_model(path: Path | str) -> ModelInfo:
+def inspect_model(path: Path | str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> ModelInfo:
     path = Path(path)
     model = load_model(path)
-    macs, unknown = count_macs(model)
-    parameters = sum(math.prod(init.dims) for init in model.graph.initializer)
+    macs, unknown = count_macs(model, input_shapes)
+    parameters = sum(math.prod(init.dims) for init in model.graph.initializer) + sum(
+        math.prod(attr.t.dims) for node in model.graph.node if node.op_type == "Constant"
+        for attr in node.attribute if attr.name == "value" and attr.t.dims
+    )
     return ModelInfo(
         path=str(path),
         size_bytes=model_size_bytes(path),

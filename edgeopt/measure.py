@@ -42,9 +42,13 @@ def _concrete_shape(spec: InputSpec, profile: HardwareProfile) -> tuple[int, ...
 
 
 def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibration: CalibrationSet | None,
-                          target: Path) -> Path:
-    """One feed dict for the timed loop: the first calibration sample when it fits, else seeded random data."""
-    specs = input_specs(onnx.load(str(model_path), load_external_data=False))
+                          target: Path, specs: list[InputSpec] | None = None) -> Path:
+    """One feed dict for the timed loop: the first calibration sample when it fits, else seeded random data.
+
+    ``specs`` (e.g. from ``--input x:1x3x48x192``) fix dynamic dimensions; otherwise the profile's
+    ``bench.input_shapes`` do, and any other symbolic dimension becomes ``bench.batch_size``.
+    """
+    specs = specs or input_specs(onnx.load(str(model_path), load_external_data=False))
     shapes = {spec.name: _concrete_shape(spec, profile) for spec in specs}
     feeds: dict[str, np.ndarray] | None = None
     if calibration is not None and calibration.count:

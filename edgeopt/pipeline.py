@@ -72,7 +72,8 @@ def model_input_specs(config: RunConfig) -> list[InputSpec]:
     """The model's inputs, known before anything is written: from the ONNX file or the factory's declaration."""
     reference = ModelReference.parse(config.model)
     if reference.onnx_path is not None:
-        return input_specs(load_model(reference.onnx_path))
+        declared = input_specs(load_model(reference.onnx_path))
+        return _with_given_shapes(declared, config.inputs, reference.onnx_path) if config.inputs else declared
     assert reference.factory is not None
     load_entry_point(reference.factory)  # fail early on a bad reference
     specs = list(config.inputs) or factory_input_specs(reference.factory)
@@ -80,6 +81,26 @@ def model_input_specs(config: RunConfig) -> list[InputSpec]:
         raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32] or define input_spec() "
                           "in the factory's module")
     return specs
+
+
+def _with_given_shapes(declared: list[InputSpec], given: tuple[InputSpec, ...], path: Path) -> list[InputSpec]:
+    """The model's inputs with the dimensions ``--input`` fixes; names and ranks must match."""
+    by_name = {spec.name: spec for spec in given}
+    unknown = sorted(set(by_name) - {spec.name for spec in declared})
+    if unknown:
+        raise ConfigError(f"--input {unknown[0]}: {path} has no input of that name "
+                          f"(inputs: {', '.join(s.name for s in declared)})")
+    fixed = []
+    for spec in declared:
+        override = by_name.get(spec.name)
+        if override is None:
+            fixed.append(spec)
+            continue
+        if len(override.shape) != len(spec.shape) or any(
+                isinstance(d, int) and d != o for d, o in zip(spec.shape, override.shape, strict=True)):
+            raise ConfigError(f"--input {spec.name}: shape {override.shape} does not fit the model's {spec.shape}")
+        fixed.append(InputSpec(spec.name, override.shape, spec.dtype))
+    return fixed
 
 
 def check_runs_on_cpu(model_path: Path) -> None:
@@ -207,7 +228,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     sections: list[tuple[list[str], list[Row]]] = []
     tables: list[str] = []
     for profile in profiles:
-        timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz")
+        timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz",
+                                       specs=specs if config.inputs else None)
         measured: list[Measurement] = []
         for variant in variants:
             stem = f"{variant.name}__{profile.name}"

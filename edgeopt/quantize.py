@@ -311,7 +311,7 @@ def make_variant(
     force: bool = False,
 ) -> Variant:
     """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``."""
-    source, out_dir = Path(source), Path(out_dir)
+    source, out_dir = Path(source).resolve(), Path(out_dir).resolve()  # the quantizer runs in a scratch cwd
     load_model(source)
     target = out_dir / f"{recipe.name}.onnx"
     source_sha = sha256_file(source)
