@@ -378,3 +378,21 @@ def test_run_on_shipped_host_cpu_profile(tmp_path: Path, model: Path) -> None:
     assert document["host_matches"] is True
     assert document["torch_imported"] is False
     assert "this host IS host-cpu" in result.stdout
+
+
+@pytest.mark.slow
+def test_run_on_a_real_foreign_model_with_relative_paths(tmp_path: Path) -> None:
+    """A PaddleOCR classifier (-1 dims, Constant-node weights, dynamic H/W), named relative to the cwd."""
+    import shutil
+
+    source = Path(__file__).resolve().parent.parent / "examples" / "models" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    shutil.copy(source, tmp_path / "cls.onnx")
+    write_profile(tmp_path)
+    result = edgeopt("run", "cls.onnx", "--profile", "fast.yaml", "--input", "x:1x3x48x192", "--out", "out",
+                     "--variant", "fp32", "--variant", "int8-dynamic", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for variant in ("fp32", "int8-dynamic"):
+        document = json.loads((tmp_path / "out" / "measurements" / f"{variant}__fast.json").read_text())
+        assert document["status"] == "ok"
+    wrong = edgeopt("run", "cls.onnx", "--profile", "fast.yaml", "--input", "x:1x3x48", "--out", "out2", cwd=tmp_path)
+    assert_clean_rejection(wrong, 2, "x")
