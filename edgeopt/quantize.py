@@ -12,6 +12,7 @@ excluded nodes) is written beside every variant.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -40,7 +41,12 @@ PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "in
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one variant is made; its ``name`` is the short name users see."""
+    """How one variant is made; its ``name`` is the short name users see and encodes every non-default option.
+
+    Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
+    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
+    ``-x<k>-<hash>`` k nodes kept in float.
+    """
 
     kind: str
     calibration_method: str | None = None
@@ -49,10 +55,28 @@ class Recipe:
     weight_symmetric: bool = True
     reduce_range: bool = False
     exclude_nodes: tuple[str, ...] = ()
+    calibration_samples: int | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.kind}-{self.calibration_method}" if self.kind == "int8-static" else self.kind
+        if self.kind != "int8-static":
+            return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
+        parts = [f"{self.kind}-{self.calibration_method}"]
+        if not self.per_channel:
+            parts.append("pt")
+        if not self.activation_symmetric:
+            parts.append("asym")
+        if self.reduce_range:
+            parts.append("rr")
+        if self.calibration_samples is not None:
+            parts.append(f"n{self.calibration_samples}")
+        return "-".join(parts) + self._exclusion_suffix()
+
+    def _exclusion_suffix(self) -> str:
+        if not self.exclude_nodes:
+            return ""
+        digest = hashlib.sha256("\n".join(sorted(self.exclude_nodes)).encode()).hexdigest()[:6]
+        return f"-x{len(self.exclude_nodes)}-{digest}"
 
     @property
     def precision(self) -> str:
@@ -65,17 +89,31 @@ class Recipe:
 
     @classmethod
     def parse(cls, name: str) -> Recipe:
-        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax) or ``int8-static-<method>``."""
+        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax) or ``int8-static-<method>[-options]``."""
         if name in ("fp32", "fp16"):
             return cls(kind=name)
         if name == "int8-dynamic":
             return cls(kind=name, per_channel=False)
         if name == "int8-static":
             return cls(kind="int8-static", calibration_method="minmax")
-        if name.startswith("int8-static-") and name.removeprefix("int8-static-") in CALIBRATION_METHODS:
-            return cls(kind="int8-static", calibration_method=name.removeprefix("int8-static-"))
+        parts = name.split("-")
+        if name.startswith("int8-static-") and len(parts) >= 3 and parts[2] in CALIBRATION_METHODS:
+            options: dict[str, Any] = {"kind": "int8-static", "calibration_method": parts[2]}
+            for part in parts[3:]:
+                if part == "pt":
+                    options["per_channel"] = False
+                elif part == "asym":
+                    options["activation_symmetric"] = False
+                elif part == "rr":
+                    options["reduce_range"] = True
+                elif re.fullmatch(r"n[1-9]\d*", part):
+                    options["calibration_samples"] = int(part[1:])
+                else:
+                    raise EdgeoptError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
+            return cls(**options)
         choices = ", ".join([*DEFAULT_VARIANTS, "int8-static"])
-        raise EdgeoptError(f"unknown variant '{name}'; choose from {choices}")
+        raise EdgeoptError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
+                           "-pt, -asym, -rr, -n<count>")
 
 
 @dataclass(frozen=True)
@@ -290,7 +328,9 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
                 "percentile": CalibrationMethod.Percentile}[method]
         quantize_static(
             str(model), str(staged), None, quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
-            reduce_range=recipe.reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            reduce_range=recipe.reduce_range, weight_type=QuantType.QInt8,
+            # symmetric: int8 activations (S8S8, what TensorRT takes); asymmetric: uint8 (U8S8, ORT's CPU format)
+            activation_type=QuantType.QInt8 if recipe.activation_symmetric else QuantType.QUInt8,
             nodes_to_exclude=exclude or None, calibrate_method=enum, calibration_cache_path=str(cache),
             extra_options={"ActivationSymmetric": recipe.activation_symmetric,
                            "WeightSymmetric": recipe.weight_symmetric},
@@ -321,6 +361,11 @@ def make_variant(
             existing = Variant.load(target)
             if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
                 return existing
+    if recipe.kind == "int8-static" and calibration is not None and recipe.calibration_samples is not None:
+        if recipe.calibration_samples > calibration.count:
+            raise QuantizationError(f"variant {recipe.name}: asks for {recipe.calibration_samples} calibration "
+                                    f"samples, {calibration.source} holds {calibration.count}")
+        calibration = calibration.take(recipe.calibration_samples)
     if recipe.kind == "int8-static" and calibration is not None:
         validate_samples(list(calibration.samples), input_specs(onnx.load(str(source), load_external_data=False)),
                          min_samples=1, source_label=calibration.source)

@@ -297,3 +297,21 @@ def test_quantizing_leaves_nothing_in_the_working_directory(
     assert Path.cwd() == cwd
     scratch_left = [p.name for p in (out_dir / ".work").iterdir() if p.name.startswith(".scratch-")]
     assert scratch_left == []
+
+
+def test_recipe_names_encode_every_option() -> None:
+    from dataclasses import replace
+
+    from edgeopt.errors import EdgeoptError
+    from edgeopt.quantize import Recipe
+
+    recipe = Recipe.parse("int8-static-entropy-pt-asym-rr-n64")
+    assert (recipe.calibration_method, recipe.per_channel, recipe.activation_symmetric, recipe.reduce_range,
+            recipe.calibration_samples) == ("entropy", False, False, True, 64)
+    assert recipe.name == "int8-static-entropy-pt-asym-rr-n64"
+    assert Recipe.parse(recipe.name) == recipe
+    assert Recipe.parse("int8-static").name == "int8-static-minmax"
+    excluded = replace(Recipe.parse("int8-static-minmax"), exclude_nodes=("b", "a"))
+    assert excluded.name.startswith("int8-static-minmax-x2-")
+    with pytest.raises(EdgeoptError, match="unknown option 'zz'"):
+        Recipe.parse("int8-static-minmax-zz")
