@@ -79,7 +79,7 @@ def main() -> int:
     for gate in gates:
         counts[gate.verdict.value] = counts.get(gate.verdict.value, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "nothing judged"
-    word = {0: "PASS", 1: "FAIL", 5: "INCONCLUSIVE"}.get(code, "ERROR")
+    word = {0: "PASS", 1: "FAIL", 5: "INCONCLUSIVE OR INVALID"}.get(code, "ERROR")
     print(f"\nverdict: {word} (exit {code}) on {profile_name}: {summary}"
           + (f", {failures} failed to build or measure" if failures else "")
           + f"; {time.perf_counter() - started:.0f} s")

@@ -4,12 +4,15 @@ A latency budget is judged by its percentile's confidence interval: pass when th
 at or under the limit, fail when it is wholly over, inconclusive when it straddles the limit (or
 there is no interval yet).  Memory and size budgets are judged on the value itself.  A host that is
 not the profile's hardware gets not-applicable, unless the caller asked for a labelled proxy run.
+A measurement that breaks its profile's stability policy (``edgeopt.stability``) is *invalid*: it
+gets neither pass nor fail, whatever its numbers.
 Pass/fail is a value (:class:`GateResult`, truthy when it passed); :func:`exit_code_for` maps
 results to the CLI's exit code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ class Verdict(str, Enum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     NOT_APPLICABLE = "not-applicable"
+    INVALID = "invalid"  # the measurement broke its profile's stability policy: not judged
 
 
 # Budget metric -> (label used in sentences, unit).  Latency metrics are judged by their CI.
@@ -89,13 +93,17 @@ class GateResult:
     host_matches: bool
     proxy: bool
     mismatch_reasons: tuple[str, ...] = ()
+    invalid_reasons: tuple[str, ...] = ()  # broken stability rules, one sentence each
 
     @property
     def verdict(self) -> Verdict:
-        """FAIL if any check failed, else INCONCLUSIVE, else NOT_APPLICABLE, else PASS.
+        """INVALID if the measurement broke its stability policy (never pass or fail), else FAIL if any
+        check failed, else INCONCLUSIVE, else NOT_APPLICABLE, else PASS.
 
-        With no budgets (``checks`` empty) the verdict is PASS.
+        With no budgets (``checks`` empty) the verdict is PASS (or INVALID).
         """
+        if self.invalid_reasons:
+            return Verdict.INVALID
         verdicts = {c.verdict for c in self.checks}
         for v in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.NOT_APPLICABLE):
             if v in verdicts:
@@ -114,7 +122,8 @@ class GateResult:
         return {
             "variant": self.variant, "profile": self.profile, "verdict": self.verdict.value,
             "host_matches": self.host_matches, "proxy": self.proxy,
-            "mismatch_reasons": list(self.mismatch_reasons), "checks": [c.to_dict() for c in self.checks],
+            "mismatch_reasons": list(self.mismatch_reasons), "invalid_reasons": list(self.invalid_reasons),
+            "checks": [c.to_dict() for c in self.checks],
         }
 
     @classmethod
@@ -125,6 +134,7 @@ class GateResult:
             checks=tuple(BudgetCheck.from_dict(c) for c in data.get("checks", ())),
             host_matches=bool(data["host_matches"]), proxy=bool(data.get("proxy", False)),
             mismatch_reasons=tuple(str(r) for r in data.get("mismatch_reasons", ())),
+            invalid_reasons=tuple(str(r) for r in data.get("invalid_reasons", ())),
         )
 
 
@@ -212,6 +222,17 @@ def _check_direct(metric: str, limit: float, value: float | None, ctx: _Context)
     return BudgetCheck(metric, limit, value, None, None, verdict, ctx.finish(text), None, ctx.proxy)
 
 
+def _not_judged(check: BudgetCheck, reason: str, ctx: _Context) -> BudgetCheck:
+    """A budget check of an invalid measurement: the numbers are kept, the verdict is INVALID."""
+    label = _LATENCY_METRICS.get(check.metric) or _DIRECT_METRICS[check.metric]
+    unit = _UNITS[check.metric]
+    numbers = f"{label} (not measured)" if check.value is None else f"{label} {_fmt(check.value)} {unit}"
+    if check.lower is not None and check.upper is not None:
+        numbers += f" [{_fmt(check.lower)}, {_fmt(check.upper)}]"
+    sentence = ctx.finish(f"{numbers} vs budget {_fmt(check.limit)} {unit}{ctx.where()}: not judged, {reason}")
+    return dataclasses.replace(check, verdict=Verdict.INVALID, sentence=sentence, samples_needed=None)
+
+
 def evaluate_budgets(
     budgets: Mapping[str, float],
     *,
@@ -224,6 +245,7 @@ def evaluate_budgets(
     profile: str,
     variant: str,
     host: str | None = None,
+    invalid_reasons: Sequence[str] = (),
 ) -> GateResult:
     """Judge one measurement of ``variant`` against ``profile``'s ``budgets``.
 
@@ -231,7 +253,11 @@ def evaluate_budgets(
     machine in sentences ("this host" when None).  When the host does not match the profile and
     ``proxy`` is False every check is NOT_APPLICABLE (values are still recorded); with ``proxy`` the
     checks are judged normally and labelled.  A proxy flag on a matching host is dropped: that run
-    is on the real hardware.  Raises ConfigError for an unknown metric or a non-finite/negative limit.
+    is on the real hardware.  ``invalid_reasons`` (broken stability rules from
+    ``edgeopt.stability.check_policy``) make the result INVALID wherever budgets are judged: every
+    check keeps its numbers but gets INVALID ("not judged"); on a non-matching host without proxy
+    they are dropped (everything is not-applicable there anyway).  Raises ConfigError for an unknown
+    metric or a non-finite/negative limit.
     """
     for metric, limit in budgets.items():
         if metric not in BUDGET_METRICS:
@@ -255,9 +281,13 @@ def evaluate_budgets(
         else:
             value = peak_rss_mb if metric == "peak_rss_mb" else model_size_mb
             checks.append(_check_direct(metric, limit, value, ctx))
+    invalid: tuple[str, ...] = ()
+    if invalid_reasons and (host_matches or effective_proxy):
+        invalid = tuple(ctx.finish(r) for r in invalid_reasons)
+        checks = [_not_judged(c, invalid_reasons[0], ctx) for c in checks]
     return GateResult(
         variant=variant, profile=profile, checks=tuple(checks), host_matches=host_matches,
-        proxy=effective_proxy, mismatch_reasons=tuple(mismatch_reasons),
+        proxy=effective_proxy, mismatch_reasons=tuple(mismatch_reasons), invalid_reasons=invalid,
     )
 
 
@@ -265,14 +295,16 @@ def exit_code_for(results: Sequence[GateResult], *, failures: int = 0) -> int:
     """The CLI exit code for a set of gate results and a count of failed measurements.
 
     Precedence: any FAIL -> EXIT_BUDGET_FAILED (1); else any measurement/backend failure ->
-    EXIT_BACKEND_FAILURE (4); else any INCONCLUSIVE -> EXIT_INCONCLUSIVE (5); else EXIT_OK (0),
-    which covers all pass, all not-applicable and no results at all.
+    EXIT_BACKEND_FAILURE (4); else any INCONCLUSIVE or INVALID (a measurement that broke its
+    stability policy) -> EXIT_INCONCLUSIVE (5); else EXIT_OK (0), which covers all pass, all
+    not-applicable and no results at all.  An invalid result has no FAIL verdict, so another
+    variant's budget failure still wins over it.
     """
     verdicts = {r.verdict for r in results}
     if Verdict.FAIL in verdicts:
         return EXIT_BUDGET_FAILED
     if failures > 0:
         return EXIT_BACKEND_FAILURE
-    if Verdict.INCONCLUSIVE in verdicts:
+    if Verdict.INCONCLUSIVE in verdicts or Verdict.INVALID in verdicts:
         return EXIT_INCONCLUSIVE
     return EXIT_OK

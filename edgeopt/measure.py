@@ -29,6 +29,7 @@ from edgeopt.host import HostFingerprint, host_fingerprint
 from edgeopt.profiles import HardwareProfile, match_identity
 from edgeopt.quantize import Variant
 from edgeopt.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
+from edgeopt.stability import check_policy, stability_report
 from edgeopt.stats import PERCENTILES, min_samples_for_ci
 
 STDERR_TAIL_CHARS = 2000
@@ -166,13 +167,15 @@ def measure_variant(
     latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],
                                    profile.bench.confidence)
     versions = {"edgeopt": __version__, **result["versions"]}
+    stability = stability_report(result["samples_ns"], result.get("system")) if len(result["samples_ns"]) > 1 else None
     return Measurement(
         status="ok", latency=latency, load_ms=result["load_ms"], first_inference_ms=result["first_inference_ms"],
         memory=result["memory"], providers_active=result["providers_active"], versions=versions,
         providers_requested=result["providers_requested"], warmup_iterations=result["warmup_iterations"],
         reference_count=result["reference_count"],
         outputs_file=outputs_file if reference_inputs else None, output_names=result["output_names"],
-        torch_imported=result["torch_imported"], **{**base, "host": result["host"]},
+        torch_imported=result["torch_imported"], stability=stability.to_dict() if stability else None,
+        **{**base, "host": result["host"]},
     )
 
 
@@ -184,15 +187,19 @@ def budget_sample_floor(profile: HardwareProfile) -> int:
 
 
 def gate_measurement(measurement: Measurement, profile: HardwareProfile, *, proxy: bool | None = None) -> GateResult:
-    """Judge one measurement against ``profile``'s budgets (``proxy`` overrides the stored flag)."""
+    """Judge one measurement against ``profile``'s budgets and stability policy (``proxy`` overrides the
+    stored flag); a measurement that breaks the policy gets the INVALID verdict."""
     budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
     latency = measurement.latency.summary() if measurement.latency is not None else None
     peak = measurement.memory["peak_rss_mb"] if measurement.memory else None
     size_mb = measurement.variant["size_bytes"] / 2**20
     identity = match_identity(profile, HostFingerprint.from_dict(measurement.host))  # the host it ran on
+    report = measurement.stability_report()
+    broken = [] if report is None else check_policy(report, profile.stability, on_target=identity.matches)
     return evaluate_budgets(
         budgets, latency=latency, peak_rss_mb=peak, model_size_mb=size_mb, host_matches=identity.matches,
         mismatch_reasons=list(identity.reasons), proxy=measurement.proxy if proxy is None else proxy,
         profile=profile.name,
         variant=measurement.variant_name, host=measurement.host.get("cpu_model"),
+        invalid_reasons=[v.sentence for v in broken],
     )

@@ -321,6 +321,8 @@ def _verdict_line(gates: list[GateResult], failures: int, exit_code: int) -> str
     word = {EXIT_OK: "PASS"}.get(exit_code, {1: "FAIL", 4: "ERROR", 5: "INCONCLUSIVE"}.get(exit_code, "ERROR"))
     if exit_code == EXIT_OK and counts and set(counts) == {"not-applicable"}:
         word = "NOT APPLICABLE"
+    if exit_code == 5 and "inconclusive" not in counts and "invalid" in counts:
+        word = "INVALID MEASUREMENT"
     return f"verdict: {word} (exit {exit_code}): " + (", ".join(parts) or "nothing measured")
 
 

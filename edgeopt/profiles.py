@@ -1,7 +1,8 @@
 """Hardware profiles: the typed schema, strict YAML loading, and matching a host against a profile identity.
 
 A profile says how to recognise the target device (``identity``), how to run on it (``runtime``), how to
-measure (``bench``), what is acceptable (``budgets``) and, optionally, its theoretical ``peak_rates``.
+measure (``bench``), when a run is too unstable to judge (``stability``), what is acceptable
+(``budgets``) and, optionally, its theoretical ``peak_rates``.
 Units live in key names (``p95_ms``, ``peak_rss_mb``); every problem is a one-line ``ConfigError``.
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "IdentityMatch",
     "PeakRates",
     "Runtime",
+    "Stability",
     "check_profile_files",
     "list_profiles",
     "load_profile",
@@ -125,6 +127,21 @@ class Bench(_Section):
         return self
 
 
+class Stability(_Section):
+    """When a measurement is too unstable to be judged (``null`` turns a rule off).
+
+    The defaults flag only gross trouble, so that sub-millisecond models on a shared 2-vCPU VM pass
+    (figures in docs/profiles.md); a profile for dedicated hardware should tighten them.
+    """
+
+    max_cv: float | None = Field(default=None, gt=0)
+    max_drift_rel: float | None = Field(default=0.10, gt=0)
+    max_outlier_fraction: float | None = Field(default=0.25, gt=0, le=1)
+    max_load_avg_per_core: PositiveFloat | None = 1.5
+    required_governor: str | None = Field(default=None, min_length=1)
+    fail_on_throttling: bool = True
+
+
 class Budgets(_Section):
     """Limits on measured statistics; a missing key means no budget."""
 
@@ -153,6 +170,7 @@ class HardwareProfile(_Section):
     identity: Identity
     runtime: Runtime
     bench: Bench = Bench()
+    stability: Stability = Stability()
     budgets: Budgets = Budgets()
     peak_rates: PeakRates | None = None
 
@@ -189,6 +207,13 @@ _BARE_KEYS: dict[str, dict[str, str]] = {
         "worker_timeout": "worker_timeout_s",
     },
     "identity": {"min_memory": "min_memory_gb", "max_memory": "max_memory_gb", "memory": "min_memory_gb"},
+    "stability": {
+        "cv": "max_cv", "drift": "max_drift_rel", "max_drift": "max_drift_rel",
+        "outliers": "max_outlier_fraction", "max_outliers": "max_outlier_fraction",
+        "load": "max_load_avg_per_core", "max_load": "max_load_avg_per_core",
+        "load_avg": "max_load_avg_per_core", "max_load_avg": "max_load_avg_per_core",
+        "governor": "required_governor", "throttling": "fail_on_throttling",
+    },
     "peak_rates": {
         "fp32": "fp32_gflops", "fp16": "fp16_gflops", "int8": "int8_gops",
         "memory_bandwidth": "memory_bandwidth_gbps", "bandwidth": "memory_bandwidth_gbps",
@@ -262,10 +287,9 @@ def _check_units(data: dict[str, Any], source: str, lines: dict[str, int]) -> No
         for key, value in values.items():
             dotted = f"{section}.{key}"
             if key in bare:
-                raise ConfigError(
-                    f"{source}: {dotted}: a bare number needs its unit in the key name; use {bare[key]}"
-                    + _where(lines, dotted)
-                )
+                why = ("a rule is named by what it limits" if section == "stability"
+                       else "a bare number needs its unit in the key name")
+                raise ConfigError(f"{source}: {dotted}: {why}; use {bare[key]}" + _where(lines, dotted))
             unit = next((w for suffix, w in _UNIT_WORDS.items() if str(key).endswith(suffix)), None)
             if unit and value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise ConfigError(

@@ -1,7 +1,9 @@
 """Reports a human reads: the side-by-side variant table (terminal) and a Markdown summary.
 
 Every latency is shown with its confidence interval and sample count; the estimator and the
-interval method are named in the header, and a proxy run says so on every line.
+interval method are named in the header, and a proxy run says so on every line.  A measurement that
+broke its profile's stability policy shows ``invalid``, and the Markdown spells out the broken rule and
+the run's stability diagnosis.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Row:
     sentences: tuple[str, ...] = ()
     failure: str | None = None
     proxy: bool = False
+    stability: str | None = None  # one-line stability diagnosis (StabilityReport.describe())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,11 +65,14 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
     if reference is not None and reference.ok and reference.latency is not None:
         speedup = ratio_interval(reference.latency.summary().percentiles["p50"], p50)
     memory = measurement.memory or {}
+    report = measurement.stability_report()
+    sentences = (*gate.invalid_reasons, *(c.sentence for c in gate.checks)) if gate is not None else ()
     return Row(
         status="ok", samples=summary.n, p50_ms=p50.to_dict(), p95_ms=p95.to_dict(),
         peak_rss_mb=memory.get("peak_rss_mb"), model_added_mb=memory.get("model_added_mb"), speedup=speedup,
         fidelity=tuple(fidelity), accuracy=accuracy, verdict=gate.verdict.value if gate is not None else "n/a",
-        sentences=tuple(c.sentence for c in gate.checks) if gate is not None else (), **common,  # type: ignore[arg-type]
+        sentences=sentences, stability=report.describe() if report is not None else None,
+        **common,  # type: ignore[arg-type]
     )
 
 
@@ -141,12 +147,17 @@ def render_table(rows: list[Row], *, markdown: bool = False) -> str:
     return tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt=fmt, disable_numparse=True)
 
 
+def _invalid(sentence: str) -> bool:
+    return sentence.removeprefix("PROXY ").startswith("invalid measurement")
+
+
 def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: str) -> str:
     """A PR-comment-sized summary: one table per profile, the failed and undecided budgets spelt out."""
     lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
     for header, rows in sections:
         lines += [f"- {h}" for h in header] + ["", render_table(rows, markdown=True), ""]
-        notes = [s for r in rows for s in r.sentences if " > budget" in s or "inconclusive" in s]
+        notes = [s for r in rows for s in r.sentences if " > budget" in s or "inconclusive" in s or _invalid(s)]
+        notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]
         notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]
         if notes:
             lines += ["Details:", ""] + [f"- {n}" for n in notes] + [""]

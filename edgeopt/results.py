@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgeopt.fileio import write_json_atomic
+from edgeopt.stability import StabilityReport, stability_report
 from edgeopt.stats import SampleSummary, summarize
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -84,6 +85,7 @@ class Measurement(BaseModel):
     outputs_file: str | None = None
     output_names: list[str] = []
     torch_imported: bool | None = None
+    stability: dict[str, Any] | None = None  # StabilityReport.to_dict(); absent in documents before it existed
     failure: Failure | None = None
     created_at: str
     commit: str | None = None
@@ -99,6 +101,15 @@ class Measurement(BaseModel):
     @property
     def profile_name(self) -> str:
         return str(self.profile["name"])
+
+    def stability_report(self) -> StabilityReport | None:
+        """The stability diagnosis; for a document stored without one, rebuilt from the raw samples
+        (the system state then reads "not recorded").  None for a failed measurement."""
+        if self.stability is not None:
+            return StabilityReport.from_dict(self.stability)
+        if self.latency is None or len(self.latency.samples_ns) < 2:
+            return None
+        return stability_report(self.latency.samples_ns, None)
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.model_dump(mode="json"))

@@ -7,7 +7,9 @@ providers asked for are the ones active), warms up, and times the bare backend c
 with ``perf_counter_ns`` until the confidence interval of the stop percentile is as tight as
 asked (never below the sample count a CI needs) or the time cap is reached.  It records load
 time, first-inference time, peak RSS and the RSS the model added over the empty worker, runs
-the reference inputs for fidelity, and writes one JSON result atomically.
+the reference inputs for fidelity, and writes one JSON result atomically.  The system state
+(load average, governors, throttle counters, Jetson power mode; ``edgeopt.stability``) is probed
+before the model is loaded, and cheap counters are read right before and after the timed loop.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import psutil
 
 from edgeopt.backends import Runner, runner_for
+from edgeopt.stability import probe_system, snapshot
 from edgeopt.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
 
 
@@ -113,6 +116,7 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     process = psutil.Process()
+    system_before = probe_system()  # before the model loads: the load average is the machine's, not ours
     runner = runner_for(job["session"]["backend"], job["model_path"], job["session"])
     baseline_rss = process.memory_info().rss
     t0 = time.perf_counter_ns()
@@ -127,9 +131,11 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         bench = job["bench"]
         for _ in range(int(bench["warmup_iterations"])):
             call()
+        loop_start = snapshot()
         wall0 = time.perf_counter_ns()
         samples, stop_reason = timed_loop(call, bench)
         loop_wall_ns = time.perf_counter_ns() - wall0
+        loop_end = snapshot()
         reference_count = 0
         if job.get("reference_path"):
             reference_count = _run_reference(runner, job["reference_path"], job["outputs_path"])
@@ -156,6 +162,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "providers_active": details.get("providers_active", []),
         "output_names": output_names,
         "reference_count": reference_count,
+        "system": {"before": system_before, "loop_start": loop_start, "loop_end": loop_end},
         "versions": {**details.get("versions", {}), "numpy": np.__version__, "python": sys.version.split()[0]},
         "host": host_fingerprint().to_dict(),
         "torch_imported": "torch" in sys.modules,

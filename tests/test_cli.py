@@ -33,6 +33,10 @@ bench:
 budgets:
   p95_ms: 1000
   peak_rss_mb: 4000
+stability:  # these tests are about exit codes and files: no stability policy on sub-ms models
+  max_drift_rel: null
+  max_outlier_fraction: null
+  max_load_avg_per_core: null
 """
 
 
@@ -373,7 +377,9 @@ def test_run_on_shipped_host_cpu_profile(tmp_path: Path, model: Path) -> None:
     """`edgeopt run some.onnx --profile host-cpu` on a file edgeopt did not make."""
     out = tmp_path / "out"
     result = edgeopt("run", model, "--profile", "host-cpu", "--out", out, "--variant", "fp32")
-    assert result.returncode == 0, result.stderr
+    # host-cpu keeps its (generous) stability policy: on a saturated machine the honest answer is
+    # "invalid measurement" (exit 5), never a pass
+    assert result.returncode == 0 or (result.returncode == 5 and "invalid" in result.stdout), result.stderr
     document = json.loads((out / "measurements" / "fp32__host-cpu.json").read_text())
     assert document["host_matches"] is True
     assert document["torch_imported"] is False

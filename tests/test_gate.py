@@ -230,3 +230,56 @@ def test_round_trip() -> None:
     data = json.loads(json.dumps(r.to_dict()))
     assert data["verdict"] == r.verdict.value
     assert GateResult.from_dict(data) == r
+
+
+# ----------------------------------------------------------------------------------- invalid measurements
+
+DRIFT = "invalid measurement: drift +7.9% across the run (Kendall p=0.00028) > max_drift_rel 5.0%"
+
+
+def _invalid(host_matches: bool = True, proxy: bool = False, value: float = 9.3) -> GateResult:
+    return evaluate_budgets(
+        {"p95_ms": 8.0, "peak_rss_mb": 500.0}, latency=_summary_with_p95(value, value - 0.2, value + 0.2),
+        peak_rss_mb=300.0, model_size_mb=4.0, host_matches=host_matches, proxy=proxy, profile=X86,
+        variant="fp32", invalid_reasons=[DRIFT],
+    )
+
+
+def test_invalid_measurement_is_never_pass_or_fail() -> None:
+    for value in (9.3, 7.0):  # would fail / would pass
+        r = _invalid(value=value)
+        assert r.verdict is Verdict.INVALID and not r
+        assert r.invalid_reasons == (DRIFT,) and r.violations == []
+        assert {c.verdict for c in r.checks} == {Verdict.INVALID}
+        assert r.checks[0].sentence == (f"p95 {value:.2f} ms [{value - 0.2:.2f}, {value + 0.2:.2f}] vs budget 8.00 ms "
+                                        f"on {X86}: not judged, {DRIFT}")
+        assert r.checks[0].value == value  # the numbers are kept
+    assert r.checks[1].sentence.startswith("peak RSS 300.00 MB vs budget 500.00 MB")
+
+
+def test_invalid_on_proxy_is_labelled_and_dropped_where_not_applicable() -> None:
+    proxied = _invalid(host_matches=False, proxy=True)
+    assert proxied.verdict is Verdict.INVALID and proxied.invalid_reasons == (f"PROXY {DRIFT}",)
+    assert all(c.sentence.startswith("PROXY ") for c in proxied.checks)
+    elsewhere = _invalid(host_matches=False)
+    assert elsewhere.verdict is Verdict.NOT_APPLICABLE and elsewhere.invalid_reasons == ()
+
+
+def test_invalid_exit_code_and_precedence() -> None:
+    invalid = _invalid()
+    failed = _gate({"p95_ms": 8.0}, _summary_with_p95(9.3, 9.1, 9.5))
+    passed = _gate({"p95_ms": 8.0}, _summary_with_p95(7.1, 6.9, 7.3))
+    assert exit_code_for([invalid]) == EXIT_INCONCLUSIVE
+    assert exit_code_for([passed, invalid]) == EXIT_INCONCLUSIVE
+    assert exit_code_for([invalid, failed]) == EXIT_BUDGET_FAILED  # a real failure elsewhere still wins
+    assert exit_code_for([invalid], failures=1) == EXIT_BACKEND_FAILURE
+    no_budgets = evaluate_budgets({}, latency=None, peak_rss_mb=None, model_size_mb=None, host_matches=True,
+                                  proxy=False, profile=X86, variant="v", invalid_reasons=[DRIFT])
+    assert no_budgets.verdict is Verdict.INVALID
+
+
+def test_invalid_round_trip() -> None:
+    r = _invalid()
+    data = json.loads(json.dumps(r.to_dict()))
+    assert data["verdict"] == "invalid" and data["invalid_reasons"] == [DRIFT]
+    assert GateResult.from_dict(data) == r

@@ -12,6 +12,7 @@ from edgeopt.errors import ConfigError
 from edgeopt.host import HostFingerprint
 from edgeopt.profiles import (
     HardwareProfile,
+    Stability,
     check_profile_files,
     list_profiles,
     load_profile,
@@ -313,3 +314,51 @@ def test_regex_criteria_on_cpu_model_and_gpu(tmp_path: Path) -> None:
     assert "no GPU matches /H100/ (host GPUs: none)" in result.reasons
     with pytest.raises(ConfigError, match="identity.cpu_model_regex: not a valid regular expression"):
         load_profile(write(tmp_path, _bad(BASE, "  arch: [x86_64]\n", '  cpu_model_regex: "(("\n')))
+
+
+# ------------------------------------------------------------------------------------------- stability
+
+
+def test_stability_defaults_and_section(tmp_path: Path) -> None:
+    default = load_profile(write(tmp_path, BASE)).stability
+    assert default == Stability()
+    assert (default.max_cv, default.max_drift_rel, default.max_outlier_fraction) == (None, 0.10, 0.25)
+    assert (default.max_load_avg_per_core, default.required_governor, default.fail_on_throttling) == (1.5, None, True)
+    text = _bad(BASE, "budgets:", "stability:\n  max_cv: 0.2\n  max_drift_rel: null\n  required_governor: performance\n"
+                                  "budgets:")
+    policy = load_profile(write(tmp_path, text)).stability
+    assert (policy.max_cv, policy.max_drift_rel, policy.required_governor) == (0.2, None, "performance")
+    assert policy.max_outlier_fraction == 0.25  # the rest keep their defaults
+
+
+def test_shipped_profiles_declare_a_stability_policy() -> None:
+    for name in SHIPPED:
+        assert "\nstability:" in (SHIPPED_DIR / f"{name}.yaml").read_text(encoding="utf-8"), name
+    x86 = load_profile("x86-avx512vnni-2core").stability
+    assert (x86.max_drift_rel, x86.max_load_avg_per_core, x86.max_cv) == (0.10, 1.0, None)
+    assert load_profile("jetson-orin-nano-8gb").stability.max_drift_rel == 0.05
+
+
+STABILITY_CASES = {
+    "unknown": ("  max_jitter: 0.1", "stability.max_jitter: unknown key; allowed: max_cv, max_drift_rel"),
+    "bare-cv": ("  cv: 0.1", "stability.cv: a rule is named by what it limits; use max_cv"),
+    "bare-drift": ("  drift: 0.1", "use max_drift_rel"),
+    "bare-load": ("  load: 1", "use max_load_avg_per_core"),
+    "bare-governor": ("  governor: performance", "use required_governor"),
+    "zero-cv": ("  max_cv: 0", "stability.max_cv: Input should be greater than 0"),
+    "fraction-above-1": ("  max_outlier_fraction: 1.5", "stability.max_outlier_fraction: Input should be less than"),
+    "string-drift": ('  max_drift_rel: "5%"', "stability.max_drift_rel: Input should be a valid number"),
+    "nan-load": ("  max_load_avg_per_core: .nan", "stability.max_load_avg_per_core: must be a finite number > 0"),
+    "bool-as-string": ('  fail_on_throttling: "yes"', "stability.fail_on_throttling: Input should be a valid boolean"),
+    "empty-governor": ('  required_governor: ""', "stability.required_governor"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STABILITY_CASES))
+def test_bad_stability_section_is_one_line_config_error(tmp_path: Path, case: str) -> None:
+    line, message = STABILITY_CASES[case]
+    path = write(tmp_path, _bad(BASE, "budgets:", f"stability:\n{line}\nbudgets:"))
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert message in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
