@@ -75,7 +75,7 @@ def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: s
                         "edgeopt": __version__})
 
 
-def _session_settings(profile: HardwareProfile) -> dict[str, Any]:
+def session_settings(profile: HardwareProfile) -> dict[str, Any]:
     runtime = profile.runtime
     if runtime.backend != "onnxruntime":
         from edgeopt.backends import availability
@@ -110,7 +110,7 @@ def measure_variant(
     stem = stem or f"{variant.name}__{profile.name}"
     host = host_fingerprint()
     identity = match_identity(profile, host)
-    session = _session_settings(profile)
+    session = session_settings(profile)
     bench = profile.bench.model_dump(mode="json")
     bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     outputs_file = f"{stem}.outputs.npz"

@@ -278,6 +278,9 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     markdown = render_markdown(sections + ([(["variants that could not be made"], extra_rows)] if extra_rows else []),
                                verdict_line)
     write_text_atomic(out / "summary.md", markdown)
+    from edgeopt.report_cli import write_run_reports
+
+    write_run_reports(out, log)  # report.html, junit.xml, results.csv beside summary.json
     return RunResult(out, model_path, variants, variant_failures, measurements, gates, rows + extra_rows, tables,
                      exit_code, out / "summary.json", out / "summary.md")
 

@@ -1,0 +1,227 @@
+"""CLI subcommands ``compare``, ``ab`` and ``rerun`` (wired into ``edgeopt`` via ``cli.COMMAND_MODULES``),
+and :func:`rerun_measurement`, the reproducibility check behind ``rerun``.
+
+Light to import: the handlers import numpy, onnxruntime and friends when they run.  Also runnable on
+its own as ``python -m edgeopt.compare_cli {compare,ab,rerun} ...`` with the same exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeopt.errors import (
+    EXIT_BACKEND_FAILURE,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    ConfigError,
+    EdgeoptError,
+    InputRejectedError,
+)
+
+RERUN_AGREEMENT = 0.02  # a rerun agrees when its p50 and p95 are within +-2 % of the stored ones
+
+
+def add_command(subparsers: Any) -> None:
+    """Add ``compare``, ``ab`` and ``rerun`` to the ``edgeopt`` subparsers."""
+    p = subparsers.add_parser("compare", help="compare stored results: change ratios with intervals and verdicts")
+    p.add_argument("baseline", type=Path, help="measurement JSON, run folder, folder of JSON, or pytest-benchmark "
+                   "JSON (saved with --benchmark-save-data)")
+    p.add_argument("candidate", type=Path)
+    p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="e.g. p95:5%%, peak_rss_mb:10%%; "
+                   "default p50:5%% p95:5%% peak_rss_mb:10%% model_size_mb:1%%")
+    p.add_argument("--allow-cross-host", action="store_true", help="judge latency thresholds under 10%% even when "
+                   "the two were measured on different hosts")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
+    p.set_defaults(handler=cmd_compare)
+
+    p = subparsers.add_parser("ab", help="interleaved same-host A/B of two ONNX files (the CI regression gate)")
+    p.add_argument("base", type=Path, help="baseline ONNX file (A)")
+    p.add_argument("candidate", type=Path, help="candidate ONNX file (B); may be the same file with --profile-b")
+    p.add_argument("--profile", required=True, help="hardware profile name or YAML path (A's settings, bench)")
+    p.add_argument("--profile-b", help="profile whose runtime settings B runs with (default: --profile)")
+    p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="latency thresholds; default "
+                   "p50:5%% p95:5%%")
+    p.add_argument("--max-seconds", type=float, help="time cap of the interleaved loop (default: the profile's "
+                   "bench.max_seconds)")
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out/ab"), help="folder for the JSON result")
+    p.set_defaults(handler=cmd_ab)
+
+    p = subparsers.add_parser("rerun", help="re-measure a stored result under the same settings; report agreement")
+    p.add_argument("result", type=Path, help="a measurement JSON file")
+    p.add_argument("--times", type=int, default=1, help="how many re-measurements (default 1)")
+    p.add_argument("--out", type=Path, help="folder for the re-measurements (default: a temporary folder)")
+    p.set_defaults(handler=cmd_rerun)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from edgeopt.compare import compare_paths
+
+    comparison = compare_paths(args.baseline, args.candidate, args.threshold, allow_cross_host=args.allow_cross_host)
+    for line in comparison.warnings:
+        print(f"WARNING: {line}", file=sys.stderr)
+    text = comparison.render().splitlines()
+    print("\n".join(line for line in text if not line.startswith("WARNING: ")))
+    if args.json:
+        from edgeopt.fileio import write_json_atomic
+
+        write_json_atomic(args.json, comparison.to_dict())
+    return comparison.exit_code
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from edgeopt.ab import run_ab
+    from edgeopt.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    profile_b = load_profile(args.profile_b) if args.profile_b else None
+    result = run_ab(args.base, args.candidate, profile, profile_b=profile_b, thresholds=args.threshold,
+                    out_dir=args.out, max_seconds=args.max_seconds)
+    print(result.render())
+    if result.path is not None:
+        print(f"result: {result.path}")
+    return result.exit_code
+
+
+# ------------------------------------------------------------------------------------------ rerun
+
+@dataclass(frozen=True)
+class RerunReport:
+    """Agreement of re-measurements with a stored one: per rerun, the p50/p95 ratio with its interval."""
+
+    source: Path
+    rows: tuple[dict[str, Any], ...]
+    failures: tuple[str, ...] = ()
+    tolerance: float = RERUN_AGREEMENT
+    sentences: tuple[str, ...] = field(default=())
+
+    @property
+    def agreed(self) -> int:
+        """Reruns whose p50 and p95 both lie within the tolerance of the stored values."""
+        return sum(all(abs(s["ratio"] - 1) <= self.tolerance for s in row["statistics"].values()) for row in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every rerun agrees, 4 when a re-measurement failed, else 5 (not reproducible)."""
+        if self.failures:
+            return EXIT_BACKEND_FAILURE
+        return EXIT_OK if self.agreed == len(self.rows) else EXIT_INCONCLUSIVE
+
+    def render(self) -> str:
+        verdict = (f"rerun: {self.agreed}/{len(self.rows)} rerun(s) agree within +-{self.tolerance * 100:g}% on p50 "
+                   f"and p95 (exit {self.exit_code})")
+        return "\n".join([*self.sentences, *(f"FAILED: {f}" for f in self.failures), verdict])
+
+
+def _resolve_model(stored: str, result_path: Path) -> Path:
+    path = Path(stored)
+    candidates = [path] if path.is_absolute() else [path, *(parent / path for parent in result_path.parents)]
+    candidates += [parent / path.name for parent in list(result_path.parents)[:2]]
+    candidates += [parent / "variants" / path.name for parent in list(result_path.parents)[:2]]
+    return next((c for c in candidates if c.is_file()), path)
+
+
+def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path | str | None = None) -> RerunReport:
+    """Measure the stored result's variant again under its stored profile settings, ``times`` times.
+
+    The model file must still exist with the recorded sha256 (else InputRejectedError).  Timing inputs
+    are regenerated with ``prepare_timing_inputs`` (seeded random data of the profile's shapes).
+    """
+    import tempfile
+
+    from pydantic import ValidationError
+
+    from edgeopt.compare import bootstrap_ratio, load_sets
+    from edgeopt.fileio import sha256_file
+    from edgeopt.measure import measure_variant, prepare_timing_inputs
+    from edgeopt.profiles import HardwareProfile
+    from edgeopt.quantize import Variant
+    from edgeopt.results import Measurement
+
+    result_path = Path(result_path)
+    if times < 1:
+        raise ConfigError(f"--times must be >= 1, got {times}")
+    stored_set = load_sets(result_path)[0]  # clear errors for corrupt, truncated or old-schema files
+    if stored_set.profile == "pytest-benchmark" or not result_path.is_file():
+        raise InputRejectedError(f"{result_path}: rerun takes one edgeopt measurement JSON file")
+    stored = Measurement.load(result_path)
+    if not stored.ok or stored.latency is None:
+        raise InputRejectedError(f"{result_path}: the stored measurement failed; there is nothing to reproduce")
+    model = _resolve_model(str(stored.variant["path"]), result_path)
+    if not model.is_file():
+        raise InputRejectedError(f"{result_path}: the measured model {stored.variant['path']} no longer exists")
+    if sha256_file(model) != stored.variant["sha256"]:
+        raise InputRejectedError(f"{result_path}: {model} changed since it was measured (sha256 differs from the "
+                                 "recorded one); rerun needs the same file")
+    try:
+        profile = HardwareProfile.model_validate(stored.profile["settings"])
+    except (ValidationError, KeyError, TypeError) as error:
+        raise InputRejectedError(f"{result_path}: stored profile settings are not a valid profile") from error
+    variant = Variant(name=stored.variant_name, path=model, precision=str(stored.variant["precision"]),
+                      provenance=dict(stored.variant.get("provenance") or {}))
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    sentences: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgeopt-rerun-") as scratch:
+        work = Path(out_dir) if out_dir is not None else Path(scratch)
+        inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{variant.name}__{profile.name}.npz")
+        for index in range(times):
+            stem = f"{variant.name}__{profile.name}__rerun{index + 1}"
+            fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=stem)
+            if out_dir is not None:
+                fresh.save(work / f"{stem}.json")
+            if not fresh.ok or fresh.latency is None:
+                failures.append(f"rerun {index + 1}: {fresh.failure.message if fresh.failure else 'failed'}")
+                continue
+            stats: dict[str, dict[str, float]] = {}
+            for statistic in ("p50", "p95"):
+                est = bootstrap_ratio([s / 1e6 for s in stored.latency.samples_ns],
+                                      [s / 1e6 for s in fresh.latency.samples_ns], statistic, seed=index)
+                stats[statistic] = {"ratio": est.ratio, "lower": est.lower, "upper": est.upper,
+                                    "stored_ms": est.baseline, "rerun_ms": est.candidate}
+                within = "within" if abs(est.ratio - 1) <= RERUN_AGREEMENT else "OUTSIDE"
+                sentences.append(f"rerun {index + 1}: {statistic} {est.candidate:.4g} ms vs stored {est.baseline:.4g}"
+                                 f" ms: {est.ratio:.3f}x [{est.lower:.3f}, {est.upper:.3f}], {within} "
+                                 f"+-{RERUN_AGREEMENT * 100:g}%")
+            rows.append({"rerun": index + 1, "n": len(fresh.latency.samples_ns), "statistics": stats})
+    return RerunReport(result_path, tuple(rows), tuple(failures), RERUN_AGREEMENT, tuple(sentences))
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    report = rerun_measurement(args.result, times=args.times, out_dir=args.out)
+    print(report.render())
+    return report.exit_code
+
+
+# ------------------------------------------------------------------------------------------ standalone
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edgeopt.compare_cli ...``: these subcommands alone, with edgeopt's error handling."""
+    parser = argparse.ArgumentParser(prog="edgeopt", description="compare, ab and rerun")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except EdgeoptError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgeopt: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("edgeopt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgeopt: internal error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
+        return EXIT_BACKEND_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

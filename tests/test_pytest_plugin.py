@@ -1,0 +1,269 @@
+"""The pytest plugin, run by pytest's own ``pytester``: budgets that pass, fail, are inconclusive or not
+applicable; the marker; ``--edgeopt-save``; baselines that cannot be read; the pytest-benchmark hand-off.
+
+Each inner session measures a one-node ONNX model on a fast profile (under a second per measurement).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from edgeopt.results import Measurement
+from tests import zoo
+
+pytest_plugins = ["pytester"]
+
+PROFILE = """\
+name: {name}
+description: fast pytest-plugin test profile
+identity:
+{identity}
+runtime:
+  intra_op_threads: 1
+bench:
+  warmup_iterations: 5
+  min_iterations: 80
+  max_seconds: 0.2
+  worker_timeout_s: 60
+budgets:
+  p95_ms: 1000
+  peak_rss_mb: 4000
+{stability}"""
+# stability rules off (a loaded 2-core test machine must not make these measurements invalid), except
+# where a test turns one on
+CALM = "max_cv: null, max_drift_rel: null, max_outlier_fraction: null, max_load_avg_per_core: null"
+STABILITY = "stability: {{{rules}, fail_on_throttling: false}}\n"
+ANY_HOST = "  any_host: true"
+NOT_THIS_HOST = "  required_cpu_flags: [edgeopt_no_such_cpu_flag]"
+INI = """\
+[pytest]
+addopts = --strict-markers -p no:cacheprovider
+filterwarnings =
+    error
+    ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning
+"""
+# the ignore: pytester runs the inner session in this process, where edgeopt is imported already
+
+
+@pytest.fixture()
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A user's project: tiny.onnx, profiles fast.yaml (any host) and elsewhere.yaml (never this host)."""
+    zoo.identity_add(pytester.path / "tiny.onnx")
+    write_profile(pytester.path, "fast", ANY_HOST)
+    write_profile(pytester.path, "elsewhere", NOT_THIS_HOST)
+    pytester.makeini(INI)
+    return pytester
+
+
+def write_profile(directory: Path, name: str, identity: str, rules: str = CALM) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(PROFILE.format(name=name, identity=identity, stability=STABILITY.format(rules=rules)))
+    return path
+
+
+def run(project: pytest.Pytester, test: str, *args: str) -> pytest.RunResult:
+    project.makepyfile(test_model=test)
+    return project.runpytest("-rA", "--edgeopt-profile", "fast.yaml", *args)
+
+
+def test_plugin_is_registered_as_an_entry_point() -> None:
+    names = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert names.get("edgeopt") == "edgeopt.pytest_plugin", "reinstall edgeopt (pip install -e .) to register it"
+
+
+def test_plugin_import_is_light() -> None:
+    heavy = ("onnxruntime", "onnx", "numpy", "torch", "pydantic", "yaml", "mlflow")
+    code = f"import sys, edgeopt.pytest_plugin; print([m for m in {heavy!r} if m in sys.modules])"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_passing_budget_returns_the_result(project: pytest.Pytester) -> None:
+    result = run(project, """
+        def test_fast(edgeopt_budget):
+            result = edgeopt_budget("tiny.onnx", p95_ms=1000, peak_rss_mb=4000)
+            assert result and result.gate.verdict.value == "pass"
+            assert result.measurement.profile_name == "fast" and result.measurement.variant_name == "tiny"
+            assert [c.metric for c in result.gate.checks] == ["p95_ms", "peak_rss_mb"]
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_failing_budget_fails_with_the_violation_sentence(project: pytest.Pytester) -> None:
+    result = run(project, """
+        def test_too_slow(edgeopt_budget):
+            edgeopt_budget("tiny.onnx", p95_ms=0.0001, peak_rss_mb=1)
+    """)
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*p95 \S+ ms \[\S+, \S+\] > budget 0.0001 ms on fast",
+                                  r".*peak RSS \S+ MB > budget 1.00 MB on fast"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_inconclusive_budget_is_skipped_with_the_sentence_or_failed_when_strict(project: pytest.Pytester) -> None:
+    # the second call reuses the first measurement (budgets re-judge, they do not re-measure) and puts the
+    # budget at the lower end of the p95 interval, so the interval straddles it
+    test = """
+        def test_on_the_edge(edgeopt_budget):
+            first = edgeopt_budget("tiny.onnx", p95_ms=1000)
+            p95 = first.measurement.latency.summary().percentiles["p95"]
+            assert p95.lower < p95.upper
+            edgeopt_budget("tiny.onnx", p95_ms=p95.lower)
+    """
+    result = run(project, test)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*edgeopt inconclusive: p95 * straddles budget * ms on fast: inconclusive*"])
+    strict = run(project, test, "--edgeopt-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*edgeopt inconclusive (--edgeopt-strict): p95 * straddles budget*"])
+
+
+def test_invalid_measurement_is_skipped_with_the_sentence_or_failed_when_strict(project: pytest.Pytester) -> None:
+    write_profile(project.path, "shaky", ANY_HOST, rules=CALM.replace("max_cv: null", "max_cv: 0.000001"))
+    test = """
+        def test_shaky(edgeopt_budget):
+            edgeopt_budget("tiny.onnx", profile="shaky.yaml", p95_ms=0.0001)
+    """
+    result = run(project, test)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*edgeopt invalid measurement: p95 * vs budget 0.0001 ms on shaky: not judged*"])
+    run(project, test, "--edgeopt-strict").assert_outcomes(failed=1)
+
+
+def test_not_applicable_is_skipped_with_the_reason_and_proxy_judges_it(project: pytest.Pytester) -> None:
+    test = """
+        def test_elsewhere(edgeopt_budget):
+            result = edgeopt_budget("tiny.onnx", profile="elsewhere.yaml", p95_ms=1000)
+            assert result.gate.proxy
+    """
+    result = run(project, test)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*edgeopt not applicable: p95 * this host is not elsewhere "
+                                 "(CPU flag edgeopt_no_such_cpu_flag missing)*"])
+    proxy = run(project, test, "--edgeopt-proxy")
+    proxy.assert_outcomes(passed=1)
+
+
+def test_save_writes_one_measurement_json_per_model_and_profile(project: pytest.Pytester) -> None:
+    result = run(project, """
+        def test_a(edgeopt_budget):
+            assert edgeopt_budget("tiny.onnx").saved.name == "tiny__fast.json"
+
+        def test_b(edgeopt_budget):
+            edgeopt_budget("tiny.onnx", name="renamed", p95_ms=1000)
+    """, "--edgeopt-save", "saved")
+    result.assert_outcomes(passed=2)
+    assert sorted(p.name for p in (project.path / "saved").iterdir()) == ["renamed__fast.json", "tiny__fast.json"]
+    measurement = Measurement.load(project.path / "saved" / "tiny__fast.json")
+    assert measurement.ok and measurement.profile_name == "fast"
+    assert measurement.latency is not None and len(measurement.latency.samples_ns) >= 72
+
+
+def test_marker_checks_the_budget_after_the_test_body(project: pytest.Pytester) -> None:
+    result = run(project, """
+        import pytest
+
+        @pytest.mark.edgeopt("tiny.onnx", p95_ms=1000)
+        def test_ok():
+            pass
+
+        @pytest.mark.edgeopt(model="tiny.onnx", p95_ms=0.0001)
+        def test_too_slow():
+            pass
+
+        @pytest.mark.edgeopt(p95_ms=1)
+        def test_no_model():
+            pass
+    """)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.re_match_lines([r".*p95 \S+ ms \[\S+, \S+\] > budget 0.0001 ms on fast",
+                                  r".*@pytest.mark.edgeopt needs the model.*"])
+
+
+def test_bad_options_and_inputs_are_one_clear_line(project: pytest.Pytester) -> None:
+    bad_profile = run(project, "def test_x():\n    pass\n", "--edgeopt-profile", "nope.yaml")
+    assert bad_profile.ret == pytest.ExitCode.USAGE_ERROR
+    bad_profile.stderr.fnmatch_lines(["*--edgeopt-profile: nope.yaml: profile file not found*"])
+    result = run(project, """
+        def test_missing_model(edgeopt_budget):
+            edgeopt_budget("missing.onnx")
+
+        def test_unknown_budget(edgeopt_budget):
+            edgeopt_budget("tiny.onnx", p95=3)
+    """)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*edgeopt: missing.onnx*", "*edgeopt: --budget: budgets.p95*"])
+
+
+def test_unreadable_or_missing_baseline_is_a_clear_failure(project: pytest.Pytester) -> None:
+    test = """
+        def test_tiny(edgeopt_budget):
+            edgeopt_budget("tiny.onnx")
+
+        def test_other(edgeopt_budget):
+            edgeopt_budget("tiny.onnx", name="other")
+    """
+    run(project, test, "--edgeopt-save", "baseline").assert_outcomes(passed=2)
+    stored = project.path / "baseline" / "tiny__fast.json"
+    (project.path / "baseline" / "other__fast.json").unlink()
+    document = json.loads(stored.read_text())
+    stored.write_text(json.dumps({**document, "schema_version": 0}))  # an old schema
+    result = run(project, test, "--edgeopt-baseline", "baseline")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*--edgeopt-baseline: *tiny__fast.json is not a readable edgeopt measurement "
+                                 "(corrupt, truncated or another schema_version)*"])
+    result.stdout.fnmatch_lines(["*--edgeopt-baseline: no baseline *other__fast.json for other on fast "
+                                 "(write one with --edgeopt-save)*"])
+    text = json.dumps(document)
+    stored.write_text(text[: len(text) // 2])  # truncated
+    result = run(project, test, "--edgeopt-baseline", "baseline")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*tiny__fast.json is not a readable edgeopt measurement*"])
+    bad_dir = run(project, test, "--edgeopt-baseline", "no-such-dir")
+    assert bad_dir.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_baseline_comparison_fails_a_regression_and_passes_an_improvement(project: pytest.Pytester) -> None:
+    test = """
+        def test_tiny(edgeopt_budget, pytestconfig):
+            result = edgeopt_budget("tiny.onnx")
+            if pytestconfig.getoption("edgeopt_baseline"):
+                assert [row.verdict for row in result.comparison.rows] == ["improved"]
+    """
+    run(project, test, "--edgeopt-save", "baseline").assert_outcomes(passed=1)
+    stored = project.path / "baseline" / "tiny__fast.json"
+    document = json.loads(stored.read_text())
+    samples = document["latency"]["samples_ns"]
+
+    def baseline_scaled(factor: float) -> None:
+        latency = {**document["latency"], "samples_ns": [int(s * factor) for s in samples]}
+        stored.write_text(json.dumps({**document, "latency": latency}))
+
+    baseline_scaled(2.0)  # the baseline was twice as slow: the candidate improved
+    run(project, test, "--edgeopt-baseline", "baseline", "--edgeopt-threshold", "p95:5%").assert_outcomes(passed=1)
+    baseline_scaled(0.5)  # the baseline was twice as fast: the candidate regressed
+    result = run(project, test, "--edgeopt-baseline", "baseline", "--edgeopt-threshold", "p95:5%")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*vs baseline: p95 of tiny on fast: \d\.\d+x \[.*threshold 5%: regressed"])
+    bad = run(project, test, "--edgeopt-baseline", "baseline", "--edgeopt-threshold", "p95")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_edgeopt_numbers_go_into_pytest_benchmark_extra_info(project: pytest.Pytester) -> None:
+    result = run(project, """
+        def test_pre_and_model(benchmark, edgeopt_budget):
+            benchmark(sorted, [3, 1, 2])
+            edgeopt_budget("tiny.onnx", p95_ms=1000)
+    """, "--benchmark-json", "bench.json", "--benchmark-min-rounds", "1", "--benchmark-max-time", "0.01")
+    result.assert_outcomes(passed=1)
+    extra = json.loads((project.path / "bench.json").read_text())["benchmarks"][0]["extra_info"]["edgeopt"]["tiny"]
+    assert extra["profile"] == "fast" and extra["verdict"] == "pass" and extra["samples"] >= 72
+    value, lower, upper = extra["p95_ms"]
+    assert lower <= value <= upper
