@@ -42,9 +42,10 @@ class Accuracy:
         return asdict(self)
 
 
-def load_outputs(path: Path) -> list[np.ndarray]:
+def load_outputs(path: Path) -> dict[int, np.ndarray]:
+    """Stacked outputs by output index (an output whose shape varied between samples is absent)."""
     with np.load(path, allow_pickle=False) as data:
-        return [data[f"out{i}"] for i in range(len(data.files))]
+        return {int(key[3:]): data[key] for key in data.files if key.startswith("out")}
 
 
 def _per_sample(array: np.ndarray) -> np.ndarray:
@@ -70,12 +71,13 @@ def compare(reference: np.ndarray, variant: np.ndarray, name: str) -> OutputFide
 
 def fidelity(reference_path: Path, variant_path: Path, names: list[str]) -> list[OutputFidelity]:
     reference, variant = load_outputs(reference_path), load_outputs(variant_path)
-    return [compare(r, v, n) for r, v, n in zip(reference, variant, names, strict=True)]
+    return [compare(reference[i], variant[i], names[i] if i < len(names) else f"out{i}")
+            for i in sorted(set(reference) & set(variant))]
 
 
 def top1_accuracy(outputs_path: Path, labels: np.ndarray) -> Accuracy:
     """Top-1 accuracy of the first output's argmax against ``labels``, with a Wilson interval."""
-    logits = _per_sample(load_outputs(outputs_path)[0])
+    logits = _per_sample(load_outputs(outputs_path)[0])  # KeyError if the first output varied in shape
     correct = int(np.sum(logits.argmax(axis=1) == np.asarray(labels).reshape(-1)))
     n = int(logits.shape[0])
     lower, upper = wilson_interval(correct, n, 0.95)

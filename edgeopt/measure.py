@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from edgeopt import __version__
+from edgeopt.backends import availability, is_available
 from edgeopt.calibration import CalibrationSet, InputSpec
 from edgeopt.errors import BackendUnavailableError
 from edgeopt.export import random_feeds
@@ -66,18 +67,26 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
     return target
 
 
-def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: str | None) -> str:
+def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: str | None,
+                    session: dict[str, Any] | None = None) -> str:
     """What a stored measurement must match to be reused: the variant's bytes, the profile's identity,
     runtime and bench settings (not its budgets: changing a budget re-judges, it does not re-measure),
     the reference inputs and the edgeopt version."""
     settings = profile.model_dump(mode="json", include={"name", "identity", "runtime", "bench"})
+    runtime = {k: v for k, v in (session or {}).items() if k not in ("cache_dir",)}
     return sha256_json({"variant": variant.sha256, "profile": settings, "reference": reference_sha,
-                        "edgeopt": __version__})
+                        "runtime": runtime, "edgeopt": __version__})
 
 
-def session_settings(profile: HardwareProfile) -> dict[str, Any]:
+def session_settings(profile: HardwareProfile, backend: str | None = None, precision: str | None = None,
+                     input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
     runtime = profile.runtime
-    if runtime.backend != "onnxruntime":
+    backend = backend or runtime.backend
+    if backend == "openvino":
+        return {"backend": "openvino", "device": "CPU", "intra_op_threads": runtime.intra_op_threads,
+                "precision": precision or "fp32", "input_shapes": input_shapes or {}, "pinning": True,
+                "cache_dir": str(cache_dir) if cache_dir else None}
+    if backend != "onnxruntime":
         from edgeopt.backends import availability
 
         raise BackendUnavailableError(f"profile {profile.name}: runtime.backend '{runtime.backend}': "
@@ -85,6 +94,14 @@ def session_settings(profile: HardwareProfile) -> dict[str, Any]:
     return {"backend": runtime.backend, "execution_providers": list(runtime.execution_providers),
             "intra_op_threads": runtime.intra_op_threads, "inter_op_threads": runtime.inter_op_threads,
             "graph_optimization_level": runtime.graph_optimization_level}
+
+
+def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Path, backend: str | None = None,
+                    precision: str | None = None) -> dict[str, Any]:
+    """The runner settings a measurement of these timing inputs in ``work_dir`` will use."""
+    with np.load(timing_inputs, allow_pickle=False) as feeds:
+        shapes = {name: list(feeds[name].shape) for name in feeds.files}
+    return session_settings(profile, backend, precision, shapes, Path(work_dir) / ".openvino-cache")
 
 
 def _signal_name(returncode: int) -> str:
@@ -103,14 +120,19 @@ def measure_variant(
     reference_sha: str | None = None,
     proxy: bool = False,
     stem: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Measurement:
-    """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values."""
+    """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values.
+
+    ``backend`` (default: the profile's) and, for OpenVINO, ``precision`` choose the runtime row.
+    """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or f"{variant.name}__{profile.name}"
     host = host_fingerprint()
     identity = match_identity(profile, host)
-    session = session_settings(profile)
+    session = planned_session(profile, Path(timing_inputs), work_dir, backend, precision)
     bench = profile.bench.model_dump(mode="json")
     bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     outputs_file = f"{stem}.outputs.npz"
@@ -121,16 +143,19 @@ def measure_variant(
            "inputs_path": str(Path(timing_inputs).resolve()), "result_path": str(result_path.resolve()),
            "reference_path": str(Path(reference_inputs).resolve()) if reference_inputs else None,
            "outputs_path": str((work_dir / outputs_file).resolve())}
-    write_json_atomic(job_path, job)
     base: dict[str, Any] = {
-        "key": measurement_key(variant, profile, reference_sha),
+        "key": measurement_key(variant, profile, reference_sha, session),
         "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
                     "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
         "profile": {"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
         "host": host.to_dict(), "host_matches": identity.matches, "mismatch_reasons": list(identity.reasons),
-        "proxy": proxy, "expected_fast": profile.expects_fast(variant.precision), "session": session,
+        "proxy": proxy, "expected_fast": profile.expects_fast(precision or variant.precision), "session": session,
         "bench": bench, "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
     }
+    if not is_available(session["backend"]):
+        failure = Failure(kind="unavailable", message=f"{session['backend']}: {availability()[session['backend']]}")
+        return Measurement(status="failed", failure=failure, **base)
+    write_json_atomic(job_path, job)
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
@@ -161,6 +186,10 @@ def measure_variant(
         kind: FailureKind = "backend" if result else "no-result"
         if "provider fallback" in message:
             kind = "provider-fallback"
+        elif (result or {}).get("error_type") == "UnsupportedModelError":
+            kind = "unsupported"
+        elif (result or {}).get("error_type") == "BackendUnavailableError":
+            kind = "unavailable"
         failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
                           returncode=process.returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
         return Measurement(status="failed", failure=failure, **base)
@@ -171,6 +200,7 @@ def measure_variant(
     return Measurement(
         status="ok", latency=latency, load_ms=result["load_ms"], first_inference_ms=result["first_inference_ms"],
         memory=result["memory"], providers_active=result["providers_active"], versions=versions,
+        runtime_details=result.get("runtime_details", {}),
         providers_requested=result["providers_requested"], warmup_iterations=result["warmup_iterations"],
         reference_count=result["reference_count"],
         outputs_file=outputs_file if reference_inputs else None, output_names=result["output_names"],

@@ -21,7 +21,13 @@ from edgeopt.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.fileio import read_json, sha256_file, write_json_atomic, write_text_atomic
 from edgeopt.gate import GateResult, exit_code_for
 from edgeopt.graph import input_specs, load_model
-from edgeopt.measure import gate_measurement, measure_variant, measurement_key, prepare_timing_inputs
+from edgeopt.measure import (
+    gate_measurement,
+    measure_variant,
+    measurement_key,
+    planned_session,
+    prepare_timing_inputs,
+)
 from edgeopt.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.profiles import HardwareProfile, load_profile
 from edgeopt.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
@@ -231,11 +237,13 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
         timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz",
                                        specs=specs if config.inputs else None)
         measured: list[Measurement] = []
-        for variant in variants:
-            stem = f"{variant.name}__{profile.name}"
+        for backend, variant, precision in runtime_matrix(profile, variants):
+            label = variant.name if backend == "onnxruntime" else f"{variant.name}@{backend}-{precision}"
+            stem = f"{label}__{profile.name}"  # the same name Measurement.variant_name gives
             path = out / "measurements" / f"{stem}.json"
             previous = None if config.force else try_load(path)
-            key = measurement_key(variant, profile, reference_sha)
+            session = planned_session(profile, timing, out / "measurements", backend, precision)
+            key = measurement_key(variant, profile, reference_sha, session)
             if previous is not None and previous.ok and previous.key == key:
                 log(f"measure {stem}: done earlier, skipped (--force to redo)")
                 measured.append(previous)
@@ -243,12 +251,14 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             log(f"measure {stem}: running ...")
             measurement = measure_variant(variant, profile, out / "measurements", timing_inputs=timing,
                                           reference_inputs=reference_path, reference_sha=reference_sha,
-                                          proxy=config.proxy, stem=stem)
+                                          proxy=config.proxy, stem=stem, backend=backend, precision=precision)
             measurement.save(path)
             if measurement.ok and measurement.latency is not None:
                 s = measurement.latency.summary()
                 log(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} "
                     f"({measurement.latency.stop_reason})")
+            elif measurement.unsupported and measurement.failure is not None:
+                log(f"measure {stem}: {measurement.failure.kind}: {measurement.failure.message}")
             else:
                 log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
             measured.append(measurement)
@@ -265,7 +275,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
                 header.append(settings_line(ok))
         sections.append((header, profile_rows))
         tables.append("\n".join([*header, render_table(profile_rows)]))
-    failures = len(variant_failures) + sum(1 for m in measurements if not m.ok)
+    failures = len(variant_failures) + sum(1 for m in measurements if not m.ok and not m.unsupported)
     exit_code = exit_code_for(gates, failures=failures)
     verdict_line = _verdict_line(gates, failures, exit_code)
     extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
@@ -283,6 +293,36 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     write_run_reports(out, log)  # report.html, junit.xml, results.csv beside summary.json
     return RunResult(out, model_path, variants, variant_failures, measurements, gates, rows + extra_rows, tables,
                      exit_code, out / "summary.json", out / "summary.md")
+
+
+def runtime_matrix(profile: HardwareProfile, variants: list[Variant]) -> list[tuple[str, Variant, str | None]]:
+    """(backend, variant, precision) for every row a profile asks for.
+
+    ONNX Runtime runs every variant as it is.  OpenVINO reads the same files: the fp32 variant at
+    each inference precision the profile lists and the device reports (fp32 always), and each
+    int8-static (QDQ) variant with fp32 for its non-quantized parts; fp16 and int8-dynamic variants
+    are ONNX Runtime formats and are not repeated there.
+    """
+    cells: list[tuple[str, Variant, str | None]] = []
+    for backend in profile.runtime.runtimes:
+        if backend == "onnxruntime":
+            cells += [(backend, variant, None) for variant in variants]
+            continue
+        precisions = ["fp32"]
+        from edgeopt.backends import is_available
+
+        if is_available("openvino"):
+            from edgeopt.backends.openvino import device_precisions
+
+            supported = device_precisions()
+            precisions += [p for p in profile.runtime.openvino_precisions if p != "fp32" and p in supported]
+        for variant in variants:
+            kind = variant.provenance.get("recipe", {}).get("kind")
+            if kind == "fp32":
+                cells += [(backend, variant, precision) for precision in precisions]
+            elif kind == "int8-static":
+                cells.append((backend, variant, "fp32"))
+    return cells
 
 
 def _host_summary(measurement: Measurement | None) -> str:

@@ -102,6 +102,15 @@ class Runtime(_Section):
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     native_precisions: list[Precision] = Field(default=["fp32"], min_length=1)
     workspace_mb: PositiveFloat | None = None
+    # every runtime a run measures on this target (default: just ``backend``); the first is the reference
+    backends: list[Literal["onnxruntime", "openvino"]] | None = Field(default=None, min_length=1)
+    # OpenVINO inference precisions to try for fp32 variants, where the device reports them
+    openvino_precisions: list[Literal["fp32", "bf16", "fp16"]] = Field(default=["fp32", "bf16", "fp16"], min_length=1)
+
+    @property
+    def runtimes(self) -> list[str]:
+        """The backends a run measures on, reference first."""
+        return list(self.backends) if self.backends else [self.backend]
 
 
 class Bench(_Section):

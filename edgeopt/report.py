@@ -42,6 +42,7 @@ class Row:
     failure: str | None = None
     proxy: bool = False
     stability: str | None = None  # one-line stability diagnosis (StabilityReport.describe())
+    runtime: str = "onnxruntime"  # backend, and for OpenVINO the inference precision asked for
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -55,9 +56,11 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
     common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
                   precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
                   size_mb=measurement.variant["size_bytes"] / 2**20,
-                  proxy=gate.proxy if gate is not None else False)
+                  proxy=gate.proxy if gate is not None else False, runtime=measurement.runtime_label)
     if not measurement.ok or measurement.latency is None:
         message = measurement.failure.message if measurement.failure else "failed"
+        if measurement.unsupported:
+            return Row(status="unsupported", failure=message, verdict="unsupported", **common)  # type: ignore[arg-type]
         return Row(status="failed", failure=message, verdict="error", **common)  # type: ignore[arg-type]
     summary = measurement.latency.summary()
     p50, p95 = summary.percentiles["p50"], summary.percentiles["p95"]
@@ -107,16 +110,18 @@ def _accuracy(row: Row) -> str:
 def _cells(row: Row) -> list[str]:
     native = "yes" if row.expected_fast else "no"
     if row.status != "ok":
-        return [row.variant, native, "-", "-", "-", "-", f"{row.size_mb:.2f}" if row.size_mb else "-", "-", "-",
-                "-", f"error: {row.failure}"[:90]]
+        label = "unsupported" if row.status == "unsupported" else "error"
+        size = f"{row.size_mb:.2f}" if row.size_mb else "-"
+        return [row.variant.split("@")[0], row.runtime, native, "-", "-", "-", "-", size, "-", "-", "-",
+                f"{label}: {row.failure}"[:110]]
     verdict = ("PROXY " if row.proxy else "") + row.verdict
-    return [row.variant, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
+    return [row.variant.split("@")[0], row.runtime, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
             f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
             f"{row.size_mb:.2f}" if row.size_mb is not None else "-", _speedup(row.speedup), _fidelity(row),
             _accuracy(row), verdict]
 
 
-HEADERS = ["variant", "native", "n", "p50 ms [95% CI]", "p95 ms [95% CI]", "peak MB", "size MB",
+HEADERS = ["variant", "runtime", "native", "n", "p50 ms [95% CI]", "p95 ms [95% CI]", "peak MB", "size MB",
            "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy", "verdict"]
 
 

@@ -22,7 +22,7 @@ from edgeopt.stats import SampleSummary, summarize
 SCHEMA_VERSION: Literal[1] = 1
 
 
-FailureKind = Literal["crash", "timeout", "backend", "provider-fallback", "no-result"]
+FailureKind = Literal["crash", "timeout", "backend", "provider-fallback", "no-result", "unsupported", "unavailable"]
 
 
 class Failure(BaseModel):
@@ -77,6 +77,7 @@ class Measurement(BaseModel):
     load_ms: float | None = None
     first_inference_ms: float | None = None
     memory: dict[str, Any] | None = None
+    runtime_details: dict[str, Any] = {}
     providers_requested: list[str] = []
     providers_active: list[str] = []
     warmup_iterations: int | None = None
@@ -95,8 +96,29 @@ class Measurement(BaseModel):
         return self.status == "ok"
 
     @property
+    def backend(self) -> str:
+        return str(self.session.get("backend", "onnxruntime"))
+
+    @property
+    def runtime_label(self) -> str:
+        """``onnxruntime``, or e.g. ``openvino bf16``: the runtime and the precision it was asked to compute in."""
+        precision = self.session.get("precision")
+        return f"{self.backend} {precision}" if precision else self.backend
+
+    @property
+    def unsupported(self) -> bool:
+        """The backend refused the model (or is not installed): a row with a reason, not a failure."""
+        return self.failure is not None and self.failure.kind in ("unsupported", "unavailable")
+
+    @property
     def variant_name(self) -> str:
-        return str(self.variant["name"])
+        """The variant's name, suffixed ``@<backend>-<precision>`` when not measured on ONNX Runtime, so every
+        (variant, runtime) row has its own name in gates, reports and comparisons."""
+        name = str(self.variant["name"])
+        if self.backend == "onnxruntime":
+            return name
+        precision = self.session.get("precision")
+        return f"{name}@{self.backend}-{precision}" if precision else f"{name}@{self.backend}"
 
     @property
     def profile_name(self) -> str:

@@ -103,11 +103,14 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
     count = len(next(iter(inputs.values())))
     collected: list[list[np.ndarray]] = []
     for index in range(count):
-        outputs = runner.infer({name: value[index] for name, value in inputs.items()})
+        outputs = runner.infer({name: np.asarray(value[index]) for name, value in inputs.items()})
         collected = collected or [[] for _ in outputs]
         for slot, value in zip(collected, outputs, strict=True):
             slot.append(value)
-    arrays = {f"out{i}": np.stack(values) for i, values in enumerate(collected)}
+    arrays = {}
+    for i, values in enumerate(collected):
+        if len({v.shape for v in values}) == 1:  # a data-dependent output shape cannot be stacked: left out
+            arrays[f"out{i}"] = np.stack(values)
     tmp = out_path + f".{os.getpid()}.tmp.npz"
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, out_path)
@@ -158,6 +161,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             "model_added_mb": max(0, peak - baseline_rss) / 2**20,
             "method": "peak RSS of the worker (VmHWM) minus its RSS after imports",
         },
+        "runtime_details": {k: v for k, v in details.items() if k != "versions"},
         "providers_requested": details.get("providers_requested", []),
         "providers_active": details.get("providers_active", []),
         "output_names": output_names,

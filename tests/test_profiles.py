@@ -107,8 +107,9 @@ def test_shipped_numbers_all_carry_a_comment() -> None:
 def test_x86_profile_settings() -> None:
     profile = load_profile("x86-avx512vnni-2core")
     assert profile.runtime.intra_op_threads == 1
-    assert profile.runtime.native_precisions == ["fp32", "int8"]
-    assert not profile.expects_fast("bf16")
+    assert profile.runtime.native_precisions == ["fp32", "int8", "bf16"]  # bf16: OpenVINO on avx512_bf16
+    assert not profile.expects_fast("fp16")
+    assert profile.runtime.runtimes == ["onnxruntime", "openvino"]
     assert profile.budgets.p95_ms == 80
     assert profile.budgets.model_size_mb == 60
 

@@ -213,3 +213,24 @@ def external_data_model(directory: Path, location: str, *, write_data: bool = Tr
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return _save(graph, directory / "model.onnx")
+
+
+def if_dynamic_rank_model(path: Path) -> Path:
+    """An ``If`` on a scalar bool input whose branches return different ranks (2-D vs flattened).
+
+    ONNX Runtime runs it; OpenVINO's CPU plugin refuses an ``If`` with a dynamic output rank.
+    """
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+    then_graph = helper.make_graph([helper.make_node("Identity", ["x"], ["then_y"], name="then_identity")], "then",
+                                   [], [helper.make_tensor_value_info("then_y", TensorProto.FLOAT, None)])
+    flat = helper.make_tensor("flat", TensorProto.INT64, [1], [-1])
+    else_graph = helper.make_graph([helper.make_node("Reshape", ["x", "flat"], ["else_y"], name="else_reshape")],
+                                   "else", [], [helper.make_tensor_value_info("else_y", TensorProto.FLOAT, None)],
+                                   [flat])
+    node = helper.make_node("If", ["cond"], ["y"], then_branch=then_graph, else_branch=else_graph, name="if_rank")
+    # the graph output declares one unknown dimension (onnx.checker needs a shape there); the If
+    # itself still yields rank 2 or 1 depending on ``cond``
+    graph = helper.make_graph([node], "if_dynamic_rank", [x, cond],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+    return _save(graph, path)

@@ -16,8 +16,9 @@ from edgeopt.errors import BackendUnavailableError
 # short name → (module, runner class, the import that must succeed, the pip extra that provides it)
 _REGISTRY: dict[str, tuple[str, str, str, str]] = {
     "onnxruntime": ("edgeopt.backends.onnxruntime", "OnnxRuntimeRunner", "onnxruntime", "edgeopt"),
+    "openvino": ("edgeopt.backends.openvino", "OpenVinoRunner", "openvino", "edgeopt[openvino]"),
 }
-PLANNED = {"tensorrt": "edgeopt[tensorrt]", "torch": "edgeopt[torch]", "openvino": "openvino"}
+PLANNED = {"tensorrt": "edgeopt[tensorrt]", "torch": "edgeopt[torch]"}
 
 
 def availability() -> dict[str, str]:
@@ -29,6 +30,10 @@ def availability() -> dict[str, str]:
     for name, extra in PLANNED.items():
         status.setdefault(name, f"unavailable: not implemented in this version (later: pip install {extra})")
     return status
+
+
+def is_available(backend: str) -> bool:
+    return availability().get(backend) == "available"
 
 
 def runner_for(backend: str, model_path: str, settings: dict[str, Any]) -> Runner:

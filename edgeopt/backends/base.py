@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 
 Feeds = dict[str, np.ndarray]
+
+
+class UnsupportedModelError(Exception):
+    """The backend cannot convert or compile this model; the message names the operator or node."""
 Shape = tuple[int | str, ...]
 
 

@@ -18,7 +18,7 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
-from edgeopt.backends.base import Feeds, Runner
+from edgeopt.backends.base import Feeds, Runner, UnsupportedModelError
 
 # edgeopt's precision names → OpenVINO's inference precision hint
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -56,7 +56,10 @@ class OpenVinoRunner(Runner):
         device = str(self.settings.get("device", "CPU"))
         core = ov.Core()
         started = time.perf_counter()
-        model = core.read_model(self.model_path)
+        try:
+            model = core.read_model(self.model_path)
+        except RuntimeError as error:
+            raise UnsupportedModelError(f"OpenVINO cannot convert the model: {first_meaningful_line(error)}") from error
         shapes = self.settings.get("input_shapes") or {}
         if any(not inp.get_partial_shape().is_static for inp in model.inputs):
             if not shapes:
@@ -73,7 +76,10 @@ class OpenVinoRunner(Runner):
         if self.settings.get("cache_dir"):
             config[props.cache_dir()] = str(self.settings["cache_dir"])
         started = time.perf_counter()
-        self.compiled = core.compile_model(model, device, config)
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as error:
+            raise UnsupportedModelError(f"OpenVINO cannot compile the model: {first_meaningful_line(error)}") from error
         compile_s = time.perf_counter() - started
         self.request = self.compiled.create_infer_request()
         self.inputs = {
