@@ -285,7 +285,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 # Modules that add their own subcommands: each defines ``add_command(subparsers)``, which adds a parser
 # and sets ``handler=<function(args) -> int>`` as its default.  They must be light to import.
-COMMAND_MODULES: tuple[str, ...] = ("edgeopt.report_cli", "edgeopt.compare_cli", "edgeopt.tracking_cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "edgeopt.report_cli", "edgeopt.compare_cli", "edgeopt.tracking_cli", "edgeopt.research_cli",
+)
 
 COMMANDS = {"export": _cmd_export, "inspect": _cmd_inspect, "quantize": _cmd_quantize, "profiles": _cmd_profiles,
             "profile": _cmd_profile, "gate": _cmd_gate, "run": _cmd_run}
