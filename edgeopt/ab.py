@@ -95,6 +95,9 @@ def _launch(job_path: Path, timeout_s: float) -> tuple[int, str]:
     return process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:]
 
 
+AB_TIME_FACTOR = 4  # default time cap of an A/B run, in units of the profile's bench.max_seconds
+
+
 def run_ab(
     base: Path | str,
     candidate: Path | str,
@@ -123,7 +126,8 @@ def run_ab(
     parsed = _latency_thresholds(thresholds)
     profile_b = profile_b or profile
     variants = [Variant.from_file(Path(base)), Variant.from_file(Path(candidate))]
-    seconds = float(max_seconds if max_seconds is not None else profile.bench.max_seconds)
+    # two arms and a ratio of tail percentiles need about four times the samples of one measurement
+    seconds = float(max_seconds if max_seconds is not None else AB_TIME_FACTOR * profile.bench.max_seconds)
     if not seconds > 0:
         raise ConfigError(f"--max-seconds must be > 0, got {seconds:g}")
     sessions = [session_settings(profile), session_settings(profile_b)]

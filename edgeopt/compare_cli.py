@@ -47,8 +47,8 @@ def add_command(subparsers: Any) -> None:
     p.add_argument("--profile-b", help="profile whose runtime settings B runs with (default: --profile)")
     p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="latency thresholds; default "
                    "p50:5%% p95:5%%")
-    p.add_argument("--max-seconds", type=float, help="time cap of the interleaved loop (default: the profile's "
-                   "bench.max_seconds)")
+    p.add_argument("--max-seconds", type=float, help="time cap of the interleaved loop (default: 4x the "
+                   "profile's bench.max_seconds: two arms and a tail-percentile ratio need more samples)")
     p.add_argument("--out", type=Path, default=Path("edgeopt-out/ab"), help="folder for the JSON result")
     p.set_defaults(handler=cmd_ab)
 
