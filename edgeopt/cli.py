@@ -90,7 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.add_argument("--out", type=Path, default=Path("edgeopt-out"))
     p.add_argument("--calibration")
-    p.add_argument("--eval", dest="eval_set", help="labelled eval split (.npz with images, labels)")
+    p.add_argument("--eval", dest="eval_set", help="eval set (.npz with images and labels (int classes) or "
+                   "targets (floats), or images alone for embedding metrics)")
+    p.add_argument("--metric", action="append", help="task metric on --eval, repeatable: top1, top5, mae, rmse, "
+                   "cosine_to_fp32, retrieval_agreement@K or package.module:function (default: top1 with "
+                   "integer labels, mae with targets, else cosine_to_fp32); the first is the table's column")
+    p.add_argument("--shift", action="append", help="also evaluate on shifted eval images, repeatable: brightness, "
+                   "contrast, noise, blur (NAME:SEVERITY to change the default) or all")
+    p.add_argument("--shift-range", metavar="LOW:HIGH", help="pixel value range the shifts act in (default: from "
+                   "the calibration manifest's normalisation, else [0,1] when the eval values fit, else min:max)")
     p.add_argument("--variant", action="append", help="default: all variants")
     p.add_argument("--input", action="append")
     p.add_argument("--opset", type=int, default=17)
@@ -262,6 +270,17 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return exit_code_for(gates, failures=failures)
 
 
+def _shift_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    low, _, high = text.partition(":")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        pass
+    raise ConfigError(f"--shift-range {text!r}: expected LOW:HIGH, e.g. 0:1 or 0:255")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgeopt.modelref import parse_input_spec
     from edgeopt.pipeline import RunConfig, run_pipeline
@@ -273,6 +292,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
         budgets=_budgets(args.budget), proxy=args.proxy, force=args.force,
         min_calibration_samples=args.min_calibration_samples, max_calibration_samples=args.max_calibration_samples,
+        metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
     )
     result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
     for table in result.tables:

@@ -122,10 +122,14 @@ def measure_variant(
     stem: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
+    extra_references: dict[str, Path] | None = None,
 ) -> Measurement:
     """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values.
 
     ``backend`` (default: the profile's) and, for OpenVINO, ``precision`` choose the runtime row.
+    ``extra_references`` (name → inputs .npz, e.g. shifted eval sets) are run after the reference
+    inputs; their outputs go to ``<stem>.<name>.outputs.npz`` beside the measurement
+    (:func:`extra_outputs_file`).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +146,10 @@ def measure_variant(
     job = {"model_path": str(variant.path.resolve()), "session": session, "bench": bench,
            "inputs_path": str(Path(timing_inputs).resolve()), "result_path": str(result_path.resolve()),
            "reference_path": str(Path(reference_inputs).resolve()) if reference_inputs else None,
-           "outputs_path": str((work_dir / outputs_file).resolve())}
+           "outputs_path": str((work_dir / outputs_file).resolve()),
+           "extra_references": [{"path": str(Path(p).resolve()),
+                                 "outputs_path": str((work_dir / extra_outputs_file(stem, name)).resolve())}
+                                for name, p in (extra_references or {}).items()]}
     base: dict[str, Any] = {
         "key": measurement_key(variant, profile, reference_sha, session),
         "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
@@ -207,6 +214,11 @@ def measure_variant(
         torch_imported=result["torch_imported"], stability=stability.to_dict() if stability else None,
         **{**base, "host": result["host"]},
     )
+
+
+def extra_outputs_file(stem: str, name: str) -> str:
+    """File name (in the measurement folder) of the outputs of the extra reference set ``name``."""
+    return f"{stem}.{name}.outputs.npz"
 
 
 def budget_sample_floor(profile: HardwareProfile) -> int:

@@ -15,24 +15,49 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
+from edgeopt.calibration import CalibrationSet, InputSpec, load_calibration
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError
 from edgeopt.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
-from edgeopt.fileio import read_json, sha256_file, write_json_atomic, write_text_atomic
+from edgeopt.fileio import read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
 from edgeopt.gate import GateResult, exit_code_for
 from edgeopt.graph import input_specs, load_model
 from edgeopt.measure import (
+    extra_outputs_file,
     gate_measurement,
     measure_variant,
     measurement_key,
     planned_session,
     prepare_timing_inputs,
 )
+from edgeopt.metrics import (
+    INTERVAL_METHOD,
+    EvalSet,
+    MetricResult,
+    MetricSpec,
+    Scores,
+    check_metrics,
+    default_metrics,
+    load_eval_set,
+    load_output_list,
+    parse_metric,
+    resample_indices,
+    score_outputs,
+    summarise,
+)
 from edgeopt.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.profiles import HardwareProfile, load_profile
 from edgeopt.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
-from edgeopt.report import Row, build_row, header_lines, render_markdown, render_table, settings_line
+from edgeopt.report import (
+    Row,
+    build_row,
+    header_lines,
+    render_markdown,
+    render_robustness,
+    render_table,
+    settings_line,
+)
 from edgeopt.results import Measurement, try_load
+from edgeopt.robustness import Shift, ShiftResult, ValueSpace, apply_shift, parse_shifts, shift_result, value_space
 
 Log = Callable[[str], None]
 
@@ -57,6 +82,42 @@ class RunConfig:
     min_calibration_samples: int = 16
     max_calibration_samples: int | None = None
     reference_samples: int = 16
+    metrics: tuple[str, ...] = ()  # task metrics on the eval set (edgeopt.metrics); default by the eval file
+    shifts: tuple[str, ...] = ()  # input shifts of the eval set (edgeopt.robustness): "noise", "blur:1.5", "all"
+    shift_range: tuple[float, float] | None = None  # pixel value range the shifts act in; default: inferred
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What ``--eval`` asks for, validated before anything is written."""
+
+    eval_set: EvalSet
+    metrics: tuple[MetricSpec, ...]
+    shifts: tuple[Shift, ...] = ()
+    space: ValueSpace | None = None
+
+    @property
+    def shift_names(self) -> dict[str, str]:
+        """Shift label → the name its inputs and outputs files carry (``shift-noise``, ``shift-blur-1.5``)."""
+        return {s.label: "shift-" + s.label.replace(":", "-") for s in self.shifts}
+
+
+def plan_evaluation(config: RunConfig) -> EvalPlan | None:
+    """Load and check the eval set, the metrics and the shifts (ConfigError/CalibrationError on a mismatch)."""
+    if not config.eval_set:
+        if config.metrics or config.shifts:
+            raise ConfigError(f"--{'metric' if config.metrics else 'shift'} needs an eval set (--eval FILE.npz)")
+        return None
+    eval_set = load_eval_set(config.eval_set)
+    specs = tuple(parse_metric(name) for name in (config.metrics or default_metrics(eval_set)))
+    check_metrics(specs, eval_set)
+    shifts = parse_shifts(config.shifts)
+    space = None
+    if shifts:
+        space = value_space(eval_set.images, declared=config.shift_range, calibration=config.calibration)
+        for shift in shifts:  # fail now, not after the variants are made
+            apply_shift(eval_set.images[:1], shift, space)
+    return EvalPlan(eval_set, specs, shifts, space)
 
 
 @dataclass(frozen=True)
@@ -163,18 +224,40 @@ def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
     return target
 
 
+def _eval_feeds(images: np.ndarray, spec: InputSpec) -> dict[str, np.ndarray]:
+    """Stacked eval images as per-sample feeds of ``spec``: an image (C,H,W) becomes one batch-1 sample (1,C,H,W)."""
+    array = images[:, None] if images.ndim == len(spec.shape) else images
+    return {spec.name: array.reshape(array.shape[0], *[d if isinstance(d, int) else 1 for d in spec.shape])}
+
+
+def _save_npz(target: Path, arrays: dict[str, np.ndarray]) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(target)
+    return target
+
+
+def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[str, Path]:
+    """One inputs file per shift (``reference_inputs.shift-noise.npz``), by the name its outputs file carries."""
+    assert plan.space is not None or not plan.shifts
+    paths = {}
+    for shift in plan.shifts:
+        name = plan.shift_names[shift.label]
+        shifted = apply_shift(plan.eval_set.images, shift, plan.space)  # type: ignore[arg-type]
+        paths[name] = _save_npz(directory / f"reference_inputs.{name}.npz", _eval_feeds(shifted, spec))
+    return paths
+
+
 def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: CalibrationSet | None,
-                      target: Path) -> tuple[Path, np.ndarray | None]:
-    """Inputs every variant runs for fidelity (and accuracy, when an eval set has labels)."""
+                      target: Path, plan: EvalPlan | None = None) -> tuple[Path, np.ndarray | None]:
+    """Inputs every variant runs for fidelity (and task metrics, when an eval set is given)."""
     labels = None
-    if config.eval_set:
-        images, labels = load_eval_split(config.eval_set)
+    if plan is not None:
+        labels = plan.eval_set.truth
         if len(specs) != 1:
             raise ConfigError(f"{config.eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
-        arrays = {specs[0].name: images[:, None] if images.ndim == len(specs[0].shape) else images}
-        # a stored eval image of shape (C,H,W) becomes one batch-1 sample (1,C,H,W)
-        arrays = {k: v.reshape(v.shape[0], *[d if isinstance(d, int) else 1 for d in specs[0].shape])
-                  for k, v in arrays.items()}
+        arrays = _eval_feeds(plan.eval_set.images, specs[0])
     elif calibration is not None:
         arrays = {name: np.stack([s[name] for s in calibration.take(config.reference_samples).samples])
                   for name in calibration.samples[0]}
@@ -183,11 +266,7 @@ def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: Ca
 
         feeds = [random_feeds(specs, seed=100 + i) for i in range(config.reference_samples)]
         arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in specs}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(target)
-    return target, labels
+    return _save_npz(target, arrays), labels
 
 
 def _profiles(config: RunConfig) -> list[HardwareProfile]:
@@ -211,8 +290,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     elif any(r.kind == "int8-static" for r in recipes):
         notes.append("int8-static variants skipped: no calibration set (pass --calibration DIR)")
         recipes = [r for r in recipes if r.kind != "int8-static"]
-    if config.eval_set:
-        load_eval_split(config.eval_set)
+    plan = plan_evaluation(config)
     if ModelReference.parse(config.model).onnx_path is not None:
         check_runs_on_cpu(Path(config.model))
     # every input is validated: from here on, files are written
@@ -226,8 +304,14 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     for item in made:
         log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
                                          else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
-    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz")
+    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan)
     reference_sha = sha256_file(reference_path)
+    shifted = _shifted_inputs(plan, specs[0], out) if plan is not None and plan.shifts else {}
+    if shifted:  # a stored measurement is reused only when it ran the same shifted sets
+        reference_sha = sha256_json({"reference": reference_sha,
+                                     "shifts": {name: sha256_file(path) for name, path in shifted.items()}})
+        assert plan is not None and plan.space is not None
+        log(f"robustness: {', '.join(s.label for s in plan.shifts)} in {plan.space.describe()}")
     measurements: list[Measurement] = []
     gates: list[GateResult] = []
     rows: list[Row] = []
@@ -244,14 +328,16 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             previous = None if config.force else try_load(path)
             session = planned_session(profile, timing, out / "measurements", backend, precision)
             key = measurement_key(variant, profile, reference_sha, session)
-            if previous is not None and previous.ok and previous.key == key:
+            complete = all((out / "measurements" / extra_outputs_file(stem, name)).exists() for name in shifted)
+            if previous is not None and previous.ok and previous.key == key and complete:
                 log(f"measure {stem}: done earlier, skipped (--force to redo)")
                 measured.append(previous)
                 continue
             log(f"measure {stem}: running ...")
             measurement = measure_variant(variant, profile, out / "measurements", timing_inputs=timing,
                                           reference_inputs=reference_path, reference_sha=reference_sha,
-                                          proxy=config.proxy, stem=stem, backend=backend, precision=precision)
+                                          proxy=config.proxy, stem=stem, backend=backend, precision=precision,
+                                          extra_references=shifted)
             measurement.save(path)
             if measurement.ok and measurement.latency is not None:
                 s = measurement.latency.summary()
@@ -262,7 +348,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             else:
                 log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
             measured.append(measurement)
-        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy)
+        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log)
         measurements += measured
         rows += profile_rows
         first = measured[0] if measured else None
@@ -274,7 +360,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             if ok is not None:
                 header.append(settings_line(ok))
         sections.append((header, profile_rows))
-        tables.append("\n".join([*header, render_table(profile_rows)]))
+        robustness = render_robustness(profile_rows)
+        tables.append("\n".join([*header, render_table(profile_rows), *([robustness] if robustness else [])]))
     failures = len(variant_failures) + sum(1 for m in measurements if not m.ok and not m.unsupported)
     exit_code = exit_code_for(gates, failures=failures)
     verdict_line = _verdict_line(gates, failures, exit_code)
@@ -282,7 +369,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
                       failure=f.message, verdict="error") for f in variant_failures]
     summary = {"schema_version": 1, "kind": "run", "model": config.model, "model_path": str(model_path),
                "calibration": calibration.describe() if calibration else None,
-               "profiles": [p.name for p in profiles], "rows": [r.to_dict() for r in rows + extra_rows],
+               "profiles": [p.name for p in profiles], "evaluation": _evaluation_record(plan),
+               "rows": [r.to_dict() for r in rows + extra_rows],
                "gates": [g.to_dict() for g in gates], "exit_code": exit_code, "verdict": verdict_line}
     write_json_atomic(out / "summary.json", summary)
     markdown = render_markdown(sections + ([(["variants that could not be made"], extra_rows)] if extra_rows else []),
@@ -334,8 +422,9 @@ def _host_summary(measurement: Measurement | None) -> str:
 
 
 def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
-              gates: list[GateResult], proxy: bool) -> list[Row]:
+              gates: list[GateResult], proxy: bool, plan: EvalPlan | None = None, log: Log = print) -> list[Row]:
     reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
+    scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
     rows = []
     for measurement in measured:
         gate = gate_measurement(measurement, profile, proxy=proxy) if measurement.ok else None
@@ -343,15 +432,96 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: 
             gates.append(gate)
         found: list[OutputFidelity] = []
         accuracy: Accuracy | None = None
+        metrics: tuple[MetricResult, ...] = ()
+        shifts: tuple[ShiftResult, ...] = ()
         if measurement.ok and measurement.outputs_file:
             outputs = directory / measurement.outputs_file
             if reference is not None and reference.outputs_file and outputs.exists():
                 with contextlib.suppress(EdgeoptError, OSError, ValueError):
                     found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names)
-            if labels is not None and outputs.exists():
-                accuracy = top1_accuracy(outputs, labels)
-        rows.append(build_row(measurement, gate, reference, found, accuracy))
+            if labels is not None and labels.dtype.kind in "iu" and outputs.exists():
+                with contextlib.suppress(KeyError, ValueError):
+                    accuracy = top1_accuracy(outputs, labels)
+            if scorer is not None and outputs.exists():
+                metrics, shifts = scorer.score(measurement)
+        rows.append(build_row(measurement, gate, reference, found, accuracy, metrics=metrics, shifts=shifts))
     return rows
+
+
+class _Scorer:
+    """Task metrics and shift results of each row of one profile, against that profile's fp32 row."""
+
+    def __init__(self, plan: EvalPlan, directory: Path, reference: Measurement | None, log: Log) -> None:
+        self.plan, self.directory, self.log = plan, directory, log
+        self.truth = plan.eval_set.truth
+        self.stems = {label: name for label, name in plan.shift_names.items()}
+        self.reported: set[str] = set()
+        self.fp32: dict[str | None, list[Scores]] = {}
+        self.fp32_outputs: dict[str | None, list[np.ndarray]] = {}
+        if reference is not None:
+            for key in (None, *self.stems):
+                outputs = self._outputs(reference, key)
+                if outputs is not None:
+                    self.fp32_outputs[key] = outputs
+                    self.fp32[key] = self._scores(outputs, outputs)
+
+    def _outputs(self, measurement: Measurement, shift: str | None) -> list[np.ndarray] | None:
+        assert measurement.outputs_file is not None
+        name = (measurement.outputs_file if shift is None
+                else extra_outputs_file(measurement.outputs_file.removesuffix(".outputs.npz"), self.stems[shift]))
+        path = self.directory / name
+        if not path.exists():
+            return None
+        try:
+            return load_output_list(path)
+        except (OSError, ValueError) as error:
+            self._problem(f"{path}: unreadable outputs ({error})")
+            return None
+
+    def _problem(self, line: str) -> None:
+        if line not in self.reported:
+            self.reported.add(line)
+            self.log(f"metric: {line}")
+
+    def _scores(self, outputs: list[np.ndarray], reference: list[np.ndarray] | None) -> list[Scores]:
+        found, problems = score_outputs(self.plan.metrics, outputs, self.truth, reference)
+        for line in problems:
+            self._problem(line)
+        return found
+
+    def score(self, measurement: Measurement) -> tuple[tuple[MetricResult, ...], tuple[ShiftResult, ...]]:
+        clean_outputs = self._outputs(measurement, None)
+        if not clean_outputs:
+            return (), ()
+        clean = self._scores(clean_outputs, self.fp32_outputs.get(None))
+        if not clean:
+            return (), ()
+        indices = resample_indices(clean[0].values.size)
+        fp32_clean = {s.spec.name: s for s in self.fp32.get(None, [])}
+        metrics = tuple(summarise(s, fp32_clean.get(s.spec.name), indices) for s in clean)
+        shifts: list[ShiftResult] = []
+        by_name = {s.spec.name: s for s in clean}
+        for label in self.stems:
+            outputs = self._outputs(measurement, label)
+            if not outputs:
+                continue
+            fp32_shifted = {s.spec.name: s for s in self.fp32.get(label, [])}
+            for scores in self._scores(outputs, self.fp32_outputs.get(label)):
+                name = scores.spec.name
+                shifts.append(shift_result(label, scores, by_name.get(name), fp32_shifted.get(name),
+                                           fp32_clean.get(name), indices))
+        return metrics, tuple(shifts)
+
+
+def _evaluation_record(plan: EvalPlan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {"eval_set": plan.eval_set.source, "samples": plan.eval_set.count,
+            "metrics": [m.name for m in plan.metrics], "interval": INTERVAL_METHOD,
+            "shifts": [{"name": s.name, "severity": s.severity, "label": s.label} for s in plan.shifts],
+            "value_space": plan.space.describe() if plan.space is not None else None,
+            "fragile_rule": "extra drop vs fp32 under the shift beyond the clean-data drop, paired bootstrap "
+                            "95% interval wholly above 0"}
 
 
 def _verdict_line(gates: list[GateResult], failures: int, exit_code: int) -> str:

@@ -30,7 +30,9 @@ __all__ = [
     "IdentityMatch",
     "PeakRates",
     "Runtime",
+    "ShapeRange",
     "Stability",
+    "TensorRtSettings",
     "check_profile_files",
     "list_profiles",
     "load_profile",
@@ -103,7 +105,7 @@ class Runtime(_Section):
     native_precisions: list[Precision] = Field(default=["fp32"], min_length=1)
     workspace_mb: PositiveFloat | None = None
     # every runtime a run measures on this target (default: just ``backend``); the first is the reference
-    backends: list[Literal["onnxruntime", "openvino"]] | None = Field(default=None, min_length=1)
+    backends: list[Literal["onnxruntime", "openvino", "tensorrt", "torch"]] | None = Field(default=None, min_length=1)
     # OpenVINO inference precisions to try for fp32 variants, where the device reports them
     openvino_precisions: list[Literal["fp32", "bf16", "fp16"]] = Field(default=["fp32", "bf16", "fp16"], min_length=1)
 
@@ -171,6 +173,39 @@ class PeakRates(_Section):
     memory_bandwidth_gbps: PositiveFloat | None = None
 
 
+class ShapeRange(_Section):
+    """One input's TensorRT optimisation-profile shapes: ``min <= opt <= max`` in every dimension."""
+
+    min: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    opt: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    max: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShapeRange:
+        if not len(self.min) == len(self.opt) == len(self.max):
+            raise ValueError(f"min, opt and max must have the same rank, got {self.min}, {self.opt}, {self.max}")
+        if any(not lo <= mid <= hi for lo, mid, hi in zip(self.min, self.opt, self.max, strict=True)):
+            raise ValueError(f"need min <= opt <= max in every dimension, got {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+class TensorRtSettings(_Section):
+    """How TensorRT builds engines for this target (``edgeopt.backends.tensorrt``; docs/gpu.md).
+
+    ``version_family`` is the TensorRT major version the target runs: 10 (JetPack 6) keeps the FP16
+    builder flag; 11 builds every network strongly typed, so FP16 comes from the fp16 ONNX variant.
+    INT8 always comes from the int8-static (Q/DQ) variant, never from a calibrator.
+    """
+
+    version_family: Literal[10, 11]
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default=["fp32"], min_length=1)
+    workspace_mb: PositiveFloat | None = None
+    builder_optimization_level: int = Field(default=3, ge=0, le=5)
+    timing_cache: bool = True
+    shape_profile: dict[str, ShapeRange] | None = None
+    power_mode: str | None = Field(default=None, min_length=1)
+
+
 class HardwareProfile(_Section):
     """A declared target: identity, runtime, bench settings, budgets and optional peak rates."""
 
@@ -182,10 +217,16 @@ class HardwareProfile(_Section):
     stability: Stability = Stability()
     budgets: Budgets = Budgets()
     peak_rates: PeakRates | None = None
+    tensorrt: TensorRtSettings | None = None
 
     def digest(self) -> str:
-        """sha256 hex of the canonical JSON (sorted keys) of the whole profile: a cache and resume key."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """sha256 hex of the canonical JSON (sorted keys) of the whole profile: a cache and resume key.
+
+        A profile without a ``tensorrt`` section digests as it did before that section existed."""
+        data = self.model_dump(mode="json")
+        if data.get("tensorrt") is None:
+            data.pop("tensorrt", None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def expects_fast(self, precision: str) -> bool:
@@ -211,6 +252,7 @@ _BARE_KEYS: dict[str, dict[str, str]] = {
         "model_size": "model_size_mb", "size": "model_size_mb",
     },
     "runtime": {"workspace": "workspace_mb"},
+    "tensorrt": {"workspace": "workspace_mb"},
     "bench": {
         "max_time": "max_seconds", "time": "max_seconds", "timeout": "worker_timeout_s",
         "worker_timeout": "worker_timeout_s",

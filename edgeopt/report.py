@@ -8,6 +8,7 @@ the run's stability diagnosis.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,7 +16,9 @@ from tabulate import tabulate
 
 from edgeopt.fidelity import Accuracy, OutputFidelity
 from edgeopt.gate import GateResult
+from edgeopt.metrics import MetricResult, short_cell
 from edgeopt.results import Measurement
+from edgeopt.robustness import ShiftResult
 from edgeopt.stats import CI_METHOD, ESTIMATOR, PercentileEstimate, ratio_interval
 
 
@@ -43,16 +46,27 @@ class Row:
     proxy: bool = False
     stability: str | None = None  # one-line stability diagnosis (StabilityReport.describe())
     runtime: str = "onnxruntime"  # backend, and for OpenVINO the inference precision asked for
+    metrics: tuple[MetricResult, ...] = ()  # task metrics on the eval set (first = the table's accuracy column)
+    shifts: tuple[ShiftResult, ...] = ()  # every metric under every input shift (edgeopt.robustness)
+
+    def __post_init__(self) -> None:  # rows read back from summary.json carry plain dicts
+        object.__setattr__(self, "metrics", tuple(
+            m if isinstance(m, MetricResult) else MetricResult.from_dict(m) for m in self.metrics or ()))
+        object.__setattr__(self, "shifts", tuple(
+            s if isinstance(s, ShiftResult) else ShiftResult.from_dict(s) for s in self.shifts or ()))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["fidelity"] = [f.to_dict() for f in self.fidelity]
         data["accuracy"] = self.accuracy.to_dict() if self.accuracy else None
+        data["metrics"] = [m.to_dict() for m in self.metrics]
+        data["shifts"] = [s.to_dict() for s in self.shifts]
         return data
 
 
 def build_row(measurement: Measurement, gate: GateResult | None, reference: Measurement | None,
-              fidelity: list[OutputFidelity], accuracy: Accuracy | None) -> Row:
+              fidelity: list[OutputFidelity], accuracy: Accuracy | None, *,
+              metrics: tuple[MetricResult, ...] = (), shifts: tuple[ShiftResult, ...] = ()) -> Row:
     common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
                   precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
                   size_mb=measurement.variant["size_bytes"] / 2**20,
@@ -73,7 +87,8 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
     return Row(
         status="ok", samples=summary.n, p50_ms=p50.to_dict(), p95_ms=p95.to_dict(),
         peak_rss_mb=memory.get("peak_rss_mb"), model_added_mb=memory.get("model_added_mb"), speedup=speedup,
-        fidelity=tuple(fidelity), accuracy=accuracy, verdict=gate.verdict.value if gate is not None else "n/a",
+        fidelity=tuple(fidelity), accuracy=accuracy, metrics=metrics, shifts=shifts,
+        verdict=gate.verdict.value if gate is not None else "n/a",
         sentences=sentences, stability=report.describe() if report is not None else None,
         **common,  # type: ignore[arg-type]
     )
@@ -103,8 +118,16 @@ def _fidelity(row: Row) -> str:
 
 
 def _accuracy(row: Row) -> str:
+    """The first task metric with its bootstrap interval (``top1`` unnamed), else the Wilson top-1."""
+    if row.metrics:
+        first = row.metrics[0]
+        return ("" if first.metric == "top1" else f"{first.metric} ") + first.format_value()
     a = row.accuracy
     return "-" if a is None else f"{100 * a.value:.1f}% [{100 * a.lower:.1f}, {100 * a.upper:.1f}]"
+
+
+def _delta(row: Row) -> str:
+    return row.metrics[0].format_delta() if row.metrics else "-"
 
 
 def _cells(row: Row) -> list[str]:
@@ -112,17 +135,48 @@ def _cells(row: Row) -> list[str]:
     if row.status != "ok":
         label = "unsupported" if row.status == "unsupported" else "error"
         size = f"{row.size_mb:.2f}" if row.size_mb else "-"
-        return [row.variant.split("@")[0], row.runtime, native, "-", "-", "-", "-", size, "-", "-", "-",
+        return [row.variant.split("@")[0], row.runtime, native, "-", "-", "-", "-", size, "-", "-", "-", "-",
                 f"{label}: {row.failure}"[:110]]
     verdict = ("PROXY " if row.proxy else "") + row.verdict
     return [row.variant.split("@")[0], row.runtime, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
             f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
             f"{row.size_mb:.2f}" if row.size_mb is not None else "-", _speedup(row.speedup), _fidelity(row),
-            _accuracy(row), verdict]
+            _accuracy(row), _delta(row), verdict]
 
 
 HEADERS = ["variant", "runtime", "native", "n", "p50 ms [95% CI]", "p95 ms [95% CI]", "peak MB", "size MB",
-           "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy", "verdict"]
+           "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy [95% CI]", "Δ vs fp32 (paired)", "verdict"]
+
+
+def render_robustness(rows: list[Row], *, markdown: bool = False) -> str:
+    """Per variant and input shift: the first metric, its paired change vs fp32 under the same shift, and
+    FRAGILE where the drop under the shift exceeds the clean-data drop (paired interval wholly above 0).
+    Empty when no row has shift results."""
+    shifted = [r for r in rows if r.shifts]
+    if not shifted:
+        return ""
+    metric = shifted[0].shifts[0].metric
+    labels: list[str] = []
+    for row in shifted:
+        for result in row.shifts:
+            if result.shift not in labels:
+                labels.append(result.shift)
+    table = []
+    for row in shifted:
+        by_shift: Mapping[str, ShiftResult] = {s.shift: s for s in row.shifts if s.metric == metric}
+        clean = next((m for m in row.metrics if m.metric == metric), None)
+        clean_cell = "-" if clean is None else _clean_cell(clean)
+        table.append([row.variant.split("@")[0], row.runtime, clean_cell,
+                      *(by_shift[label].format_cell() if label in by_shift else "-" for label in labels)])
+    title = (f"robustness: {metric} under input shift; Δ = change vs fp32 under the same shift (paired 95% "
+             "bootstrap); FRAGILE = drop under the shift exceeds the clean-data drop (paired interval above 0)")
+    body = tabulate(table, headers=["variant", "runtime", "clean", *labels],
+                    tablefmt="github" if markdown else "simple", disable_numparse=True)
+    return f"{title}\n{body}"
+
+
+def _clean_cell(metric: MetricResult) -> str:
+    return short_cell(metric.value, metric.percent, metric.delta, metric.delta_lower, metric.delta_upper)
 
 
 def settings_line(measurement: Measurement) -> str:
@@ -161,6 +215,10 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
     lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
     for header, rows in sections:
         lines += [f"- {h}" for h in header] + ["", render_table(rows, markdown=True), ""]
+        robustness = render_robustness(rows, markdown=True)
+        if robustness:
+            title, _, body = robustness.partition("\n")
+            lines += [title, "", body, ""]
         notes = [s for r in rows for s in r.sentences if " > budget" in s or "inconclusive" in s or _invalid(s)]
         notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]
         notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]

@@ -2,10 +2,15 @@
 
 ``results.csv`` (:data:`RESULT_COLUMNS`): latencies in ms (``p50_ms``, ``p50_ms_lower``,
 ``p50_ms_upper``, ... for p50/p90/p95/p99), memory and size in MiB, speed-up vs fp32 with its
-conservative interval, fidelity of the first output, accuracy with its Wilson interval, the overall
-verdict and, per budget metric, its limit and verdict; the broken stability rules of an invalid
-measurement and the stability diagnosis line, when the run has them.  Variants that could not be made have
-``profile`` ``-``.  An empty cell is a missing value (``pd.read_csv`` reads it as NaN).
+conservative interval, fidelity of the first output, accuracy with its Wilson interval, the first task
+metric (``metric``, ``metric_value`` with its bootstrap interval, ``metric_delta`` vs fp32 with its paired
+interval), the overall verdict and, per budget metric, its limit and verdict; the broken stability rules
+of an invalid measurement and the stability diagnosis line, when the run has them.  A run with task
+metrics or input shifts appends, after these, per metric ``<metric>``, ``<metric>_lower``, ``_upper``,
+``_delta``, ``_delta_lower``, ``_delta_upper``, and per shift and metric ``<shift>/<metric>`` with the
+same suffixes plus ``_extra_drop`` (``_lower``, ``_upper``) and ``_fragile`` (see ``edgeopt.robustness``).
+Variants that could not be made have ``profile`` ``-``.  An empty cell is a missing value (``pd.read_csv``
+reads it as NaN).
 
 The samples CSV (:func:`write_samples_csv`) is long format: ``variant, profile, index, latency_ms``,
 one row per timed call, in order.
@@ -32,6 +37,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "peak_rss_mb", "model_added_mb", "size_mb", "speedup", "speedup_lower", "speedup_upper",
     "fidelity_output", "fidelity_cosine", "fidelity_min_cosine", "fidelity_sqnr_db", "fidelity_max_abs_error",
     "fidelity_top1_agreement", "accuracy", "accuracy_lower", "accuracy_upper", "accuracy_samples",
+    "metric", "metric_value", "metric_lower", "metric_upper", "metric_delta", "metric_delta_lower",
+    "metric_delta_upper", "metric_samples",
     *(f"{m}_{what}" for m in BUDGET_METRICS for what in ("budget", "verdict")),
     "invalid_reasons", "stability", "onnxruntime_version", "numpy_version", "edgeopt_version", "commit",
     "created_at", "failure_kind",
@@ -72,6 +79,7 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
             a = row["accuracy"]
             rec.update(accuracy=a.get("value"), accuracy_lower=a.get("lower"), accuracy_upper=a.get("upper"),
                        accuracy_samples=a.get("samples"))
+        rec.update(_metric_cells(row))
         if m is not None:
             rec.update(host_matches=m.host_matches, host=m.host.get("hostname"), cpu_model=m.host.get("cpu_model"),
                        arch=m.host.get("arch"), logical_cores=m.host.get("logical_cores"),
@@ -103,6 +111,36 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
     return records
 
 
+def _metric_cells(row: dict[str, Any]) -> dict[str, Any]:
+    cells: dict[str, Any] = {}
+    metrics = row.get("metrics") or []
+    if metrics:
+        first = metrics[0]
+        cells.update(metric=first.get("metric"), metric_value=first.get("value"), metric_lower=first.get("lower"),
+                     metric_upper=first.get("upper"), metric_delta=first.get("delta"),
+                     metric_delta_lower=first.get("delta_lower"), metric_delta_upper=first.get("delta_upper"),
+                     metric_samples=first.get("samples"))
+    suffixes = ("", "_lower", "_upper", "_delta", "_delta_lower", "_delta_upper")
+    for m in metrics:
+        for suffix in suffixes:
+            cells[f"{m['metric']}{suffix}"] = m.get(suffix.lstrip("_") or "value")
+    for s in row.get("shifts") or []:
+        key = f"{s['shift']}/{s['metric']}"
+        for suffix in (*suffixes, "_extra_drop", "_extra_drop_lower", "_extra_drop_upper", "_fragile"):
+            cells[f"{key}{suffix}"] = s.get(suffix.lstrip("_") or "value")
+    return cells
+
+
+def _extra_columns(records: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Per-metric and per-shift columns in first-seen order (absent from runs without them)."""
+    seen: dict[str, None] = {}
+    for record in records:
+        for key in record:
+            if key not in RESULT_COLUMNS:
+                seen.setdefault(key, None)
+    return tuple(seen)
+
+
 def _render(columns: tuple[str, ...], records: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
@@ -113,7 +151,8 @@ def _render(columns: tuple[str, ...], records: list[dict[str, Any]]) -> str:
 
 
 def render_results_csv(run: RunData) -> str:
-    return _render(RESULT_COLUMNS, result_records(run))
+    records = result_records(run)
+    return _render(RESULT_COLUMNS + _extra_columns(records), records)
 
 
 def write_results_csv(run: RunData, path: Path) -> Path:

@@ -117,6 +117,17 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
     return count
 
 
+def _run_references(runner: Runner, job: dict[str, Any]) -> int:
+    """Run the reference inputs (``reference_path`` → ``outputs_path``) and every extra set
+    (``extra_references``: ``[{"path", "outputs_path"}]``, e.g. shifted eval inputs); returns the count of the first."""
+    count = 0
+    if job.get("reference_path"):
+        count = _run_reference(runner, job["reference_path"], job["outputs_path"])
+    for extra in job.get("extra_references") or []:
+        _run_reference(runner, extra["path"], extra["outputs_path"])
+    return count
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     process = psutil.Process()
     system_before = probe_system()  # before the model loads: the load average is the machine's, not ours
@@ -139,9 +150,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         samples, stop_reason = timed_loop(call, bench)
         loop_wall_ns = time.perf_counter_ns() - wall0
         loop_end = snapshot()
-        reference_count = 0
-        if job.get("reference_path"):
-            reference_count = _run_reference(runner, job["reference_path"], job["outputs_path"])
+        reference_count = _run_references(runner, job)
         peak = _peak_rss_bytes(process)
         output_names = list(getattr(runner, "output_names", []))
         details = dict(runner.details)

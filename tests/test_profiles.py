@@ -24,6 +24,7 @@ SHIPPED = [
     "host-cpu",
     "jetson-agx-orin-64gb",
     "jetson-orin-nano-8gb",
+    "nvidia-l4-trt11",
     "raspberry-pi-5",
     "x86-avx512vnni-2core",
 ]

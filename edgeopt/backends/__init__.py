@@ -7,6 +7,7 @@ as ``unavailable: <reason>`` with the pip extra to install, never as a crash.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 from typing import Any
 
@@ -17,16 +18,52 @@ from edgeopt.errors import BackendUnavailableError
 _REGISTRY: dict[str, tuple[str, str, str, str]] = {
     "onnxruntime": ("edgeopt.backends.onnxruntime", "OnnxRuntimeRunner", "onnxruntime", "edgeopt"),
     "openvino": ("edgeopt.backends.openvino", "OpenVinoRunner", "openvino", "edgeopt[openvino]"),
+    "tensorrt": ("edgeopt.backends.tensorrt", "TensorRtRunner", "tensorrt", "edgeopt[tensorrt]"),
+    "torch": ("edgeopt.backends.torch_runner", "TorchRunner", "torch", "edgeopt[torch]"),
+    "onnxruntime-gpu": ("edgeopt.backends.onnxruntime_gpu", "OnnxRuntimeGpuRunner", "onnxruntime", "edgeopt[gpu]"),
 }
-PLANNED = {"tensorrt": "edgeopt[tensorrt]", "torch": "edgeopt[torch]"}
+PLANNED: dict[str, str] = {}
+# what else a backend needs beyond its import: (python module or "dist:<distribution>", pip extra)
+_ALSO_NEEDS: dict[str, list[str]] = {
+    "tensorrt": ["cuda"],
+    "onnxruntime-gpu": ["dist:onnxruntime-gpu"],
+}
+
+
+def _module_present(name: str) -> bool:
+    """An importable module with code, not an empty namespace package (``tensorrt-stubs`` installs a
+    ``tensorrt/`` folder of ``.pyi`` files only, which ``find_spec`` alone reports as importable)."""
+    if name.startswith("dist:"):
+        try:
+            importlib.metadata.distribution(name[5:])
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            return False
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return False
+    return spec.origin is not None or any(
+        importlib.util.find_spec(f"{name}.{sub}") is not None for sub in ("bindings", "cudart"))
+
+
+def _missing(backend: str) -> str | None:
+    _, _, requirement, extra = _REGISTRY[backend]
+    for needed in [requirement, *_ALSO_NEEDS.get(backend, [])]:
+        if not _module_present(needed):
+            what = needed.removeprefix("dist:")
+            return f"{what} is not installed (pip install {extra})"
+    return None
 
 
 def availability() -> dict[str, str]:
-    """Every backend edgeopt knows, with 'available' or 'unavailable: <reason>'."""
+    """Every backend edgeopt knows, with 'available' or 'unavailable: <reason>'.
+
+    Available means the runtime is installed; whether a GPU is present is found out when a runner is
+    activated (a clear error then, recorded as a failed measurement)."""
     status: dict[str, str] = {}
-    for name, (_, _, requirement, extra) in _REGISTRY.items():
-        found = importlib.util.find_spec(requirement) is not None
-        status[name] = "available" if found else f"unavailable: {requirement} is not installed (pip install {extra})"
+    for name in _REGISTRY:
+        reason = _missing(name)
+        status[name] = "available" if reason is None else f"unavailable: {reason}"
     for name, extra in PLANNED.items():
         status.setdefault(name, f"unavailable: not implemented in this version (later: pip install {extra})")
     return status
@@ -40,8 +77,9 @@ def runner_for(backend: str, model_path: str, settings: dict[str, Any]) -> Runne
     """A (not yet active) runner of ``backend`` for ``model_path``."""
     if backend not in _REGISTRY:
         raise BackendUnavailableError(f"backend '{backend}': {availability().get(backend, 'unknown backend')}")
-    module_name, class_name, requirement, extra = _REGISTRY[backend]
-    if importlib.util.find_spec(requirement) is None:
-        raise BackendUnavailableError(f"backend '{backend}': {requirement} is not installed (pip install {extra})")
+    module_name, class_name, _, _ = _REGISTRY[backend]
+    reason = _missing(backend)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend '{backend}': {reason}")
     runner_class = getattr(importlib.import_module(module_name), class_name)
     return runner_class(model_path, settings)  # type: ignore[no-any-return]

@@ -1,0 +1,157 @@
+"""Task metrics: hand-checked values, bootstrap coverage, paired vs unpaired intervals, user metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeopt.errors import CalibrationError, ConfigError
+from edgeopt.metrics import (
+    EvalSet,
+    bootstrap_interval,
+    default_metrics,
+    evaluate,
+    load_eval_set,
+    paired_delta,
+    parse_metric,
+    resample_indices,
+)
+
+
+def per_sample_scores(outputs: list[np.ndarray]) -> np.ndarray:
+    """Breaks the contract: takes one argument, so calling it as documented raises."""
+    return outputs[0]
+
+
+def user_metric(outputs: list[np.ndarray], targets: np.ndarray | None) -> np.ndarray:
+    """Share of each sample's logits above zero: a made-up per-sample score."""
+    return np.mean(outputs[0].reshape(len(outputs[0]), -1) > 0, axis=1)
+
+
+def lower_is_better(outputs: list[np.ndarray], targets: np.ndarray | None) -> np.ndarray:
+    return np.abs(outputs[0].reshape(len(outputs[0]), -1)).sum(axis=1)
+
+
+lower_is_better.higher_is_better = False  # type: ignore[attr-defined]
+
+
+def _score(name: str, outputs: np.ndarray, truth: np.ndarray | None = None,
+           reference: np.ndarray | None = None) -> np.ndarray:
+    spec = parse_metric(name)
+    return spec.score([outputs], truth, None if reference is None else [reference])
+
+
+def test_topk_hand_checked() -> None:
+    logits = np.array([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0],   # argmax 1
+                       [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],   # ranks 0,1,2,3,4 then 5
+                       [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])  # argmax 5; ties among the rest
+    labels = np.array([1, 5, 0])
+    assert _score("top1", logits, labels).tolist() == [1.0, 0.0, 0.0]
+    assert _score("top5", logits, labels).tolist() == [1.0, 0.0, 1.0]  # sample 3: 5, then 0,1,2,3 (stable)
+
+
+def test_regression_hand_checked() -> None:
+    predicted = np.array([[1.0, 2.0], [0.0, 0.0]])
+    targets = np.array([[1.0, 4.0], [3.0, -1.0]])
+    assert _score("mae", predicted, targets).tolist() == [1.0, 2.0]
+    assert _score("rmse", predicted, targets).tolist() == [2.0, 5.0]  # per-sample mean squared error
+    spec = parse_metric("rmse")
+    results, problems = evaluate([spec], [predicted], targets, None)
+    assert not problems and results[0].value == pytest.approx(np.sqrt(3.5))  # sqrt((0+4+9+1)/4)
+    assert not results[0].higher_is_better
+
+
+def test_embedding_metrics_hand_checked() -> None:
+    reference = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    variant = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, -1.0]])
+    cos = _score("cosine_to_fp32", variant, None, reference)
+    np.testing.assert_allclose(cos, [1.0, np.sqrt(0.5), -1.0])
+    # fp32 neighbours (cosine): 0 -> 2, 1 -> 2, 2 -> 0 (tie with 1: lower index); the variant's: 0 -> 1, 1 -> 0, 2 -> 0
+    agreement = _score("retrieval_agreement@1", variant, None, reference)
+    assert agreement.tolist() == [0.0, 0.0, 1.0]
+    assert parse_metric("retrieval_agreement").name == "retrieval_agreement@5"
+
+
+def test_metric_results_carry_paired_delta() -> None:
+    labels = np.array([0, 1, 1, 0])
+    fp32 = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # 3/4 right
+    int8 = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # 2/4 right
+    results, _ = evaluate([parse_metric("top1"), parse_metric("cosine_to_fp32")], [int8], labels, [fp32])
+    top1, cosine = results
+    assert (top1.value, top1.delta) == (0.5, -0.25)
+    assert top1.delta_lower <= -0.25 <= top1.delta_upper  # type: ignore[operator]
+    assert cosine.value == pytest.approx(0.75) and cosine.delta == pytest.approx(-0.25)
+    assert "paired" in top1.interval and "bootstrap" in top1.interval
+
+
+def test_bootstrap_interval_covers_the_truth_in_simulation() -> None:
+    rng = np.random.default_rng(1)
+    truth, n, trials = 0.8, 200, 200
+    indices = resample_indices(n, resamples=1000)
+    covered = 0
+    for _ in range(trials):
+        scores = (rng.random(n) < truth).astype(float)
+        _, lower, upper = bootstrap_interval(scores, indices=indices)
+        covered += lower <= truth <= upper
+    assert 0.89 <= covered / trials <= 0.99  # nominal 95 %; percentile bootstrap runs a little narrow
+
+
+def test_bootstrap_is_seeded() -> None:
+    scores = np.random.default_rng(3).random(50)
+    assert bootstrap_interval(scores) == bootstrap_interval(scores)
+
+
+def test_paired_interval_is_narrower_than_unpaired_on_correlated_data() -> None:
+    rng = np.random.default_rng(2)
+    difficulty = rng.normal(size=300)
+    reference = difficulty + rng.normal(scale=0.1, size=300)
+    variant = difficulty + 0.05 + rng.normal(scale=0.1, size=300)
+    _, lo, hi = paired_delta(variant, reference)
+    # unpaired: each mean resampled on its own, the difference of independent resamples
+    a = variant[resample_indices(300, seed=1)].mean(axis=1)
+    b = reference[resample_indices(300, seed=2)].mean(axis=1)
+    u_lo, u_hi = np.quantile(a - b, [0.025, 0.975])
+    assert (hi - lo) < 0.5 * (u_hi - u_lo)
+    assert lo < 0.05 < hi
+
+
+def test_user_metric_contract() -> None:
+    spec = parse_metric("tests.test_metrics:user_metric")
+    outputs = np.array([[1.0, -1.0], [1.0, 1.0]])
+    results, problems = evaluate([spec], [outputs], None, [outputs])
+    assert not problems and results[0].value == 0.75 and results[0].delta == 0.0
+    assert not parse_metric("tests.test_metrics:lower_is_better").higher_is_better
+
+
+@pytest.mark.parametrize("reference, words", [
+    ("no_such_package_xyz.mod:fn", "cannot import module"),
+    ("tests.test_metrics:missing", "has no attribute"),
+    ("nonsense", "unknown metric"),
+    ("retrieval_agreement@x", "retrieval_agreement@K"),
+])
+def test_bad_metric_names_are_config_errors(reference: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as info:
+        parse_metric(reference)
+    assert reference in str(info.value)
+
+
+def test_user_metric_returning_the_wrong_shape_is_reported() -> None:
+    spec = parse_metric("tests.test_metrics:per_sample_scores")  # wrong arity: it raises inside
+    _, problems = evaluate([spec], [np.zeros((3, 2))], None, None)
+    assert problems and "tests.test_metrics:per_sample_scores" in problems[0]
+
+
+def test_eval_files(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).random((6, 1, 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "cls.npz", images=images, labels=np.arange(6))
+    np.savez(tmp_path / "reg.npz", images=images, targets=np.ones((6, 2)))
+    np.savez(tmp_path / "emb.npz", images=images)
+    np.savez(tmp_path / "bad.npz", images=images, targets=np.ones(5))
+    assert default_metrics(load_eval_set(tmp_path / "cls.npz")) == ("top1",)
+    assert default_metrics(load_eval_set(tmp_path / "reg.npz")) == ("mae",)
+    assert default_metrics(load_eval_set(tmp_path / "emb.npz")) == ("cosine_to_fp32",)
+    with pytest.raises(CalibrationError, match="targets"):
+        load_eval_set(tmp_path / "bad.npz")
+    assert isinstance(load_eval_set(tmp_path / "cls.npz"), EvalSet)
