@@ -21,7 +21,7 @@ import onnx
 from edgeopt import __version__
 from edgeopt.backends import availability, is_available
 from edgeopt.calibration import CalibrationSet, InputSpec
-from edgeopt.errors import BackendUnavailableError
+from edgeopt.errors import BackendUnavailableError, ConfigError
 from edgeopt.export import random_feeds
 from edgeopt.fileio import read_json, sha256_json, write_json_atomic
 from edgeopt.gate import GateResult, evaluate_budgets
@@ -79,9 +79,31 @@ def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: s
 
 
 def session_settings(profile: HardwareProfile, backend: str | None = None, precision: str | None = None,
-                     input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
+                     input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None,
+                     variant_kind: str | None = None) -> dict[str, Any]:
+    """The runner settings the worker's job carries for one (profile, backend, precision) row."""
     runtime = profile.runtime
     backend = backend or runtime.backend
+    if backend == "tensorrt":
+        if profile.tensorrt is None:
+            raise ConfigError(f"profile {profile.name}: backend tensorrt needs a 'tensorrt' section")
+        return {"backend": "tensorrt", "precision": precision or "fp32", "variant_kind": variant_kind or "fp32",
+                "tensorrt": profile.tensorrt.model_dump(mode="json"), "input_shapes": input_shapes or {},
+                "cache_dir": str(cache_dir) if cache_dir else None}
+    if backend == "torch":
+        device = "cuda" if profile.identity.gpu_name_regex else "cpu"
+        return {"backend": "torch", "device": device, "precision": precision or "fp32", "mode": "eager",
+                "cuda_graphs": False, "intra_op_threads": runtime.intra_op_threads}
+    gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    if backend == "onnxruntime" and gpu_providers & set(runtime.execution_providers):
+        from edgeopt.gpu_profiles import ort_gpu_provider_options
+
+        pairs = ort_gpu_provider_options(list(runtime.execution_providers), profile.tensorrt, precision or "fp32",
+                                         Path(cache_dir or ".gpu-cache"))
+        return {"backend": "onnxruntime-gpu", "provider_options": pairs, "intra_op_threads": runtime.intra_op_threads,
+                "inter_op_threads": runtime.inter_op_threads,
+                "graph_optimization_level": runtime.graph_optimization_level,
+                "cache_dir": str(cache_dir) if cache_dir else None}
     if backend == "openvino":
         return {"backend": "openvino", "device": "CPU", "intra_op_threads": runtime.intra_op_threads,
                 "precision": precision or "fp32", "input_shapes": input_shapes or {}, "pinning": True,
@@ -97,11 +119,12 @@ def session_settings(profile: HardwareProfile, backend: str | None = None, preci
 
 
 def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Path, backend: str | None = None,
-                    precision: str | None = None) -> dict[str, Any]:
+                    precision: str | None = None, variant_kind: str | None = None) -> dict[str, Any]:
     """The runner settings a measurement of these timing inputs in ``work_dir`` will use."""
     with np.load(timing_inputs, allow_pickle=False) as feeds:
         shapes = {name: list(feeds[name].shape) for name in feeds.files}
-    return session_settings(profile, backend, precision, shapes, Path(work_dir) / ".openvino-cache")
+    cache = ".openvino-cache" if (backend or profile.runtime.backend) == "openvino" else ".gpu-cache"
+    return session_settings(profile, backend, precision, shapes, Path(work_dir) / cache, variant_kind)
 
 
 def _signal_name(returncode: int) -> str:
@@ -123,6 +146,7 @@ def measure_variant(
     backend: str | None = None,
     precision: str | None = None,
     extra_references: dict[str, Path] | None = None,
+    model_reference: str | None = None,
 ) -> Measurement:
     """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values.
 
@@ -136,14 +160,17 @@ def measure_variant(
     stem = stem or f"{variant.name}__{profile.name}"
     host = host_fingerprint()
     identity = match_identity(profile, host)
-    session = planned_session(profile, Path(timing_inputs), work_dir, backend, precision)
+    variant_kind = variant.provenance.get("recipe", {}).get("kind")
+    session = planned_session(profile, Path(timing_inputs), work_dir, backend, precision, variant_kind)
     bench = profile.bench.model_dump(mode="json")
     bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     outputs_file = f"{stem}.outputs.npz"
     job_path = work_dir / f".{stem}.job.json"
     result_path = work_dir / f".{stem}.result.json"
     result_path.unlink(missing_ok=True)
-    job = {"model_path": str(variant.path.resolve()), "session": session, "bench": bench,
+    # a torch row runs the PyTorch model itself: the worker builds it from the factory reference
+    model_path = model_reference if model_reference else str(variant.path.resolve())
+    job = {"model_path": model_path, "session": session, "bench": bench,
            "inputs_path": str(Path(timing_inputs).resolve()), "result_path": str(result_path.resolve()),
            "reference_path": str(Path(reference_inputs).resolve()) if reference_inputs else None,
            "outputs_path": str((work_dir / outputs_file).resolve()),

@@ -321,12 +321,13 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
         timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz",
                                        specs=specs if config.inputs else None)
         measured: list[Measurement] = []
-        for backend, variant, precision in runtime_matrix(profile, variants):
+        factory = ModelReference.parse(config.model).factory
+        for backend, variant, precision in runtime_matrix(profile, variants, factory):
             label = variant.name if backend == "onnxruntime" else f"{variant.name}@{backend}-{precision}"
             stem = f"{label}__{profile.name}"  # the same name Measurement.variant_name gives
             path = out / "measurements" / f"{stem}.json"
             previous = None if config.force else try_load(path)
-            session = planned_session(profile, timing, out / "measurements", backend, precision)
+            session = planned_session(profile, timing, out / "measurements", backend, precision, _kind(variant))
             key = measurement_key(variant, profile, reference_sha, session)
             complete = all((out / "measurements" / extra_outputs_file(stem, name)).exists() for name in shifted)
             if previous is not None and previous.ok and previous.key == key and complete:
@@ -337,7 +338,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
             measurement = measure_variant(variant, profile, out / "measurements", timing_inputs=timing,
                                           reference_inputs=reference_path, reference_sha=reference_sha,
                                           proxy=config.proxy, stem=stem, backend=backend, precision=precision,
-                                          extra_references=shifted)
+                                          extra_references=shifted,
+                                          model_reference=factory if backend == "torch" else None)
             measurement.save(path)
             if measurement.ok and measurement.latency is not None:
                 s = measurement.latency.summary()
@@ -383,7 +385,27 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
                      exit_code, out / "summary.json", out / "summary.md")
 
 
-def runtime_matrix(profile: HardwareProfile, variants: list[Variant]) -> list[tuple[str, Variant, str | None]]:
+def _tensorrt_cells(profile: HardwareProfile, variants: list[Variant]) -> list[tuple[str, Variant, str | None]]:
+    """TensorRT rows: fp32 (and fp16 by builder flag on 10.x) from the fp32 variant, fp16 from the fp16
+    variant on 11.x (strongly typed), int8 from each QDQ variant (explicit quantization on both)."""
+    settings = profile.tensorrt
+    if settings is None:
+        return []
+    cells: list[tuple[str, Variant, str | None]] = []
+    for variant in variants:
+        kind = variant.provenance.get("recipe", {}).get("kind")
+        if kind == "fp32":
+            cells += [("tensorrt", variant, p) for p in settings.precisions
+                      if p == "fp32" or (p == "fp16" and settings.version_family == 10)]
+        elif kind == "fp16" and "fp16" in settings.precisions and settings.version_family == 11:
+            cells.append(("tensorrt", variant, "fp16"))
+        elif kind == "int8-static" and "int8" in settings.precisions:
+            cells.append(("tensorrt", variant, "int8"))
+    return cells
+
+
+def runtime_matrix(profile: HardwareProfile, variants: list[Variant],
+                   factory: str | None = None) -> list[tuple[str, Variant, str | None]]:
     """(backend, variant, precision) for every row a profile asks for.
 
     ONNX Runtime runs every variant as it is.  OpenVINO reads the same files: the fp32 variant at
@@ -395,6 +417,15 @@ def runtime_matrix(profile: HardwareProfile, variants: list[Variant]) -> list[tu
     for backend in profile.runtime.runtimes:
         if backend == "onnxruntime":
             cells += [(backend, variant, None) for variant in variants]
+            continue
+        if backend == "tensorrt":
+            cells += _tensorrt_cells(profile, variants)
+            continue
+        if backend == "torch":  # the PyTorch model itself, next to its fp32 export (factory references only)
+            fp32 = next((v for v in variants if v.provenance.get("recipe", {}).get("kind") == "fp32"), None)
+            if fp32 is not None and factory is not None:
+                cells += [(backend, fp32, p) for p in ("fp32", "bf16", "fp16")
+                          if p == "fp32" or p in profile.runtime.native_precisions]
             continue
         precisions = ["fp32"]
         from edgeopt.backends import is_available
@@ -411,6 +442,11 @@ def runtime_matrix(profile: HardwareProfile, variants: list[Variant]) -> list[tu
             elif kind == "int8-static":
                 cells.append((backend, variant, "fp32"))
     return cells
+
+
+def _kind(variant: Variant) -> str | None:
+    kind = variant.provenance.get("recipe", {}).get("kind")
+    return str(kind) if kind else None
 
 
 def _host_summary(measurement: Measurement | None) -> str:

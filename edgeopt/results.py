@@ -115,7 +115,7 @@ class Measurement(BaseModel):
         """The variant's name, suffixed ``@<backend>-<precision>`` when not measured on ONNX Runtime, so every
         (variant, runtime) row has its own name in gates, reports and comparisons."""
         name = str(self.variant["name"])
-        if self.backend == "onnxruntime":
+        if self.backend in ("onnxruntime", "onnxruntime-gpu"):  # ONNX Runtime rows carry the plain name
             return name
         precision = self.session.get("precision")
         return f"{name}@{self.backend}-{precision}" if precision else f"{name}@{self.backend}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,34 @@ def test_cuda_path(precision: str, graphs: bool) -> None:
         assert runner.details["cuda_memory"]["max_memory_allocated_mb"] > 0
     ref = expected(next(iter(f.values())))
     assert float(np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref))) > 0.99
+
+
+@pytest.mark.slow
+def test_pipeline_gives_a_pytorch_baseline_row_next_to_onnxruntime(tmp_path: Path) -> None:
+    """A profile listing `torch` measures the PyTorch model itself (CPU here) beside its ONNX export."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_cli import FAST_PROFILE
+
+    profile = tmp_path / "withtorch.yaml"
+    runtime = "  native_precisions: [fp32, int8, bf16]\n  backends: [onnxruntime, torch]"
+    profile.write_text(FAST_PROFILE.format(name="withtorch", seconds=0.3).replace(
+        "  native_precisions: [fp32, int8]", runtime))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "edgeopt.cli", "run", "edgeopt.zoo.digits:digits_cnn",
+                             "--profile", str(profile), "--out", str(out), "--variant", "fp32",
+                             "--eval", "calibration_data/digits/eval.npz"],
+                            capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr + result.stdout
+    rows = {row["variant"]: row for row in json.loads((out / "summary.json").read_text())["rows"]}
+    assert rows["fp32"]["status"] == "ok"
+    for name in ("fp32@torch-fp32", "fp32@torch-bf16"):
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["runtime"] == f"torch {name.rsplit('-', 1)[1]}"
+    assert rows["fp32@torch-fp32"]["fidelity"][0]["cosine"] > 0.9999  # the export matches the model
+    assert rows["fp32@torch-bf16"]["fidelity"][0]["cosine"] > 0.99
+    onnx_doc = json.loads((out / "measurements" / "fp32__withtorch.json").read_text())
+    torch_doc = json.loads((out / "measurements" / "fp32@torch-fp32__withtorch.json").read_text())
+    assert onnx_doc["torch_imported"] is False and torch_doc["torch_imported"] is True
