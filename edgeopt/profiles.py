@@ -119,6 +119,9 @@ class Bench(_Section):
     """How to measure: warm-up, iteration bounds, time cap and the stopping rule."""
 
     warmup_iterations: int = Field(default=20, ge=0)
+    # warm-up also lasts at least this long: 20 calls of a 15 µs model are 0.3 ms, far too little for
+    # caches, branch predictors and the allocator to settle (runs drifted -37% without it)
+    warmup_seconds: float = Field(default=0.5, ge=0, allow_inf_nan=False)
     min_iterations: int = Field(default=100, ge=1)
     max_iterations: int = Field(default=100_000, ge=1)
     max_seconds: PositiveFloat = 20.0

@@ -68,6 +68,16 @@ def _load_feeds(path: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
+def warm_up(call: Callable[[], Any], iterations: int, seconds: float) -> int:
+    """Untimed calls until both ``iterations`` and ``seconds`` are reached; returns how many ran."""
+    deadline = time.perf_counter_ns() + int(seconds * 1e9)
+    count = 0
+    while count < iterations or time.perf_counter_ns() < deadline:
+        call()
+        count += 1
+    return count
+
+
 def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int], str]:
     """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped."""
     q = PERCENTILES[bench["stop_percentile"]]
@@ -143,8 +153,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         call()
         first_ns = time.perf_counter_ns() - t0
         bench = job["bench"]
-        for _ in range(int(bench["warmup_iterations"])):
-            call()
+        warmup_iterations = warm_up(call, int(bench["warmup_iterations"]), float(bench.get("warmup_seconds", 0.0)))
         loop_start = snapshot()
         wall0 = time.perf_counter_ns()
         samples, stop_reason = timed_loop(call, bench)
@@ -163,7 +172,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "loop_wall_ns": loop_wall_ns,
         "load_ms": load_ns / 1e6,
         "first_inference_ms": first_ns / 1e6,
-        "warmup_iterations": int(bench["warmup_iterations"]),
+        "warmup_iterations": warmup_iterations,
         "memory": {
             "baseline_rss_mb": baseline_rss / 2**20,
             "peak_rss_mb": peak / 2**20,
