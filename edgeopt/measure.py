@@ -95,7 +95,10 @@ def session_settings(profile: HardwareProfile, backend: str | None = None, preci
         return {"backend": "torch", "device": device, "precision": precision or "fp32", "mode": "eager",
                 "cuda_graphs": False, "intra_op_threads": runtime.intra_op_threads}
     gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-    if backend == "onnxruntime" and gpu_providers & set(runtime.execution_providers):
+    # GPU providers go through the onnxruntime-gpu runner when that package is there; without it the
+    # plain runner asks ONNX Runtime for them and reports the provider fallback, naming the provider
+    if backend == "onnxruntime" and gpu_providers & set(runtime.execution_providers) and is_available(
+            "onnxruntime-gpu"):
         from edgeopt.gpu_profiles import ort_gpu_provider_options
 
         pairs = ort_gpu_provider_options(list(runtime.execution_providers), profile.tensorrt, precision or "fp32",

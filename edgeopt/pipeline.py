@@ -364,7 +364,10 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
         sections.append((header, profile_rows))
         robustness = render_robustness(profile_rows)
         tables.append("\n".join([*header, render_table(profile_rows), *([robustness] if robustness else [])]))
-    failures = len(variant_failures) + sum(1 for m in measurements if not m.ok and not m.unsupported)
+    # a model a secondary runtime refuses (or a runtime not installed) is a row with its reason; the
+    # profile's own reference runtime refusing is a failure
+    failures = len(variant_failures) + sum(
+        1 for m in measurements if not m.ok and not (m.unsupported and not _is_reference_runtime(m)))
     exit_code = exit_code_for(gates, failures=failures)
     verdict_line = _verdict_line(gates, failures, exit_code)
     extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
@@ -442,6 +445,12 @@ def runtime_matrix(profile: HardwareProfile, variants: list[Variant],
             elif kind == "int8-static":
                 cells.append((backend, variant, "fp32"))
     return cells
+
+
+def _is_reference_runtime(measurement: Measurement) -> bool:
+    runtimes = measurement.profile.get("settings", {}).get("runtime", {})
+    declared = runtimes.get("backends") or [runtimes.get("backend", "onnxruntime")]
+    return measurement.backend.startswith(str(declared[0]))
 
 
 def _kind(variant: Variant) -> str | None:
