@@ -368,12 +368,17 @@ def load_calibration(
         raise CalibrationError(f"{directory}: key 'files': no file matches {' or '.join(patterns)}")
     if isinstance(manifest, ImagesManifest):
         name = manifest.inputs[0].name
+        if expected_inputs is not None and len(expected_inputs) == 1:
+            # an image folder feeds a single-image-input model whatever that input is called
+            name = expected_inputs[0].name
         samples: list[Feed] = [{name: _preprocess_image(p, manifest.preprocess)} for p in files]
         labels = [str(p) for p in files]
     else:
         samples, labels = _read_arrays(files, manifest)
     samples, labels = samples[:max_samples], labels[:max_samples]
     declared = [InputSpec(d.name, tuple(d.shape), d.dtype) for d in manifest.inputs]
+    if isinstance(manifest, ImagesManifest):
+        declared = [InputSpec(name, d.shape, d.dtype) for d in declared]
     for specs in (declared, expected_inputs):
         if specs is not None:
             validate_samples(samples, specs, min_samples=min_samples, source_label=str(directory),

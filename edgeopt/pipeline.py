@@ -298,7 +298,13 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     for note in notes:
         log(note)
     model_path = resolve_model(config, specs, log)
-    made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force)
+    probe = None
+    if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
+        from edgeopt.export import random_feeds
+
+        probe = calibration.samples[0] if calibration is not None else random_feeds(specs, seed=7)
+    made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force,
+                         probe_feeds=dict(probe) if probe is not None else None)
     variants = [v for v in made if isinstance(v, Variant)]
     variant_failures = [v for v in made if isinstance(v, VariantFailure)]
     for item in made:

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import onnx
 from edgeopt.calibration import CalibrationSet, validate_samples
 from edgeopt.errors import EdgeoptError, QuantizationError
 from edgeopt.export import compare_outputs, random_feeds
-from edgeopt.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic
+from edgeopt.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
 from edgeopt.graph import input_specs, load_model, model_size_bytes
 from edgeopt.ranges import CALIBRATION_METHODS, collect_tensor_stats, compute_ranges, huge, unobserved, write_ort_cache
 
@@ -229,33 +230,85 @@ def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray]) -> lis
         ) from error
 
 
-def preprocess(source: Path, work_dir: Path) -> tuple[Path, str]:
+def lift_constants(model: onnx.ModelProto) -> int:
+    """Turn the main graph's ``Constant`` nodes (tensor ``value``) into initializers, in place.
+
+    Exporters such as paddle2onnx store every weight as a ``Constant`` node; ONNX Runtime's
+    quantizers only recognise initializers as weights (FIELD_NOTES: dynamic INT8 fails on them, and
+    static INT8 would calibrate them as activations).  Returns how many were lifted.
+    """
+    if model.ir_version < 4:  # initializers had to be graph inputs before IR 4
+        return 0
+    kept, lifted = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
+            lifted += 1
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return lifted
+
+
+def _check_parity(source: Path, candidate: Path, feeds: dict[str, np.ndarray]) -> None:
+    want = _session(source).run(None, feeds)
+    got = validate_variant(candidate, "pre-processing", feeds)
+    for index, (a, b) in enumerate(zip(want, got, strict=True)):
+        parity = compare_outputs(str(index), a, b)
+        if parity.cosine < 0.9999 or parity.max_rel_error > 1e-3:
+            raise QuantizationError(f"output {index} changed (cosine {parity.cosine:.6f})")
+
+
+def _where(error: BaseException) -> str:
+    """The error's first line, and where it was raised when it says nothing (a bare AssertionError)."""
+    text = _first_line(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    if text == type(error).__name__ and frames:
+        text += f" in {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})"
+    return text
+
+
+def preprocess(source: Path, work_dir: Path, feeds: dict[str, np.ndarray] | None = None) -> tuple[Path, str]:
     """ONNX Runtime's recommended pre-processing, kept only if the result checks out.
 
-    Returns the model to quantize and a note saying what happened; a failure falls back to the
-    source model (never to a half-processed one: see FIELD_NOTES on skip_symbolic_shape).
+    Returns the model to quantize and a note saying what happened.  When ``quant_pre_process`` fails
+    (FIELD_NOTES: symbolic shape inference fails on most real models), the fallback is the source
+    with its ``Constant`` weights lifted to initializers (checked the same way), else the source as
+    is: never a half-processed model (see FIELD_NOTES on skip_symbolic_shape).
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     target = work_dir / f"preprocessed-{sha256_file(source)[:16]}.onnx"
     if target.exists():
-        return target, "pre-processed (cached)"
+        note_file = target.with_suffix(".note")
+        return target, (note_file.read_text() if note_file.exists() else "pre-processed") + " (cached)"
+    feeds = feeds or random_feeds(input_specs(onnx.load(str(source), load_external_data=False)), seed=7)
     with scratch_directory(work_dir) as scratch:
         staged = scratch / "preprocessed.onnx"
         try:
             quant_pre_process(str(source), str(staged), skip_symbolic_shape=False)
-            feeds = random_feeds(input_specs(onnx.load(str(source), load_external_data=False)), seed=7)
-            want = _session(source).run(None, feeds)
-            got = validate_variant(staged, "pre-processing", feeds)
-            for index, (a, b) in enumerate(zip(want, got, strict=True)):
-                parity = compare_outputs(str(index), a, b)
-                if parity.cosine < 0.9999 or parity.max_rel_error > 1e-3:
-                    raise QuantizationError(f"output {index} changed (cosine {parity.cosine:.6f})")
-        except Exception as error:  # noqa: BLE001 - any failure means: quantize the source as is
-            return source, f"pre-processing abandoned: {_first_line(error)}"
+            _check_parity(source, staged, feeds)
+            note = "pre-processed"
+        except Exception as error:  # noqa: BLE001 - any failure means: fall back, and say why
+            note = f"pre-processing abandoned: {_where(error)}"
+            model = onnx.load(str(source))
+            lifted = lift_constants(model)
+            if not lifted:
+                return source, note
+            try:
+                onnx.save(model, str(staged))
+                _check_parity(source, staged, feeds)
+            except Exception:  # noqa: BLE001 - the lifted model did not check out either
+                return source, note
+            note += f"; {lifted} Constant weights lifted to initializers instead"
         with atomic_path(target) as tmp:
             shutil.copyfile(staged, tmp)
-    return target, "pre-processed"
+        write_text_atomic(target.with_suffix(".note"), note)
+    return target, note
 
 
 class RangeCache:
@@ -321,6 +374,14 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
             exclude += nodes
             notes.append({"tensor": entry.name, "nodes": ", ".join(nodes),
                           "reason": f"range ±{entry.absmax:.3g} is a sentinel, not a range; left in float"})
+        opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13)
+        if opset < 13:  # per-channel DequantizeLinear (its `axis`) needs opset 13
+            from onnx import version_converter
+
+            upgraded = scratch / "opset13.onnx"
+            onnx.save(version_converter.convert_version(onnx.load(str(model)), 13), str(upgraded))
+            model = upgraded
+            notes.append({"tensor": "", "nodes": "", "reason": f"opset upgraded from {opset} to 13 for Q/DQ"})
         method = recipe.calibration_method or "minmax"
         cache = scratch / "ranges.json"
         write_ort_cache(compute_ranges(stats, method), method, cache)
@@ -349,8 +410,13 @@ def make_variant(
     calibration: CalibrationSet | None = None,
     ranges: RangeCache | None = None,
     force: bool = False,
+    probe_feeds: dict[str, np.ndarray] | None = None,
 ) -> Variant:
-    """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``."""
+    """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``.
+
+    ``probe_feeds`` (concrete inputs; default: the first calibration sample, else seeded random data
+    for the declared shapes) are what pre-processing and the finished variant are checked on.
+    """
     source, out_dir = Path(source).resolve(), Path(out_dir).resolve()  # the quantizer runs in a scratch cwd
     load_model(source)
     target = out_dir / f"{recipe.name}.onnx"
@@ -371,7 +437,8 @@ def make_variant(
                          min_samples=1, source_label=calibration.source)
     work_dir = out_dir / ".work"
     started = time.perf_counter()
-    model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(source, work_dir)
+    model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(
+        source, work_dir, probe_feeds or _probe_feeds(source, calibration))
     notes: list[dict[str, str]] = []
     with scratch_directory(work_dir) as scratch:
         staged = scratch / "variant.onnx"
@@ -384,7 +451,7 @@ def make_variant(
             raise QuantizationError(
                 f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {_first_line(error)}"
             ) from error
-        validate_variant(staged, recipe.name, _probe_feeds(source, calibration))
+        validate_variant(staged, recipe.name, probe_feeds or _probe_feeds(source, calibration))
         with atomic_path(target) as tmp:
             shutil.copyfile(staged, tmp)
     provenance: dict[str, Any] = {
@@ -420,13 +487,15 @@ def make_variants(
     *,
     calibration: CalibrationSet | None = None,
     force: bool = False,
+    probe_feeds: dict[str, np.ndarray] | None = None,
 ) -> list[Variant | VariantFailure]:
     """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run."""
     ranges = RangeCache()
     results: list[Variant | VariantFailure] = []
     for recipe in recipes:
         try:
-            results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges, force=force))
+            results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges, force=force,
+                                        probe_feeds=probe_feeds))
         except EdgeoptError as error:
             results.append(VariantFailure(recipe.name, str(error), error.exit_code))
     return results
