@@ -308,3 +308,9 @@ def test_validate_samples_directly() -> None:
     with pytest.raises(CalibrationError, match="feeds sample 0: input 'input': is a list"):
         validate_samples(not_arrays, None, min_samples=1, source_label="feeds")
     assert isinstance(CalibrationSet("x", "y", tuple(good)).content_hash, str)
+
+
+def test_image_folder_feeds_a_single_input_model_whatever_its_input_name() -> None:
+    calibration = load_calibration(IMAGES, expected_inputs=[InputSpec("x", ("N", 3, 224, 224), "float32")],
+                                   max_samples=4, min_samples=1)
+    assert list(calibration.samples[0]) == ["x"]

@@ -133,3 +133,16 @@ def test_dynamo_export_records_the_opset_the_file_really_has(tmp_path: Path) -> 
     )
     assert result.provenance["exporter"] == "dynamo"
     assert result.provenance["opset"] == _opset(result.path)
+
+
+def test_cosine_leaves_out_all_zero_samples() -> None:
+    import numpy as np
+
+    from edgeopt.fidelity import compare
+
+    reference = np.zeros((3, 1, 4), np.float32)
+    reference[0, 0] = [1, 2, 3, 4]
+    variant = reference.copy()
+    variant[1, 0, 0] = 1e-30  # an all-zero sample that differs by a denormal: no direction to compare
+    result = compare(reference, variant, "out")
+    assert result.cosine == pytest.approx(1.0) and result.min_cosine == pytest.approx(1.0)

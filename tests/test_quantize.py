@@ -315,3 +315,39 @@ def test_recipe_names_encode_every_option() -> None:
     assert excluded.name.startswith("int8-static-minmax-x2-")
     with pytest.raises(EdgeoptError, match="unknown option 'zz'"):
         Recipe.parse("int8-static-minmax-zz")
+
+
+def test_constant_weights_are_lifted_and_old_opsets_upgraded_for_per_channel(tmp_path: Path) -> None:
+    """A paddle2onnx-style graph (weights as Constant nodes, opset 12) still gets a per-channel QDQ variant."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeopt.calibration import CalibrationSet
+    from edgeopt.quantize import lift_constants
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Constant", [], ["w"], value=weight, name="const_w"),
+             helper.make_node("Conv", ["input", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["conv"], ["output"], name="relu")]
+    graph = helper.make_graph(nodes, "constant_weights",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=7)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    assert lift_constants(copy) == 1
+    assert [i.name for i in copy.graph.initializer] == ["w"]
+    assert [n.op_type for n in copy.graph.node] == ["Conv", "Relu"]
+    path = tmp_path / "constant_weights.onnx"
+    onnx.save(model, str(path))
+    samples = tuple({"input": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(8))
+    variant = make_variant(path, Recipe.parse("int8-static-minmax"), tmp_path / "out",
+                           calibration=CalibrationSet("c", "test", samples))
+    quantized = onnx.load(str(variant.path))
+    opset = next(e.version for e in quantized.opset_import if e.domain in ("", "ai.onnx"))
+    assert opset >= 13
+    assert any(n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)
+               for n in quantized.graph.node)  # per-channel weights
+    assert any("opset upgraded" in note["reason"] for note in variant.provenance["excluded"])
