@@ -334,7 +334,7 @@ def _variant_key(source_sha: str, recipe: Recipe, calibration: CalibrationSet | 
 
 
 def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
-           ranges: RangeCache, notes: list[dict[str, str]]) -> None:
+           ranges: RangeCache, notes: list[dict[str, str]], upgrade_opset: bool = False) -> None:
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
@@ -375,7 +375,7 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
             notes.append({"tensor": entry.name, "nodes": ", ".join(nodes),
                           "reason": f"range ±{entry.absmax:.3g} is a sentinel, not a range; left in float"})
         opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13)
-        if opset < 13:  # per-channel DequantizeLinear (its `axis`) needs opset 13
+        if opset < 13 and upgrade_opset:  # per-channel DequantizeLinear (its `axis`) needs opset 13
             from onnx import version_converter
 
             upgraded = scratch / "opset13.onnx"
@@ -396,6 +396,22 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
             extra_options={"ActivationSymmetric": recipe.activation_symmetric,
                            "WeightSymmetric": recipe.weight_symmetric},
         )
+
+
+def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
+                     ranges: RangeCache, notes: list[dict[str, str]], feeds: dict[str, np.ndarray],
+                     upgrade_opset: bool = False) -> None:
+    """Build one variant from ``model`` into ``staged`` and open and run it once; errors name the variant."""
+    try:
+        _build(recipe, model, staged, scratch, calibration, ranges, notes, upgrade_opset)
+    except EdgeoptError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the quantizer raises anything; report it cleanly
+        node = _node_in(str(error))
+        raise QuantizationError(
+            f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {_first_line(error)}"
+        ) from error
+    validate_variant(staged, recipe.name, feeds)
 
 
 def _consumers(graph: onnx.ModelProto, tensor: str) -> list[str]:
@@ -440,18 +456,30 @@ def make_variant(
     model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(
         source, work_dir, probe_feeds or _probe_feeds(source, calibration))
     notes: list[dict[str, str]] = []
+    feeds = probe_feeds or _probe_feeds(source, calibration)
     with scratch_directory(work_dir) as scratch:
         staged = scratch / "variant.onnx"
-        try:
-            _build(recipe, model, staged, scratch, calibration, ranges or RangeCache(), notes)
-        except EdgeoptError:
-            raise
-        except Exception as error:  # noqa: BLE001 - the quantizer raises anything; report it cleanly
-            node = _node_in(str(error))
-            raise QuantizationError(
-                f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {_first_line(error)}"
-            ) from error
-        validate_variant(staged, recipe.name, probe_feeds or _probe_feeds(source, calibration))
+        # the pre-processed graph first, then the model as given; for per-channel Q/DQ on opset < 13,
+        # each also with its opset converted to 13 (the converter can itself break a graph)
+        graph = onnx.load(str(source), load_external_data=False)
+        old_opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13) < 13
+        upgrades = [False, True] if recipe.kind == "int8-static" and old_opset else [False]
+        attempts = list(dict.fromkeys((m, u) for m in (model, source) for u in upgrades))
+        cache = ranges or RangeCache()
+        first_error: QuantizationError | None = None
+        for candidate, upgrade in attempts:
+            notes.clear()
+            try:
+                _build_and_check(recipe, candidate, staged, scratch, calibration, cache, notes, feeds, upgrade)
+            except QuantizationError as error:
+                first_error = first_error or error
+                continue
+            if candidate != model:
+                note += f"; not used for this variant ({first_error})"
+            break
+        else:
+            assert first_error is not None
+            raise first_error
         with atomic_path(target) as tmp:
             shutil.copyfile(staged, tmp)
     provenance: dict[str, Any] = {
