@@ -13,12 +13,10 @@ writes one JSON result atomically.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +24,7 @@ import numpy as np
 
 from edgeopt.backends import runner_for
 from edgeopt.compare import bootstrap_ratio
-
-
-def _write_result(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(document, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _load_feeds(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+from edgeopt.worker import load_feeds, run_job
 
 
 def _tight(samples: list[list[int]], blocks: list[list[int]], targets: dict[str, float], confidence: float) -> bool:
@@ -59,7 +44,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter_ns()
         runner.activate()
         load_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        feeds = _load_feeds(arm["inputs_path"])
+        feeds = load_feeds(arm["inputs_path"])
         runner.check_feeds(feeds)
         call = runner.timed_call(feeds)
         t0 = time.perf_counter_ns()
@@ -130,17 +115,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    result_path = Path(job["result_path"])
-    try:
-        result = run(job)
-    except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
-                                    "traceback": traceback.format_exc()[-4000:]})
-        return 3
-    _write_result(result_path, result)
-    return 0
+    return run_job(Path(argv[0]), run)
 
 
 if __name__ == "__main__":

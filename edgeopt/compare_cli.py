@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from edgeopt.errors import (
     EXIT_INCONCLUSIVE,
     EXIT_OK,
     ConfigError,
-    EdgeoptError,
     InputRejectedError,
 )
 
@@ -200,27 +197,11 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ standalone
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edgeopt.compare_cli ...``: these subcommands alone, with edgeopt's error handling."""
-    parser = argparse.ArgumentParser(prog="edgeopt", description="compare, ab and rerun")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    add_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except EdgeoptError as error:
-        if args.debug:
-            traceback.print_exc()
-        print(f"edgeopt: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("edgeopt: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
-        if args.debug:
-            traceback.print_exc()
-        print(f"edgeopt: internal error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
-        return EXIT_BACKEND_FAILURE
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgeopt.compare_cli ...`` is ``edgeopt ...``: the same parser and error handling."""
+    from edgeopt.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _write_result(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load_feeds(path: str) -> dict[str, np.ndarray]:
+def load_feeds(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
 
@@ -109,7 +109,7 @@ def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int
 
 
 def _run_reference(runner: Runner, path: str, out_path: str) -> int:
-    inputs = _load_feeds(path)
+    inputs = load_feeds(path)
     count = len(next(iter(inputs.values())))
     collected: list[list[np.ndarray]] = []
     for index in range(count):
@@ -146,7 +146,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     with runner:
         load_ns = time.perf_counter_ns() - t0
-        feeds = _load_feeds(job["inputs_path"])
+        feeds = load_feeds(job["inputs_path"])
         runner.check_feeds(feeds)
         call = runner.timed_call(feeds)
         t0 = time.perf_counter_ns()
@@ -192,12 +192,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    job_path = Path(argv[0])
+def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Run ``work`` on the JSON job and write its result (or the error, as data) atomically."""
     job = json.loads(job_path.read_text(encoding="utf-8"))
     result_path = Path(job["result_path"])
     try:
-        result = measure(job)
+        result = work(job)
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
@@ -205,6 +205,10 @@ def main(argv: list[str]) -> int:
         return 3
     _write_result(result_path, result)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_job(Path(argv[0]), measure)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ takes about half a second.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-from edgeopt.calibration import SHIPPED_DATA_DIR, load_eval_split
+from edgeopt.calibration import SHIPPED_DATA_DIR
+from edgeopt.zoo.digits import train_on_digits
 
 DATA_DIR = SHIPPED_DATA_DIR / "digits"
 WIDTH = 64
@@ -40,27 +40,10 @@ class DigitsInkMLP(nn.Module):
 
 def train_digits_ink(epochs: int = 40, seed: int = 0, width: int = WIDTH) -> DigitsInkMLP:
     """Train on ``train.npz`` with Adam; deterministic for a given seed and torch build."""
-    images, labels = load_eval_split(DATA_DIR / "train.npz")
     torch.manual_seed(seed)
     model = DigitsInkMLP(width)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    generator = torch.Generator().manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: bit-reproducible reductions
-    try:
-        for _ in range(epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), 64):
-                index = order[start:start + 64]
-                optimizer.zero_grad()
-                loss = nn.functional.cross_entropy(model(x[index]), y[index])
-                loss.backward()
-                optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    train_on_digits(model, epochs, seed)
+    return model
 
 
 def digits_ink() -> DigitsInkMLP:
