@@ -22,7 +22,9 @@ from edgeopt.sensitivity import (
 )
 
 DIGITS = Path(__file__).resolve().parent.parent / "calibration_data" / "digits"
-QUICK_BENCH = {"warmup_iterations": "5", "max_seconds": "1"}
+QUICK_BENCH = {"warmup_iterations": "5", "max_seconds": "1",
+               # tests of the research tools, not of stability: no rule may turn a run invalid
+               "max_drift_rel": "null", "max_outlier_fraction": "null", "max_load_avg_per_core": "null"}
 
 
 def ink_model(directory: Path) -> Path:
