@@ -53,3 +53,9 @@ def digits_ink() -> DigitsInkMLP:
 
 def input_spec() -> list[tuple[str, tuple[int, ...], str]]:
     return [("input", (1, 1, 8, 8), "float32")]
+
+
+def digits_ink_wide() -> DigitsInkMLP:
+    """The same model at hidden width 512 (``edgeopt.zoo.digits_ink:digits_ink_wide``): big enough for a
+    fallback's latency cost to be measured (the default width runs in ~10 µs)."""
+    return train_digits_ink(width=512)
