@@ -9,11 +9,6 @@ verdicts (``edgeopt.compare``), and writes one JSON result atomically.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +28,7 @@ from edgeopt.compare import (
     parse_thresholds,
 )
 from edgeopt.errors import ConfigError, MeasurementError
-from edgeopt.measure import session_settings
+from edgeopt.measure import run_worker, session_settings
 from edgeopt.profiles import HardwareProfile
 
 DEFAULT_AB_THRESHOLDS: tuple[str, ...] = ("p50:5%", "p95:5%")
@@ -80,19 +75,10 @@ def _latency_thresholds(items: Iterable[str | Threshold] | None) -> tuple[Thresh
 
 
 def _launch(job_path: Path, timeout_s: float) -> tuple[int, str]:
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
-    process = subprocess.Popen([sys.executable, "-m", "edgeopt.ab_worker", str(job_path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired as error:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise MeasurementError(f"ab worker exceeded {timeout_s:g} s and was killed") from error
-    return process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:]
+    returncode, tail, timed_out = run_worker("edgeopt.ab_worker", job_path, timeout_s)
+    if timed_out:
+        raise MeasurementError(f"ab worker exceeded {timeout_s:g} s and was killed")
+    return returncode, tail
 
 
 AB_TIME_FACTOR = 4  # default time cap of an A/B run, in units of the profile's bench.max_seconds

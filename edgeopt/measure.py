@@ -130,6 +130,25 @@ def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Pat
     return session_settings(profile, backend, precision, shapes, Path(work_dir) / cache, variant_kind)
 
 
+def run_worker(module: str, job_path: Path, timeout_s: float) -> tuple[int, str, bool]:
+    """Run ``python -m module JOB`` in its own process group with the package importable; kill the group
+    after ``timeout_s``.  Returns (return code, stderr tail, timed out)."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    process = subprocess.Popen([sys.executable, "-m", module, str(job_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        timed_out = True
+    return process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out
+
+
 def _signal_name(returncode: int) -> str:
     with contextlib.suppress(ValueError):
         return signal.Signals(-returncode).name
@@ -193,33 +212,24 @@ def measure_variant(
         failure = Failure(kind="unavailable", message=f"{session['backend']}: {availability()[session['backend']]}")
         return Measurement(status="failed", failure=failure, **base)
     write_json_atomic(job_path, job)
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
-    process = subprocess.Popen([sys.executable, "-m", "edgeopt.worker", str(job_path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
-        _, stderr = process.communicate(timeout=profile.bench.worker_timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        _, stderr = process.communicate()
-        failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"
-                          f" on {variant.name}", returncode=process.returncode, stderr_tail=stderr[-STDERR_TAIL_CHARS:])
-        return Measurement(status="failed", failure=failure, **base)
+        returncode, tail, timed_out = run_worker("edgeopt.worker", job_path, profile.bench.worker_timeout_s)
     finally:
         job_path.unlink(missing_ok=True)
-    tail = (stderr or "")[-STDERR_TAIL_CHARS:]
+    if timed_out:
+        failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"
+                          f" on {variant.name}", returncode=returncode, stderr_tail=tail)
+        return Measurement(status="failed", failure=failure, **base)
     result: dict[str, Any] | None = None
     with contextlib.suppress(OSError, ValueError):
         result = read_json(result_path)
     result_path.unlink(missing_ok=True)
-    if process.returncode < 0:
-        failure = Failure(kind="crash", message=f"worker crashed ({_signal_name(process.returncode)}) on "
-                          f"{variant.name}", returncode=process.returncode, stderr_tail=tail)
+    if returncode < 0:
+        failure = Failure(kind="crash", message=f"worker crashed ({_signal_name(returncode)}) on "
+                          f"{variant.name}", returncode=returncode, stderr_tail=tail)
         return Measurement(status="failed", failure=failure, **base)
     if result is None or result.get("status") != "ok":
-        message = (result or {}).get("message") or f"worker exited {process.returncode} without a result"
+        message = (result or {}).get("message") or f"worker exited {returncode} without a result"
         kind: FailureKind = "backend" if result else "no-result"
         if "provider fallback" in message:
             kind = "provider-fallback"
@@ -228,7 +238,7 @@ def measure_variant(
         elif (result or {}).get("error_type") == "BackendUnavailableError":
             kind = "unavailable"
         failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
-                          returncode=process.returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
+                          returncode=returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
         return Measurement(status="failed", failure=failure, **base)
     latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],
                                    profile.bench.confidence)

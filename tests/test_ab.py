@@ -20,26 +20,13 @@ from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.measure import measure_variant, prepare_timing_inputs
 from edgeopt.profiles import load_profile
 from edgeopt.quantize import Variant
-
-PROFILE = """\
-name: {name}
-description: fast A/B test profile for any host
-identity:
-  any_host: true
-runtime:
-  intra_op_threads: 1
-bench:
-  warmup_iterations: 20
-  min_iterations: 100
-  max_seconds: {seconds}
-  worker_timeout_s: 120
-"""
+from tests import profiles
 
 
 def write_profile(folder: Path, name: str = "abfast", seconds: float = 2.0) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(PROFILE.format(name=name, seconds=seconds))
-    return path
+    return profiles.write_profile(folder, name, runtime="", warmup_iterations=20, min_iterations=100,
+                                  max_seconds=seconds, budgets=None, stability=None,
+                                  description="fast A/B test profile for any host")
 
 
 def medium_model(path: Path) -> Path:

@@ -13,31 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import zoo
+from tests import profiles, zoo
 
 EDGEOPT = [sys.executable, "-m", "edgeopt.cli"]
 
-FAST_PROFILE = """\
-name: {name}
-description: fast test profile for any host
-identity:
-  any_host: true
-runtime:
-  intra_op_threads: 1
-  native_precisions: [fp32, int8]
-bench:
-  warmup_iterations: 5
-  min_iterations: 80
-  max_seconds: {seconds}
-  worker_timeout_s: 120
-budgets:
-  p95_ms: 1000
-  peak_rss_mb: 4000
-stability:  # these tests are about exit codes and files: no stability policy on sub-ms models
-  max_drift_rel: null
-  max_outlier_fraction: null
-  max_load_avg_per_core: null
-"""
 
 
 def edgeopt(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -45,9 +24,7 @@ def edgeopt(*args: str | Path, cwd: Path | None = None, timeout: float = 300) ->
 
 
 def write_profile(directory: Path, name: str = "fast", seconds: float = 0.3) -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(FAST_PROFILE.format(name=name, seconds=seconds))
-    return path
+    return profiles.write_profile(directory, name, max_seconds=seconds)
 
 
 def write_calibration(directory: Path, samples: list[np.ndarray], *, name: str = "input",
@@ -256,7 +233,7 @@ def test_bad_calibration_is_rejected_in_one_line(tmp_path: Path, model: Path, pr
 
 
 def _profile_text(**replace: str) -> str:
-    text = FAST_PROFILE.format(name="bad", seconds=0.3)
+    text = profiles.profile_yaml("bad", description="fast test profile for any host")
     for old, new in replace.items():
         text = text.replace(old, new)
     return text

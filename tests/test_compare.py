@@ -32,21 +32,7 @@ from edgeopt.measure import measure_variant, prepare_timing_inputs
 from edgeopt.profiles import load_profile
 from edgeopt.quantize import Variant
 from edgeopt.results import Measurement
-from tests import zoo
-
-PROFILE = """\
-name: {name}
-description: fast test profile for any host
-identity:
-  any_host: true
-runtime:
-  intra_op_threads: 1
-bench:
-  warmup_iterations: 5
-  min_iterations: 300
-  max_seconds: 0.5
-  worker_timeout_s: 120
-"""
+from tests import profiles, zoo
 
 
 def draw(rng: np.random.Generator, n: int, sigma: float = 0.05) -> np.ndarray:
@@ -203,9 +189,8 @@ def real_measurement(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_profile(folder: Path, name: str = "fast") -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(PROFILE.format(name=name))
-    return path
+    return profiles.write_profile(folder, name, runtime="", min_iterations=300, max_seconds=0.5, budgets=None,
+                                  stability=None, description="fast test profile for any host")
 
 
 def _edited(source: Path, target: Path, **changes: object) -> Path:

@@ -11,18 +11,14 @@ import numpy as np
 import pytest
 
 from tests import zoo
-from tests.test_cli import EDGEOPT, FAST_PROFILE, good_samples, write_calibration
+from tests.profiles import write_profile
+from tests.test_cli import EDGEOPT, good_samples, write_calibration
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install edgeopt[openvino])")
 
-BOTH = FAST_PROFILE.replace("  native_precisions: [fp32, int8]",
-                            "  native_precisions: [fp32, int8]\n  backends: [onnxruntime, openvino]")
-
-
 def write_both(directory: Path, name: str = "both") -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(BOTH.format(name=name, seconds=0.3))
-    return path
+    return write_profile(directory, name,
+                         runtime="  native_precisions: [fp32, int8]\n  backends: [onnxruntime, openvino]")
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

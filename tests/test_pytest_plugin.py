@@ -14,31 +14,11 @@ from pathlib import Path
 import pytest
 
 from edgeopt.results import Measurement
-from tests import zoo
+from tests import profiles, zoo
+from tests.profiles import ANY_HOST, CALM
 
 pytest_plugins = ["pytester"]
 
-PROFILE = """\
-name: {name}
-description: fast pytest-plugin test profile
-identity:
-{identity}
-runtime:
-  intra_op_threads: 1
-bench:
-  warmup_iterations: 5
-  min_iterations: 80
-  max_seconds: 0.2
-  worker_timeout_s: 60
-budgets:
-  p95_ms: 1000
-  peak_rss_mb: 4000
-{stability}"""
-# stability rules off (a loaded 2-core test machine must not make these measurements invalid), except
-# where a test turns one on
-CALM = "max_cv: null, max_drift_rel: null, max_outlier_fraction: null, max_load_avg_per_core: null"
-STABILITY = "stability: {{{rules}, fail_on_throttling: false}}\n"
-ANY_HOST = "  any_host: true"
 NOT_THIS_HOST = "  required_cpu_flags: [edgeopt_no_such_cpu_flag]"
 INI = """\
 [pytest]
@@ -61,9 +41,8 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def write_profile(directory: Path, name: str, identity: str, rules: str = CALM) -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(PROFILE.format(name=name, identity=identity, stability=STABILITY.format(rules=rules)))
-    return path
+    return profiles.write_profile(directory, name, identity=identity, runtime="", max_seconds=0.2,
+                                  worker_timeout_s=60, stability=rules, description="fast pytest-plugin test profile")
 
 
 def run(project: pytest.Pytester, test: str, *args: str) -> pytest.RunResult:

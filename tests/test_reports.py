@@ -30,29 +30,11 @@ from edgeopt.report_csv import RESULT_COLUMNS, SAMPLE_COLUMNS, render_results_cs
 from edgeopt.report_html import render_html
 from edgeopt.report_junit import render_junit
 from edgeopt.results import Failure
+from tests.profiles import profile_yaml
 
 SCHEMA = Path(__file__).parent / "data" / "junit" / "junit-10.xsd"
 VARIANTS = ("fp32", "fp16", "int8-dynamic")
 
-PROFILE = """\
-name: {name}
-description: report test profile
-identity:
-{identity}
-runtime:
-  intra_op_threads: 1
-  native_precisions: [fp32, int8]
-bench:
-  warmup_iterations: 5
-  min_iterations: 80
-  max_seconds: 0.3
-  worker_timeout_s: 120
-budgets:
-  p50_ms: 1000
-  p95_ms: 1000
-  peak_rss_mb: 4000
-  model_size_mb: 0.2
-"""
 
 
 def _matmul_model(path: Path) -> Path:
@@ -73,15 +55,10 @@ def _matmul_model(path: Path) -> Path:
 
 
 def _profile_yaml(name: str, identity: str) -> str:
-    """The test profile; where profiles have a stability policy it is switched off, so that a loaded CI
-    host cannot turn the expected pass/fail verdicts into 'invalid'."""
-    from edgeopt.profiles import HardwareProfile
-
-    text = PROFILE.format(name=name, identity=identity)
-    if "stability" in HardwareProfile.model_fields:
-        text += ("stability:\n  max_drift_rel: null\n  max_outlier_fraction: null\n  max_load_avg_per_core: null\n"
-                 "  fail_on_throttling: false\n")
-    return text
+    """The test profile, stability policy off so that a loaded CI host cannot turn the expected
+    pass/fail verdicts into 'invalid'."""
+    budgets = "  p50_ms: 1000\n  p95_ms: 1000\n  peak_rss_mb: 4000\n  model_size_mb: 0.2"
+    return profile_yaml(name, identity=identity, budgets=budgets, description="report test profile")
 
 
 @pytest.fixture(scope="module")

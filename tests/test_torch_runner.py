@@ -101,12 +101,10 @@ def test_pipeline_gives_a_pytorch_baseline_row_next_to_onnxruntime(tmp_path: Pat
     import subprocess
     import sys
 
-    from tests.test_cli import FAST_PROFILE
+    from tests.profiles import write_profile
 
-    profile = tmp_path / "withtorch.yaml"
-    runtime = "  native_precisions: [fp32, int8, bf16]\n  backends: [onnxruntime, torch]"
-    profile.write_text(FAST_PROFILE.format(name="withtorch", seconds=0.3).replace(
-        "  native_precisions: [fp32, int8]", runtime))
+    profile = write_profile(tmp_path, "withtorch",
+                            runtime="  native_precisions: [fp32, int8, bf16]\n  backends: [onnxruntime, torch]")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "edgeopt.cli", "run", "edgeopt.zoo.digits:digits_cnn",
                              "--profile", str(profile), "--out", str(out), "--variant", "fp32",

@@ -15,6 +15,7 @@ from edgeopt.errors import BackendUnavailableError, ConfigError
 from edgeopt.pipeline import RunConfig, run_pipeline
 from edgeopt.results import Measurement
 from tests import zoo
+from tests.profiles import write_profile
 
 mlflow = pytest.importorskip("mlflow", reason="extra 'tracking' (mlflow-skinny) is not installed")
 from mlflow.entities import Run  # noqa: E402
@@ -23,37 +24,13 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from edgeopt.tracking import REPORT_ARTIFACTS, log_run  # noqa: E402
 from edgeopt.tracking_cli import add_command  # noqa: E402
 
-PROFILE = """\
-name: fast
-description: fast tracking-test profile
-identity:
-  any_host: true
-runtime:
-  intra_op_threads: 1
-  native_precisions: [fp32, int8]
-bench:
-  warmup_iterations: 5
-  min_iterations: 80
-  max_seconds: 0.2
-  worker_timeout_s: 60
-budgets:
-  p95_ms: 1000
-  peak_rss_mb: 4000
-stability:  # rules off: a loaded test machine must not make the run invalid
-  max_cv: null
-  max_drift_rel: null
-  max_outlier_fraction: null
-  max_load_avg_per_core: null
-  fail_on_throttling: false
-"""
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished ``edgeopt run`` folder: fp32 and int8-dynamic of a tiny conv model on a fast profile."""
     base = tmp_path_factory.mktemp("tracked")
     model = zoo.tiny_conv_model(base / "tiny_conv.onnx")
-    (base / "fast.yaml").write_text(PROFILE)
+    write_profile(base, "fast", max_seconds=0.2, worker_timeout_s=60, description="fast tracking-test profile")
     config = RunConfig(model=str(model), profiles=(str(base / "fast.yaml"),), out_dir=base / "out",
                        variants=("fp32", "int8-dynamic"), reference_samples=4)
     result = run_pipeline(config, log=lambda _: None)

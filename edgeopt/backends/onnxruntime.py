@@ -24,20 +24,32 @@ class ProviderFallbackError(RuntimeError):
     """An execution provider that was asked for is not active in the session."""
 
 
+def session_options(settings: dict[str, Any]) -> ort.SessionOptions:
+    """Threads, execution mode and graph optimisation level from a job's session settings."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(settings["intra_op_threads"])
+    inter_op = int(settings.get("inter_op_threads", 1))
+    options.inter_op_num_threads = inter_op
+    parallel = inter_op > 1  # inter-op threads only act in parallel mode
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = _OPT_LEVELS[settings["graph_optimization_level"]]
+    options.log_severity_level = 3
+    return options
+
+
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def _activate(self) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(self.settings["intra_op_threads"])
-        options.inter_op_num_threads = int(self.settings["inter_op_threads"])
-        parallel = int(self.settings["inter_op_threads"]) > 1  # inter-op threads only act in parallel mode
-        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = _OPT_LEVELS[self.settings["graph_optimization_level"]]
-        options.log_severity_level = 3
         requested = list(self.settings["execution_providers"])
-        self.session = ort.InferenceSession(self.model_path, options, providers=requested)
-        active = self.session.get_providers()
+        active = self._open(session_options(self.settings), requested, requested)
+        self.details = {"providers_requested": requested, "providers_active": active,
+                        "versions": {"onnxruntime": ort.__version__}}
+
+    def _open(self, options: ort.SessionOptions, providers: list[Any], requested: list[str]) -> list[str]:
+        """Open the session; every provider asked for must be active (a silent fallback is an error)."""
+        self.session = ort.InferenceSession(self.model_path, options, providers=providers)
+        active: list[str] = self.session.get_providers()
         missing = [p for p in requested if p not in active]
         if missing:
             raise ProviderFallbackError(f"provider fallback: asked for {requested}, active {active}; "
@@ -45,8 +57,7 @@ class OnnxRuntimeRunner(Runner):
         self.inputs = {i.name: (tuple(d if isinstance(d, int) else str(d) for d in i.shape),
                                 _ORT_DTYPES.get(i.type, i.type)) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.details = {"providers_requested": requested, "providers_active": active,
-                        "versions": {"onnxruntime": ort.__version__}}
+        return active
 
     def timed_call(self, feeds: Feeds) -> Callable[[], Any]:
         return functools.partial(self.session.run, None, feeds)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeopt.backends.onnxruntime import _OPT_LEVELS, OnnxRuntimeRunner, ProviderFallbackError
+from edgeopt.backends.onnxruntime import OnnxRuntimeRunner, ProviderFallbackError, session_options
 
 
 def node_placements(profile_json: str | Path) -> dict[str, str]:
@@ -36,18 +36,10 @@ def node_placements(profile_json: str | Path) -> dict[str, str]:
     return placements
 
 
-def _options(settings: dict[str, Any]) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(settings["intra_op_threads"])
-    options.graph_optimization_level = _OPT_LEVELS[settings["graph_optimization_level"]]
-    options.log_severity_level = 3
-    return options
-
-
 def probe_placements(model_path: str, settings: dict[str, Any], providers: list[Any],
                      feeds: dict[str, np.ndarray] | None, work_dir: Path) -> dict[str, str]:
     """Open a profiling session, run once (seeded zeros if no feeds), and read each node's provider."""
-    options = _options(settings)
+    options = session_options(settings)
     options.enable_profiling = True
     options.profile_file_prefix = str(work_dir / f"ort-placement-{os.getpid()}")
     session = ort.InferenceSession(model_path, options, providers=providers)
@@ -79,16 +71,7 @@ class OnnxRuntimeGpuRunner(OnnxRuntimeRunner):
         work = Path(self.settings.get("cache_dir") or ".")
         work.mkdir(parents=True, exist_ok=True)
         placements = probe_placements(self.model_path, self.settings, pairs, self.settings.get("probe_feeds"), work)
-        self.session = ort.InferenceSession(self.model_path, _options(self.settings), providers=pairs)
-        active = self.session.get_providers()
-        absent = [p for p in requested if p not in active]
-        if absent:
-            raise ProviderFallbackError(f"provider fallback: asked for {requested}, active {active}; "
-                                        f"{absent} not active")
-        self.inputs = {i.name: (tuple(d if isinstance(d, int) else str(d) for d in i.shape),
-                                {"tensor(float)": "float32", "tensor(float16)": "float16"}.get(i.type, i.type))
-                       for i in self.session.get_inputs()}
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        active = self._open(session_options(self.settings), pairs, requested)
         self.details = {"providers_requested": requested, "providers_active": active,
                         "provider_options": {p: {k: str(v) for k, v in o.items()} for p, o in pairs},
                         "node_placements": placements,
