@@ -61,7 +61,8 @@ def ab_verdicts(base: Path, candidate: Path, out: Path, times: int) -> list[dict
         document = json.loads(next((out / f"run{index}").glob("*.json")).read_text())
         rows = {row["statistic"]: row for row in document["rows"]}
         verdicts.append({s: f"{rows[s]['verdict']} {rows[s]['ratio']:.3f} [{rows[s]['lower']:.3f}, "
-                            f"{rows[s]['upper']:.3f}]" for s in rows} | {"exit": str(result.returncode)})
+                            f"{rows[s]['upper']:.3f}]" for s in rows} | {"exit": str(result.returncode),
+                                                                    "segments": str(document["segment_count"])})
         print(f"  {candidate.name} #{index}: {verdicts[-1]}", flush=True)
     return verdicts
 

@@ -3,7 +3,8 @@
 Both models (or one model under two profiles' settings) run in one ``python -m edgeopt.ab_worker``
 process in alternating ABBA blocks, so drift of the machine (clock, neighbours, thermal state) hits
 both alike and cancels in the ratio.  The parent prepares identical timing inputs, launches the worker
-with a timeout, turns its raw samples into p50/p95 ratios with paired-block bootstrap intervals and
+with a timeout, turns its raw samples into p50/p95 ratios with bootstrap intervals that resample whole
+segments (pairs of re-opened sessions, see ``edgeopt.ab_worker``) and
 verdicts (``edgeopt.compare``), and writes one JSON result atomically.
 """
 
@@ -35,6 +36,7 @@ DEFAULT_AB_THRESHOLDS: tuple[str, ...] = ("p50:5%", "p95:5%")
 MIN_BLOCK_MS = 50.0
 BLOCK_ITERATIONS = 20
 MIN_BLOCK_PAIRS = 10
+MIN_SEGMENTS = 8  # the bootstrap resamples segments: fewer clusters than this give too narrow intervals
 CI_TARGET_FRACTION = 1.0 / 3.0  # stop when each ratio's half-width is within threshold / 3
 STDERR_TAIL_CHARS = 2000
 
@@ -58,7 +60,8 @@ class ABResult:
     def render(self) -> str:
         doc = self.document
         head = (f"ab: {doc['base']['name']} (A) vs {doc['candidate']['name']} (B) on {doc['host']['cpu_model']}: "
-                f"{doc['pairs']} ABBA block pairs of {doc['block_size']}, n={len(doc['samples_ns']['base'])} per "
+                f"{doc['pairs']} ABBA block pairs of {doc['block_size']} in {doc['segment_count']} re-opened segments, "
+                f"n={len(doc['samples_ns']['base'])} per "
                 f"arm, stopped by {doc['stop_reason']}, {doc['loop_wall_ms'] / 1e3:.1f} s")
         return head + "\n" + self.comparison.render().replace("compare:", "ab:")
 
@@ -127,7 +130,8 @@ def run_ab(
                      for v, s, i in zip(variants, sessions, inputs, strict=True)],
             "warmup_iterations": profile.bench.warmup_iterations, "max_seconds": seconds,
             "max_iterations": profile.bench.max_iterations, "min_block_ms": MIN_BLOCK_MS,
-            "block_iterations": BLOCK_ITERATIONS, "min_blocks": MIN_BLOCK_PAIRS,
+            "block_iterations": BLOCK_ITERATIONS, "min_blocks": MIN_BLOCK_PAIRS, "min_segments": MIN_SEGMENTS,
+            "seed": 0,
             "min_samples": min_samples_for_ci(PERCENTILES["p95"], confidence), "ci_targets": targets,
             "confidence": confidence, "result_path": str(work / "result.json"),
         }
@@ -147,7 +151,7 @@ def run_ab(
     label = f"{variants[0].name}-vs-{variants[1].name}"
     profile_label = profile.name if profile_b is profile else f"{profile.name}-vs-{profile_b.name}"
     sets = [MeasuredSet(label, profile_label, arm, np.asarray(result["samples_ns"][i], dtype=np.float64) / 1e6,
-                        blocks=np.asarray(result["blocks"][i]), host=result["host"], versions=result["versions"])
+                        blocks=np.asarray(result["segments"][i]), host=result["host"], versions=result["versions"])
             for i, arm in enumerate(("A", "B"))]
     comparison = compare_sets([sets[0]], [sets[1]], parsed, confidence=confidence, resamples=resamples)
     document: dict[str, Any] = {
@@ -156,7 +160,10 @@ def run_ab(
         "candidate": _arm(variants[1], profile_b, sessions[1], result, 1),
         "samples_ns": {"base": result["samples_ns"][0], "candidate": result["samples_ns"][1]},
         "blocks": {"base": result["blocks"][0], "candidate": result["blocks"][1]},
+        "segments": {"base": result["segments"][0], "candidate": result["segments"][1]},
         "block_size": result["block_size"], "pairs": result["pairs"], "order": result["order"],
+        "segment_count": result["segment_count"], "segment_pairs": result["segment_pairs"],
+        "reopen_ms": result["reopen_ms"],
         "stop_reason": result["stop_reason"], "loop_wall_ms": result["loop_wall_ns"] / 1e6,
         "max_seconds": seconds, "confidence": confidence, "ci_targets": targets,
         "thresholds": [str(t) for t in parsed], "host": result["host"],

@@ -156,6 +156,12 @@ def test_ab_model_against_itself_is_unchanged(models: dict[str, Path], tmp_path:
     assert document["base"]["session"]["intra_op_threads"] == 1
     blocks = document["blocks"]["base"]
     assert blocks[: document["block_size"]] == [0] * document["block_size"]
+    # sessions are re-opened per segment; the bootstrap resamples segments, each a balanced ABBA run
+    segments = [np.asarray(document["segments"][arm]) for arm in ("base", "candidate")]
+    assert document["segment_count"] >= 8 and document["reopen_ms"] > 0
+    assert np.array_equal(segments[0], segments[1]) and bool((np.diff(segments[0]) >= 0).all())
+    assert np.unique(segments[0]).size == document["segment_count"]
+    assert document["segment_pairs"] % 2 == 0
     assert not list(tmp_path.glob(".*"))  # nothing half-written left behind
 
 
@@ -171,8 +177,8 @@ def test_ab_cli_same_file_two_settings_and_errors(models: dict[str, Path], tmp_p
     other = write_profile(tmp_path, "abother", seconds=1.0)
     run = [sys.executable, "-m", "edgeopt.compare_cli", "ab"]
     done = subprocess.run([*run, models["base"], models["base"], "--profile", models["profile"], "--profile-b",
-                           other, "--max-seconds", "1", "--out", tmp_path / "out"], capture_output=True, text=True,
-                          timeout=180)
+                           other, "--max-seconds", "1", "--threshold", "p95:10%", "--out", tmp_path / "out"],
+                          capture_output=True, text=True, timeout=180)
     assert done.returncode in (0, 5), done.stdout + done.stderr  # same settings: never regressed
     assert "p95 of base-vs-base on abfast-vs-abother" in done.stdout
     assert len(list((tmp_path / "out").glob("ab__*.json"))) == 1
