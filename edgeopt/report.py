@@ -148,10 +148,11 @@ HEADERS = ["variant", "runtime", "native", "n", "p50 ms [95% CI]", "p95 ms [95% 
            "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy [95% CI]", "Δ vs fp32 (paired)", "verdict"]
 
 
-def render_robustness(rows: list[Row], *, markdown: bool = False) -> str:
+def render_robustness(rows: list[Row], *, tablefmt: str = "simple") -> str:
     """Per variant and input shift: the first metric, its paired change vs fp32 under the same shift, and
     FRAGILE where the drop under the shift exceeds the clean-data drop (paired interval wholly above 0).
-    Empty when no row has shift results."""
+    A title line, then the table in tabulate's ``tablefmt`` (``github`` for Markdown, ``html``, which
+    escapes the cells).  Empty when no row has shift results."""
     shifted = [r for r in rows if r.shifts]
     if not shifted:
         return ""
@@ -170,8 +171,8 @@ def render_robustness(rows: list[Row], *, markdown: bool = False) -> str:
                       *(by_shift[label].format_cell() if label in by_shift else "-" for label in labels)])
     title = (f"robustness: {metric} under input shift; Δ = change vs fp32 under the same shift (paired 95% "
              "bootstrap); FRAGILE = drop under the shift exceeds the clean-data drop (paired interval above 0)")
-    body = tabulate(table, headers=["variant", "runtime", "clean", *labels],
-                    tablefmt="github" if markdown else "simple", disable_numparse=True)
+    body = tabulate(table, headers=["variant", "runtime", "clean", *labels], tablefmt=tablefmt,
+                    disable_numparse=True)
     return f"{title}\n{body}"
 
 
@@ -216,7 +217,7 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
     lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
     for header, rows in sections:
         lines += [f"- {h}" for h in header] + ["", render_table(rows, markdown=True), ""]
-        robustness = render_robustness(rows, markdown=True)
+        robustness = render_robustness(rows, tablefmt="github")
         if robustness:
             title, _, body = robustness.partition("\n")
             lines += [title, "", body, ""]

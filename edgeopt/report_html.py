@@ -297,6 +297,19 @@ def _variant_table(rows: list[dict[str, Any]]) -> str:
     return f'<table class="variants"><tr>{head}</tr>{"".join(body)}</table>'
 
 
+def _robustness_table(rows: list[dict[str, Any]]) -> str:
+    """The robustness table (metric under each input shift, paired change vs fp32), or "" without shifts."""
+    from edgeopt.report import render_robustness
+    from edgeopt.report_cli import row_from_dict
+
+    text = render_robustness([row_from_dict(data) for data in rows], tablefmt="html")
+    if not text:
+        return ""
+    title, _, table = text.partition("\n")
+    table = table.replace("<table>", '<table class="variants">', 1)
+    return f"<h3>robustness under input shift</h3><p>{_e(title)}</p>{table}"
+
+
 def _label(measurement: Measurement | None) -> str:
     if measurement is None:
         return ""
@@ -354,6 +367,7 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
                      f"{_kv_table(fingerprint + reasons + versions + settings)}</details>")
     rows = run.rows_for(profile)
     parts.append(_variant_table(rows))
+    parts.append(_robustness_table(rows))
     tradeoff = tradeoff_figure_uri(run, profile)
     if tradeoff is not None:
         plots.append(tradeoff)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import ConfigError
+from edgeopt.report_cli import load_run
+from edgeopt.report_html import render_html
 from edgeopt.robustness import DEFAULT_SEVERITY, Shift, ValueSpace, apply_shift, blur, parse_shifts, value_space
 from tests.test_cli import write_profile
 
@@ -115,6 +117,9 @@ def test_run_with_a_shift_gives_per_shift_rows(tmp_path: Path) -> None:
         record = next(r for r in csv.DictReader(handle) if r["variant"] == "int8-static-minmax")
     assert record["metric"] == "top1" and float(record["metric_value"]) == pytest.approx(int8["metrics"][0]["value"])
     assert record["noise/top1_fragile"] in ("true", "false")
+    page = render_html(load_run(out))  # the HTML report carries the same table
+    section = page[page.index("<h3>robustness under input shift</h3>"):]
+    assert "<th>noise" in section and "int8-static-minmax" in section.split("</table>")[0]
     # a rerun reuses the measurements (the shifted outputs are there)
     again = subprocess.run(done.args, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 0 and "done earlier, skipped" in again.stderr
