@@ -231,7 +231,7 @@ def test_baseline_comparison_fails_a_regression_and_passes_an_improvement(projec
     baseline_scaled(0.1)  # the baseline was ten times faster: the candidate regressed
     result = run(project, test, "--edgeopt-baseline", "baseline", "--edgeopt-threshold", "p95:5%")
     result.assert_outcomes(failed=1)
-    result.stdout.re_match_lines([r".*vs baseline: p95 of tiny on fast: \d\.\d+x \[.*threshold 5%: regressed"])
+    result.stdout.re_match_lines([r".*vs baseline: p95 of tiny on fast: \d+\.\d+x \[.*threshold 5%: regressed"])
     bad = run(project, test, "--edgeopt-baseline", "baseline", "--edgeopt-threshold", "p95")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
 
