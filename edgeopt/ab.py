@@ -18,19 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.compare import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_RESAMPLES,
-    Comparison,
-    MeasuredSet,
-    StatComparison,
-    Threshold,
-    compare_sets,
-    parse_thresholds,
-)
+from edgeopt.compare import Comparison, MeasuredSet, StatComparison, compare_sets
 from edgeopt.errors import ConfigError, MeasurementError
 from edgeopt.measure import run_worker, session_settings
 from edgeopt.profiles import HardwareProfile
+from edgeopt.ratio_stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Threshold, parse_thresholds
 
 DEFAULT_AB_THRESHOLDS: tuple[str, ...] = ("p50:5%", "p95:5%")
 MIN_BLOCK_MS = 50.0

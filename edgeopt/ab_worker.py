@@ -35,7 +35,7 @@ import numpy as np
 
 from edgeopt.backends import runner_for
 from edgeopt.backends.base import Feeds, Runner
-from edgeopt.compare import bootstrap_ratio
+from edgeopt.ratio_stats import bootstrap_ratio
 from edgeopt.worker import load_feeds, run_job
 
 REWARM_CALLS = 5  # calls per arm after a re-open, before timing resumes (the process is already warm) ...

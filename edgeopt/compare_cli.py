@@ -133,11 +133,12 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
 
     from pydantic import ValidationError
 
-    from edgeopt.compare import bootstrap_ratio, load_sets
+    from edgeopt.compare import load_sets
     from edgeopt.fileio import sha256_file
     from edgeopt.measure import measure_variant, prepare_timing_inputs
     from edgeopt.profiles import HardwareProfile
     from edgeopt.quantize import Variant
+    from edgeopt.ratio_stats import bootstrap_ratio
     from edgeopt.results import Measurement
 
     result_path = Path(result_path)

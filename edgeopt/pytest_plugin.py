@@ -96,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if baseline is not None:
         if not Path(baseline).is_dir():
             raise pytest.UsageError(f"--edgeopt-baseline {baseline}: not a directory")
-        from edgeopt.compare import parse_thresholds
+        from edgeopt.ratio_stats import parse_thresholds
 
         try:
             parse_thresholds(session.thresholds)

@@ -14,12 +14,12 @@ import pytest
 from onnx import helper, numpy_helper
 
 from edgeopt.ab import run_ab
-from edgeopt.compare import bootstrap_ratio, latency_verdict
 from edgeopt.compare_cli import rerun_measurement
 from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.measure import measure_variant, prepare_timing_inputs
 from edgeopt.profiles import load_profile
 from edgeopt.quantize import Variant
+from edgeopt.ratio_stats import bootstrap_ratio, latency_verdict
 from tests import profiles
 
 

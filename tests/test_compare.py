@@ -15,22 +15,12 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from edgeopt.compare import (
-    MeasuredSet,
-    bootstrap_ratio,
-    compare_measurements,
-    compare_paths,
-    compare_sets,
-    latency_verdict,
-    load_sets,
-    parse_threshold,
-    parse_thresholds,
-    scalar_verdict,
-)
+from edgeopt.compare import MeasuredSet, compare_measurements, compare_paths, compare_sets, load_sets
 from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.measure import measure_variant, prepare_timing_inputs
 from edgeopt.profiles import load_profile
 from edgeopt.quantize import Variant
+from edgeopt.ratio_stats import bootstrap_ratio, latency_verdict, parse_threshold, parse_thresholds, scalar_verdict
 from edgeopt.results import Measurement
 from tests import profiles, zoo
 
@@ -87,7 +77,7 @@ def test_wider_distributions_need_more_samples_for_the_same_power() -> None:
 
 def test_iid_percentile_bootstrap_matches_plain_resampling() -> None:
     """The exact Beta order-statistic shortcut draws what brute-force resampling draws."""
-    from edgeopt.compare import _iid_draws
+    from edgeopt.ratio_stats import _iid_draws
 
     rng = np.random.default_rng(3)
     x = draw(rng, 200)
