@@ -83,6 +83,16 @@ def _rewarm(calls: list[Callable[[], Any]], count: int, first: int) -> None:
         calls[1 - first]()
 
 
+def _reopen(runners: list[Runner], feeds: list[Feeds], order: tuple[int, int], rng: np.random.Generator,
+            rewarm: int) -> tuple[list[Callable[[], Any]], np.ndarray]:
+    """Close both runners, open them again in ``order`` and re-warm them; returns the calls and the spacer."""
+    for runner in runners:
+        runner.deactivate()
+    calls, _, _, spacer = _open(runners, feeds, order, rng)
+    _rewarm(calls, rewarm, order[0])
+    return calls, spacer
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     arms = job["arms"]
     runners = [runner_for(arm["session"]["backend"], arm["model_path"], arm["session"]) for arm in arms]
@@ -90,11 +100,10 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng(int(job.get("seed", 0)))
     clock = time.perf_counter_ns
     try:
+        # ``spacer`` is held (never read) while its sessions live: it separates their allocations
         calls, load_ms, first_ms, spacer = _open(runners, feeds, (0, 1), rng)
         details = [dict(runner.details) for runner in runners]
-        for _ in range(int(job["warmup_iterations"])):
-            calls[0]()
-            calls[1]()
+        _rewarm(calls, int(job["warmup_iterations"]), 0)
         probe = []
         for call in calls:
             times = []
@@ -111,13 +120,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         max_pairs = max(min_pairs, int(job["max_iterations"]) // block)
         cap_ns = int(float(job["max_seconds"]) * 1e9)
         # one re-open, timed: it sets the segment length so that re-opening stays within REOPEN_SHARE
-        t0 = clock()
-        for runner in runners:
-            runner.deactivate()
-        del spacer
-        calls, _, _, spacer = _open(runners, feeds, (1, 0), rng)
         rewarm = max(REWARM_CALLS, math.ceil(REWARM_MS * 1e6 / per_call_ns))
-        _rewarm(calls, rewarm, 1)
+        t0 = clock()
+        calls, spacer = _reopen(runners, feeds, (1, 0), rng, rewarm)
         reopen_ns = clock() - t0
         pair_ns = 2 * block * per_call_ns
         by_share = math.ceil(reopen_ns * (1 - REOPEN_SHARE) / REOPEN_SHARE / pair_ns)
@@ -136,11 +141,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         while pair < max_pairs:
             if segment:
                 t0 = clock()
-                for runner in runners:
-                    runner.deactivate()
-                del spacer
-                calls, _, _, spacer = _open(runners, feeds, (0, 1) if segment % 2 == 0 else (1, 0), rng)
-                _rewarm(calls, rewarm, segment % 2)
+                calls, spacer = _reopen(runners, feeds, (0, 1) if segment % 2 == 0 else (1, 0), rng, rewarm)
                 reopen_total_ns += clock() - t0
             for local in range(min(segment_pairs, max_pairs - pair)):
                 # ABBA inside a segment, and the arm that opens a segment alternates between segments
