@@ -4,8 +4,8 @@ Both models (or one model under two profiles' settings) run in one ``python -m e
 process in alternating ABBA blocks, so drift of the machine (clock, neighbours, thermal state) hits
 both alike and cancels in the ratio.  The parent prepares identical timing inputs, launches the worker
 with a timeout, turns its raw samples into p50/p95 ratios with bootstrap intervals that resample whole
-segments (pairs of re-opened sessions, see ``edgeopt.ab_worker``) and
-verdicts (``edgeopt.compare``), and writes one JSON result atomically.
+segments (stretches between re-opened sessions, see ``edgeopt.ab_worker``) and verdicts
+(``edgeopt.compare``), and writes one JSON result atomically.
 """
 
 from __future__ import annotations
