@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgeopt.host import HostFingerprint, host_fingerprint, normalise_arch, precision_support
+from edgeopt.host import (
+    HostFingerprint,
+    host_fingerprint,
+    int8_pair_sums_saturate,
+    normalise_arch,
+    precision_support,
+)
 
 
 def synthetic(arch: str, flags: list[str]) -> HostFingerprint:
@@ -83,3 +89,11 @@ def test_precision_support_arm() -> None:
     assert precision_support(synthetic("aarch64", ["bf16"]))["bf16"]
     # ARM flag names mean nothing on x86 and vice versa
     assert not precision_support(synthetic("x86_64", ["asimddp"]))["int8"]
+
+
+def test_int8_pair_sums_saturate_only_on_x86_without_vnni() -> None:
+    assert int8_pair_sums_saturate(synthetic("x86_64", ["avx2", "fma"]))
+    assert int8_pair_sums_saturate(synthetic("x86_64", ["avx2", "avx512f", "avx512bw"]))
+    assert not int8_pair_sums_saturate(synthetic("x86_64", ["avx2", "avx512f", "avx512_vnni"]))
+    assert not int8_pair_sums_saturate(synthetic("x86_64", ["avx2", "avx_vnni"]))
+    assert not int8_pair_sums_saturate(synthetic("aarch64", ["asimd", "asimddp"]))
