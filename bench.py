@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from edgeopt.core.host import host_fingerprint
 from edgeopt.errors import EdgeoptError
-from edgeopt.gate import exit_code_for
-from edgeopt.host import host_fingerprint
-from edgeopt.pipeline import RunConfig, run_pipeline
-from edgeopt.profiles import list_profiles, load_profile, match_identity
+from edgeopt.evaluate.gate import exit_code_for
+from edgeopt.profiles.schema import list_profiles, load_profile, match_identity
+from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "calibration_data"

@@ -51,7 +51,7 @@ def slower_copy(source: Path, target: Path) -> Path:
 
 
 def edgeopt(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgeopt.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "edgeopt", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def ab_verdicts(base: Path, candidate: Path, out: Path, times: int) -> list[dict[str, str]]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeopt.ab import run_ab  # noqa: E402
-from edgeopt.profiles import load_profile  # noqa: E402
+from edgeopt.profiles.schema import load_profile  # noqa: E402
+from edgeopt.workflows.ab import run_ab  # noqa: E402
 from tests.test_ab import medium_model, write_profile  # noqa: E402
 
 

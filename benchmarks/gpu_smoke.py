@@ -26,10 +26,10 @@ import numpy as np
 from tabulate import tabulate
 
 from edgeopt.backends import availability, runner_for
-from edgeopt.calibration import CalibrationSet, InputSpec
-from edgeopt.export import export_onnx, random_feeds
-from edgeopt.modelref import factory_input_specs, load_entry_point
-from edgeopt.quantize import Recipe, make_variant
+from edgeopt.models.calibration import CalibrationSet, InputSpec
+from edgeopt.models.export import export_onnx, random_feeds
+from edgeopt.models.modelref import factory_input_specs, load_entry_point
+from edgeopt.models.quantize import Recipe, make_variant
 
 Row = dict[str, Any]
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             if provider not in providers or "fp32" not in variants:
                 unavailable(label, precision, f"{provider} not in this onnxruntime build (pip install edgeopt[gpu])")
                 continue
-            from edgeopt.gpu_profiles import ort_gpu_provider_options
+            from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options
 
             pairs = ort_gpu_provider_options([provider], None, precision, work / "ort-cache")
             settings = {"provider_options": pairs, "intra_op_threads": 1, "inter_op_threads": 1,

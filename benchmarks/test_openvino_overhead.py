@@ -2,7 +2,7 @@
 
 The bare arm is what a user would write: ``core.compile_model(model, "CPU", config)``, one infer
 request, ``perf_counter_ns`` around ``request.infer(feeds)``.  The edgeopt arm is the OpenVINO runner
-the worker uses (its own compiled model, same settings) driven by ``edgeopt.worker.timed_loop``.
+the worker uses (its own compiled model, same settings) driven by ``edgeopt.measure.worker.timed_loop``.
 Target: edgeopt's p50 within 5 % of the bare loop's.
 """
 
@@ -16,8 +16,8 @@ import pytest
 
 from benchmarks.models import random_feeds
 from benchmarks.test_overhead import alternate, fixed_count_bench
-from edgeopt.stats import percentile
-from edgeopt.worker import timed_loop
+from edgeopt.core.stats import percentile
+from edgeopt.measure.worker import timed_loop
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install edgeopt[openvino])")
 

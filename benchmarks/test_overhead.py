@@ -1,6 +1,6 @@
 """What edgeopt's measurement itself costs, each figure measured A/B in one run on one model.
 
-1. Timing-loop fidelity: ``edgeopt.worker.timed_loop`` p50 vs a bare ``perf_counter_ns`` loop.
+1. Timing-loop fidelity: ``edgeopt.measure.worker.timed_loop`` p50 vs a bare ``perf_counter_ns`` loop.
 2. Per-iteration overhead of ``timed_loop`` over a bare ``session.run`` loop on a near-empty model.
 3. Peak RSS of the real worker process vs a bare python + onnxruntime process on the same model.
 
@@ -26,11 +26,11 @@ import pytest
 
 from benchmarks.conftest import Report, open_session
 from benchmarks.models import random_feeds
-from edgeopt.measure import measure_variant, prepare_timing_inputs
-from edgeopt.profiles import Bench, HardwareProfile, load_profile
-from edgeopt.quantize import Recipe, make_variant
-from edgeopt.stats import percentile
-from edgeopt.worker import timed_loop
+from edgeopt.core.stats import percentile
+from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.worker import timed_loop
+from edgeopt.models.quantize import Recipe, make_variant
+from edgeopt.profiles.schema import Bench, HardwareProfile, load_profile
 
 FIDELITY_MAX_RATIO = 1.02
 OVERHEAD_MAX_US = 5.0
@@ -216,11 +216,11 @@ def worker_env() -> dict[str, str]:
 
 
 def run_worker(job: dict[str, Any], job_path: Path) -> dict[str, Any]:
-    """``python -m edgeopt.worker JOB.json`` through the launcher; returns the worker's result document."""
+    """``python -m edgeopt.measure.worker JOB.json`` through the launcher; returns the worker's result document."""
     result_path = Path(job["result_path"])
     result_path.unlink(missing_ok=True)
     job_path.write_text(json.dumps(job), encoding="utf-8")
-    subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-m", "edgeopt.worker", str(job_path)],
+    subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-m", "edgeopt.measure.worker", str(job_path)],
                    check=True, capture_output=True, text=True, env=worker_env(), timeout=120)
     result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
     assert result["status"] == "ok", result

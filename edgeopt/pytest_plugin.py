@@ -5,7 +5,7 @@ installed, so this module imports only the standard library, pytest and ``edgeop
 measurement and the gate are imported when a test first asks for a budget.
 
 - fixture ``edgeopt_budget("model.onnx", p95_ms=20, peak_rss_mb=500)``: measures the file on the
-  profile in the isolated worker, judges it with :func:`edgeopt.measure.gate_measurement` and fails the
+  profile in the isolated worker, judges it with :func:`edgeopt.evaluate.gate.gate_measurement` and fails the
   test with the violation sentence; returns a :class:`BudgetResult` otherwise;
 - marker ``@pytest.mark.edgeopt("model.onnx", p95_ms=20)``: the same check, run after the test body;
 - options ``--edgeopt-profile``, ``--edgeopt-proxy``, ``--edgeopt-strict``, ``--edgeopt-save DIR``,
@@ -31,10 +31,10 @@ import pytest
 from edgeopt.errors import EdgeoptError
 
 if TYPE_CHECKING:
-    from edgeopt.compare import Comparison
-    from edgeopt.gate import GateResult
-    from edgeopt.profiles import HardwareProfile
-    from edgeopt.results import Measurement
+    from edgeopt.evaluate.compare import Comparison
+    from edgeopt.evaluate.gate import GateResult
+    from edgeopt.measure.results import Measurement
+    from edgeopt.profiles.schema import HardwareProfile
 
 DEFAULT_PROFILE = "host-cpu"
 _UNDECIDED = ("inconclusive", "invalid")  # gate verdicts that are neither pass nor fail
@@ -96,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if baseline is not None:
         if not Path(baseline).is_dir():
             raise pytest.UsageError(f"--edgeopt-baseline {baseline}: not a directory")
-        from edgeopt.ratio_stats import parse_thresholds
+        from edgeopt.core.ratio_stats import parse_thresholds
 
         try:
             parse_thresholds(session.thresholds)
@@ -187,7 +187,7 @@ class EdgeoptSession:
 
     def profile(self, name: str | Path | None) -> HardwareProfile:
         """Load (once) the named profile, or the session's ``--edgeopt-profile``; raises ConfigError."""
-        from edgeopt.profiles import load_profile
+        from edgeopt.profiles.schema import load_profile
 
         key = str(name if name is not None else self.profile_option or DEFAULT_PROFILE)
         if key not in self._profiles:
@@ -197,8 +197,7 @@ class EdgeoptSession:
     def check(self, model: str | Path, *, profile: str | Path | None, proxy: bool | None, name: str | None,
               budgets: Mapping[str, Any]) -> BudgetResult:
         """Measure, gate, save, compare; turn the verdicts into pytest outcomes (fail/skip) or return."""
-        from edgeopt.gate import Verdict
-        from edgeopt.measure import gate_measurement
+        from edgeopt.evaluate.gate import Verdict, gate_measurement
 
         proxy = self.proxy if proxy is None else bool(proxy)
         try:
@@ -242,8 +241,13 @@ class EdgeoptSession:
     def _measure(self, path: Path, profile: HardwareProfile, name: str | None, proxy: bool) -> Measurement:
         """One measurement per (name, model bytes, profile settings, sample floor, proxy) and session: budgets
         re-judge a measurement, they do not re-measure it (as in ``edgeopt run``)."""
-        from edgeopt.measure import budget_sample_floor, measure_variant, measurement_key, prepare_timing_inputs
-        from edgeopt.quantize import Variant
+        from edgeopt.measure.launcher import (
+            budget_sample_floor,
+            measure_variant,
+            measurement_key,
+            prepare_timing_inputs,
+        )
+        from edgeopt.models.quantize import Variant
 
         variant = Variant.from_file(path, name)
         key = (variant.name, measurement_key(variant, profile, None), budget_sample_floor(profile), proxy)
@@ -275,8 +279,8 @@ class EdgeoptSession:
 
         A missing, corrupt, truncated or old-schema baseline fails the test: it is never skipped.
         """
-        from edgeopt.compare import compare_measurements
-        from edgeopt.results import Measurement
+        from edgeopt.evaluate.compare import compare_measurements
+        from edgeopt.measure.results import Measurement
 
         assert self.baseline_dir is not None
         path = self.baseline_dir / f"{self._stem(measurement)}.json"

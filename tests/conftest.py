@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeopt.calibration import CalibrationSet
-from edgeopt.graph import input_specs
+from edgeopt.models.calibration import CalibrationSet
+from edgeopt.models.graph import input_specs
 from tests import zoo
 
 MakeCalibration = Callable[..., CalibrationSet]

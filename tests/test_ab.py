@@ -13,13 +13,13 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from edgeopt.ab import run_ab
-from edgeopt.compare_cli import rerun_measurement
+from edgeopt.core.ratio_stats import bootstrap_ratio, latency_verdict
 from edgeopt.errors import ConfigError, InputRejectedError
-from edgeopt.measure import measure_variant, prepare_timing_inputs
-from edgeopt.profiles import load_profile
-from edgeopt.quantize import Variant
-from edgeopt.ratio_stats import bootstrap_ratio, latency_verdict
+from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.models.quantize import Variant
+from edgeopt.profiles.schema import load_profile
+from edgeopt.workflows.ab import run_ab
+from edgeopt.workflows.rerun import rerun_measurement
 from tests import profiles
 
 
@@ -223,7 +223,7 @@ def test_ab_against_a_slower_model_is_regressed(models: dict[str, Path]) -> None
 
 def test_ab_cli_same_file_two_settings_and_errors(models: dict[str, Path], tmp_path: Path) -> None:
     other = write_profile(tmp_path, "abother", seconds=1.0)
-    run = [sys.executable, "-m", "edgeopt.compare_cli", "ab"]
+    run = [sys.executable, "-m", "edgeopt", "ab"]
     done = subprocess.run([*run, models["base"], models["base"], "--profile", models["profile"], "--profile-b",
                            other, "--max-seconds", "1", "--threshold", "p95:10%", "--out", tmp_path / "out"],
                           capture_output=True, text=True, timeout=180)

@@ -1,4 +1,4 @@
-"""Tests for edgeopt.calibration: shipped sets, entry points, and every rejection on real files."""
+"""Tests for edgeopt.models.calibration: shipped sets, entry points, and every rejection on real files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeopt.calibration import (
+from edgeopt.errors import CalibrationError
+from edgeopt.models.calibration import (
     SHIPPED_DATA_DIR,
     CalibrationSet,
     InputSpec,
@@ -18,7 +19,6 @@ from edgeopt.calibration import (
     load_eval_split,
     validate_samples,
 )
-from edgeopt.errors import CalibrationError
 
 DIGITS = SHIPPED_DATA_DIR / "digits"
 IMAGES = SHIPPED_DATA_DIR / "images"

@@ -15,7 +15,7 @@ import pytest
 
 from tests import profiles, zoo
 
-EDGEOPT = [sys.executable, "-m", "edgeopt.cli"]
+EDGEOPT = [sys.executable, "-m", "edgeopt"]
 
 
 
@@ -334,7 +334,7 @@ def test_quantization_failure_names_variant_and_node_and_others_still_run(tmp_pa
     rng = np.random.default_rng(1)
     import onnx
 
-    from edgeopt.graph import input_specs
+    from edgeopt.models.graph import input_specs
 
     spec = input_specs(onnx.load(str(bad)))[0]
     shape = tuple(int(d) for d in spec.shape)

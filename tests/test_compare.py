@@ -1,4 +1,4 @@
-"""``edgeopt.compare``: thresholds, verdict boundaries, the bootstrap against known truth, and inputs.
+"""``edgeopt.evaluate.compare``: thresholds, verdict boundaries, the bootstrap against known truth, and inputs.
 
 The simulations draw latencies from fixed distributions (so the truth is known) and check the
 documented false-regression rate and power (docs/regressions.md).
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from edgeopt.compare import MeasuredSet, compare_measurements, compare_paths, compare_sets, load_sets
+from edgeopt.core.ratio_stats import bootstrap_ratio, latency_verdict, parse_threshold, parse_thresholds, scalar_verdict
 from edgeopt.errors import ConfigError, InputRejectedError
-from edgeopt.measure import measure_variant, prepare_timing_inputs
-from edgeopt.profiles import load_profile
-from edgeopt.quantize import Variant
-from edgeopt.ratio_stats import bootstrap_ratio, latency_verdict, parse_threshold, parse_thresholds, scalar_verdict
-from edgeopt.results import Measurement
+from edgeopt.evaluate.compare import MeasuredSet, compare_measurements, compare_paths, compare_sets, load_sets
+from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.results import Measurement
+from edgeopt.models.quantize import Variant
+from edgeopt.profiles.schema import load_profile
 from tests import profiles, zoo
 
 
@@ -77,7 +77,7 @@ def test_wider_distributions_need_more_samples_for_the_same_power() -> None:
 
 def test_iid_percentile_bootstrap_matches_plain_resampling() -> None:
     """The exact Beta order-statistic shortcut draws what brute-force resampling draws."""
-    from edgeopt.ratio_stats import _iid_draws
+    from edgeopt.core.ratio_stats import _iid_draws
 
     rng = np.random.default_rng(3)
     x = draw(rng, 200)
@@ -253,7 +253,7 @@ def test_cli_compare_exit_codes(real_measurement: Path, tmp_path: Path) -> None:
     slower = json.loads(real_measurement.read_text())
     slower["latency"]["samples_ns"] = [int(s * 1.3) for s in slower["latency"]["samples_ns"]]
     (tmp_path / "slower.json").write_text(json.dumps(slower))
-    run = [sys.executable, "-m", "edgeopt.compare_cli", "compare"]
+    run = [sys.executable, "-m", "edgeopt", "compare"]
     same = subprocess.run([*run, real_measurement, real_measurement, "--threshold", "p50:5%", "--json",
                            tmp_path / "c.json"], capture_output=True, text=True, timeout=120)
     assert same.returncode == 0, same.stderr

@@ -1,4 +1,4 @@
-"""Tests for edgeopt.export: a real PyTorch export, its provenance, dynamic batch, and refused parity."""
+"""Tests for edgeopt.models.export: a real PyTorch export, its provenance, dynamic batch, and refused parity."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
+from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import ExportError
-from edgeopt.export import ExportResult, ParityTolerance, export_onnx, provenance_path_for
-from edgeopt.fileio import sha256_file
+from edgeopt.models.export import ExportResult, ParityTolerance, export_onnx, provenance_path_for
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +138,7 @@ def test_dynamo_export_records_the_opset_the_file_really_has(tmp_path: Path) -> 
 def test_cosine_leaves_out_all_zero_samples() -> None:
     import numpy as np
 
-    from edgeopt.fidelity import compare
+    from edgeopt.evaluate.fidelity import compare
 
     reference = np.zeros((3, 1, 4), np.float32)
     reference[0, 0] = [1, 2, 3, 4]

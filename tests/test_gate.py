@@ -1,4 +1,4 @@
-"""Tests for edgeopt.gate: verdicts, sentences, exit codes and serialisation."""
+"""Tests for edgeopt.evaluate.gate: verdicts, sentences, exit codes and serialisation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from edgeopt.core.stats import PercentileEstimate, SampleSummary, percentile_ci_ranks, summarize
 from edgeopt.errors import (
     EXIT_BACKEND_FAILURE,
     EXIT_BUDGET_FAILED,
@@ -14,7 +15,7 @@ from edgeopt.errors import (
     EXIT_OK,
     ConfigError,
 )
-from edgeopt.gate import (
+from edgeopt.evaluate.gate import (
     BUDGET_METRICS,
     BudgetCheck,
     GateResult,
@@ -22,7 +23,6 @@ from edgeopt.gate import (
     evaluate_budgets,
     exit_code_for,
 )
-from edgeopt.stats import PercentileEstimate, SampleSummary, percentile_ci_ranks, summarize
 
 ORIN = "jetson-orin-nano"
 X86 = "x86-avx512vnni-2core"

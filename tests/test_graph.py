@@ -1,4 +1,4 @@
-"""Tests for edgeopt.graph: each file ``load_model`` must refuse; ``inspect_model`` vs hand-computed facts."""
+"""Tests for edgeopt.models.graph: each file ``load_model`` must refuse; ``inspect_model`` vs hand-computed facts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgeopt.errors import EXIT_INPUT_REJECTED, ModelFileError
-from edgeopt.graph import TensorInfo, inspect_model, load_model
+from edgeopt.models.graph import TensorInfo, inspect_model, load_model
 from tests import zoo
 
 LFS_POINTER = (

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import CalibrationError, ConfigError
-from edgeopt.metrics import (
+from edgeopt.evaluate.metrics import (
     EvalSet,
     bootstrap_interval,
     default_metrics,

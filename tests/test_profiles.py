@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from edgeopt.core.host import HostFingerprint
 from edgeopt.errors import ConfigError
-from edgeopt.host import HostFingerprint
-from edgeopt.profiles import (
+from edgeopt.profiles.schema import (
     HardwareProfile,
     Stability,
     check_profile_files,

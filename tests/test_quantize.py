@@ -1,4 +1,4 @@
-"""Tests for edgeopt.quantize and edgeopt.ranges on zoo models with real ONNX Runtime quantizers."""
+"""Tests for edgeopt.models.quantize and edgeopt.models.ranges on zoo models with real ONNX Runtime quantizers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from edgeopt.calibration import CalibrationSet
+from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import QuantizationError
-from edgeopt.export import compare_outputs
-from edgeopt.fileio import sha256_file
-from edgeopt.quantize import (
+from edgeopt.models.calibration import CalibrationSet
+from edgeopt.models.export import compare_outputs
+from edgeopt.models.quantize import (
     DEFAULT_VARIANTS,
     Recipe,
     Variant,
@@ -25,7 +25,7 @@ from edgeopt.quantize import (
     make_variants,
     provenance_path,
 )
-from edgeopt.ranges import collect_tensor_stats, compute_ranges
+from edgeopt.models.ranges import collect_tensor_stats, compute_ranges
 from tests import zoo
 
 MakeCalibration = Callable[..., CalibrationSet]  # conftest: make_calibration(path, count=8, seed=0)
@@ -303,7 +303,7 @@ def test_recipe_names_encode_every_option() -> None:
     from dataclasses import replace
 
     from edgeopt.errors import EdgeoptError
-    from edgeopt.quantize import Recipe
+    from edgeopt.models.quantize import Recipe
 
     recipe = Recipe.parse("int8-static-entropy-pt-asym-rr-n64")
     assert (recipe.calibration_method, recipe.per_channel, recipe.activation_symmetric, recipe.reduce_range,
@@ -323,8 +323,8 @@ def test_constant_weights_are_lifted_and_old_opsets_upgraded_for_per_channel(tmp
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeopt.calibration import CalibrationSet
-    from edgeopt.quantize import lift_constants
+    from edgeopt.models.calibration import CalibrationSet
+    from edgeopt.models.quantize import lift_constants
 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")

@@ -12,9 +12,17 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import ConfigError
-from edgeopt.report_cli import load_run
-from edgeopt.report_html import render_html
-from edgeopt.robustness import DEFAULT_SEVERITY, Shift, ValueSpace, apply_shift, blur, parse_shifts, value_space
+from edgeopt.evaluate.robustness import (
+    DEFAULT_SEVERITY,
+    Shift,
+    ValueSpace,
+    apply_shift,
+    blur,
+    parse_shifts,
+    value_space,
+)
+from edgeopt.reports.html_report import render_html
+from edgeopt.reports.run_document import load_run
 from tests.test_cli import write_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +102,7 @@ def test_run_with_a_shift_gives_per_shift_rows(tmp_path: Path) -> None:
     profile = write_profile(tmp_path, name="fastshift", seconds=0.2)
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "edgeopt.cli", "run", "edgeopt.zoo.digits:digits_cnn", "--profile", str(profile),
+        [sys.executable, "-m", "edgeopt", "run", "edgeopt.zoo.digits:digits_cnn", "--profile", str(profile),
          "--calibration", str(DIGITS), "--eval", str(DIGITS / "eval.npz"), "--variant", "fp32",
          "--variant", "int8-static-minmax", "--metric", "top1", "--metric", "top5", "--shift", "noise",
          "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -127,7 +135,7 @@ def test_run_with_a_shift_gives_per_shift_rows(tmp_path: Path) -> None:
 
 def test_shift_without_eval_is_a_usage_error(tmp_path: Path) -> None:
     profile = write_profile(tmp_path, name="fastshift2", seconds=0.2)
-    done = subprocess.run([sys.executable, "-m", "edgeopt.cli", "run", "edgeopt.zoo.digits:digits_cnn", "--profile",
+    done = subprocess.run([sys.executable, "-m", "edgeopt", "run", "edgeopt.zoo.digits:digits_cnn", "--profile",
                            str(profile), "--shift", "noise", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2 and "--eval" in done.stderr and not (tmp_path / "o").exists()

@@ -9,10 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeopt.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
-from edgeopt.fileio import sha256_file
-from edgeopt.quantize import Recipe, Variant, make_variant
-from edgeopt.sensitivity import (
+from edgeopt.core.fileio import sha256_file
+from edgeopt.evaluate.sensitivity import (
     analyse_sensitivity,
     output_sqnr,
     plot_sensitivity,
@@ -20,6 +18,8 @@ from edgeopt.sensitivity import (
     render_table,
     run_outputs,
 )
+from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
+from edgeopt.models.quantize import Recipe, Variant, make_variant
 
 DIGITS = Path(__file__).resolve().parent.parent / "calibration_data" / "digits"
 QUICK_BENCH = {"warmup_iterations": "5", "max_seconds": "1",
@@ -29,7 +29,7 @@ QUICK_BENCH = {"warmup_iterations": "5", "max_seconds": "1",
 
 def ink_model(directory: Path) -> Path:
     """Train (0.5 s) and export the lossy real model into ``directory``."""
-    from edgeopt.export import export_onnx
+    from edgeopt.models.export import export_onnx
     from edgeopt.zoo.digits_ink import train_digits_ink
 
     target = directory / "digits_ink.onnx"

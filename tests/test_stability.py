@@ -1,4 +1,4 @@
-"""Tests for edgeopt.stability: the diagnosis on sequences with known properties, the policy, the probe,
+"""Tests for edgeopt.core.stability: the diagnosis on sequences with known properties, the policy, the probe,
 and an impossible policy reported as an invalid measurement end to end (exit 5)."""
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt.profiles import Stability
-from edgeopt.stability import (
+from edgeopt.core.stability import (
     NOT_EXPOSED,
     NOT_RECORDED,
     StabilityReport,
-    check_policy,
     diagnose_samples,
     kendall_trend,
     probe_system,
@@ -27,6 +25,8 @@ from edgeopt.stability import (
     summarize_system,
     theil_sen,
 )
+from edgeopt.evaluate.stability_policy import check_policy
+from edgeopt.profiles.schema import Stability
 from tests import zoo
 
 OFF = Stability(max_cv=None, max_drift_rel=None, max_outlier_fraction=None, max_load_avg_per_core=None,
@@ -183,9 +183,10 @@ def test_probe_on_this_machine() -> None:
 
 @pytest.mark.slow
 def test_real_worker_records_system_state(tmp_path: Path) -> None:
-    from edgeopt.measure import gate_measurement, measure_variant, prepare_timing_inputs
-    from edgeopt.profiles import load_profile
-    from edgeopt.quantize import Variant
+    from edgeopt.evaluate.gate import gate_measurement
+    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+    from edgeopt.models.quantize import Variant
+    from edgeopt.profiles.schema import load_profile
 
     profile = load_profile("host-cpu").model_copy(update={"bench": load_profile("host-cpu").bench.model_copy(
         update={"max_seconds": 0.3, "warmup_iterations": 2})})
@@ -227,7 +228,7 @@ def test_impossible_policy_is_invalid_end_to_end_exit_5(tmp_path: Path) -> None:
     profile = tmp_path / "impossible.yaml"
     profile.write_text(IMPOSSIBLE)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "edgeopt.cli", "run", str(model), "--profile", str(profile),
+    result = subprocess.run([sys.executable, "-m", "edgeopt", "run", str(model), "--profile", str(profile),
                              "--out", str(out), "--variant", "fp32"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 5, result.stderr + result.stdout
     row = next(line for line in result.stdout.splitlines() if line.startswith("fp32 "))
@@ -238,7 +239,7 @@ def test_impossible_policy_is_invalid_end_to_end_exit_5(tmp_path: Path) -> None:
     assert "> max_cv 0.0%" in summary["gates"][0]["invalid_reasons"][0]
     markdown = (out / "summary.md").read_text()
     assert "invalid measurement: cv" in markdown and "fp32: stability: cv" in markdown
-    gated = subprocess.run([sys.executable, "-m", "edgeopt.cli", "gate", str(out / "measurements" /
+    gated = subprocess.run([sys.executable, "-m", "edgeopt", "gate", str(out / "measurements" /
                             "fp32__impossible.json")], capture_output=True, text=True, timeout=120)
     assert gated.returncode == 5 and "fp32 on impossible: invalid" in gated.stdout
     assert "not judged, invalid measurement: cv" in gated.stdout

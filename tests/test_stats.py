@@ -1,4 +1,4 @@
-"""Tests for edgeopt.stats against hand-computed values, scipy and simulation."""
+"""Tests for edgeopt.core.stats against hand-computed values, scipy and simulation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from edgeopt.stats import (
+from edgeopt.core.stats import (
     CI_METHOD,
     ESTIMATOR,
     PERCENTILES,

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from edgeopt.backends import availability, runner_for
 from edgeopt.backends.onnxruntime_gpu import node_placements, probe_placements
-from edgeopt.engine_cache import (
+from edgeopt.backends.tensorrt_engines import (
     BuildOptions,
     EngineCache,
     EngineDeserializeError,
@@ -26,9 +26,9 @@ from edgeopt.engine_cache import (
     InputShapeRange,
     read_verified_engine,
 )
+from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options, plan_build, shape_profile, version_family
 from edgeopt.errors import BackendUnavailableError, ConfigError, InputRejectedError
-from edgeopt.gpu_profiles import ort_gpu_provider_options, plan_build, shape_profile, version_family
-from edgeopt.profiles import ShapeRange, TensorRtSettings, load_profile
+from edgeopt.profiles.schema import ShapeRange, TensorRtSettings, load_profile
 
 ENGINE = b"\x00fake-serialized-engine-bytes\x01" * 64  # opaque bytes: the cache never interprets them
 

@@ -106,7 +106,7 @@ def test_pipeline_gives_a_pytorch_baseline_row_next_to_onnxruntime(tmp_path: Pat
     profile = write_profile(tmp_path, "withtorch",
                             runtime="  native_precisions: [fp32, int8, bf16]\n  backends: [onnxruntime, torch]")
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "edgeopt.cli", "run", "edgeopt.zoo.digits:digits_cnn",
+    result = subprocess.run([sys.executable, "-m", "edgeopt", "run", "edgeopt.zoo.digits:digits_cnn",
                              "--profile", str(profile), "--out", str(out), "--variant", "fp32",
                              "--eval", "calibration_data/digits/eval.npz"],
                             capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)

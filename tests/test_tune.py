@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import ConfigError
-from edgeopt.tune import TuneConfig, paired_drop, render_table, tune
+from edgeopt.workflows.tune import TuneConfig, paired_drop, render_table, tune
 from tests.test_sensitivity import DIGITS, ink_model, quick_profile
 
 
@@ -63,8 +63,9 @@ def test_tune_keeps_a_few_nodes_in_float_and_meets_the_budget(setup: tuple[Path,
     assert "chosen" in render_table(result)
 
 
-CLI = ("import sys; from edgeopt import cli; cli.COMMAND_MODULES = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "
-       "'edgeopt.research_cli'))); sys.exit(cli.main())")
+CLI = ("import sys; from edgeopt.cli import main as cli; "
+       "cli.COMMAND_MODULES = tuple(dict.fromkeys((*cli.COMMAND_MODULES, 'edgeopt.cli.research'))); "
+       "sys.exit(cli.main())")
 
 
 @pytest.mark.slow

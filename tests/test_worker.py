@@ -1,6 +1,6 @@
-"""Tests for the isolated measurement worker (edgeopt.worker via edgeopt.measure), run for real.
+"""Tests for the isolated measurement worker (edgeopt.measure.worker via edgeopt.measure.launcher), run for real.
 
-Each test starts real ``python -m edgeopt.worker`` processes.  Crashes and hangs are provoked in
+Each test starts real ``python -m edgeopt.measure.worker`` processes.  Crashes and hangs are provoked in
 the real worker by a ``sitecustomize.py`` placed first on PYTHONPATH, which every child Python
 imports at start-up and which acts only when its environment variable is set.
 """
@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from edgeopt.fileio import sha256_file
-from edgeopt.measure import measure_variant, prepare_timing_inputs
-from edgeopt.profiles import HardwareProfile, load_profile
-from edgeopt.quantize import Variant
-from edgeopt.results import Measurement
-from edgeopt.stats import PERCENTILES, min_samples_for_ci
+from edgeopt.core.fileio import sha256_file
+from edgeopt.core.stats import PERCENTILES, min_samples_for_ci
+from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.results import Measurement
+from edgeopt.models.quantize import Variant
+from edgeopt.profiles.schema import HardwareProfile, load_profile
 
 pytestmark = pytest.mark.slow
 

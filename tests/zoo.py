@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.host import host_fingerprint, int8_pair_sums_saturate
+from edgeopt.core.host import host_fingerprint, int8_pair_sums_saturate
 
 OPSET = 17
 IR_VERSION = 8

@@ -3,7 +3,7 @@
 NOT VERIFIED ON HARDWARE.  This module was written against the TensorRT 10.x/11.x Python API
 documentation and type-checked with ``tensorrt-stubs`` (mypy); no line of it has run with TensorRT on
 a GPU yet.  The logic that needs no GPU (build plans, shape profiles, cache keys, manifests) lives in
-``edgeopt.gpu_profiles`` and ``edgeopt.engine_cache`` and is tested on CPU.
+``edgeopt.backends.tensorrt_plan`` and ``edgeopt.backends.tensorrt_engines`` and is tested on CPU.
 
 Build: ``OnnxParser`` → network (strongly typed unless a 10.x FP16 builder-flag build) → builder config
 (workspace pool limit, builder optimisation level, one optimisation profile, timing cache) →
@@ -34,11 +34,11 @@ import numpy as np
 import tensorrt as trt
 
 from edgeopt.backends.base import Feeds, Runner, UnsupportedModelError
-from edgeopt.engine_cache import BuildOptions, EngineCache, EngineDeserializeError, EngineKey
+from edgeopt.backends.tensorrt_engines import BuildOptions, EngineCache, EngineDeserializeError, EngineKey
+from edgeopt.backends.tensorrt_plan import plan_build, shape_profile
+from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import BackendError
-from edgeopt.fileio import sha256_file
-from edgeopt.gpu_profiles import plan_build, shape_profile
-from edgeopt.profiles import TensorRtSettings
+from edgeopt.profiles.schema import TensorRtSettings
 
 try:  # cuda-python >= 12.6 moved the runtime bindings; older releases expose cuda.cudart
     from cuda.bindings import runtime as cudart

@@ -38,7 +38,7 @@ class TorchRunner(Runner):
     backend = "torch"
 
     def _activate(self) -> None:
-        from edgeopt.modelref import factory_input_specs, load_entry_point
+        from edgeopt.models.modelref import factory_input_specs, load_entry_point
 
         device = str(self.settings.get("device", "cpu"))
         precision = str(self.settings.get("precision", "fp32"))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeopt.calibration import SHIPPED_DATA_DIR, load_eval_split
+from edgeopt.models.calibration import SHIPPED_DATA_DIR, load_eval_split
 
 DATA_DIR = SHIPPED_DATA_DIR / "digits"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeopt.calibration import SHIPPED_DATA_DIR
+from edgeopt.models.calibration import SHIPPED_DATA_DIR
 from edgeopt.zoo.digits import train_on_digits
 
 DATA_DIR = SHIPPED_DATA_DIR / "digits"

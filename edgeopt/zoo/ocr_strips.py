@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edgeopt.calibration import SHIPPED_DATA_DIR
+from edgeopt.models.calibration import SHIPPED_DATA_DIR
 
 HEIGHT, WIDTH = 48, 192
 

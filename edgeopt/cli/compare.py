@@ -1,0 +1,80 @@
+"""CLI subcommands ``compare``, ``ab`` and ``rerun`` (wired into ``edgeopt`` via ``COMMAND_MODULES``).
+
+Light to import: the handlers import numpy, onnxruntime and friends when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_command(subparsers: Any) -> None:
+    """Add ``compare``, ``ab`` and ``rerun`` to the ``edgeopt`` subparsers."""
+    p = subparsers.add_parser("compare", help="compare stored results: change ratios with intervals and verdicts")
+    p.add_argument("baseline", type=Path, help="measurement JSON, run folder, folder of JSON, or pytest-benchmark "
+                   "JSON (saved with --benchmark-save-data)")
+    p.add_argument("candidate", type=Path)
+    p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="e.g. p95:5%%, peak_rss_mb:10%%; "
+                   "default p50:5%% p95:5%% peak_rss_mb:10%% model_size_mb:1%%")
+    p.add_argument("--allow-cross-host", action="store_true", help="judge latency thresholds under 10%% even when "
+                   "the two were measured on different hosts")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
+    p.set_defaults(handler=cmd_compare)
+
+    p = subparsers.add_parser("ab", help="interleaved same-host A/B of two ONNX files (the CI regression gate)")
+    p.add_argument("base", type=Path, help="baseline ONNX file (A)")
+    p.add_argument("candidate", type=Path, help="candidate ONNX file (B); may be the same file with --profile-b")
+    p.add_argument("--profile", required=True, help="hardware profile name or YAML path (A's settings, bench)")
+    p.add_argument("--profile-b", help="profile whose runtime settings B runs with (default: --profile)")
+    p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="latency thresholds; default "
+                   "p50:5%% p95:5%%")
+    p.add_argument("--max-seconds", type=float, help="time cap of the interleaved loop (default: 4x the "
+                   "profile's bench.max_seconds: two arms and a tail-percentile ratio need more samples)")
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out/ab"), help="folder for the JSON result")
+    p.set_defaults(handler=cmd_ab)
+
+    p = subparsers.add_parser("rerun", help="re-measure a stored result under the same settings; report agreement")
+    p.add_argument("result", type=Path, help="a measurement JSON file")
+    p.add_argument("--times", type=int, default=1, help="how many re-measurements (default 1)")
+    p.add_argument("--out", type=Path, help="folder for the re-measurements (default: a temporary folder)")
+    p.set_defaults(handler=cmd_rerun)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from edgeopt.evaluate.compare import compare_paths
+
+    comparison = compare_paths(args.baseline, args.candidate, args.threshold, allow_cross_host=args.allow_cross_host)
+    for line in comparison.warnings:
+        print(f"WARNING: {line}", file=sys.stderr)
+    text = comparison.render().splitlines()
+    print("\n".join(line for line in text if not line.startswith("WARNING: ")))
+    if args.json:
+        from edgeopt.core.fileio import write_json_atomic
+
+        write_json_atomic(args.json, comparison.to_dict())
+    return comparison.exit_code
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from edgeopt.profiles.schema import load_profile
+    from edgeopt.workflows.ab import run_ab
+
+    profile = load_profile(args.profile)
+    profile_b = load_profile(args.profile_b) if args.profile_b else None
+    result = run_ab(args.base, args.candidate, profile, profile_b=profile_b, thresholds=args.threshold,
+                    out_dir=args.out, max_seconds=args.max_seconds)
+    print(result.render())
+    if result.path is not None:
+        print(f"result: {result.path}")
+    return result.exit_code
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from edgeopt.workflows.rerun import rerun_measurement
+
+    report = rerun_measurement(args.result, times=args.times, out_dir=args.out)
+    print(report.render())
+    return report.exit_code

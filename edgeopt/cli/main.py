@@ -1,0 +1,336 @@
+"""The ``edgeopt`` command: thin subcommands over the library, one exit code per outcome.
+
+Exit codes: 0 pass (or not applicable), 1 a budget failed, 2 usage or configuration error,
+3 input rejected (model file, calibration data), 4 a backend/quantizer/worker failed,
+5 inconclusive (a confidence interval straddles a budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError
+
+
+def _budgets(items: Sequence[str] | None) -> dict[str, float]:
+    budgets: dict[str, float] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        try:
+            budgets[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--budget {item!r}: expected KEY=NUMBER with the unit in the key, e.g. p95_ms=12")
+    return budgets
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", action="append", required=True, help="hardware profile name or YAML path")
+    parser.add_argument("--budget", action="append", metavar="KEY=VALUE", help="override a budget, e.g. p95_ms=12")
+    parser.add_argument("--proxy", action="store_true", help="judge budgets on a host that is not the profile's "
+                        "hardware; every number is labelled PROXY")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export a torch factory (package.module:function) to ONNX")
+    p.add_argument("factory")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--input", action="append", help="name:1x3x224x224[:float32]; default: the module's input_spec()")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript")
+    p.add_argument("--max-abs", type=float, default=1e-3)
+    p.add_argument("--max-rel", type=float, default=1e-3)
+    p.add_argument("--min-cosine", type=float, default=0.9999)
+
+    p = sub.add_parser("inspect", help="inputs, outputs, opsets, parameters, size and MACs of an ONNX file")
+    p.add_argument("model", type=Path)
+    p.add_argument("--shape", action="append", help="fix a dynamic input for MAC counting: name:1x3x48x192")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("quantize", help="make variants of an ONNX file")
+    p.add_argument("model", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--variant", action="append", help="fp32, fp16, int8-dynamic, int8-static[-minmax|-entropy|"
+                   "-percentile]; default: all")
+    p.add_argument("--calibration", help="calibration folder (manifest.yaml) or package.module:function")
+    p.add_argument("--min-calibration-samples", type=int, default=16)
+    p.add_argument("--max-calibration-samples", type=int)
+    p.add_argument("--exclude-node", action="append", default=[], help="keep this node in float (int8 variants)")
+    p.add_argument("--force", action="store_true")
+
+    p = sub.add_parser("profiles", help="list, show or check hardware profiles")
+    p.add_argument("action", choices=["list", "show", "check"])
+    p.add_argument("name", nargs="?")
+
+    p = sub.add_parser("profile", help="measure ONNX file(s) as they are on hardware profile(s)")
+    p.add_argument("models", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out/measurements"))
+    _add_run_options(p)
+
+    p = sub.add_parser("gate", help="judge stored measurement JSON files against their profile's budgets")
+    p.add_argument("results", nargs="+", type=Path)
+    p.add_argument("--profile", help="judge against this profile's budgets instead of the stored one")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE")
+    p.add_argument("--proxy", action="store_true")
+
+    p = sub.add_parser("run", help="the whole pipeline: export → variants → measure → gate → report")
+    p.add_argument("model", help="package.module:factory or path/to/model.onnx")
+    _add_run_options(p)
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out"))
+    p.add_argument("--calibration")
+    p.add_argument("--eval", dest="eval_set", help="eval set (.npz with images and labels (int classes) or "
+                   "targets (floats), or images alone for embedding metrics)")
+    p.add_argument("--metric", action="append", help="task metric on --eval, repeatable: top1, top5, mae, rmse, "
+                   "cosine_to_fp32, retrieval_agreement@K or package.module:function (default: top1 with "
+                   "integer labels, mae with targets, else cosine_to_fp32); the first is the table's column")
+    p.add_argument("--shift", action="append", help="also evaluate on shifted eval images, repeatable: brightness, "
+                   "contrast, noise, blur (NAME:SEVERITY to change the default) or all")
+    p.add_argument("--shift-range", metavar="LOW:HIGH", help="pixel value range the shifts act in (default: from "
+                   "the calibration manifest's normalisation, else [0,1] when the eval values fit, else min:max)")
+    p.add_argument("--variant", action="append", help="default: all variants")
+    p.add_argument("--input", action="append")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript")
+    p.add_argument("--min-calibration-samples", type=int, default=16)
+    p.add_argument("--max-calibration-samples", type=int)
+    p.add_argument("--force", action="store_true", help="redo finished exports, variants and measurements")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_command(sub)
+    return parser
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgeopt.models.export import ParityTolerance, export_onnx
+    from edgeopt.models.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_input_spec
+
+    factory = load_entry_point(args.factory)
+    specs = [parse_input_spec(t) for t in args.input or []] or factory_input_specs(args.factory)
+    if not specs:
+        raise ConfigError(f"{args.factory}: give --input or define input_spec() in its module")
+    result = export_onnx(factory(), specs, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                         exporter=args.exporter, source=args.factory,
+                         source_sha256=factory_source_sha256(args.factory),
+                         tolerance=ParityTolerance(args.max_abs, args.max_rel, args.min_cosine))
+    for parity in result.parity:
+        print(f"output {parity.output}: max abs {parity.max_abs_error:.3g}, max rel {parity.max_rel_error:.3g}, "
+              f"cosine {parity.cosine:.7f}")
+    print(f"wrote {result.path} and {result.provenance_path}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from edgeopt.models.graph import inspect_model
+    from edgeopt.models.modelref import parse_input_spec
+
+    shapes = {s.name: tuple(int(d) for d in s.shape) for s in map(parse_input_spec, args.shape or [])}
+    info = inspect_model(args.model, shapes or None)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return 0
+    print(f"{info.path}: {info.size_bytes / 2**20:.2f} MB on disk, IR {info.ir_version}, producer {info.producer}")
+    print("opsets: " + ", ".join(f"{d} {v}" for d, v in info.opsets.items()))
+    rows = [["input", t.name, t.dtype, "x".join(map(str, t.shape))] for t in info.inputs]
+    rows += [["output", t.name, t.dtype, "x".join(map(str, t.shape))] for t in info.outputs]
+    print(tabulate(rows, headers=["", "name", "dtype", "shape"], tablefmt="simple"))
+    print(f"parameters: {info.parameter_count:,}; nodes: {info.node_count}; MACs (Conv/Gemm/MatMul): {info.macs:,}"
+          + (f" (shapes unknown for {len(info.macs_unknown_nodes)} nodes)" if info.macs_unknown_nodes else ""))
+    print("ops: " + ", ".join(f"{op} {n}" for op, n in info.op_counts.items()))
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from edgeopt.models.calibration import load_calibration
+    from edgeopt.models.graph import input_specs, load_model
+    from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, VariantFailure, make_variants
+
+    specs = input_specs(load_model(args.model))
+    recipes = [replace(Recipe.parse(v), exclude_nodes=tuple(args.exclude_node)) for v in
+               (args.variant or DEFAULT_VARIANTS)]
+    calibration = None
+    if args.calibration:
+        calibration = load_calibration(args.calibration, expected_inputs=specs,
+                                       min_samples=args.min_calibration_samples,
+                                       max_samples=args.max_calibration_samples)
+    results = make_variants(args.model, recipes, args.out, calibration=calibration, force=args.force)
+    code = 0
+    for item in results:
+        if isinstance(item, VariantFailure):
+            print(f"{item.name}: FAILED: {item.message}", file=sys.stderr)
+            code = max(code, item.exit_code)
+        else:
+            print(f"{item.name}: {item.path} ({item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']})")
+    return code
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from edgeopt.core.host import host_fingerprint
+    from edgeopt.profiles.schema import check_profile_files, list_profiles, load_profile, match_identity
+
+    host = host_fingerprint()
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("profiles show: give a profile name")
+        profile = load_profile(args.name)
+        print(json.dumps(profile.model_dump(mode="json"), indent=2))
+        match = match_identity(profile, host)
+        print(f"this host ({host.summary()}) {'IS' if match.matches else 'is NOT'} {profile.name}: "
+              + "; ".join(match.reasons))
+        return 0
+    if args.action == "list":
+        for profile in list_profiles():
+            match = match_identity(profile, host)
+            print(f"{profile.name:28s} {'matches this host' if match.matches else 'other hardware':18s} "
+                  f"{profile.description}")
+        return 0
+    code = 0
+    for path, outcome in check_profile_files():
+        if isinstance(outcome, ConfigError):
+            print(f"INVALID {outcome}")
+            code = EXIT_USAGE
+        else:
+            match = match_identity(outcome, host)
+            where = "matches this host" if match.matches else "not this host: " + "; ".join(match.reasons)
+            print(f"ok      {path}: {where}")
+    return code
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from edgeopt.evaluate.gate import exit_code_for, gate_measurement
+    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+    from edgeopt.models.quantize import Variant
+    from edgeopt.profiles.schema import load_profile
+    from edgeopt.reports.table import build_row, render_table
+
+    budgets = _budgets(args.budget)
+    profiles = [load_profile(name) for name in args.profile]
+    profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
+    variants = [Variant.from_file(path) for path in args.models]
+    gates, failures, rows = [], 0, []
+    for profile in profiles:
+        for variant in variants:
+            stem = f"{variant.name}__{profile.name}"
+            timing = prepare_timing_inputs(variant.path, profile, None, args.out / "inputs" / f"{stem}.npz")
+            measurement = measure_variant(variant, profile, args.out, timing_inputs=timing, proxy=args.proxy, stem=stem)
+            measurement.save(args.out / f"{stem}.json")
+            gate = gate_measurement(measurement, profile) if measurement.ok else None
+            if gate is None:
+                failures += 1
+            else:
+                gates.append(gate)
+            rows.append(build_row(measurement, gate, None, [], None))
+            for check in gate.checks if gate is not None else []:
+                print(check.sentence)
+    print(render_table(rows))
+    return exit_code_for(gates, failures=failures)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from edgeopt.evaluate.gate import exit_code_for, gate_measurement
+    from edgeopt.measure.results import Measurement
+    from edgeopt.profiles.schema import HardwareProfile, load_profile
+
+    budgets = _budgets(args.budget)
+    gates, failures = [], 0
+    for path in args.results:
+        try:
+            measurement = Measurement.load(path)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: not a readable edgeopt measurement: {str(error).splitlines()[0]}") from error
+        if args.proxy:
+            measurement = measurement.model_copy(update={"proxy": True})
+        profile = (load_profile(args.profile) if args.profile
+                   else HardwareProfile.model_validate(measurement.profile["settings"]))
+        profile = profile.with_budgets(budgets) if budgets else profile
+        if not measurement.ok:
+            failures += 1
+            print(f"{path}: measurement failed: {measurement.failure.message if measurement.failure else '?'}")
+            continue
+        gate = gate_measurement(measurement, profile)
+        gates.append(gate)
+        print(f"{measurement.variant_name} on {profile.name}: {gate.verdict.value}")
+        for check in gate.checks:
+            print(f"  {check.sentence}")
+    return exit_code_for(gates, failures=failures)
+
+
+def _shift_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    low, _, high = text.partition(":")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        pass
+    raise ConfigError(f"--shift-range {text!r}: expected LOW:HIGH, e.g. 0:1 or 0:255")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgeopt.models.modelref import parse_input_spec
+    from edgeopt.models.quantize import DEFAULT_VARIANTS
+    from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+
+    config = RunConfig(
+        model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
+        variants=tuple(args.variant or DEFAULT_VARIANTS), eval_set=args.eval_set,
+        inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
+        budgets=_budgets(args.budget), proxy=args.proxy, force=args.force,
+        min_calibration_samples=args.min_calibration_samples, max_calibration_samples=args.max_calibration_samples,
+        metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
+    )
+    result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
+    for table in result.tables:
+        print(table)
+        print()
+    print(json.loads(result.summary_path.read_text())["verdict"])
+    print(f"reports: {result.summary_path}, {result.markdown_path}")
+    return result.exit_code
+
+
+# Modules that add their own subcommands: each defines ``add_command(subparsers)``, which adds a parser
+# and sets ``handler=<function(args) -> int>`` as its default.  They must be light to import.
+COMMAND_MODULES: tuple[str, ...] = (
+    "edgeopt.cli.report", "edgeopt.cli.compare", "edgeopt.cli.tracking", "edgeopt.cli.research",
+)
+
+COMMANDS = {"export": _cmd_export, "inspect": _cmd_inspect, "quantize": _cmd_quantize, "profiles": _cmd_profiles,
+            "profile": _cmd_profile, "gate": _cmd_gate, "run": _cmd_run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return int(handler(args))
+    except EdgeoptError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgeopt: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("edgeopt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgeopt: internal error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
+        return EXIT_BACKEND_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

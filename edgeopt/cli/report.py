@@ -1,0 +1,80 @@
+"""``edgeopt report RUN_DIR``: read a finished run folder and write the reports a human or a CI reads.
+
+The run document and the writers live in :mod:`edgeopt.reports`; this module holds the parser and the
+handler.  It is imported by ``edgeopt.cli.main`` to add the subcommand, so it imports only the standard
+library and :mod:`edgeopt.reports.run_document` (itself light) at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edgeopt.reports.run_document import (
+    CSV_NAME,
+    HTML_NAME,
+    JUNIT_NAME,
+    append_github_summary,
+    load_run,
+    render_run_markdown,
+)
+
+# ------------------------------------------------------------------------------------------------ the command
+
+
+def add_command(subparsers: Any) -> None:
+    """Add ``edgeopt report`` to the ``edgeopt`` command's subparsers."""
+    p = subparsers.add_parser("report", help="write HTML, JUnit XML, CSV or Markdown reports of a finished run",
+                              description="Read RUN_DIR (the --out folder of 'edgeopt run': summary.json and "
+                              "measurements/*.json) and write the reports asked for; with no option, write "
+                              f"{HTML_NAME}, {JUNIT_NAME} and {CSV_NAME} into RUN_DIR.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--html", type=Path, metavar="FILE", help="self-contained HTML report with plots (needs "
+                   "matplotlib: pip install 'edgeopt[report]')")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="JUnit XML, one test case per (variant, profile, budget)")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="one row per (variant, profile) with every statistic")
+    p.add_argument("--samples-csv", type=Path, metavar="FILE", help="long format: one row per latency sample")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="Markdown for a PR comment ('-' prints it)")
+    p.add_argument("--github-summary", action="store_true", help="append the Markdown to $GITHUB_STEP_SUMMARY")
+    p.set_defaults(handler=run_report_command)
+
+
+def run_report_command(args: argparse.Namespace) -> int:
+    """Write the reports asked for; 0 when written (the run's own verdict is inside the reports)."""
+    from edgeopt.core.fileio import write_text_atomic
+
+    run = load_run(args.run_dir)
+    chosen = [args.html, args.junit, args.csv, args.samples_csv, args.markdown]
+    html, junit, csv = args.html, args.junit, args.csv
+    if not any(chosen) and not args.github_summary:
+        html, junit, csv = (run.directory / HTML_NAME, run.directory / JUNIT_NAME, run.directory / CSV_NAME)
+    written: list[Path] = []
+    if junit:
+        from edgeopt.reports.junit_xml import write_junit
+
+        written.append(write_junit(run, junit))
+    if csv:
+        from edgeopt.reports.csv_table import write_results_csv
+
+        written.append(write_results_csv(run, csv))
+    if args.samples_csv:
+        from edgeopt.reports.csv_table import write_samples_csv
+
+        written.append(write_samples_csv(run, args.samples_csv))
+    if args.markdown or args.github_summary:
+        markdown = render_run_markdown(run)
+        if args.markdown and str(args.markdown) == "-":
+            print(markdown)
+        elif args.markdown:
+            write_text_atomic(args.markdown, markdown)
+            written.append(args.markdown)
+        if args.github_summary:
+            written.append(append_github_summary(markdown))
+    if html:
+        from edgeopt.reports.html_report import write_html
+
+        written.append(write_html(run, html))
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,150 @@
+"""The research subcommands ``edgeopt sensitivity``, ``edgeopt tune`` and ``edgeopt sweep``.
+
+``add_command(subparsers)`` adds their parsers; each handler builds the library's typed config and
+returns the exit code.  Importing this module imports nothing heavy (argparse and pathlib only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("sensitivity", help="per-node quantization error of a QDQ variant (SQNR), ranked")
+    p.add_argument("model", type=Path, help="the fp32 ONNX model the QDQ variant was made from")
+    p.add_argument("qdq", type=Path, help="the QDQ variant (e.g. variants/int8-static-minmax.onnx)")
+    p.add_argument("--calibration", required=True, help="calibration folder (manifest.yaml) or package.module:function")
+    p.add_argument("--eval", dest="eval_set", help="run on these held-out inputs (.npz with images) instead of "
+                   "the calibration set")
+    p.add_argument("--samples", type=int, default=64, help="inputs to run (default 64)")
+    p.add_argument("--top", type=int, default=20, help="rows in the table and plot (default 20)")
+    p.add_argument("--isolated", type=int, default=0, metavar="N", help="also build one variant per top-N node "
+                   "with only that node in float and report the output SQNR it wins back (N quantizer runs)")
+    p.add_argument("--recipe", default="int8-static-minmax", help="recipe of the QDQ variant, for --isolated")
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out/sensitivity"))
+    p.set_defaults(handler=_cmd_sensitivity)
+
+    p = subparsers.add_parser("tune", help="fastest int8 variant within an accuracy budget (fp32 fallback of "
+                              "the most sensitive nodes)")
+    p.add_argument("model", type=Path)
+    p.add_argument("--calibration", required=True)
+    p.add_argument("--eval", dest="eval_set", required=True, help="labelled eval split (.npz with images, labels)")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--max-drop", type=float, required=True, help="top1: points; cosine: 1 - mean cosine; "
+                   "with --relative: %% of the fp32 value")
+    p.add_argument("--metric", choices=["top1", "cosine"], default="top1")
+    p.add_argument("--relative", action="store_true")
+    p.add_argument("--rule", choices=["upper", "point"], default="upper", help="pass when the upper end of the "
+                   "95%% paired interval (default) or the point estimate of the drop is within budget")
+    p.add_argument("--recipe", default="int8-static-minmax")
+    p.add_argument("--max-exclude", type=int, help="most nodes to keep in float (default: every ranked node)")
+    p.add_argument("--select", choices=["fastest", "fewest"], default="fastest", help="among passing candidates: "
+                   "the lowest p50 (default) or the fewest nodes kept in float")
+    p.add_argument("--proxy", action="store_true")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out/tune"))
+    p.set_defaults(handler=_cmd_tune)
+
+    p = subparsers.add_parser("sweep", help="recipe grid → variants, measurements, the Pareto front")
+    p.add_argument("model", help="package.module:factory or path/to/model.onnx")
+    p.add_argument("--calibration", required=True)
+    p.add_argument("--eval", dest="eval_set")
+    p.add_argument("--profile", action="append", required=True)
+    p.add_argument("--methods", default="minmax,entropy,percentile")
+    p.add_argument("--per-channel", choices=["yes", "no", "both"], default="yes")
+    p.add_argument("--activations", default="sym", help="sym, asym or sym,asym")
+    p.add_argument("--samples", default="", help="calibration sample counts, e.g. 16,64,128 (default: all)")
+    p.add_argument("--reduce-range", choices=["yes", "no", "both"], default="no")
+    p.add_argument("--proxy", action="store_true")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("edgeopt-out/sweep"))
+    p.set_defaults(handler=_cmd_sweep)
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from edgeopt.core.fileio import write_json_atomic
+    from edgeopt.evaluate.sensitivity import (
+        analyse_sensitivity,
+        isolated_gains,
+        plot_sensitivity,
+        reference_model_for,
+        render_table,
+    )
+    from edgeopt.models.calibration import load_calibration, load_eval_split
+    from edgeopt.models.graph import input_specs, load_model
+    from edgeopt.models.quantize import Recipe
+
+    specs = input_specs(load_model(args.model))
+    load_model(args.qdq)
+    calibration = load_calibration(args.calibration, expected_inputs=specs)
+    if args.eval_set:
+        images, _ = load_eval_split(args.eval_set)
+        shape = [d if isinstance(d, int) else 1 for d in specs[0].shape]
+        feeds = [{specs[0].name: image.reshape(shape).astype(specs[0].dtype)} for image in images[:args.samples]]
+        where = f"{len(feeds)} samples of {args.eval_set}"
+    else:
+        feeds = list(calibration.take(min(args.samples, calibration.count)).feeds())
+        where = f"{len(feeds)} samples of calibration set {calibration.name}"
+    out = Path(args.out)
+    float_model = reference_model_for(args.model.resolve(), args.qdq, out / ".work")
+    report = analyse_sensitivity(float_model, args.qdq, feeds, out / ".work")
+    if args.isolated:
+        from dataclasses import replace
+
+        rows = isolated_gains(args.model.resolve(), Recipe.parse(args.recipe), calibration,
+                              report.ranked_nodes()[:args.isolated], feeds, out / "isolated")
+        report = replace(report, isolated=tuple(rows))
+    print(f"sensitivity of {args.qdq} vs {float_model}, on {where}")
+    print(report.method)
+    print(render_table(report, args.top))
+    for row in report.isolated:
+        gain = row["gain_db"]
+        print(f"isolated: {row['node']} in float → output SQNR {row['output_sqnr_db']} dB "
+              f"({'exact' if gain is None else f'{gain:+.1f} dB'} vs plain)")
+    write_json_atomic(out / "sensitivity.json", {**report.to_dict(), "inputs": where})
+    plot_sensitivity(report, out / "sensitivity.png", args.top)
+    print(f"reports: {out / 'sensitivity.json'}, {out / 'sensitivity.png'}")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from edgeopt.workflows.tune import TuneConfig, render_table, summary_lines, tune
+
+    config = TuneConfig(model=args.model, calibration=args.calibration, eval_set=args.eval_set, profile=args.profile,
+                        out_dir=args.out, max_drop=args.max_drop, metric=args.metric, relative=args.relative,
+                        recipe=args.recipe, rule=args.rule, max_exclude=args.max_exclude, select=args.select,
+                        proxy=args.proxy, force=args.force)
+    result = tune(config, log=_log)
+    print(render_table(result))
+    for line in summary_lines(result):
+        print(line)
+    print(f"reports: {result.files['json']}, {result.files['markdown']}, {result.files['plot']}")
+    return result.exit_code
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from edgeopt.workflows.sweep import SweepConfig, run_sweep, sweep_recipes
+
+    def choice(value: str) -> tuple[bool, ...]:
+        return {"yes": (True,), "no": (False,), "both": (True, False)}[value]
+
+    names = sweep_recipes(methods=[m for m in args.methods.split(",") if m],
+                          per_channel=choice(args.per_channel),
+                          symmetric=tuple(a == "sym" for a in args.activations.split(",") if a),
+                          samples=tuple(int(s) for s in args.samples.split(",") if s) or (None,),
+                          reduce_range=choice(args.reduce_range))
+    config = SweepConfig(model=args.model, profiles=tuple(args.profile), out_dir=args.out,
+                         calibration=args.calibration, eval_set=args.eval_set, recipes=tuple(names),
+                         proxy=args.proxy, force=args.force)
+    result = run_sweep(config, log=_log)
+    for table in result.tables:
+        print(table)
+        print()
+    print(f"reports: {result.json_path}, " + ", ".join(str(p) for p in result.plot_paths))
+    return result.exit_code

@@ -1,0 +1,333 @@
+"""Budgets -> verdicts: judge one measurement against a hardware profile's budgets.
+
+A latency budget is judged by its percentile's confidence interval: pass when the whole interval is
+at or under the limit, fail when it is wholly over, inconclusive when it straddles the limit (or
+there is no interval yet).  Memory and size budgets are judged on the value itself.  A host that is
+not the profile's hardware gets not-applicable, unless the caller asked for a labelled proxy run.
+A measurement that breaks its profile's stability policy (``edgeopt.core.stability``) is *invalid*: it
+gets neither pass nor fail, whatever its numbers.
+Pass/fail is a value (:class:`GateResult`, truthy when it passed); :func:`exit_code_for` maps
+results to the CLI's exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from edgeopt.core.host import HostFingerprint
+from edgeopt.core.stats import PERCENTILES, SampleSummary, min_samples_for_ci, samples_needed
+from edgeopt.errors import (
+    EXIT_BACKEND_FAILURE,
+    EXIT_BUDGET_FAILED,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    ConfigError,
+)
+from edgeopt.evaluate.stability_policy import check_policy
+from edgeopt.measure.results import Measurement
+from edgeopt.profiles.schema import HardwareProfile, match_identity
+
+
+class Verdict(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not-applicable"
+    INVALID = "invalid"  # the measurement broke its profile's stability policy: not judged
+
+
+# Budget metric -> (label used in sentences, unit).  Latency metrics are judged by their CI.
+_LATENCY_METRICS: dict[str, str] = {"p50_ms": "p50", "p90_ms": "p90", "p95_ms": "p95", "p99_ms": "p99"}
+_DIRECT_METRICS: dict[str, str] = {"peak_rss_mb": "peak RSS", "model_size_mb": "model size"}
+BUDGET_METRICS: tuple[str, ...] = (*_LATENCY_METRICS, *_DIRECT_METRICS)
+_UNITS: dict[str, str] = {**dict.fromkeys(_LATENCY_METRICS, "ms"), **dict.fromkeys(_DIRECT_METRICS, "MB")}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.2f}" if v == 0 or abs(v) >= 0.1 else f"{v:.3g}"
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """The verdict on one budget, with the numbers and a sentence a human understands."""
+
+    metric: str
+    limit: float
+    value: float | None
+    lower: float | None
+    upper: float | None
+    verdict: Verdict
+    sentence: str
+    samples_needed: int | None = None
+    proxy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric, "limit": self.limit, "value": self.value, "lower": self.lower,
+            "upper": self.upper, "verdict": self.verdict.value, "sentence": self.sentence,
+            "samples_needed": self.samples_needed, "proxy": self.proxy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BudgetCheck:
+        def opt(v: Any) -> float | None:
+            return None if v is None else float(v)
+
+        needed = data.get("samples_needed")
+        return cls(
+            metric=str(data["metric"]), limit=float(data["limit"]), value=opt(data.get("value")),
+            lower=opt(data.get("lower")), upper=opt(data.get("upper")), verdict=Verdict(data["verdict"]),
+            sentence=str(data["sentence"]), samples_needed=None if needed is None else int(needed),
+            proxy=bool(data.get("proxy", False)),
+        )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """All budget checks of one variant on one profile; truthy only when the overall verdict is PASS."""
+
+    variant: str
+    profile: str
+    checks: tuple[BudgetCheck, ...]
+    host_matches: bool
+    proxy: bool
+    mismatch_reasons: tuple[str, ...] = ()
+    invalid_reasons: tuple[str, ...] = ()  # broken stability rules, one sentence each
+
+    @property
+    def verdict(self) -> Verdict:
+        """INVALID if the measurement broke its stability policy (never pass or fail), else FAIL if any
+        check failed, else INCONCLUSIVE, else NOT_APPLICABLE, else PASS.
+
+        With no budgets (``checks`` empty) the verdict is PASS (or INVALID).
+        """
+        if self.invalid_reasons:
+            return Verdict.INVALID
+        verdicts = {c.verdict for c in self.checks}
+        for v in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.NOT_APPLICABLE):
+            if v in verdicts:
+                return v
+        return Verdict.PASS
+
+    def __bool__(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+    @property
+    def violations(self) -> list[str]:
+        """Sentences of the failed checks."""
+        return [c.sentence for c in self.checks if c.verdict is Verdict.FAIL]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant, "profile": self.profile, "verdict": self.verdict.value,
+            "host_matches": self.host_matches, "proxy": self.proxy,
+            "mismatch_reasons": list(self.mismatch_reasons), "invalid_reasons": list(self.invalid_reasons),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateResult:
+        """Inverse of :meth:`to_dict` (the stored overall verdict is recomputed, not read)."""
+        return cls(
+            variant=str(data["variant"]), profile=str(data["profile"]),
+            checks=tuple(BudgetCheck.from_dict(c) for c in data.get("checks", ())),
+            host_matches=bool(data["host_matches"]), proxy=bool(data.get("proxy", False)),
+            mismatch_reasons=tuple(str(r) for r in data.get("mismatch_reasons", ())),
+            invalid_reasons=tuple(str(r) for r in data.get("invalid_reasons", ())),
+        )
+
+
+@dataclass(frozen=True)
+class _Context:
+    profile: str
+    host: str
+    host_matches: bool
+    proxy: bool
+    mismatch_reasons: tuple[str, ...]
+
+    def where(self) -> str:
+        if self.proxy:
+            return f", measured on {self.host}, not on {self.profile}"
+        return f" on {self.profile}"
+
+    def finish(self, sentence: str) -> str:
+        return f"PROXY {sentence}" if self.proxy else sentence
+
+
+def _not_applicable(metric: str, limit: float, value: float | None, lower: float | None,
+                    upper: float | None, numbers: str, ctx: _Context) -> BudgetCheck:
+    why = f" ({'; '.join(ctx.mismatch_reasons)})" if ctx.mismatch_reasons else ""
+    sentence = f"{numbers} on {ctx.host}: not applicable, this host is not {ctx.profile}{why}"
+    return BudgetCheck(metric, limit, value, lower, upper, Verdict.NOT_APPLICABLE, sentence)
+
+
+def _missing(metric: str, limit: float, label: str, unit: str, ctx: _Context) -> BudgetCheck:
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, None, None, None, f"{label} (not measured)", ctx)
+    sentence = ctx.finish(
+        f"{label}: value missing (not measured), cannot judge budget {_fmt(limit)} {unit}"
+        f"{ctx.where()}: inconclusive"
+    )
+    return BudgetCheck(metric, limit, None, None, None, Verdict.INCONCLUSIVE, sentence, proxy=ctx.proxy)
+
+
+def _check_latency(metric: str, limit: float, latency: SampleSummary | None, ctx: _Context) -> BudgetCheck:
+    label = _LATENCY_METRICS[metric]
+    est = None if latency is None else latency.percentiles.get(label)
+    if latency is None or est is None:
+        return _missing(metric, limit, label, "ms", ctx)
+    value, lower, upper = est.value, est.lower, est.upper
+    if lower is None or upper is None:
+        numbers = f"{label} {_fmt(value)} ms (no CI)"
+        if not ctx.host_matches and not ctx.proxy:
+            return _not_applicable(metric, limit, value, None, None, numbers, ctx)
+        need = min_samples_for_ci(PERCENTILES[label], est.confidence)
+        sentence = ctx.finish(
+            f"{label} {_fmt(value)} ms vs budget {_fmt(limit)} ms{ctx.where()}: inconclusive, "
+            f"{latency.n} samples are too few for a {est.confidence:.0%} confidence interval "
+            f"(needs at least {need})"
+        )
+        return BudgetCheck(metric, limit, value, None, None, Verdict.INCONCLUSIVE, sentence, need, ctx.proxy)
+    numbers = f"{label} {_fmt(value)} ms [{_fmt(lower)}, {_fmt(upper)}]"
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, lower, upper, numbers, ctx)
+    needed: int | None = None
+    if upper <= limit:
+        verdict, text = Verdict.PASS, f"{numbers} <= budget {_fmt(limit)} ms{ctx.where()}"
+    elif lower > limit:
+        verdict, text = Verdict.FAIL, f"{numbers} > budget {_fmt(limit)} ms{ctx.where()}"
+    else:
+        verdict = Verdict.INCONCLUSIVE
+        needed = samples_needed(latency.n, est, limit)
+        decide = (
+            f"about {needed} samples in total would decide" if needed is not None
+            else "the estimate equals the budget, more samples will not decide"
+        )
+        text = f"{numbers} straddles budget {_fmt(limit)} ms{ctx.where()}: inconclusive, {decide}"
+    return BudgetCheck(metric, limit, value, lower, upper, verdict, ctx.finish(text), needed, ctx.proxy)
+
+
+def _check_direct(metric: str, limit: float, value: float | None, ctx: _Context) -> BudgetCheck:
+    label = _DIRECT_METRICS[metric]
+    if value is None:
+        return _missing(metric, limit, label, "MB", ctx)
+    numbers = f"{label} {_fmt(value)} MB"
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, None, None, numbers, ctx)
+    if value <= limit:
+        verdict, text = Verdict.PASS, f"{numbers} <= budget {_fmt(limit)} MB{ctx.where()}"
+    else:
+        verdict, text = Verdict.FAIL, f"{numbers} > budget {_fmt(limit)} MB{ctx.where()}"
+    return BudgetCheck(metric, limit, value, None, None, verdict, ctx.finish(text), None, ctx.proxy)
+
+
+def _not_judged(check: BudgetCheck, reason: str, ctx: _Context) -> BudgetCheck:
+    """A budget check of an invalid measurement: the numbers are kept, the verdict is INVALID."""
+    label = _LATENCY_METRICS.get(check.metric) or _DIRECT_METRICS[check.metric]
+    unit = _UNITS[check.metric]
+    numbers = f"{label} (not measured)" if check.value is None else f"{label} {_fmt(check.value)} {unit}"
+    if check.lower is not None and check.upper is not None:
+        numbers += f" [{_fmt(check.lower)}, {_fmt(check.upper)}]"
+    sentence = ctx.finish(f"{numbers} vs budget {_fmt(check.limit)} {unit}{ctx.where()}: not judged, {reason}")
+    return dataclasses.replace(check, verdict=Verdict.INVALID, sentence=sentence, samples_needed=None)
+
+
+def evaluate_budgets(
+    budgets: Mapping[str, float],
+    *,
+    latency: SampleSummary | None,
+    peak_rss_mb: float | None,
+    model_size_mb: float | None,
+    host_matches: bool,
+    mismatch_reasons: Sequence[str] = (),
+    proxy: bool,
+    profile: str,
+    variant: str,
+    host: str | None = None,
+    invalid_reasons: Sequence[str] = (),
+) -> GateResult:
+    """Judge one measurement of ``variant`` against ``profile``'s ``budgets``.
+
+    ``latency`` must be in milliseconds (``summarize(ns_samples).scaled(1e-6)``).  ``host`` names the
+    machine in sentences ("this host" when None).  When the host does not match the profile and
+    ``proxy`` is False every check is NOT_APPLICABLE (values are still recorded); with ``proxy`` the
+    checks are judged normally and labelled.  A proxy flag on a matching host is dropped: that run
+    is on the real hardware.  ``invalid_reasons`` (broken stability rules from
+    ``edgeopt.evaluate.stability_policy.check_policy``) make the result INVALID wherever budgets are judged: every
+    check keeps its numbers but gets INVALID ("not judged"); on a non-matching host without proxy
+    they are dropped (everything is not-applicable there anyway).  Raises ConfigError for an unknown
+    metric or a non-finite/negative limit.
+    """
+    for metric, limit in budgets.items():
+        if metric not in BUDGET_METRICS:
+            raise ConfigError(
+                f"unknown budget metric {metric!r}; expected one of {', '.join(BUDGET_METRICS)}"
+            )
+        valid = isinstance(limit, (int, float)) and not isinstance(limit, bool)
+        if not valid or not math.isfinite(limit) or limit < 0:
+            raise ConfigError(
+                f"budget {metric!r} must be a finite number >= 0 {_UNITS[metric]}, got {limit!r}"
+            )
+    effective_proxy = bool(proxy) and not host_matches
+    ctx = _Context(profile, host or "this host", host_matches, effective_proxy, tuple(mismatch_reasons))
+    checks: list[BudgetCheck] = []
+    for metric in BUDGET_METRICS:  # stable, documented order
+        if metric not in budgets:
+            continue
+        limit = float(budgets[metric])
+        if metric in _LATENCY_METRICS:
+            checks.append(_check_latency(metric, limit, latency, ctx))
+        else:
+            value = peak_rss_mb if metric == "peak_rss_mb" else model_size_mb
+            checks.append(_check_direct(metric, limit, value, ctx))
+    invalid: tuple[str, ...] = ()
+    if invalid_reasons and (host_matches or effective_proxy):
+        invalid = tuple(ctx.finish(r) for r in invalid_reasons)
+        checks = [_not_judged(c, invalid_reasons[0], ctx) for c in checks]
+    return GateResult(
+        variant=variant, profile=profile, checks=tuple(checks), host_matches=host_matches,
+        proxy=effective_proxy, mismatch_reasons=tuple(mismatch_reasons), invalid_reasons=invalid,
+    )
+
+
+def exit_code_for(results: Sequence[GateResult], *, failures: int = 0) -> int:
+    """The CLI exit code for a set of gate results and a count of failed measurements.
+
+    Precedence: any FAIL -> EXIT_BUDGET_FAILED (1); else any measurement/backend failure ->
+    EXIT_BACKEND_FAILURE (4); else any INCONCLUSIVE or INVALID (a measurement that broke its
+    stability policy) -> EXIT_INCONCLUSIVE (5); else EXIT_OK (0), which covers all pass, all
+    not-applicable and no results at all.  An invalid result has no FAIL verdict, so another
+    variant's budget failure still wins over it.
+    """
+    verdicts = {r.verdict for r in results}
+    if Verdict.FAIL in verdicts:
+        return EXIT_BUDGET_FAILED
+    if failures > 0:
+        return EXIT_BACKEND_FAILURE
+    if Verdict.INCONCLUSIVE in verdicts or Verdict.INVALID in verdicts:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
+
+
+def gate_measurement(measurement: Measurement, profile: HardwareProfile, *, proxy: bool | None = None) -> GateResult:
+    """Judge one measurement against ``profile``'s budgets and stability policy (``proxy`` overrides the
+    stored flag); a measurement that breaks the policy gets the INVALID verdict."""
+    budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
+    latency = measurement.latency.summary() if measurement.latency is not None else None
+    peak = measurement.memory["peak_rss_mb"] if measurement.memory else None
+    size_mb = measurement.variant["size_bytes"] / 2**20
+    identity = match_identity(profile, HostFingerprint.from_dict(measurement.host))  # the host it ran on
+    report = measurement.stability_report()
+    broken = [] if report is None else check_policy(report, profile.stability, on_target=identity.matches)
+    return evaluate_budgets(
+        budgets, latency=latency, peak_rss_mb=peak, model_size_mb=size_mb, host_matches=identity.matches,
+        mismatch_reasons=list(identity.reasons), proxy=measurement.proxy if proxy is None else proxy,
+        profile=profile.name,
+        variant=measurement.variant_name, host=measurement.host.get("cpu_model"),
+        invalid_reasons=[v.sentence for v in broken],
+    )

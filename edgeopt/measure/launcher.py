@@ -1,0 +1,259 @@
+"""Parent side of a measurement: prepare inputs, launch the isolated worker, turn its output into a value.
+
+Each (variant, profile) runs in a fresh ``python -m edgeopt.measure.worker`` process with a timeout.
+A crash (segfault, OOM kill), a timeout or a backend error becomes a failed ``Measurement``
+carrying its stderr tail; the caller decides whether to go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeopt import __version__
+from edgeopt.backends import availability, is_available
+from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic
+from edgeopt.core.host import host_fingerprint
+from edgeopt.core.stability import stability_report
+from edgeopt.errors import BackendUnavailableError, ConfigError
+from edgeopt.measure.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
+from edgeopt.models.calibration import CalibrationSet, InputSpec
+from edgeopt.models.export import random_feeds
+from edgeopt.models.graph import input_specs
+from edgeopt.models.quantize import Variant
+from edgeopt.profiles.schema import HardwareProfile, budget_sample_floor, match_identity
+
+STDERR_TAIL_CHARS = 2000
+
+
+def _concrete_shape(spec: InputSpec, profile: HardwareProfile) -> tuple[int, ...]:
+    declared = (profile.bench.input_shapes or {}).get(spec.name)
+    if declared is not None:
+        return tuple(declared)
+    return tuple(d if isinstance(d, int) else profile.bench.batch_size for d in spec.shape)
+
+
+def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibration: CalibrationSet | None,
+                          target: Path, specs: list[InputSpec] | None = None) -> Path:
+    """One feed dict for the timed loop: the first calibration sample when it fits, else seeded random data.
+
+    ``specs`` (e.g. from ``--input x:1x3x48x192``) fix dynamic dimensions; otherwise the profile's
+    ``bench.input_shapes`` do, and any other symbolic dimension becomes ``bench.batch_size``.
+    """
+    specs = specs or input_specs(onnx.load(str(model_path), load_external_data=False))
+    shapes = {spec.name: _concrete_shape(spec, profile) for spec in specs}
+    feeds: dict[str, np.ndarray] | None = None
+    if calibration is not None and calibration.count:
+        sample = calibration.samples[0]
+        if set(sample) == set(shapes) and all(sample[n].shape == shapes[n] for n in shapes):
+            feeds = {name: np.ascontiguousarray(value) for name, value in sample.items()}
+    if feeds is None:
+        concrete = [InputSpec(spec.name, shapes[spec.name], spec.dtype) for spec in specs]
+        feeds = random_feeds(concrete, seed=0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **feeds)  # type: ignore[arg-type]
+    os.replace(tmp, target)
+    return target
+
+
+def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: str | None,
+                    session: dict[str, Any] | None = None) -> str:
+    """What a stored measurement must match to be reused: the variant's bytes, the profile's identity,
+    runtime and bench settings (not its budgets: changing a budget re-judges, it does not re-measure),
+    the reference inputs and the edgeopt version."""
+    settings = profile.model_dump(mode="json", include={"name", "identity", "runtime", "bench"})
+    runtime = {k: v for k, v in (session or {}).items() if k not in ("cache_dir",)}
+    return sha256_json({"variant": variant.sha256, "profile": settings, "reference": reference_sha,
+                        "runtime": runtime, "edgeopt": __version__})
+
+
+def session_settings(profile: HardwareProfile, backend: str | None = None, precision: str | None = None,
+                     input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None,
+                     variant_kind: str | None = None) -> dict[str, Any]:
+    """The runner settings the worker's job carries for one (profile, backend, precision) row."""
+    runtime = profile.runtime
+    backend = backend or runtime.backend
+    if backend == "tensorrt":
+        if profile.tensorrt is None:
+            raise ConfigError(f"profile {profile.name}: backend tensorrt needs a 'tensorrt' section")
+        return {"backend": "tensorrt", "precision": precision or "fp32", "variant_kind": variant_kind or "fp32",
+                "tensorrt": profile.tensorrt.model_dump(mode="json"), "input_shapes": input_shapes or {},
+                "cache_dir": str(cache_dir) if cache_dir else None}
+    if backend == "torch":
+        device = "cuda" if profile.identity.gpu_name_regex else "cpu"
+        return {"backend": "torch", "device": device, "precision": precision or "fp32", "mode": "eager",
+                "cuda_graphs": False, "intra_op_threads": runtime.intra_op_threads}
+    gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    # GPU providers go through the onnxruntime-gpu runner when that package is there; without it the
+    # plain runner asks ONNX Runtime for them and reports the provider fallback, naming the provider
+    if backend == "onnxruntime" and gpu_providers & set(runtime.execution_providers) and is_available(
+            "onnxruntime-gpu"):
+        from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options
+
+        pairs = ort_gpu_provider_options(list(runtime.execution_providers), profile.tensorrt, precision or "fp32",
+                                         Path(cache_dir or ".gpu-cache"))
+        return {"backend": "onnxruntime-gpu", "provider_options": pairs, "intra_op_threads": runtime.intra_op_threads,
+                "inter_op_threads": runtime.inter_op_threads,
+                "graph_optimization_level": runtime.graph_optimization_level,
+                "cache_dir": str(cache_dir) if cache_dir else None}
+    if backend == "openvino":
+        return {"backend": "openvino", "device": "CPU", "intra_op_threads": runtime.intra_op_threads,
+                "precision": precision or "fp32", "input_shapes": input_shapes or {}, "pinning": True,
+                "cache_dir": str(cache_dir) if cache_dir else None}
+    if backend != "onnxruntime":
+        from edgeopt.backends import availability
+
+        raise BackendUnavailableError(f"profile {profile.name}: runtime.backend '{runtime.backend}': "
+                                      f"{availability().get(runtime.backend, 'unknown backend')}")
+    return {"backend": runtime.backend, "execution_providers": list(runtime.execution_providers),
+            "intra_op_threads": runtime.intra_op_threads, "inter_op_threads": runtime.inter_op_threads,
+            "graph_optimization_level": runtime.graph_optimization_level}
+
+
+def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Path, backend: str | None = None,
+                    precision: str | None = None, variant_kind: str | None = None) -> dict[str, Any]:
+    """The runner settings a measurement of these timing inputs in ``work_dir`` will use."""
+    with np.load(timing_inputs, allow_pickle=False) as feeds:
+        shapes = {name: list(feeds[name].shape) for name in feeds.files}
+    cache = ".openvino-cache" if (backend or profile.runtime.backend) == "openvino" else ".gpu-cache"
+    return session_settings(profile, backend, precision, shapes, Path(work_dir) / cache, variant_kind)
+
+
+def run_worker(module: str, job_path: Path, timeout_s: float) -> tuple[int, str, bool]:
+    """Run ``python -m module JOB`` in its own process group with the package importable; kill the group
+    after ``timeout_s``.  Returns (return code, stderr tail, timed out)."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    process = subprocess.Popen([sys.executable, "-m", module, str(job_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        timed_out = True
+    return process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out
+
+
+def _signal_name(returncode: int) -> str:
+    with contextlib.suppress(ValueError):
+        return signal.Signals(-returncode).name
+    return f"signal {-returncode}"
+
+
+def measure_variant(
+    variant: Variant,
+    profile: HardwareProfile,
+    work_dir: Path,
+    *,
+    timing_inputs: Path,
+    reference_inputs: Path | None = None,
+    reference_sha: str | None = None,
+    proxy: bool = False,
+    stem: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    extra_references: dict[str, Path] | None = None,
+    model_reference: str | None = None,
+) -> Measurement:
+    """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values.
+
+    ``backend`` (default: the profile's) and, for OpenVINO, ``precision`` choose the runtime row.
+    ``extra_references`` (name → inputs .npz, e.g. shifted eval sets) are run after the reference
+    inputs; their outputs go to ``<stem>.<name>.outputs.npz`` beside the measurement
+    (:func:`extra_outputs_file`).
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or f"{variant.name}__{profile.name}"
+    host = host_fingerprint()
+    identity = match_identity(profile, host)
+    variant_kind = variant.provenance.get("recipe", {}).get("kind")
+    session = planned_session(profile, Path(timing_inputs), work_dir, backend, precision, variant_kind)
+    bench = profile.bench.model_dump(mode="json")
+    bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
+    outputs_file = f"{stem}.outputs.npz"
+    job_path = work_dir / f".{stem}.job.json"
+    result_path = work_dir / f".{stem}.result.json"
+    result_path.unlink(missing_ok=True)
+    # a torch row runs the PyTorch model itself: the worker builds it from the factory reference
+    model_path = model_reference if model_reference else str(variant.path.resolve())
+    job = {"model_path": model_path, "session": session, "bench": bench,
+           "inputs_path": str(Path(timing_inputs).resolve()), "result_path": str(result_path.resolve()),
+           "reference_path": str(Path(reference_inputs).resolve()) if reference_inputs else None,
+           "outputs_path": str((work_dir / outputs_file).resolve()),
+           "extra_references": [{"path": str(Path(p).resolve()),
+                                 "outputs_path": str((work_dir / extra_outputs_file(stem, name)).resolve())}
+                                for name, p in (extra_references or {}).items()]}
+    base: dict[str, Any] = {
+        "key": measurement_key(variant, profile, reference_sha, session),
+        "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
+                    "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
+        "profile": {"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
+        "host": host.to_dict(), "host_matches": identity.matches, "mismatch_reasons": list(identity.reasons),
+        "proxy": proxy, "expected_fast": profile.expects_fast(precision or variant.precision), "session": session,
+        "bench": bench, "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
+    }
+    if not is_available(session["backend"]):
+        failure = Failure(kind="unavailable", message=f"{session['backend']}: {availability()[session['backend']]}")
+        return Measurement(status="failed", failure=failure, **base)
+    write_json_atomic(job_path, job)
+    try:
+        returncode, tail, timed_out = run_worker("edgeopt.measure.worker", job_path, profile.bench.worker_timeout_s)
+    finally:
+        job_path.unlink(missing_ok=True)
+    if timed_out:
+        failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"
+                          f" on {variant.name}", returncode=returncode, stderr_tail=tail)
+        return Measurement(status="failed", failure=failure, **base)
+    result: dict[str, Any] | None = None
+    with contextlib.suppress(OSError, ValueError):
+        result = read_json(result_path)
+    result_path.unlink(missing_ok=True)
+    if returncode < 0:
+        failure = Failure(kind="crash", message=f"worker crashed ({_signal_name(returncode)}) on "
+                          f"{variant.name}", returncode=returncode, stderr_tail=tail)
+        return Measurement(status="failed", failure=failure, **base)
+    if result is None or result.get("status") != "ok":
+        message = (result or {}).get("message") or f"worker exited {returncode} without a result"
+        kind: FailureKind = "backend" if result else "no-result"
+        if "provider fallback" in message:
+            kind = "provider-fallback"
+        elif (result or {}).get("error_type") == "UnsupportedModelError":
+            kind = "unsupported"
+        elif (result or {}).get("error_type") == "BackendUnavailableError":
+            kind = "unavailable"
+        failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
+                          returncode=returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
+        return Measurement(status="failed", failure=failure, **base)
+    latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],
+                                   profile.bench.confidence)
+    versions = {"edgeopt": __version__, **result["versions"]}
+    stability = stability_report(result["samples_ns"], result.get("system")) if len(result["samples_ns"]) > 1 else None
+    return Measurement(
+        status="ok", latency=latency, load_ms=result["load_ms"], first_inference_ms=result["first_inference_ms"],
+        memory=result["memory"], providers_active=result["providers_active"], versions=versions,
+        runtime_details=result.get("runtime_details", {}),
+        providers_requested=result["providers_requested"], warmup_iterations=result["warmup_iterations"],
+        reference_count=result["reference_count"],
+        outputs_file=outputs_file if reference_inputs else None, output_names=result["output_names"],
+        torch_imported=result["torch_imported"], stability=stability.to_dict() if stability else None,
+        **{**base, "host": result["host"]},
+    )
+
+
+def extra_outputs_file(stem: str, name: str) -> str:
+    """File name (in the measurement folder) of the outputs of the extra reference set ``name``."""
+    return f"{stem}.{name}.outputs.npz"

@@ -1,0 +1,215 @@
+"""The isolated measurement worker: ``python -m edgeopt.measure.worker JOB.json``.
+
+It imports only what a deployed program would (numpy, psutil, the backend's runtime and
+edgeopt's light stats/host modules, never torch), activates one runner of the profile's
+backend with the profile's settings (the ONNX Runtime runner checks that the execution
+providers asked for are the ones active), warms up, and times the bare backend call alone
+with ``perf_counter_ns`` until the confidence interval of the stop percentile is as tight as
+asked (never below the sample count a CI needs) or the time cap is reached.  It records load
+time, first-inference time, peak RSS and the RSS the model added over the empty worker, runs
+the reference inputs for fidelity, and writes one JSON result atomically.  The system state
+(load average, governors, throttle counters, Jetson power mode; ``edgeopt.core.stability``) is probed
+before the model is loaded, and cheap counters are read right before and after the timed loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from edgeopt.backends import Runner, runner_for
+from edgeopt.core.stability import probe_system, snapshot
+from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
+
+
+def _peak_rss_bytes(process: psutil.Process) -> int:
+    """Peak resident set of this process since it started.
+
+    On Linux this is ``VmHWM`` from /proc/self/status: the high-water mark of this process's own
+    address space.  (``ru_maxrss`` is not used there: Linux carries it across ``exec``, so a worker
+    started from a large parent would report the parent's size.)
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        scale = 1 if sys.platform == "darwin" else 1024
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+    except ImportError:  # Windows: psutil exposes the peak working set
+        return int(getattr(process.memory_info(), "peak_wset", process.memory_info().rss))
+
+
+def _write_result(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(document, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_feeds(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def warm_up(call: Callable[[], Any], iterations: int, seconds: float) -> int:
+    """Untimed calls until both ``iterations`` and ``seconds`` are reached; returns how many ran."""
+    deadline = time.perf_counter_ns() + int(seconds * 1e9)
+    count = 0
+    while count < iterations or time.perf_counter_ns() < deadline:
+        call()
+        count += 1
+    return count
+
+
+def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int], str]:
+    """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped."""
+    q = PERCENTILES[bench["stop_percentile"]]
+    confidence = float(bench["confidence"])
+    target = float(bench["target_ci_rel"])
+    needed = max(int(bench["min_iterations"]), min_samples_for_ci(q, confidence))
+    max_iterations = max(int(bench["max_iterations"]), needed)
+    cap_ns = int(float(bench["max_seconds"]) * 1e9)
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    append = samples.append
+    next_check = needed
+    started = clock()
+    while True:
+        t0 = clock()
+        call()
+        t1 = clock()
+        append(t1 - t0)
+        if len(samples) < next_check:
+            continue
+        n = len(samples)
+        if n >= max_iterations:
+            return samples, "max_iterations"
+        if ci_is_tight(np.sort(np.asarray(samples, dtype=np.float64)), q, confidence, target):
+            return samples, "ci_target"
+        if t1 - started >= cap_ns:
+            return samples, "time_cap"
+        next_check = min(n + max(10, n // 10), max_iterations)
+
+
+def _run_reference(runner: Runner, path: str, out_path: str) -> int:
+    inputs = load_feeds(path)
+    count = len(next(iter(inputs.values())))
+    collected: list[list[np.ndarray]] = []
+    for index in range(count):
+        outputs = runner.infer({name: np.asarray(value[index]) for name, value in inputs.items()})
+        collected = collected or [[] for _ in outputs]
+        for slot, value in zip(collected, outputs, strict=True):
+            slot.append(value)
+    arrays = {}
+    for i, values in enumerate(collected):
+        if len({v.shape for v in values}) == 1:  # a data-dependent output shape cannot be stacked: left out
+            arrays[f"out{i}"] = np.stack(values)
+    tmp = out_path + f".{os.getpid()}.tmp.npz"
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, out_path)
+    return count
+
+
+def _run_references(runner: Runner, job: dict[str, Any]) -> int:
+    """Run the reference inputs (``reference_path`` → ``outputs_path``) and every extra set
+    (``extra_references``: ``[{"path", "outputs_path"}]``, e.g. shifted eval inputs); returns the count of the first."""
+    count = 0
+    if job.get("reference_path"):
+        count = _run_reference(runner, job["reference_path"], job["outputs_path"])
+    for extra in job.get("extra_references") or []:
+        _run_reference(runner, extra["path"], extra["outputs_path"])
+    return count
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    process = psutil.Process()
+    system_before = probe_system()  # before the model loads: the load average is the machine's, not ours
+    runner = runner_for(job["session"]["backend"], job["model_path"], job["session"])
+    baseline_rss = process.memory_info().rss
+    t0 = time.perf_counter_ns()
+    with runner:
+        load_ns = time.perf_counter_ns() - t0
+        feeds = load_feeds(job["inputs_path"])
+        runner.check_feeds(feeds)
+        call = runner.timed_call(feeds)
+        t0 = time.perf_counter_ns()
+        call()
+        first_ns = time.perf_counter_ns() - t0
+        bench = job["bench"]
+        warmup_iterations = warm_up(call, int(bench["warmup_iterations"]), float(bench.get("warmup_seconds", 0.0)))
+        loop_start = snapshot()
+        wall0 = time.perf_counter_ns()
+        samples, stop_reason = timed_loop(call, bench)
+        loop_wall_ns = time.perf_counter_ns() - wall0
+        loop_end = snapshot()
+        reference_count = _run_references(runner, job)
+        peak = _peak_rss_bytes(process)
+        output_names = list(getattr(runner, "output_names", []))
+        details = dict(runner.details)
+    from edgeopt.core.host import host_fingerprint
+
+    return {
+        "status": "ok",
+        "samples_ns": samples,
+        "stop_reason": stop_reason,
+        "loop_wall_ns": loop_wall_ns,
+        "load_ms": load_ns / 1e6,
+        "first_inference_ms": first_ns / 1e6,
+        "warmup_iterations": warmup_iterations,
+        "memory": {
+            "baseline_rss_mb": baseline_rss / 2**20,
+            "peak_rss_mb": peak / 2**20,
+            "model_added_mb": max(0, peak - baseline_rss) / 2**20,
+            "method": "peak RSS of the worker (VmHWM) minus its RSS after imports",
+        },
+        "runtime_details": {k: v for k, v in details.items() if k != "versions"},
+        "providers_requested": details.get("providers_requested", []),
+        "providers_active": details.get("providers_active", []),
+        "output_names": output_names,
+        "reference_count": reference_count,
+        "system": {"before": system_before, "loop_start": loop_start, "loop_end": loop_end},
+        "versions": {**details.get("versions", {}), "numpy": np.__version__, "python": sys.version.split()[0]},
+        "host": host_fingerprint().to_dict(),
+        "torch_imported": "torch" in sys.modules,
+        "pid": os.getpid(),
+    }
+
+
+def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Run ``work`` on the JSON job and write its result (or the error, as data) atomically."""
+    job = json.loads(job_path.read_text(encoding="utf-8"))
+    result_path = Path(job["result_path"])
+    try:
+        result = work(job)
+    except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
+                                    "traceback": traceback.format_exc()[-4000:]})
+        return 3
+    _write_result(result_path, result)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_job(Path(argv[0]), measure)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

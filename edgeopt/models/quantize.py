@@ -1,0 +1,536 @@
+"""Variants of one ONNX model made with ONNX Runtime's tools: fp32, fp16, int8-dynamic, int8-static.
+
+``int8-static`` is QDQ with symmetric per-channel int8 weights and symmetric int8 activations,
+so the same file serves ONNX Runtime and (later) TensorRT.  Every quantizer call runs in a
+scratch working directory that edgeopt owns and removes (ONNX Runtime leaves files behind in
+the current directory when shape inference fails), pre-processing is tried, validated and
+abandoned cleanly per model, and each variant is validated by opening it in ONNX Runtime
+before it is published.  Provenance (recipe, parent hash, calibration hash, tool versions,
+excluded nodes) is written beside every variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
+from edgeopt.errors import EdgeoptError, QuantizationError
+from edgeopt.models.calibration import CalibrationSet, validate_samples
+from edgeopt.models.export import compare_outputs, random_feeds
+from edgeopt.models.graph import input_specs, load_model, model_size_bytes
+from edgeopt.models.ranges import (
+    CALIBRATION_METHODS,
+    collect_tensor_stats,
+    compute_ranges,
+    huge,
+    unobserved,
+    write_ort_cache,
+)
+
+VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
+                    "int8-static-percentile")
+PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one variant is made; its ``name`` is the short name users see and encodes every non-default option.
+
+    Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
+    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
+    ``-x<k>-<hash>`` k nodes kept in float.
+    """
+
+    kind: str
+    calibration_method: str | None = None
+    per_channel: bool = True
+    activation_symmetric: bool = True
+    weight_symmetric: bool = True
+    reduce_range: bool = False
+    exclude_nodes: tuple[str, ...] = ()
+    calibration_samples: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind != "int8-static":
+            return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
+        parts = [f"{self.kind}-{self.calibration_method}"]
+        if not self.per_channel:
+            parts.append("pt")
+        if not self.activation_symmetric:
+            parts.append("asym")
+        if self.reduce_range:
+            parts.append("rr")
+        if self.calibration_samples is not None:
+            parts.append(f"n{self.calibration_samples}")
+        return "-".join(parts) + self._exclusion_suffix()
+
+    def _exclusion_suffix(self) -> str:
+        if not self.exclude_nodes:
+            return ""
+        digest = hashlib.sha256("\n".join(sorted(self.exclude_nodes)).encode()).hexdigest()[:6]
+        return f"-x{len(self.exclude_nodes)}-{digest}"
+
+    @property
+    def precision(self) -> str:
+        return PRECISION_OF_KIND[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exclude_nodes"] = list(self.exclude_nodes)
+        return data
+
+    @classmethod
+    def parse(cls, name: str) -> Recipe:
+        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax) or ``int8-static-<method>[-options]``."""
+        if name in ("fp32", "fp16"):
+            return cls(kind=name)
+        if name == "int8-dynamic":
+            return cls(kind=name, per_channel=False)
+        if name == "int8-static":
+            return cls(kind="int8-static", calibration_method="minmax")
+        parts = name.split("-")
+        if name.startswith("int8-static-") and len(parts) >= 3 and parts[2] in CALIBRATION_METHODS:
+            options: dict[str, Any] = {"kind": "int8-static", "calibration_method": parts[2]}
+            for part in parts[3:]:
+                if part == "pt":
+                    options["per_channel"] = False
+                elif part == "asym":
+                    options["activation_symmetric"] = False
+                elif part == "rr":
+                    options["reduce_range"] = True
+                elif re.fullmatch(r"n[1-9]\d*", part):
+                    options["calibration_samples"] = int(part[1:])
+                else:
+                    raise EdgeoptError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
+            return cls(**options)
+        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static"])
+        raise EdgeoptError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
+                           "-pt, -asym, -rr, -n<count>")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model file plus how it was made."""
+
+    name: str
+    path: Path
+    precision: str
+    provenance: dict[str, Any] = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return str(self.provenance["sha256"])
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self.provenance["size_bytes"])
+
+    @classmethod
+    def from_file(cls, path: Path, name: str | None = None) -> Variant:
+        """A model edgeopt did not make, measured as it is; its precision is read off its operators."""
+        model = load_model(path)
+        ops = {node.op_type for node in model.graph.node}
+        precision = "fp32"
+        if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                  "MatMulInteger", "DynamicQuantizeLinear"}:
+            precision = "int8"
+        elif any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+            precision = "fp16"
+        provenance = {"kind": "external", "name": name or path.stem, "precision": precision, "path": str(path),
+                      "sha256": sha256_file(path), "size_bytes": model_size_bytes(path)}
+        return cls(name=name or path.stem, path=path, precision=precision, provenance=provenance)
+
+    @classmethod
+    def load(cls, path: Path) -> Variant:
+        provenance = read_json(provenance_path(path))
+        return cls(name=provenance["name"], path=path, precision=provenance["precision"], provenance=provenance)
+
+
+def provenance_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.stem + ".provenance.json")
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime as ort
+
+    return {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__}
+
+
+@contextlib.contextmanager
+def scratch_directory(parent: Path) -> Iterator[Path]:
+    """A fresh working directory for the quantizer, removed afterwards with whatever it left."""
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=parent))
+    previous = Path.cwd()
+    os.chdir(scratch)
+    try:
+        yield scratch
+    finally:
+        os.chdir(previous)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:400] if text else type(error).__name__
+
+
+_NODE_PATTERNS = (r"Node \(([^)]+)\)", r"node[ _]name[:=]\s*'?([\w./:-]+)", r"[Nn]ode '([^']+)'")
+
+
+def _node_in(message: str) -> str | None:
+    for pattern in _NODE_PATTERNS:
+        match = re.search(pattern, message)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _probe_feeds(model_path: Path, calibration: CalibrationSet | None) -> dict[str, np.ndarray]:
+    if calibration is not None and calibration.count:
+        return calibration.samples[0]
+    specs = input_specs(onnx.load(str(model_path), load_external_data=False))
+    return random_feeds(specs, seed=0)
+
+
+def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Open and run the variant once in ONNX Runtime; any failure names the variant and the node."""
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as error:
+        node = _node_in(str(error))
+        raise QuantizationError(
+            f"variant {name}: produced an invalid ONNX graph{f' at node {node}' if node else ''}: {_first_line(error)}"
+        ) from error
+    try:
+        return list(_session(path).run(None, feeds))
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        node = _node_in(str(error))
+        raise QuantizationError(
+            f"variant {name}: ONNX Runtime cannot run the result{f' (node {node})' if node else ''}: "
+            f"{_first_line(error)}"
+        ) from error
+
+
+def lift_constants(model: onnx.ModelProto) -> int:
+    """Turn the main graph's ``Constant`` nodes (tensor ``value``) into initializers, in place.
+
+    Exporters such as paddle2onnx store every weight as a ``Constant`` node; ONNX Runtime's
+    quantizers only recognise initializers as weights (FIELD_NOTES: dynamic INT8 fails on them, and
+    static INT8 would calibrate them as activations).  Returns how many were lifted.
+    """
+    if model.ir_version < 4:  # initializers had to be graph inputs before IR 4
+        return 0
+    kept, lifted = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
+            lifted += 1
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return lifted
+
+
+def _check_parity(source: Path, candidate: Path, feeds: dict[str, np.ndarray]) -> None:
+    want = _session(source).run(None, feeds)
+    got = validate_variant(candidate, "pre-processing", feeds)
+    for index, (a, b) in enumerate(zip(want, got, strict=True)):
+        parity = compare_outputs(str(index), a, b)
+        if parity.cosine < 0.9999 or parity.max_rel_error > 1e-3:
+            raise QuantizationError(f"output {index} changed (cosine {parity.cosine:.6f})")
+
+
+def _where(error: BaseException) -> str:
+    """The error's first line, and where it was raised when it says nothing (a bare AssertionError)."""
+    text = _first_line(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    if text == type(error).__name__ and frames:
+        text += f" in {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})"
+    return text
+
+
+def preprocess(source: Path, work_dir: Path, feeds: dict[str, np.ndarray] | None = None) -> tuple[Path, str]:
+    """ONNX Runtime's recommended pre-processing, kept only if the result checks out.
+
+    Returns the model to quantize and a note saying what happened.  When ``quant_pre_process`` fails
+    (FIELD_NOTES: symbolic shape inference fails on most real models), the fallback is the source
+    with its ``Constant`` weights lifted to initializers (checked the same way), else the source as
+    is: never a half-processed model (see FIELD_NOTES on skip_symbolic_shape).
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = work_dir / f"preprocessed-{sha256_file(source)[:16]}.onnx"
+    if target.exists():
+        note_file = target.with_suffix(".note")
+        return target, (note_file.read_text() if note_file.exists() else "pre-processed") + " (cached)"
+    feeds = feeds or random_feeds(input_specs(onnx.load(str(source), load_external_data=False)), seed=7)
+    with scratch_directory(work_dir) as scratch:
+        staged = scratch / "preprocessed.onnx"
+        try:
+            quant_pre_process(str(source), str(staged), skip_symbolic_shape=False)
+            _check_parity(source, staged, feeds)
+            note = "pre-processed"
+        except Exception as error:  # noqa: BLE001 - any failure means: fall back, and say why
+            note = f"pre-processing abandoned: {_where(error)}"
+            model = onnx.load(str(source))
+            lifted = lift_constants(model)
+            if not lifted:
+                return source, note
+            try:
+                onnx.save(model, str(staged))
+                _check_parity(source, staged, feeds)
+            except Exception:  # noqa: BLE001 - the lifted model did not check out either
+                return source, note
+            note += f"; {lifted} Constant weights lifted to initializers instead"
+        with atomic_path(target) as tmp:
+            shutil.copyfile(staged, tmp)
+        write_text_atomic(target.with_suffix(".note"), note)
+    return target, note
+
+
+class RangeCache:
+    """Activation statistics shared by every int8-static variant of one (model, calibration set)."""
+
+    def __init__(self) -> None:
+        self._stats: dict[tuple[str, str], Any] = {}
+
+    def stats(self, model_path: Path, calibration: CalibrationSet, scratch: Path) -> Any:
+        key = (sha256_file(model_path), calibration.content_hash)
+        if key not in self._stats:
+            self._stats[key] = collect_tensor_stats(model_path, calibration.feeds(), scratch, histograms=True)
+        return self._stats[key]
+
+
+def _variant_key(source_sha: str, recipe: Recipe, calibration: CalibrationSet | None) -> str:
+    return sha256_json({
+        "source": source_sha,
+        "recipe": recipe.to_dict(),
+        "calibration": calibration.content_hash if calibration is not None and recipe.kind == "int8-static" else None,
+        "versions": _versions(),
+    })
+
+
+def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
+           ranges: RangeCache, notes: list[dict[str, str]], upgrade_opset: bool = False) -> None:
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if recipe.kind == "fp32":
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(staged)
+        ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    elif recipe.kind == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        converted = OnnxModel(convert_float_to_float16(onnx.load(str(model)), keep_io_types=True))
+        converted.topological_sort()  # the converter appends its input casts after their consumers
+        onnx.save(converted.model, str(staged))
+    elif recipe.kind == "int8-dynamic":
+        quantize_dynamic(str(model), str(staged), per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=list(recipe.exclude_nodes) or None)
+    else:
+        if calibration is None:
+            raise QuantizationError(f"variant {recipe.name}: static quantization needs a calibration set")
+        try:
+            stats = ranges.stats(model, calibration, scratch)
+        except QuantizationError as error:
+            raise QuantizationError(f"variant {recipe.name}: {error}") from error
+        missing = unobserved(stats)
+        if missing:
+            entry = missing[0]
+            raise QuantizationError(
+                f"variant {recipe.name}: activation '{entry.name}' (node '{entry.producer}') was never observed "
+                f"during calibration ({len(missing)} such tensors); exclude that node or use other calibration data"
+            )
+        graph = onnx.load(str(model), load_external_data=False)
+        exclude = list(recipe.exclude_nodes)
+        for entry in huge(stats):
+            nodes = [n for n in _consumers(graph, entry.name) if n not in exclude]
+            exclude += nodes
+            notes.append({"tensor": entry.name, "nodes": ", ".join(nodes),
+                          "reason": f"range ±{entry.absmax:.3g} is a sentinel, not a range; left in float"})
+        opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13)
+        if opset < 13 and upgrade_opset:  # per-channel DequantizeLinear (its `axis`) needs opset 13
+            from onnx import version_converter
+
+            upgraded = scratch / "opset13.onnx"
+            onnx.save(version_converter.convert_version(onnx.load(str(model)), 13), str(upgraded))
+            model = upgraded
+            notes.append({"tensor": "", "nodes": "", "reason": f"opset upgraded from {opset} to 13 for Q/DQ"})
+        method = recipe.calibration_method or "minmax"
+        cache = scratch / "ranges.json"
+        write_ort_cache(compute_ranges(stats, method), method, cache)
+        enum = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile}[method]
+        quantize_static(
+            str(model), str(staged), None, quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+            reduce_range=recipe.reduce_range, weight_type=QuantType.QInt8,
+            # symmetric: int8 activations (S8S8, what TensorRT takes); asymmetric: uint8 (U8S8, ORT's CPU format)
+            activation_type=QuantType.QInt8 if recipe.activation_symmetric else QuantType.QUInt8,
+            nodes_to_exclude=exclude or None, calibrate_method=enum, calibration_cache_path=str(cache),
+            extra_options={"ActivationSymmetric": recipe.activation_symmetric,
+                           "WeightSymmetric": recipe.weight_symmetric},
+        )
+
+
+def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
+                     ranges: RangeCache, notes: list[dict[str, str]], feeds: dict[str, np.ndarray],
+                     upgrade_opset: bool = False) -> None:
+    """Build one variant from ``model`` into ``staged`` and open and run it once; errors name the variant."""
+    try:
+        _build(recipe, model, staged, scratch, calibration, ranges, notes, upgrade_opset)
+    except EdgeoptError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the quantizer raises anything; report it cleanly
+        node = _node_in(str(error))
+        raise QuantizationError(
+            f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {_first_line(error)}"
+        ) from error
+    validate_variant(staged, recipe.name, feeds)
+
+
+def _consumers(graph: onnx.ModelProto, tensor: str) -> list[str]:
+    return [node.name for node in graph.graph.node if node.name and (tensor in node.input or tensor in node.output)]
+
+
+def make_variant(
+    source: Path | str,
+    recipe: Recipe,
+    out_dir: Path | str,
+    *,
+    calibration: CalibrationSet | None = None,
+    ranges: RangeCache | None = None,
+    force: bool = False,
+    probe_feeds: dict[str, np.ndarray] | None = None,
+) -> Variant:
+    """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``.
+
+    ``probe_feeds`` (concrete inputs; default: the first calibration sample, else seeded random data
+    for the declared shapes) are what pre-processing and the finished variant are checked on.
+    """
+    source, out_dir = Path(source).resolve(), Path(out_dir).resolve()  # the quantizer runs in a scratch cwd
+    load_model(source)
+    target = out_dir / f"{recipe.name}.onnx"
+    source_sha = sha256_file(source)
+    key = _variant_key(source_sha, recipe, calibration)
+    if not force and target.exists() and provenance_path(target).exists():
+        with contextlib.suppress(Exception):
+            existing = Variant.load(target)
+            if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
+                return existing
+    if recipe.kind == "int8-static" and calibration is not None and recipe.calibration_samples is not None:
+        if recipe.calibration_samples > calibration.count:
+            raise QuantizationError(f"variant {recipe.name}: asks for {recipe.calibration_samples} calibration "
+                                    f"samples, {calibration.source} holds {calibration.count}")
+        calibration = calibration.take(recipe.calibration_samples)
+    if recipe.kind == "int8-static" and calibration is not None:
+        validate_samples(list(calibration.samples), input_specs(onnx.load(str(source), load_external_data=False)),
+                         min_samples=1, source_label=calibration.source)
+    work_dir = out_dir / ".work"
+    started = time.perf_counter()
+    model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(
+        source, work_dir, probe_feeds or _probe_feeds(source, calibration))
+    notes: list[dict[str, str]] = []
+    feeds = probe_feeds or _probe_feeds(source, calibration)
+    with scratch_directory(work_dir) as scratch:
+        staged = scratch / "variant.onnx"
+        # the pre-processed graph first, then the model as given; for per-channel Q/DQ on opset < 13,
+        # each also with its opset converted to 13 (the converter can itself break a graph)
+        graph = onnx.load(str(source), load_external_data=False)
+        old_opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13) < 13
+        upgrades = [False, True] if recipe.kind == "int8-static" and old_opset else [False]
+        attempts = list(dict.fromkeys((m, u) for m in (model, source) for u in upgrades))
+        cache = ranges or RangeCache()
+        first_error: QuantizationError | None = None
+        for candidate, upgrade in attempts:
+            notes.clear()
+            try:
+                _build_and_check(recipe, candidate, staged, scratch, calibration, cache, notes, feeds, upgrade)
+            except QuantizationError as error:
+                first_error = first_error or error
+                continue
+            if candidate != model:
+                note += f"; not used for this variant ({first_error})"
+            break
+        else:
+            assert first_error is not None
+            raise first_error
+        with atomic_path(target) as tmp:
+            shutil.copyfile(staged, tmp)
+    provenance: dict[str, Any] = {
+        "kind": "variant",
+        "name": recipe.name,
+        "precision": recipe.precision,
+        "recipe": recipe.to_dict(),
+        "key": key,
+        "parent": {"path": str(source), "sha256": source_sha},
+        "preprocessing": note,
+        "calibration": calibration.describe() if calibration is not None and recipe.kind == "int8-static" else None,
+        "excluded": notes,
+        "versions": _versions(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "sha256": sha256_file(target),
+        "size_bytes": model_size_bytes(target),
+    }
+    write_json_atomic(provenance_path(target), provenance)
+    return Variant(name=recipe.name, path=target, precision=recipe.precision, provenance=provenance)
+
+
+@dataclass(frozen=True)
+class VariantFailure:
+    name: str
+    message: str
+    exit_code: int
+
+
+def make_variants(
+    source: Path | str,
+    recipes: Sequence[Recipe],
+    out_dir: Path | str,
+    *,
+    calibration: CalibrationSet | None = None,
+    force: bool = False,
+    probe_feeds: dict[str, np.ndarray] | None = None,
+) -> list[Variant | VariantFailure]:
+    """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run."""
+    ranges = RangeCache()
+    results: list[Variant | VariantFailure] = []
+    for recipe in recipes:
+        try:
+            results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges, force=force,
+                                        probe_feeds=probe_feeds))
+        except EdgeoptError as error:
+            results.append(VariantFailure(recipe.name, str(error), error.exit_code))
+    return results

@@ -1,0 +1,346 @@
+"""Log a finished run folder to MLflow: params, metrics and reports, one MLflow run per (variant, profile).
+
+Layout in the experiment: one **parent run** per ``log_run`` call (the edgeopt run folder: model,
+calibration, profiles, verdict, exit code; artifacts ``summary.json``, ``summary.md`` and, when present,
+``report.html``, ``junit.xml``, ``results.csv``) and one **child run** per (variant, profile) row, nested
+under it with MLflow's ``mlflow.parentRunId`` tag: params (model, variant, recipe, precision, profile,
+session and bench settings, budgets, versions, host), metrics (p50/p90/p95/p99 with their confidence
+bounds, peak RSS, size, speed-up, fidelity, accuracy, stability figures) and the measurement JSON (raw
+samples included) as an artifact.  A variant that could not be made, or a failed measurement, is a child
+run with status FAILED and the failure message as a tag.
+
+mlflow (``pip install edgeopt[tracking]``, the ``mlflow-skinny`` package) is imported only when logging;
+without it :func:`log_run` raises ``BackendUnavailableError``.  The client talks to any MLflow tracking
+URI: an ``http(s)://`` server, Databricks, a database URI (``sqlite:///mlflow.db``: needs the full
+``mlflow`` package) or a local file store (``file:///path``: MLflow 3 refuses it unless
+``MLFLOW_ALLOW_FILE_STORE=true`` is set).  Details: docs/tracking.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeopt import __version__
+from edgeopt.errors import BackendError, BackendUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from edgeopt.measure.results import Measurement
+
+__all__ = ["REPORT_ARTIFACTS", "TrackedRun", "log_run"]
+
+REPORT_ARTIFACTS: tuple[str, ...] = ("summary.json", "summary.md", "report.html", "junit.xml", "results.csv")
+PARENT_TAG = "mlflow.parentRunId"  # how MLflow (UI, search) nests a run under another
+_MAX_PARAMS_PER_BATCH = 100  # MLflow's limits on one log_batch call (params and tags; metrics: 1000)
+_MAX_METRICS_PER_BATCH = 1000
+_MAX_PARAM_CHARS = 6000
+_MAX_TAG_CHARS = 8000
+_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """Where a run folder went: the experiment, the parent run and one child run per (variant, profile)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    child_run_ids: dict[tuple[str, str], str] = field(default_factory=dict)  # (variant, profile) -> run id
+
+
+def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedRun:
+    """Log the edgeopt run folder ``run_dir`` (what ``edgeopt run`` wrote) to MLflow.
+
+    Creates the experiment when it does not exist.  Raises ``ConfigError`` for a folder without a
+    readable ``summary.json`` (or one of its measurements unreadable), a tracking URI MLflow refuses or
+    a deleted experiment; ``BackendUnavailableError`` when mlflow is not installed; ``BackendError``
+    when MLflow fails while logging (the runs logged so far are marked FAILED).
+    """
+    run_dir = Path(run_dir)
+    summary = _load_summary(run_dir)
+    children = [_child_record(run_dir, summary, row) for row in summary.get("rows", [])]
+    mlflow = _import_mlflow()
+    client = _client(mlflow, tracking_uri)
+    experiment_id = _experiment(client, mlflow, experiment, tracking_uri)
+    started: list[str] = []
+    try:
+        parent = client.create_run(experiment_id, run_name=_parent_name(summary),
+                                   tags=_parent_tags(run_dir, summary))
+        started.append(parent.info.run_id)
+        _log(client, mlflow, parent.info.run_id, _parent_params(summary), _parent_metrics(summary), {})
+        for name in REPORT_ARTIFACTS:
+            if (run_dir / name).is_file():
+                client.log_artifact(parent.info.run_id, str(run_dir / name))
+        child_ids: dict[tuple[str, str], str] = {}
+        for child in children:
+            run = client.create_run(experiment_id, run_name=child.name,
+                                    tags={PARENT_TAG: parent.info.run_id, **child.tags})
+            started.append(run.info.run_id)
+            _log(client, mlflow, run.info.run_id, child.params, child.metrics, {})
+            if child.measurement_path is not None:
+                client.log_artifact(run.info.run_id, str(child.measurement_path), "measurement")
+            client.set_terminated(run.info.run_id, "FINISHED" if child.ok else "FAILED")
+            child_ids[(child.variant, child.profile)] = run.info.run_id
+        client.set_terminated(parent.info.run_id, "FINISHED")
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        for run_id in started:
+            _terminate_quietly(client, run_id)
+        raise BackendError(f"MLflow ({tracking_uri}): logging {run_dir} failed: {_first_line(error)}") from error
+    return TrackedRun(tracking_uri, experiment_id, parent.info.run_id, child_ids)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+def _load_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a directory (give the --out folder of an edgeopt run)")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: missing; is {run_dir} the --out folder of a finished edgeopt run?") from error
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{path}: unreadable (truncated or not JSON): {_first_line(error)}") from error
+    if not isinstance(summary, dict) or summary.get("kind") != "run" or summary.get("schema_version") != 1:
+        seen = (summary.get("kind"), summary.get("schema_version")) if isinstance(summary, dict) else type(summary)
+        raise ConfigError(f"{path}: not an edgeopt run summary with schema_version 1 (kind, schema_version: {seen})")
+    return summary
+
+
+def _load_measurement(path: Path) -> Measurement:
+    from edgeopt.measure.results import Measurement
+
+    try:
+        return Measurement.load(path)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: missing, but summary.json lists this measurement") from error
+    except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"{path}: not a readable edgeopt measurement (corrupt, truncated or another "
+                          f"schema_version): {_first_line(error)}") from error
+
+
+@dataclass(frozen=True)
+class _Child:
+    variant: str
+    profile: str
+    ok: bool
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    measurement_path: Path | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} on {self.profile}" if self.profile != "-" else f"{self.variant} (not made)"
+
+
+def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -> _Child:
+    variant, profile = str(row.get("variant")), str(row.get("profile"))
+    params: dict[str, Any] = {"model": summary.get("model"), "variant": variant, "profile": profile,
+                              "precision": row.get("precision"), "native": row.get("expected_fast")}
+    metrics = _row_metrics(row)
+    tags = {"edgeopt.kind": "measurement", "edgeopt.variant": variant, "edgeopt.profile": profile,
+            "edgeopt.verdict": str(row.get("verdict")), "edgeopt.status": str(row.get("status"))}
+    if row.get("failure"):
+        tags["edgeopt.failure"] = str(row["failure"])
+    gate = next((g for g in summary.get("gates", []) if g.get("variant") == variant and g.get("profile") == profile),
+                None)
+    for check in (gate or {}).get("checks", []):
+        params[f"budget.{check['metric']}"] = check.get("limit")
+        tags[f"edgeopt.budget.{check['metric']}"] = str(check.get("verdict"))
+    measurement_path = None
+    if profile != "-":
+        measurement_path = run_dir / "measurements" / f"{variant}__{profile}.json"
+        measurement = _load_measurement(measurement_path)
+        params.update(_measurement_params(measurement))
+        metrics.update(_measurement_metrics(measurement))
+        if measurement.latency is not None:
+            tags["edgeopt.stop_reason"] = measurement.latency.stop_reason
+    ok = row.get("status") == "ok" and profile != "-"
+    return _Child(variant, profile, ok, params, metrics, tags, measurement_path)
+
+
+# ------------------------------------------------------------------------------------------ what is logged
+
+def _parent_name(summary: dict[str, Any]) -> str:
+    model = str(summary.get("model", "model"))
+    name = Path(model).name if model.endswith(".onnx") else model
+    return f"{name} on {', '.join(summary.get('profiles', [])) or '-'}"
+
+
+def _parent_tags(run_dir: Path, summary: dict[str, Any]) -> dict[str, str]:
+    digest = hashlib.sha256((run_dir / "summary.json").read_bytes()).hexdigest()
+    return {"edgeopt.kind": "run", "edgeopt.verdict": str(summary.get("verdict")),
+            "edgeopt.run_dir": str(run_dir.resolve()), "edgeopt.summary_sha256": digest}
+
+
+def _parent_params(summary: dict[str, Any]) -> dict[str, Any]:
+    calibration = summary.get("calibration") or {}
+    rows = summary.get("rows", [])
+    return {"model": summary.get("model"), "model_path": summary.get("model_path"),
+            "profiles": ",".join(summary.get("profiles", [])), "variants": ",".join(
+                sorted({str(r.get("variant")) for r in rows})),
+            "calibration.name": calibration.get("name"), "calibration.count": calibration.get("count"),
+            "calibration.content_hash": calibration.get("content_hash"), "edgeopt_logger": __version__}
+
+
+def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    metrics: dict[str, Any] = {"exit_code": summary.get("exit_code")}
+    for row in summary.get("rows", []):
+        key = f"verdict_{row.get('verdict')}_count"
+        metrics[key] = metrics.get(key, 0) + 1
+    return _numbers(metrics)
+
+
+def _row_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """What summary.json adds to a measurement: size, speed-up vs fp32, fidelity, accuracy."""
+    metrics: dict[str, Any] = {"size_mb": row.get("size_mb")}
+    speedup = row.get("speedup")
+    if speedup:
+        metrics.update(speedup_p50=speedup[0], speedup_p50_lower=speedup[1], speedup_p50_upper=speedup[2])
+    fidelity = row.get("fidelity") or []
+    for entry in fidelity:
+        prefix = "fidelity" if len(fidelity) == 1 else f"fidelity.{entry.get('output')}"
+        for key in ("cosine", "min_cosine", "sqnr_db", "max_abs_error", "top1_agreement"):
+            metrics[f"{prefix}.{key}"] = entry.get(key)
+    accuracy = row.get("accuracy")
+    if accuracy:
+        metric = accuracy.get("metric", "top1")
+        metrics.update({f"accuracy_{metric}": accuracy.get("value"), f"accuracy_{metric}_lower": accuracy.get("lower"),
+                        f"accuracy_{metric}_upper": accuracy.get("upper"), "accuracy_samples": accuracy.get("samples")})
+    return _numbers(metrics)
+
+
+def _measurement_params(m: Measurement) -> dict[str, Any]:
+    provenance = m.variant.get("provenance") or {}
+    params: dict[str, Any] = {
+        "variant.sha256": m.variant.get("sha256"), "variant.recipe": provenance.get("recipe") or provenance.get("kind"),
+        "variant.preprocessing": provenance.get("preprocessing"), "profile.digest": m.profile.get("digest"),
+        "host_matches": m.host_matches, "proxy": m.proxy, "edgeopt_commit": m.commit,
+    }
+    calibration = provenance.get("calibration") or {}
+    if calibration:
+        params.update({"calibration.name": calibration.get("name"), "calibration.count": calibration.get("count")})
+    params.update({f"session.{k}": v for k, v in m.session.items()})
+    params.update({f"bench.{k}": v for k, v in m.bench.items()})
+    params.update({f"versions.{k}": v for k, v in m.versions.items()})
+    for key in ("hostname", "os", "os_release", "arch", "cpu_model", "logical_cores", "physical_cores",
+                "memory_total_gb", "gpus", "device_model", "python_version"):
+        params[f"host.{key}"] = m.host.get(key)
+    return params
+
+
+def _measurement_metrics(m: Measurement) -> dict[str, float]:
+    metrics: dict[str, Any] = {"load_ms": m.load_ms, "first_inference_ms": m.first_inference_ms}
+    if m.latency is not None:
+        summary = m.latency.summary()
+        metrics.update(samples=summary.n, mean_ms=summary.mean, std_ms=summary.std, cv=summary.cv,
+                       min_ms=summary.min, max_ms=summary.max, throughput_per_s=m.latency.throughput_per_s)
+        for label, est in summary.percentiles.items():
+            metrics.update({f"{label}_ms": est.value, f"{label}_ms_lower": est.lower, f"{label}_ms_upper": est.upper})
+    for key in ("peak_rss_mb", "baseline_rss_mb", "model_added_mb"):
+        metrics[key] = (m.memory or {}).get(key)
+    stability = getattr(m, "stability", None)  # present once edgeopt.core.stability records its diagnosis
+    if isinstance(stability, dict):
+        metrics.update(_flatten("stability", stability))
+    return _numbers(metrics)
+
+
+def _flatten(prefix: str, data: dict[str, Any], depth: int = 2) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and depth > 1:
+            out.update(_flatten(f"{prefix}.{key}", value, depth - 1))
+        elif not isinstance(value, (dict, list, tuple)):
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """Only finite numbers are metrics (booleans, strings and missing values are left out)."""
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+
+def _import_mlflow() -> Any:
+    try:
+        import mlflow
+        import mlflow.exceptions
+    except ImportError as error:
+        raise BackendUnavailableError(
+            f"MLflow tracking needs mlflow, which is not installed ({error}): pip install edgeopt[tracking]"
+        ) from error
+    return mlflow
+
+
+def _client(mlflow: Any, tracking_uri: str) -> MlflowClient:
+    try:
+        return mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
+    except (mlflow.exceptions.MlflowException, ImportError) as error:
+        hint = ""
+        if tracking_uri.split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+            hint = " (database tracking URIs need the full mlflow package: pip install mlflow)"
+        elif "MLFLOW_ALLOW_FILE_STORE" in str(error):
+            hint = " (MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true is set)"
+        raise ConfigError(f"--tracking-uri {tracking_uri}: MLflow cannot use it{hint}: {_first_line(error)}") from error
+
+
+def _experiment(client: MlflowClient, mlflow: Any, name: str, tracking_uri: str) -> str:
+    if not name.strip():
+        raise ConfigError("--experiment: give a non-empty MLflow experiment name")
+    try:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            return str(client.create_experiment(name))
+    except mlflow.exceptions.MlflowException as error:
+        raise BackendError(f"MLflow ({tracking_uri}): cannot open experiment {name!r}: {_first_line(error)}") from error
+    if found.lifecycle_stage != "active":
+        raise ConfigError(f"MLflow experiment {name!r} is deleted; restore it or choose another --experiment")
+    return str(found.experiment_id)
+
+
+def _log(client: MlflowClient, mlflow: Any, run_id: str, params: dict[str, Any], metrics: dict[str, float],
+         tags: dict[str, str]) -> None:
+    entities = mlflow.entities
+    now = int(time.time() * 1000)
+    param_list = [entities.Param(_key(k), _text(v, _MAX_PARAM_CHARS)) for k, v in params.items() if v is not None]
+    metric_list = [entities.Metric(_key(k), v, now, 0) for k, v in metrics.items()]
+    tag_list = [entities.RunTag(_key(k), _text(v, _MAX_TAG_CHARS)) for k, v in tags.items()]
+    for i in range(0, len(param_list), _MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=param_list[i:i + _MAX_PARAMS_PER_BATCH])
+    for i in range(0, len(metric_list), _MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metric_list[i:i + _MAX_METRICS_PER_BATCH])
+    for i in range(0, len(tag_list), _MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, tags=tag_list[i:i + _MAX_PARAMS_PER_BATCH])
+
+
+def _key(name: str) -> str:
+    """MLflow keys allow letters, digits, ``_ - . space /``; anything else becomes ``_``."""
+    return _BAD_KEY_CHARS.sub("_", name)[:250]
+
+
+def _text(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _terminate_quietly(client: MlflowClient, run_id: str) -> None:
+    try:
+        client.set_terminated(run_id, "FAILED")
+    except Exception:  # noqa: BLE001 - already reporting the error that matters
+        pass
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

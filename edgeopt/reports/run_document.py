@@ -1,0 +1,178 @@
+"""The run document: a finished run folder read into one value, and the reports written from it.
+
+A run folder is what ``edgeopt run`` writes: ``summary.json`` plus ``measurements/*.json`` (with the
+raw samples).  :func:`load_run` reads it into a :class:`RunData`; the writers in
+:mod:`edgeopt.reports.html_report`, :mod:`edgeopt.reports.junit_xml` and :mod:`edgeopt.reports.csv_table` take that
+value; :func:`render_run_markdown` rebuilds the PR-comment Markdown.  :func:`write_run_reports` is
+what a pipeline run calls to leave ``report.html``, ``junit.xml`` and ``results.csv`` beside
+``summary.json``.
+
+It imports only the standard library at module level (``edgeopt report`` must start fast); everything
+else is imported when a report is made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeopt.measure.results import Measurement
+    from edgeopt.reports.table import Row
+
+Log = Callable[[str], None]
+
+HTML_NAME, JUNIT_NAME, CSV_NAME = "report.html", "junit.xml", "results.csv"
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run folder, read back: the summary document and every measurement it names."""
+
+    directory: Path
+    summary: dict[str, Any]
+    measurements: dict[tuple[str, str], Measurement] = field(default_factory=dict)  # (variant, profile)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.summary.get("rows", []))
+
+    @property
+    def profiles(self) -> list[str]:
+        return [str(p) for p in self.summary.get("profiles", [])]
+
+    def gate(self, variant: str, profile: str) -> dict[str, Any] | None:
+        return next((g for g in self.summary.get("gates", [])
+                     if g.get("variant") == variant and g.get("profile") == profile), None)
+
+    def rows_for(self, profile: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r.get("profile") == profile]
+
+    @property
+    def unmade(self) -> list[dict[str, Any]]:
+        """Rows of variants that could not be made (``profile`` is ``"-"``)."""
+        return [r for r in self.rows if r.get("profile") == "-"]
+
+    def first_measurement(self, profile: str) -> Measurement | None:
+        found = [m for (_, p), m in self.measurements.items() if p == profile]
+        return next((m for m in found if m.ok), found[0] if found else None)
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read ``run_dir/summary.json`` and the measurement documents of its rows.
+
+    ``run_dir`` may also be the ``summary.json`` file itself.  Raises ConfigError (exit 2) naming the
+    file when the summary or a measurement it lists is missing, unreadable or of another schema.
+    """
+    from pydantic import ValidationError
+
+    from edgeopt.measure.results import Measurement
+
+    run_dir = Path(run_dir)
+    summary_path = run_dir if run_dir.is_file() else run_dir / "summary.json"
+    run_dir = summary_path.parent
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{summary_path}: no run summary here (give the --out folder of 'edgeopt run')") from error
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{summary_path}: unreadable run summary: {error}") from error
+    if not isinstance(summary, dict) or summary.get("kind") != "run" or summary.get("schema_version") != 1:
+        raise ConfigError(f"{summary_path}: not an edgeopt run summary with schema_version 1")
+    measurements: dict[tuple[str, str], Measurement] = {}
+    for row in summary.get("rows", []):
+        variant, profile = str(row.get("variant")), str(row.get("profile"))
+        if profile == "-":
+            continue
+        path = run_dir / "measurements" / f"{variant}__{profile}.json"
+        try:
+            measurements[(variant, profile)] = Measurement.load(path)
+        except FileNotFoundError as error:
+            raise ConfigError(f"{path}: measurement listed in {summary_path.name} is missing") from error
+        except (OSError, ValueError, ValidationError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"{path}: unreadable measurement: {first}") from error
+    return RunData(run_dir, summary, measurements)
+
+
+def row_from_dict(data: dict[str, Any]) -> Row:
+    """A ``summary.json`` row back as :class:`edgeopt.reports.table.Row` (inverse of ``Row.to_dict``)."""
+    import dataclasses
+
+    from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity
+    from edgeopt.reports.table import Row
+
+    speedup = data.get("speedup")
+    accuracy = data.get("accuracy")
+    handled = {"variant", "profile", "precision", "expected_fast", "status", "samples", "p50_ms", "p95_ms",
+               "peak_rss_mb", "model_added_mb", "size_mb", "speedup", "fidelity", "accuracy", "verdict",
+               "sentences", "failure", "proxy"}
+    extra = {f.name: data[f.name] for f in dataclasses.fields(Row) if f.name not in handled and f.name in data}
+    return Row(
+        variant=str(data["variant"]), profile=str(data["profile"]), precision=str(data.get("precision", "-")),
+        expected_fast=bool(data.get("expected_fast", False)), status=str(data.get("status", "failed")),
+        samples=data.get("samples"), p50_ms=data.get("p50_ms"), p95_ms=data.get("p95_ms"),
+        peak_rss_mb=data.get("peak_rss_mb"), model_added_mb=data.get("model_added_mb"), size_mb=data.get("size_mb"),
+        speedup=None if speedup is None else (float(speedup[0]), float(speedup[1]), float(speedup[2])),
+        fidelity=tuple(OutputFidelity(**f) for f in data.get("fidelity") or ()),
+        accuracy=None if accuracy is None else Accuracy(**accuracy),
+        verdict=str(data.get("verdict", "n/a")), sentences=tuple(data.get("sentences") or ()),
+        failure=data.get("failure"), proxy=bool(data.get("proxy", False)), **extra,
+    )
+
+
+def host_summary(measurement: Measurement | None) -> str:
+    if measurement is None:
+        return "unknown host"
+    from edgeopt.core.host import HostFingerprint
+
+    return HostFingerprint.from_dict(measurement.host).summary()
+
+
+def profile_header(run: RunData, profile: str) -> list[str]:
+    """The header lines of one profile's table, as ``edgeopt run`` prints them."""
+    from edgeopt.reports.table import header_lines, settings_line
+
+    first = run.first_measurement(profile)
+    if first is None:
+        return [f"profile {profile}: nothing measured"]
+    lines = header_lines(profile, host_summary(first), first.host_matches, list(first.mismatch_reasons), first.proxy)
+    if first.ok:
+        lines.append(settings_line(first))
+    return lines
+
+
+def render_run_markdown(run: RunData) -> str:
+    """The run's Markdown for a PR comment or ``$GITHUB_STEP_SUMMARY``: ``edgeopt.reports.table.render_markdown``
+    (verdict, per-profile headers, GitHub table, failed/undecided details), then every budget check in
+    a collapsed ``<details>`` block."""
+    from edgeopt.reports.table import render_markdown
+
+    sections = [(profile_header(run, p), [row_from_dict(r) for r in run.rows_for(p)]) for p in run.profiles]
+    if run.unmade:
+        sections.append((["variants that could not be made"], [row_from_dict(r) for r in run.unmade]))
+    text = render_markdown(sections, str(run.summary.get("verdict", "verdict: unknown")))
+    checks = [(g["variant"], g["profile"], c) for g in run.summary.get("gates", []) for c in g.get("checks", [])]
+    if checks:
+        lines = ["", f"<details><summary>All budget checks ({len(checks)})</summary>", ""]
+        lines += [f"- `{v}` on `{p}`: **{c['verdict']}**: {c['sentence']}" for v, p, c in checks]
+        lines += ["", "</details>", ""]
+        text = text.rstrip("\n") + "\n" + "\n".join(lines)
+    return text
+
+
+def append_github_summary(markdown: str, environ: dict[str, str] | None = None) -> Path:
+    """Append ``markdown`` to the file named by ``$GITHUB_STEP_SUMMARY`` (ConfigError when unset)."""
+    target = (environ if environ is not None else dict(os.environ)).get("GITHUB_STEP_SUMMARY")
+    if not target:
+        raise ConfigError("--github-summary: $GITHUB_STEP_SUMMARY is not set (it is set inside GitHub Actions jobs)")
+    path = Path(target)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    return path

@@ -1,0 +1,229 @@
+"""Reports a human reads: the side-by-side variant table (terminal) and a Markdown summary.
+
+Every latency is shown with its confidence interval and sample count; the estimator and the
+interval method are named in the header, and a proxy run says so on every line.  A measurement that
+broke its profile's stability policy shows ``invalid``, and the Markdown spells out the broken rule and
+the run's stability diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tabulate import tabulate
+
+from edgeopt.core.stats import CI_METHOD, ESTIMATOR, PercentileEstimate, ratio_interval
+from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity
+from edgeopt.evaluate.gate import GateResult
+from edgeopt.evaluate.metrics import MetricResult, short_cell
+from edgeopt.evaluate.robustness import ShiftResult
+from edgeopt.measure.results import Measurement
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (variant, profile) line of the comparison."""
+
+    variant: str
+    profile: str
+    precision: str
+    expected_fast: bool
+    status: str
+    samples: int | None = None
+    p50_ms: dict[str, Any] | None = None
+    p95_ms: dict[str, Any] | None = None
+    peak_rss_mb: float | None = None
+    model_added_mb: float | None = None
+    size_mb: float | None = None
+    speedup: tuple[float, float, float] | None = None
+    fidelity: tuple[OutputFidelity, ...] = ()
+    accuracy: Accuracy | None = None
+    verdict: str = "n/a"
+    sentences: tuple[str, ...] = ()
+    failure: str | None = None
+    proxy: bool = False
+    stability: str | None = None  # one-line stability diagnosis (StabilityReport.describe())
+    runtime: str = "onnxruntime"  # backend, and for OpenVINO the inference precision asked for
+    metrics: tuple[MetricResult, ...] = ()  # task metrics on the eval set (first = the table's accuracy column)
+    shifts: tuple[ShiftResult, ...] = ()  # every metric under every input shift (edgeopt.evaluate.robustness)
+
+    def __post_init__(self) -> None:  # rows read back from summary.json carry plain dicts
+        object.__setattr__(self, "metrics", tuple(
+            m if isinstance(m, MetricResult) else MetricResult.from_dict(m) for m in self.metrics or ()))
+        object.__setattr__(self, "shifts", tuple(
+            s if isinstance(s, ShiftResult) else ShiftResult.from_dict(s) for s in self.shifts or ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fidelity"] = [f.to_dict() for f in self.fidelity]
+        data["accuracy"] = self.accuracy.to_dict() if self.accuracy else None
+        data["metrics"] = [m.to_dict() for m in self.metrics]
+        data["shifts"] = [s.to_dict() for s in self.shifts]
+        return data
+
+
+def build_row(measurement: Measurement, gate: GateResult | None, reference: Measurement | None,
+              fidelity: list[OutputFidelity], accuracy: Accuracy | None, *,
+              metrics: tuple[MetricResult, ...] = (), shifts: tuple[ShiftResult, ...] = ()) -> Row:
+    common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
+                  precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
+                  size_mb=measurement.variant["size_bytes"] / 2**20,
+                  proxy=gate.proxy if gate is not None else False, runtime=measurement.runtime_label)
+    if not measurement.ok or measurement.latency is None:
+        message = measurement.failure.message if measurement.failure else "failed"
+        if measurement.unsupported:
+            return Row(status="unsupported", failure=message, verdict="unsupported", **common)  # type: ignore[arg-type]
+        return Row(status="failed", failure=message, verdict="error", **common)  # type: ignore[arg-type]
+    summary = measurement.latency.summary()
+    p50, p95 = summary.percentiles["p50"], summary.percentiles["p95"]
+    speedup = None
+    if reference is not None and reference.ok and reference.latency is not None:
+        speedup = ratio_interval(reference.latency.summary().percentiles["p50"], p50)
+    memory = measurement.memory or {}
+    report = measurement.stability_report()
+    sentences = (*gate.invalid_reasons, *(c.sentence for c in gate.checks)) if gate is not None else ()
+    return Row(
+        status="ok", samples=summary.n, p50_ms=p50.to_dict(), p95_ms=p95.to_dict(),
+        peak_rss_mb=memory.get("peak_rss_mb"), model_added_mb=memory.get("model_added_mb"), speedup=speedup,
+        fidelity=tuple(fidelity), accuracy=accuracy, metrics=metrics, shifts=shifts,
+        verdict=gate.verdict.value if gate is not None else "n/a",
+        sentences=sentences, stability=report.describe() if report is not None else None,
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _ci(estimate: dict[str, Any] | None) -> str:
+    if estimate is None:
+        return "-"
+    e = PercentileEstimate.from_dict(estimate)
+    if e.lower is None or e.upper is None:
+        return f"{e.value:.4g} [no CI]"
+    return f"{e.value:.4g} [{e.lower:.4g}, {e.upper:.4g}]"
+
+
+def _speedup(value: tuple[float, float, float] | None) -> str:
+    return "-" if value is None else f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
+
+
+def _fidelity(row: Row) -> str:
+    if not row.fidelity:
+        return "-"
+    first = row.fidelity[0]
+    text = f"cos {first.cosine:.4f}"
+    if first.top1_agreement is not None:
+        text += f", top1 {100 * first.top1_agreement:.1f}%"
+    return text
+
+
+def _accuracy(row: Row) -> str:
+    """The first task metric with its bootstrap interval (``top1`` unnamed), else the Wilson top-1."""
+    if row.metrics:
+        first = row.metrics[0]
+        return ("" if first.metric == "top1" else f"{first.metric} ") + first.format_value()
+    a = row.accuracy
+    return "-" if a is None else f"{100 * a.value:.1f}% [{100 * a.lower:.1f}, {100 * a.upper:.1f}]"
+
+
+def _delta(row: Row) -> str:
+    return row.metrics[0].format_delta() if row.metrics else "-"
+
+
+def _cells(row: Row) -> list[str]:
+    native = "yes" if row.expected_fast else "no"
+    if row.status != "ok":
+        label = "unsupported" if row.status == "unsupported" else "error"
+        size = f"{row.size_mb:.2f}" if row.size_mb else "-"
+        return [row.variant.split("@")[0], row.runtime, native, "-", "-", "-", "-", size, "-", "-", "-", "-",
+                f"{label}: {row.failure}"[:110]]
+    verdict = ("PROXY " if row.proxy else "") + row.verdict
+    return [row.variant.split("@")[0], row.runtime, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
+            f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
+            f"{row.size_mb:.2f}" if row.size_mb is not None else "-", _speedup(row.speedup), _fidelity(row),
+            _accuracy(row), _delta(row), verdict]
+
+
+HEADERS = ["variant", "runtime", "native", "n", "p50 ms [95% CI]", "p95 ms [95% CI]", "peak MB", "size MB",
+           "speed-up vs fp32 (p50)", "fidelity vs fp32", "accuracy [95% CI]", "Δ vs fp32 (paired)", "verdict"]
+
+
+def render_robustness(rows: list[Row], *, tablefmt: str = "simple") -> str:
+    """Per variant and input shift: the first metric, its paired change vs fp32 under the same shift, and
+    FRAGILE where the drop under the shift exceeds the clean-data drop (paired interval wholly above 0).
+    A title line, then the table in tabulate's ``tablefmt`` (``github`` for Markdown, ``html``, which
+    escapes the cells).  Empty when no row has shift results."""
+    shifted = [r for r in rows if r.shifts]
+    if not shifted:
+        return ""
+    metric = shifted[0].shifts[0].metric
+    labels: list[str] = []
+    for row in shifted:
+        for result in row.shifts:
+            if result.shift not in labels:
+                labels.append(result.shift)
+    table = []
+    for row in shifted:
+        by_shift: Mapping[str, ShiftResult] = {s.shift: s for s in row.shifts if s.metric == metric}
+        clean = next((m for m in row.metrics if m.metric == metric), None)
+        clean_cell = "-" if clean is None else _clean_cell(clean)
+        table.append([row.variant.split("@")[0], row.runtime, clean_cell,
+                      *(by_shift[label].format_cell() if label in by_shift else "-" for label in labels)])
+    title = (f"robustness: {metric} under input shift; Δ = change vs fp32 under the same shift (paired 95% "
+             "bootstrap); FRAGILE = drop under the shift exceeds the clean-data drop (paired interval above 0)")
+    body = tabulate(table, headers=["variant", "runtime", "clean", *labels], tablefmt=tablefmt,
+                    disable_numparse=True)
+    return f"{title}\n{body}"
+
+
+def _clean_cell(metric: MetricResult) -> str:
+    return short_cell(metric.value, metric.percent, metric.delta, metric.delta_lower, metric.delta_upper)
+
+
+def settings_line(measurement: Measurement) -> str:
+    """Runtime, threads and stop rule of a measurement, in one line."""
+    session, bench = measurement.session, measurement.bench
+    versions = " ".join(f"{k} {v}" for k, v in measurement.versions.items() if k in ("onnxruntime", "numpy"))
+    return (f"settings: {session.get('backend')} ({versions}), {session.get('intra_op_threads')} intra-op thread(s), "
+            f"providers {','.join(measurement.providers_active) or '-'}, "
+            f"warm-up {bench.get('warmup_iterations')} calls and >= {bench.get('warmup_seconds', 0)} s, "
+            f"stop when the {bench.get('stop_percentile')} CI is within "
+            f"±{100 * float(bench.get('target_ci_rel', 0)):g}%"
+            f" or after {bench.get('max_seconds')} s (min {bench.get('min_iterations')} samples)")
+
+
+def header_lines(profile: str, host_summary: str, host_matches: bool, reasons: list[str], proxy: bool) -> list[str]:
+    if host_matches:
+        where = f"this host IS {profile} ({host_summary})"
+    elif proxy:
+        where = f"PROXY: measured on {host_summary}, NOT on {profile}; every number is a proxy"
+    else:
+        where = f"this host is NOT {profile} ({'; '.join(reasons)}): budgets are not applicable (use --proxy)"
+    return [f"profile {profile}: {where}",
+            f"latency: {ESTIMATOR} percentiles, CI {CI_METHOD}; speed-up interval is conservative (two 95% CIs)"]
+
+
+def render_table(rows: list[Row], *, markdown: bool = False) -> str:
+    fmt = "github" if markdown else "simple"
+    return tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt=fmt, disable_numparse=True)
+
+
+def _invalid(sentence: str) -> bool:
+    return sentence.removeprefix("PROXY ").startswith("invalid measurement")
+
+
+def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: str) -> str:
+    """A PR-comment-sized summary: one table per profile, the failed and undecided budgets spelt out."""
+    lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
+    for header, rows in sections:
+        lines += [f"- {h}" for h in header] + ["", render_table(rows, markdown=True), ""]
+        robustness = render_robustness(rows, tablefmt="github")
+        if robustness:
+            title, _, body = robustness.partition("\n")
+            lines += [title, "", body, ""]
+        notes = [s for r in rows for s in r.sentences if " > budget" in s or "inconclusive" in s or _invalid(s)]
+        notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]
+        notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]
+        if notes:
+            lines += ["Details:", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,601 @@
+"""``run_pipeline``: model reference + profiles + calibration → variants, measurements, verdicts, reports.
+
+Resumable: the exported model, each variant and each measurement is on disk (atomically)
+before the next step starts, and a rerun reuses whatever still matches its inputs
+(``force=True`` redoes everything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.core.fileio import read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
+from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError
+from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
+from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement
+from edgeopt.evaluate.metrics import (
+    INTERVAL_METHOD,
+    EvalSet,
+    MetricResult,
+    MetricSpec,
+    Scores,
+    check_metrics,
+    default_metrics,
+    load_eval_set,
+    load_output_list,
+    parse_metric,
+    resample_indices,
+    score_outputs,
+    summarise,
+)
+from edgeopt.evaluate.robustness import (
+    Shift,
+    ShiftResult,
+    ValueSpace,
+    apply_shift,
+    parse_shifts,
+    shift_result,
+    value_space,
+)
+from edgeopt.measure.launcher import (
+    extra_outputs_file,
+    measure_variant,
+    measurement_key,
+    planned_session,
+    prepare_timing_inputs,
+)
+from edgeopt.measure.results import Measurement, try_load
+from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
+from edgeopt.models.graph import input_specs, load_model
+from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
+from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
+from edgeopt.profiles.schema import HardwareProfile, load_profile
+from edgeopt.reports.table import (
+    Row,
+    build_row,
+    header_lines,
+    render_markdown,
+    render_robustness,
+    render_table,
+    settings_line,
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``edgeopt run`` needs; the CLI builds exactly this."""
+
+    model: str
+    profiles: tuple[str, ...]
+    out_dir: Path
+    calibration: str | None = None
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    eval_set: str | None = None
+    inputs: tuple[InputSpec, ...] = ()
+    opset: int = 17
+    dynamic_batch: bool = False
+    exporter: str = "torchscript"
+    budgets: dict[str, float] = field(default_factory=dict)
+    proxy: bool = False
+    force: bool = False
+    min_calibration_samples: int = 16
+    max_calibration_samples: int | None = None
+    reference_samples: int = 16
+    metrics: tuple[str, ...] = ()  # task metrics on the eval set (edgeopt.evaluate.metrics); default by the eval file
+    shifts: tuple[str, ...] = ()  # eval-set input shifts (edgeopt.evaluate.robustness): "noise", "blur:1.5", "all"
+    shift_range: tuple[float, float] | None = None  # pixel value range the shifts act in; default: inferred
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What ``--eval`` asks for, validated before anything is written."""
+
+    eval_set: EvalSet
+    metrics: tuple[MetricSpec, ...]
+    shifts: tuple[Shift, ...] = ()
+    space: ValueSpace | None = None
+
+    @property
+    def shift_names(self) -> dict[str, str]:
+        """Shift label → the name its inputs and outputs files carry (``shift-noise``, ``shift-blur-1.5``)."""
+        return {s.label: "shift-" + s.label.replace(":", "-") for s in self.shifts}
+
+
+def plan_evaluation(config: RunConfig) -> EvalPlan | None:
+    """Load and check the eval set, the metrics and the shifts (ConfigError/CalibrationError on a mismatch)."""
+    if not config.eval_set:
+        if config.metrics or config.shifts:
+            raise ConfigError(f"--{'metric' if config.metrics else 'shift'} needs an eval set (--eval FILE.npz)")
+        return None
+    eval_set = load_eval_set(config.eval_set)
+    specs = tuple(parse_metric(name) for name in (config.metrics or default_metrics(eval_set)))
+    check_metrics(specs, eval_set)
+    shifts = parse_shifts(config.shifts)
+    space = None
+    if shifts:
+        space = value_space(eval_set.images, declared=config.shift_range, calibration=config.calibration)
+        for shift in shifts:  # fail now, not after the variants are made
+            apply_shift(eval_set.images[:1], shift, space)
+    return EvalPlan(eval_set, specs, shifts, space)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: Path
+    model_path: Path
+    variants: list[Variant]
+    variant_failures: list[VariantFailure]
+    measurements: list[Measurement]
+    gates: list[GateResult]
+    rows: list[Row]
+    tables: list[str]
+    exit_code: int
+    summary_path: Path
+    markdown_path: Path
+
+
+def model_input_specs(config: RunConfig) -> list[InputSpec]:
+    """The model's inputs, known before anything is written: from the ONNX file or the factory's declaration."""
+    reference = ModelReference.parse(config.model)
+    if reference.onnx_path is not None:
+        declared = input_specs(load_model(reference.onnx_path))
+        return _with_given_shapes(declared, config.inputs, reference.onnx_path) if config.inputs else declared
+    assert reference.factory is not None
+    load_entry_point(reference.factory)  # fail early on a bad reference
+    specs = list(config.inputs) or factory_input_specs(reference.factory)
+    if not specs:
+        raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32] or define input_spec() "
+                          "in the factory's module")
+    return specs
+
+
+def _with_given_shapes(declared: list[InputSpec], given: tuple[InputSpec, ...], path: Path) -> list[InputSpec]:
+    """The model's inputs with the dimensions ``--input`` fixes; names and ranks must match."""
+    by_name = {spec.name: spec for spec in given}
+    unknown = sorted(set(by_name) - {spec.name for spec in declared})
+    if unknown:
+        raise ConfigError(f"--input {unknown[0]}: {path} has no input of that name "
+                          f"(inputs: {', '.join(s.name for s in declared)})")
+    fixed = []
+    for spec in declared:
+        override = by_name.get(spec.name)
+        if override is None:
+            fixed.append(spec)
+            continue
+        if len(override.shape) != len(spec.shape) or any(
+                isinstance(d, int) and d != o for d, o in zip(spec.shape, override.shape, strict=True)):
+            raise ConfigError(f"--input {spec.name}: shape {override.shape} does not fit the model's {spec.shape}")
+        fixed.append(InputSpec(spec.name, override.shape, spec.dtype))
+    return fixed
+
+
+def check_runs_on_cpu(model_path: Path) -> None:
+    """Refuse, before anything is written, a model ONNX Runtime cannot even open (e.g. an unknown operator)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BackendError(f"{model_path}: ONNX Runtime (CPU) cannot open this model: {first}") from error
+
+
+def _torch_version() -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
+    """The ONNX file to work on: the user's (validated) or a fresh export of their factory."""
+    reference = ModelReference.parse(config.model)
+    if reference.onnx_path is not None:
+        return reference.onnx_path
+    assert reference.factory is not None
+    from edgeopt.models.export import ExportResult, export_onnx, provenance_path_for
+
+    target = config.out_dir / "model.onnx"
+    wanted = {"source": reference.factory, "source_sha256": factory_source_sha256(reference.factory),
+              "opset_requested": config.opset, "dynamic_batch": config.dynamic_batch,
+              "exporter": config.exporter, "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+                                                     for s in specs]}
+    if not config.force and target.exists() and provenance_path_for(target).exists():
+        with contextlib.suppress(Exception):
+            previous = read_json(provenance_path_for(target))
+            same_torch = previous.get("versions", {}).get("torch") == _torch_version()
+            if (same_torch and all(previous.get(k) == v for k, v in wanted.items())
+                    and previous.get("sha256") == sha256_file(target)):
+                log(f"export: reusing {target} (same factory, inputs and exporter)")
+                return target
+    model = load_entry_point(reference.factory)()
+    result: ExportResult = export_onnx(model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
+                                       exporter=config.exporter, source=reference.factory,  # type: ignore[arg-type]
+                                       source_sha256=wanted["source_sha256"])  # type: ignore[arg-type]
+    worst = min(p.cosine for p in result.parity)
+    log(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
+        f"cosine {worst:.7f})")
+    return target
+
+
+def _eval_feeds(images: np.ndarray, spec: InputSpec) -> dict[str, np.ndarray]:
+    """Stacked eval images as per-sample feeds of ``spec``: an image (C,H,W) becomes one batch-1 sample (1,C,H,W)."""
+    array = images[:, None] if images.ndim == len(spec.shape) else images
+    return {spec.name: array.reshape(array.shape[0], *[d if isinstance(d, int) else 1 for d in spec.shape])}
+
+
+def _save_npz(target: Path, arrays: dict[str, np.ndarray]) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(target)
+    return target
+
+
+def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[str, Path]:
+    """One inputs file per shift (``reference_inputs.shift-noise.npz``), by the name its outputs file carries."""
+    assert plan.space is not None or not plan.shifts
+    paths = {}
+    for shift in plan.shifts:
+        name = plan.shift_names[shift.label]
+        shifted = apply_shift(plan.eval_set.images, shift, plan.space)  # type: ignore[arg-type]
+        paths[name] = _save_npz(directory / f"reference_inputs.{name}.npz", _eval_feeds(shifted, spec))
+    return paths
+
+
+def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: CalibrationSet | None,
+                      target: Path, plan: EvalPlan | None = None) -> tuple[Path, np.ndarray | None]:
+    """Inputs every variant runs for fidelity (and task metrics, when an eval set is given)."""
+    labels = None
+    if plan is not None:
+        labels = plan.eval_set.truth
+        if len(specs) != 1:
+            raise ConfigError(f"{config.eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
+        arrays = _eval_feeds(plan.eval_set.images, specs[0])
+    elif calibration is not None:
+        arrays = {name: np.stack([s[name] for s in calibration.take(config.reference_samples).samples])
+                  for name in calibration.samples[0]}
+    else:
+        from edgeopt.models.export import random_feeds
+
+        feeds = [random_feeds(specs, seed=100 + i) for i in range(config.reference_samples)]
+        arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in specs}
+    return _save_npz(target, arrays), labels
+
+
+def _profiles(config: RunConfig) -> list[HardwareProfile]:
+    profiles = [load_profile(name) for name in config.profiles]
+    return [p.with_budgets(config.budgets) if config.budgets else p for p in profiles]
+
+
+def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
+    out = Path(config.out_dir)
+    profiles = _profiles(config)
+    recipes = [Recipe.parse(name) for name in config.variants]
+    specs = model_input_specs(config)
+    calibration = None
+    notes: list[str] = []
+    if config.calibration:
+        calibration = load_calibration(config.calibration, expected_inputs=specs,
+                                       min_samples=config.min_calibration_samples,
+                                       max_samples=config.max_calibration_samples)
+        notes.append(f"calibration: {calibration.name}, {calibration.count} samples, "
+                     f"sha256 {calibration.content_hash[:12]}")
+    elif any(r.kind == "int8-static" for r in recipes):
+        notes.append("int8-static variants skipped: no calibration set (pass --calibration DIR)")
+        recipes = [r for r in recipes if r.kind != "int8-static"]
+    plan = plan_evaluation(config)
+    if ModelReference.parse(config.model).onnx_path is not None:
+        check_runs_on_cpu(Path(config.model))
+    # every input is validated: from here on, files are written
+    out.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        log(note)
+    model_path = resolve_model(config, specs, log)
+    probe = None
+    if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
+        from edgeopt.models.export import random_feeds
+
+        probe = calibration.samples[0] if calibration is not None else random_feeds(specs, seed=7)
+    made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force,
+                         probe_feeds=dict(probe) if probe is not None else None)
+    variants = [v for v in made if isinstance(v, Variant)]
+    variant_failures = [v for v in made if isinstance(v, VariantFailure)]
+    for item in made:
+        log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
+                                         else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
+    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan)
+    reference_sha = sha256_file(reference_path)
+    shifted = _shifted_inputs(plan, specs[0], out) if plan is not None and plan.shifts else {}
+    if shifted:  # a stored measurement is reused only when it ran the same shifted sets
+        reference_sha = sha256_json({"reference": reference_sha,
+                                     "shifts": {name: sha256_file(path) for name, path in shifted.items()}})
+        assert plan is not None and plan.space is not None
+        log(f"robustness: {', '.join(s.label for s in plan.shifts)} in {plan.space.describe()}")
+    measurements: list[Measurement] = []
+    gates: list[GateResult] = []
+    rows: list[Row] = []
+    sections: list[tuple[list[str], list[Row]]] = []
+    tables: list[str] = []
+    for profile in profiles:
+        timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz",
+                                       specs=specs if config.inputs else None)
+        measured: list[Measurement] = []
+        factory = ModelReference.parse(config.model).factory
+        for backend, variant, precision in runtime_matrix(profile, variants, factory):
+            label = variant.name if backend == "onnxruntime" else f"{variant.name}@{backend}-{precision}"
+            stem = f"{label}__{profile.name}"  # the same name Measurement.variant_name gives
+            path = out / "measurements" / f"{stem}.json"
+            previous = None if config.force else try_load(path)
+            session = planned_session(profile, timing, out / "measurements", backend, precision, _kind(variant))
+            key = measurement_key(variant, profile, reference_sha, session)
+            complete = all((out / "measurements" / extra_outputs_file(stem, name)).exists() for name in shifted)
+            if previous is not None and previous.ok and previous.key == key and complete:
+                log(f"measure {stem}: done earlier, skipped (--force to redo)")
+                measured.append(previous)
+                continue
+            log(f"measure {stem}: running ...")
+            measurement = measure_variant(variant, profile, out / "measurements", timing_inputs=timing,
+                                          reference_inputs=reference_path, reference_sha=reference_sha,
+                                          proxy=config.proxy, stem=stem, backend=backend, precision=precision,
+                                          extra_references=shifted,
+                                          model_reference=factory if backend == "torch" else None)
+            measurement.save(path)
+            if measurement.ok and measurement.latency is not None:
+                s = measurement.latency.summary()
+                log(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} "
+                    f"({measurement.latency.stop_reason})")
+            elif measurement.unsupported and measurement.failure is not None:
+                log(f"measure {stem}: {measurement.failure.kind}: {measurement.failure.message}")
+            else:
+                log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
+            measured.append(measurement)
+        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log)
+        measurements += measured
+        rows += profile_rows
+        first = measured[0] if measured else None
+        header = [f"profile {profile.name}: nothing measured"]
+        if first is not None:
+            header = header_lines(profile.name, _host_summary(first), first.host_matches,
+                                  list(first.mismatch_reasons), config.proxy)
+            ok = next((m for m in measured if m.ok), None)
+            if ok is not None:
+                header.append(settings_line(ok))
+        sections.append((header, profile_rows))
+        robustness = render_robustness(profile_rows)
+        tables.append("\n".join([*header, render_table(profile_rows), *([robustness] if robustness else [])]))
+    # a model a secondary runtime refuses (or a runtime not installed) is a row with its reason; the
+    # profile's own reference runtime refusing is a failure
+    failures = len(variant_failures) + sum(
+        1 for m in measurements if not m.ok and not (m.unsupported and not _is_reference_runtime(m)))
+    exit_code = exit_code_for(gates, failures=failures)
+    verdict_line = _verdict_line(gates, failures, exit_code)
+    extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
+                      failure=f.message, verdict="error") for f in variant_failures]
+    summary = {"schema_version": 1, "kind": "run", "model": config.model, "model_path": str(model_path),
+               "calibration": calibration.describe() if calibration else None,
+               "profiles": [p.name for p in profiles], "evaluation": _evaluation_record(plan),
+               "rows": [r.to_dict() for r in rows + extra_rows],
+               "gates": [g.to_dict() for g in gates], "exit_code": exit_code, "verdict": verdict_line}
+    write_json_atomic(out / "summary.json", summary)
+    markdown = render_markdown(sections + ([(["variants that could not be made"], extra_rows)] if extra_rows else []),
+                               verdict_line)
+    write_text_atomic(out / "summary.md", markdown)
+    from edgeopt.reports.writers import write_run_reports
+
+    write_run_reports(out, log)  # report.html, junit.xml, results.csv beside summary.json
+    return RunResult(out, model_path, variants, variant_failures, measurements, gates, rows + extra_rows, tables,
+                     exit_code, out / "summary.json", out / "summary.md")
+
+
+def _tensorrt_cells(profile: HardwareProfile, variants: list[Variant]) -> list[tuple[str, Variant, str | None]]:
+    """TensorRT rows: fp32 (and fp16 by builder flag on 10.x) from the fp32 variant, fp16 from the fp16
+    variant on 11.x (strongly typed), int8 from each QDQ variant (explicit quantization on both)."""
+    settings = profile.tensorrt
+    if settings is None:
+        return []
+    cells: list[tuple[str, Variant, str | None]] = []
+    for variant in variants:
+        kind = variant.provenance.get("recipe", {}).get("kind")
+        if kind == "fp32":
+            cells += [("tensorrt", variant, p) for p in settings.precisions
+                      if p == "fp32" or (p == "fp16" and settings.version_family == 10)]
+        elif kind == "fp16" and "fp16" in settings.precisions and settings.version_family == 11:
+            cells.append(("tensorrt", variant, "fp16"))
+        elif kind == "int8-static" and "int8" in settings.precisions:
+            cells.append(("tensorrt", variant, "int8"))
+    return cells
+
+
+def runtime_matrix(profile: HardwareProfile, variants: list[Variant],
+                   factory: str | None = None) -> list[tuple[str, Variant, str | None]]:
+    """(backend, variant, precision) for every row a profile asks for.
+
+    ONNX Runtime runs every variant as it is.  OpenVINO reads the same files: the fp32 variant at
+    each inference precision the profile lists and the device reports (fp32 always), and each
+    int8-static (QDQ) variant with fp32 for its non-quantized parts; fp16 and int8-dynamic variants
+    are ONNX Runtime formats and are not repeated there.
+    """
+    cells: list[tuple[str, Variant, str | None]] = []
+    for backend in profile.runtime.runtimes:
+        if backend == "onnxruntime":
+            cells += [(backend, variant, None) for variant in variants]
+            continue
+        if backend == "tensorrt":
+            cells += _tensorrt_cells(profile, variants)
+            continue
+        if backend == "torch":  # the PyTorch model itself, next to its fp32 export (factory references only)
+            fp32 = next((v for v in variants if v.provenance.get("recipe", {}).get("kind") == "fp32"), None)
+            if fp32 is not None and factory is not None:
+                cells += [(backend, fp32, p) for p in ("fp32", "bf16", "fp16")
+                          if p == "fp32" or p in profile.runtime.native_precisions]
+            continue
+        precisions = ["fp32"]
+        from edgeopt.backends import is_available
+
+        if is_available("openvino"):
+            from edgeopt.backends.openvino import device_precisions
+
+            supported = device_precisions()
+            precisions += [p for p in profile.runtime.openvino_precisions if p != "fp32" and p in supported]
+        for variant in variants:
+            kind = variant.provenance.get("recipe", {}).get("kind")
+            if kind == "fp32":
+                cells += [(backend, variant, precision) for precision in precisions]
+            elif kind == "int8-static":
+                cells.append((backend, variant, "fp32"))
+    return cells
+
+
+def _is_reference_runtime(measurement: Measurement) -> bool:
+    runtimes = measurement.profile.get("settings", {}).get("runtime", {})
+    declared = runtimes.get("backends") or [runtimes.get("backend", "onnxruntime")]
+    return measurement.backend.startswith(str(declared[0]))
+
+
+def _kind(variant: Variant) -> str | None:
+    kind = variant.provenance.get("recipe", {}).get("kind")
+    return str(kind) if kind else None
+
+
+def _host_summary(measurement: Measurement | None) -> str:
+    if measurement is None:
+        return "unknown host"
+    from edgeopt.core.host import HostFingerprint
+
+    return HostFingerprint.from_dict(measurement.host).summary()
+
+
+def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
+              gates: list[GateResult], proxy: bool, plan: EvalPlan | None = None, log: Log = print) -> list[Row]:
+    reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
+    scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
+    rows = []
+    for measurement in measured:
+        gate = gate_measurement(measurement, profile, proxy=proxy) if measurement.ok else None
+        if gate is not None:
+            gates.append(gate)
+        found: list[OutputFidelity] = []
+        accuracy: Accuracy | None = None
+        metrics: tuple[MetricResult, ...] = ()
+        shifts: tuple[ShiftResult, ...] = ()
+        if measurement.ok and measurement.outputs_file:
+            outputs = directory / measurement.outputs_file
+            if reference is not None and reference.outputs_file and outputs.exists():
+                with contextlib.suppress(EdgeoptError, OSError, ValueError):
+                    found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names)
+            if labels is not None and labels.dtype.kind in "iu" and outputs.exists():
+                with contextlib.suppress(KeyError, ValueError):
+                    accuracy = top1_accuracy(outputs, labels)
+            if scorer is not None and outputs.exists():
+                metrics, shifts = scorer.score(measurement)
+        rows.append(build_row(measurement, gate, reference, found, accuracy, metrics=metrics, shifts=shifts))
+    return rows
+
+
+class _Scorer:
+    """Task metrics and shift results of each row of one profile, against that profile's fp32 row."""
+
+    def __init__(self, plan: EvalPlan, directory: Path, reference: Measurement | None, log: Log) -> None:
+        self.plan, self.directory, self.log = plan, directory, log
+        self.truth = plan.eval_set.truth
+        self.stems = {label: name for label, name in plan.shift_names.items()}
+        self.reported: set[str] = set()
+        self.fp32: dict[str | None, list[Scores]] = {}
+        self.fp32_outputs: dict[str | None, list[np.ndarray]] = {}
+        if reference is not None:
+            for key in (None, *self.stems):
+                outputs = self._outputs(reference, key)
+                if outputs is not None:
+                    self.fp32_outputs[key] = outputs
+                    self.fp32[key] = self._scores(outputs, outputs)
+
+    def _outputs(self, measurement: Measurement, shift: str | None) -> list[np.ndarray] | None:
+        assert measurement.outputs_file is not None
+        name = (measurement.outputs_file if shift is None
+                else extra_outputs_file(measurement.outputs_file.removesuffix(".outputs.npz"), self.stems[shift]))
+        path = self.directory / name
+        if not path.exists():
+            return None
+        try:
+            return load_output_list(path)
+        except (OSError, ValueError) as error:
+            self._problem(f"{path}: unreadable outputs ({error})")
+            return None
+
+    def _problem(self, line: str) -> None:
+        if line not in self.reported:
+            self.reported.add(line)
+            self.log(f"metric: {line}")
+
+    def _scores(self, outputs: list[np.ndarray], reference: list[np.ndarray] | None) -> list[Scores]:
+        found, problems = score_outputs(self.plan.metrics, outputs, self.truth, reference)
+        for line in problems:
+            self._problem(line)
+        return found
+
+    def score(self, measurement: Measurement) -> tuple[tuple[MetricResult, ...], tuple[ShiftResult, ...]]:
+        clean_outputs = self._outputs(measurement, None)
+        if not clean_outputs:
+            return (), ()
+        clean = self._scores(clean_outputs, self.fp32_outputs.get(None))
+        if not clean:
+            return (), ()
+        indices = resample_indices(clean[0].values.size)
+        fp32_clean = {s.spec.name: s for s in self.fp32.get(None, [])}
+        metrics = tuple(summarise(s, fp32_clean.get(s.spec.name), indices) for s in clean)
+        shifts: list[ShiftResult] = []
+        by_name = {s.spec.name: s for s in clean}
+        for label in self.stems:
+            outputs = self._outputs(measurement, label)
+            if not outputs:
+                continue
+            fp32_shifted = {s.spec.name: s for s in self.fp32.get(label, [])}
+            for scores in self._scores(outputs, self.fp32_outputs.get(label)):
+                name = scores.spec.name
+                shifts.append(shift_result(label, scores, by_name.get(name), fp32_shifted.get(name),
+                                           fp32_clean.get(name), indices))
+        return metrics, tuple(shifts)
+
+
+def _evaluation_record(plan: EvalPlan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {"eval_set": plan.eval_set.source, "samples": plan.eval_set.count,
+            "metrics": [m.name for m in plan.metrics], "interval": INTERVAL_METHOD,
+            "shifts": [{"name": s.name, "severity": s.severity, "label": s.label} for s in plan.shifts],
+            "value_space": plan.space.describe() if plan.space is not None else None,
+            "fragile_rule": "extra drop vs fp32 under the shift beyond the clean-data drop, paired bootstrap "
+                            "95% interval wholly above 0"}
+
+
+def _verdict_line(gates: list[GateResult], failures: int, exit_code: int) -> str:
+    counts: dict[str, int] = {}
+    for gate in gates:
+        counts[gate.verdict.value] = counts.get(gate.verdict.value, 0) + 1
+    parts = [f"{n} {v}" for v, n in sorted(counts.items())]
+    if failures:
+        parts.append(f"{failures} failed to build or measure")
+    word = {EXIT_OK: "PASS"}.get(exit_code, {1: "FAIL", 4: "ERROR", 5: "INCONCLUSIVE"}.get(exit_code, "ERROR"))
+    if exit_code == EXIT_OK and counts and set(counts) == {"not-applicable"}:
+        word = "NOT APPLICABLE"
+    if exit_code == 5 and "inconclusive" not in counts and "invalid" in counts:
+        word = "INVALID MEASUREMENT"
+    return f"verdict: {word} (exit {exit_code}): " + (", ".join(parts) or "nothing measured")
+
+
+def load_run_summary(path: Path) -> dict[str, Any]:
+    return dict(read_json(path))
