@@ -284,7 +284,7 @@ def build_silero_v4(ctx: BuildContext) -> list[Feed]:
     wanted = set(_spread(rng, ctx.samples, 3, steps))
     feeds = []
     for step in range(steps):
-        frame = audio[step * 640:(step + 1) * 640][np.newaxis].astype(np.float32)
+        frame: np.ndarray = audio[step * 640:(step + 1) * 640][np.newaxis].astype(np.float32)
         if step in wanted:
             feeds.append({"input": frame, "sr": sr.copy(), "h": h.copy(), "c": c.copy()})
         _, h, c = session.run(None, {"input": frame, "sr": sr, "h": h, "c": c})
@@ -416,7 +416,8 @@ def build_onet(ctx: BuildContext) -> list[Feed]:
             side = float(rng.integers(20, min(photo.size) - 8))
             x, y = float(rng.integers(0, photo.width - int(side))), float(rng.integers(0, photo.height - int(side)))
             boxes.append((x, y, x + side, y + side))
-        crops = [photo.crop(tuple(round(v) for v in box)).resize((48, 48), Image.Resampling.BOX) for box in boxes]
+        crops = [photo.crop((round(x1), round(y1), round(x2), round(y2))).resize((48, 48), Image.Resampling.BOX)
+                 for x1, y1, x2, y2 in boxes]
         feeds.append({"input_3": np.stack([_mtcnn_normalise(c) for c in crops])})
     return feeds
 

@@ -64,7 +64,7 @@ def sha256_file(path: Path) -> str:
 
 
 def content_hash(samples: Sequence[Mapping[str, np.ndarray]]) -> str:
-    """The same digest as ``edgeopt.calibration.content_hash`` (name, dtype, shape, bytes; names sorted)."""
+    """The same digest as ``edgeopt.models.calibration.content_hash`` (name, dtype, shape, bytes; names sorted)."""
     digest = hashlib.sha256()
     for sample in samples:
         for name in sorted(sample):
@@ -204,8 +204,17 @@ def _manifest(entry: Entry, samples: int) -> dict[str, object]:
     }
 
 
+def _builder_source_hash() -> str:
+    """sha256 of the builders' source (corpus.py, synth.py): editing either rebuilds the calibration folders."""
+    digest = hashlib.sha256()
+    for module in (corpus, corpus.synth):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
+
+
 def _stamp(entry: Entry, samples: int) -> dict[str, object]:
-    return {"calibration_version": corpus.CALIBRATION_VERSION, "model_sha256": entry.model.sha256,
+    return {"calibration_version": corpus.CALIBRATION_VERSION, "builder_source_sha256": _builder_source_hash(),
+            "model_sha256": entry.model.sha256,
             "assets": {k: m.sha256 for k, m in sorted(entry.assets.items())}, "samples": samples,
             "inputs": [[i.name, i.dtype, list(i.shape)] for i in entry.inputs]}
 
@@ -262,6 +271,11 @@ def _selected(only: Sequence[str] | None) -> list[Entry]:
     return [e for e in corpus.ENTRIES if e.name in set(only)]
 
 
+def resolve_cache(cache: Path | None = None) -> Path:
+    """``cache``, else ``$EDGEOPT_CONFORMANCE_CACHE``, else ``<repo>/.cache/conformance``; absolute."""
+    return (cache or Path(os.environ.get("EDGEOPT_CONFORMANCE_CACHE") or corpus.DEFAULT_CACHE)).resolve()
+
+
 def ensure(
     cache: Path | None = None, *, only: Sequence[str] | None = None, samples: int = corpus.DEFAULT_SAMPLES,
     log: Log = print,
@@ -269,7 +283,7 @@ def ensure(
     """Make the corpus (or the ``only`` entries) ready in ``cache``; return entry name -> paths."""
     if samples < 1:
         raise FetchError(f"--samples must be >= 1, got {samples}")
-    cache = (cache or Path(os.environ.get("EDGEOPT_CONFORMANCE_CACHE", corpus.DEFAULT_CACHE))).resolve()
+    cache = resolve_cache(cache)
     entries = _selected(only)
     with _locked(cache):
         verified: dict[str, Path] = {}
@@ -363,8 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FetchError as e:
         print(f"fetch.py: error: {e}", file=sys.stderr)
         return 1
-    cache = next(iter(fetched.values())).model.parents[2] if fetched else args.cache
-    print(f"corpus ready: {len(fetched)} model(s) in {cache} ({time.perf_counter() - started:.1f} s)")
+    print(f"corpus ready: {len(fetched)} model(s) in {resolve_cache(args.cache)} "
+          f"({time.perf_counter() - started:.1f} s)")
     if args.check:
         check(fetched, args.runs)
     return 0

@@ -85,7 +85,7 @@ def render_line(
 ) -> Image.Image:
     """One line of text, tightly framed (a few pixels of margin) as a text detector's crop would be."""
     fnt = font(size)
-    left, top, right, bottom = fnt.getbbox(text)
+    left, top, right, bottom = (int(v) for v in fnt.getbbox(text))
     pad_x, pad_y = int(rng.integers(3, 10)), int(rng.integers(3, 8))
     width, height = right - left + 2 * pad_x, bottom - top + 2 * pad_y
     dark_on_light = rng.random() < 0.8
@@ -164,7 +164,7 @@ def render_scene_text(rng: np.random.Generator, photo: Image.Image, width: int, 
     for _ in range(int(rng.integers(3, 7))):
         fnt = font(int(rng.integers(14, 40)))
         text = text_snippet(rng, 4, 24)
-        left, t, right, bottom = fnt.getbbox(text)
+        left, t, right, bottom = (int(v) for v in fnt.getbbox(text))
         w, h = right - left, bottom - t
         x = int(rng.integers(0, max(1, width - w - 12)))
         y = int(rng.integers(0, max(1, height - h - 12)))
@@ -275,10 +275,14 @@ def speech_like(rng: np.random.Generator, seconds: float, sample_rate: int = SAM
             f0 = rng.uniform(90, 230) * (1 + 0.08 * np.sin(2 * math.pi * rng.uniform(1, 4) * t))
             f0 *= 1 + 0.01 * rng.standard_normal(n).cumsum() / math.sqrt(n)
             phase = 2 * math.pi * np.cumsum(f0) / sample_rate
-            source = sum(np.sin(k * phase) / k for k in range(1, 40) if k * f0.max() < 0.45 * sample_rate)
+            source = np.zeros(n)
+            for k in range(1, 40):
+                if k * f0.max() < 0.45 * sample_rate:
+                    source += np.sin(k * phase) / k
             formants, bands = _VOWELS[int(rng.integers(len(_VOWELS)))]
-            voiced = sum(_resonator(source, f, b, sample_rate) * g
-                         for f, b, g in zip(formants, bands, (1.0, 0.6, 0.3), strict=True))
+            voiced = np.zeros(n)
+            for f, b, g in zip(formants, bands, (1.0, 0.6, 0.3), strict=True):
+                voiced += _resonator(source, f, b, sample_rate) * g
             seg = voiced / (np.abs(voiced).max() + 1e-9) * rng.uniform(0.3, 0.8)
             seg *= _envelope(n, int(0.02 * sample_rate), int(0.04 * sample_rate))
         elif kind == "fricative":
