@@ -69,3 +69,11 @@ class MeasurementError(EdgeoptError):
     """A measurement worker crashed, timed out or returned no usable result."""
 
     exit_code = EXIT_BACKEND_FAILURE
+
+
+def first_line(error: BaseException, limit: int = 400) -> str:
+    """The first non-empty line of ``error``'s message (at most ``limit`` characters), else its class name."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(error).__name__

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from edgeopt.errors import EdgeoptError
+from edgeopt.errors import EdgeoptError, first_line
 
 if TYPE_CHECKING:
     from edgeopt.evaluate.compare import Comparison
@@ -290,7 +290,7 @@ class EdgeoptSession:
         try:
             baseline = Measurement.load(path)
         except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = first_line(error)
             pytest.fail(f"--edgeopt-baseline: {path} is not a readable edgeopt measurement (corrupt, truncated "
                         f"or another schema_version): {first}", pytrace=False)
         if not baseline.ok:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgeopt.core.fileio import sha256_json
+from edgeopt.core.fileio import sha256_json, write_bytes_atomic
 from edgeopt.errors import BackendError, InputRejectedError
 
 MANIFEST_SCHEMA = 1
@@ -106,15 +105,6 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def read_verified_engine(engine_path: Path, manifest_path: Path, key: EngineKey | None = None) -> bytes:
     """The engine bytes, only after they match the manifest's size and SHA-256 (and, given ``key``, the
     manifest's key matches it).  Raises ``EngineIntegrityError`` or ``EngineMismatchError``; never
@@ -158,10 +148,10 @@ class EngineCache:
         directory = self.entry(key)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / MANIFEST_FILE).unlink(missing_ok=True)  # an entry without a manifest is a miss
-        _write_atomic(directory / ENGINE_FILE, engine)
+        write_bytes_atomic(directory / ENGINE_FILE, engine)
         manifest = {"schema": MANIFEST_SCHEMA, "key": key.to_dict(), "digest": key.digest(),
                     "sha256": _sha256_bytes(engine), "size_bytes": len(engine), **(extra or {})}
-        _write_atomic(directory / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
+        write_bytes_atomic(directory / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
         return directory / ENGINE_FILE
 
     def load(self, key: EngineKey) -> bytes | None:

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError
+from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError, first_line
 
 
 def _budgets(items: Sequence[str] | None) -> dict[str, float]:
@@ -251,7 +251,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         try:
             measurement = Measurement.load(path)
         except (OSError, ValueError) as error:
-            raise ConfigError(f"{path}: not a readable edgeopt measurement: {str(error).splitlines()[0]}") from error
+            raise ConfigError(f"{path}: not a readable edgeopt measurement: {first_line(error)}") from error
         if args.proxy:
             measurement = measurement.model_copy(update={"proxy": True})
         profile = (load_profile(args.profile) if args.profile

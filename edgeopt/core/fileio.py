@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,18 @@ def write_text_atomic(target: Path, text: str) -> None:
 
 def write_json_atomic(target: Path, document: Any) -> None:
     write_text_atomic(target, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_npz_atomic(target: Path, arrays: Mapping[str, Any]) -> Path:
+    """Write ``arrays`` (name -> numpy array) as an uncompressed ``.npz`` at ``target``, atomically.
+
+    numpy is imported here, not at module level: the worker imports this module and numpy anyway,
+    the parent's light modules do not."""
+    import numpy as np
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, allow_pickle=False, **arrays)
+    return Path(target)
 
 
 def read_json(path: Path) -> Any:

@@ -34,6 +34,7 @@ from edgeopt.errors import (
     EXIT_OK,
     ConfigError,
     InputRejectedError,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -87,10 +88,6 @@ class MeasuredSet:
         )
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
 
 def _from_pytest_benchmark(document: Mapping[str, Any], path: Path) -> list[MeasuredSet]:
     """pytest-benchmark saved JSON: one set per ``benchmarks[]`` entry, named by its ``fullname``.
@@ -130,11 +127,11 @@ def _load_file(path: Path) -> list[MeasuredSet]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise InputRejectedError(f"{path}: cannot read: {_first_line(error)}") from error
+        raise InputRejectedError(f"{path}: cannot read: {first_line(error)}") from error
     try:
         document = json.loads(text)
     except ValueError as error:
-        raise InputRejectedError(f"{path}: not valid JSON (truncated or corrupt?): {_first_line(error)}") from error
+        raise InputRejectedError(f"{path}: not valid JSON (truncated or corrupt?): {first_line(error)}") from error
     if not isinstance(document, dict):
         raise InputRejectedError(f"{path}: not an edgeopt measurement or pytest-benchmark file (top level is not "
                                  "an object)")

@@ -20,7 +20,7 @@ import onnx
 
 from edgeopt import __version__
 from edgeopt.backends import availability, is_available
-from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic
+from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic, write_npz_atomic
 from edgeopt.core.host import host_fingerprint
 from edgeopt.core.stability import stability_report
 from edgeopt.errors import BackendUnavailableError, ConfigError
@@ -58,11 +58,7 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
     if feeds is None:
         concrete = [InputSpec(spec.name, shapes[spec.name], spec.dtype) for spec in specs]
         feeds = random_feeds(concrete, seed=0)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **feeds)  # type: ignore[arg-type]
-    os.replace(tmp, target)
-    return target
+    return write_npz_atomic(target, feeds)
 
 
 def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: str | None,

@@ -27,8 +27,10 @@ import numpy as np
 import psutil
 
 from edgeopt.backends import Runner, runner_for
+from edgeopt.core.fileio import write_npz_atomic, write_text_atomic
 from edgeopt.core.stability import probe_system, snapshot
 from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
+from edgeopt.errors import first_line
 
 
 def _peak_rss_bytes(process: psutil.Process) -> int:
@@ -55,12 +57,7 @@ def _peak_rss_bytes(process: psutil.Process) -> int:
 
 
 def _write_result(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(document, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(document))
 
 
 def load_feeds(path: str) -> dict[str, np.ndarray]:
@@ -121,9 +118,7 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
     for i, values in enumerate(collected):
         if len({v.shape for v in values}) == 1:  # a data-dependent output shape cannot be stacked: left out
             arrays[f"out{i}"] = np.stack(values)
-    tmp = out_path + f".{os.getpid()}.tmp.npz"
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, out_path)
+    write_npz_atomic(Path(out_path), arrays)
     return count
 
 
@@ -199,7 +194,7 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
     try:
         result = work(job)
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = first_line(error)
         _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
                                     "traceback": traceback.format_exc()[-4000:]})
         return 3

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
+from edgeopt.core.fileio import write_npz_atomic
 from edgeopt.errors import CalibrationError
 
 __all__ = [
@@ -117,15 +116,7 @@ class CalibrationSet:
                     f"{self.source}: input '{name}': samples differ in shape {shapes}; cannot stack them"
                 )
             stacked[name] = np.stack([s[name] for s in self.samples])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, allow_pickle=False, **stacked)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_npz_atomic(target, stacked)
         return target
 
     def describe(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
-from edgeopt.errors import ExportError
+from edgeopt.errors import ExportError, first_line
 from edgeopt.models.calibration import InputSpec
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def export_onnx(
             raise
         except Exception as error:  # noqa: BLE001 - any exporter failure becomes one clear error
             raise ExportError(f"{source or type(model).__name__}: torch.onnx.export ({exporter}) failed: "
-                              f"{str(error).strip().splitlines()[0] if str(error).strip() else repr(error)}") from error
+                              f"{first_line(error)}") from error
         try:
             onnx.checker.check_model(str(staged))
             inferred = onnx.shape_inference.infer_shapes(onnx.load(str(staged)), strict_mode=True)

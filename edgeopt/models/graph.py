@@ -19,7 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from edgeopt.errors import ModelFileError
+from edgeopt.errors import ModelFileError, first_line
 from edgeopt.models.calibration import InputSpec
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
@@ -81,7 +81,7 @@ def load_model(path: Path | str, *, load_external_data: bool = True, check: bool
         try:
             onnx.checker.check_model(str(path))
         except onnx.checker.ValidationError as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            first = first_line(error)
             raise ModelFileError(f"{path}: onnx.checker rejected the model: {first}") from error
     return model
 

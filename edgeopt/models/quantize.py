@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 
 from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
-from edgeopt.errors import EdgeoptError, QuantizationError
+from edgeopt.errors import EdgeoptError, QuantizationError, first_line
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import compare_outputs, random_feeds
 from edgeopt.models.graph import input_specs, load_model, model_size_bytes
@@ -186,10 +186,6 @@ def scratch_directory(parent: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:400] if text else type(error).__name__
-
 
 _NODE_PATTERNS = (r"Node \(([^)]+)\)", r"node[ _]name[:=]\s*'?([\w./:-]+)", r"[Nn]ode '([^']+)'")
 
@@ -225,7 +221,7 @@ def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray]) -> lis
     except onnx.checker.ValidationError as error:
         node = _node_in(str(error))
         raise QuantizationError(
-            f"variant {name}: produced an invalid ONNX graph{f' at node {node}' if node else ''}: {_first_line(error)}"
+            f"variant {name}: produced an invalid ONNX graph{f' at node {node}' if node else ''}: {first_line(error)}"
         ) from error
     try:
         return list(_session(path).run(None, feeds))
@@ -233,7 +229,7 @@ def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray]) -> lis
         node = _node_in(str(error))
         raise QuantizationError(
             f"variant {name}: ONNX Runtime cannot run the result{f' (node {node})' if node else ''}: "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from error
 
 
@@ -272,7 +268,7 @@ def _check_parity(source: Path, candidate: Path, feeds: dict[str, np.ndarray]) -
 
 def _where(error: BaseException) -> str:
     """The error's first line, and where it was raised when it says nothing (a bare AssertionError)."""
-    text = _first_line(error)
+    text = first_line(error)
     frames = traceback.extract_tb(error.__traceback__)
     if text == type(error).__name__ and frames:
         text += f" in {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})"
@@ -416,7 +412,7 @@ def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, c
     except Exception as error:  # noqa: BLE001 - the quantizer raises anything; report it cleanly
         node = _node_in(str(error))
         raise QuantizationError(
-            f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {_first_line(error)}"
+            f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {first_line(error)}"
         ) from error
     validate_variant(staged, recipe.name, feeds)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeopt import __version__
-from edgeopt.errors import BackendError, BackendUnavailableError, ConfigError
+from edgeopt.errors import BackendError, BackendUnavailableError, ConfigError, first_line
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -93,7 +93,7 @@ def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedR
     except (mlflow.exceptions.MlflowException, OSError) as error:
         for run_id in started:
             _terminate_quietly(client, run_id)
-        raise BackendError(f"MLflow ({tracking_uri}): logging {run_dir} failed: {_first_line(error)}") from error
+        raise BackendError(f"MLflow ({tracking_uri}): logging {run_dir} failed: {first_line(error)}") from error
     return TrackedRun(tracking_uri, experiment_id, parent.info.run_id, child_ids)
 
 
@@ -108,7 +108,7 @@ def _load_summary(run_dir: Path) -> dict[str, Any]:
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: missing; is {run_dir} the --out folder of a finished edgeopt run?") from error
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"{path}: unreadable (truncated or not JSON): {_first_line(error)}") from error
+        raise ConfigError(f"{path}: unreadable (truncated or not JSON): {first_line(error)}") from error
     if not isinstance(summary, dict) or summary.get("kind") != "run" or summary.get("schema_version") != 1:
         seen = (summary.get("kind"), summary.get("schema_version")) if isinstance(summary, dict) else type(summary)
         raise ConfigError(f"{path}: not an edgeopt run summary with schema_version 1 (kind, schema_version: {seen})")
@@ -124,7 +124,7 @@ def _load_measurement(path: Path) -> Measurement:
         raise ConfigError(f"{path}: missing, but summary.json lists this measurement") from error
     except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"{path}: not a readable edgeopt measurement (corrupt, truncated or another "
-                          f"schema_version): {_first_line(error)}") from error
+                          f"schema_version): {first_line(error)}") from error
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ def _client(mlflow: Any, tracking_uri: str) -> MlflowClient:
             hint = " (database tracking URIs need the full mlflow package: pip install mlflow)"
         elif "MLFLOW_ALLOW_FILE_STORE" in str(error):
             hint = " (MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true is set)"
-        raise ConfigError(f"--tracking-uri {tracking_uri}: MLflow cannot use it{hint}: {_first_line(error)}") from error
+        raise ConfigError(f"--tracking-uri {tracking_uri}: MLflow cannot use it{hint}: {first_line(error)}") from error
 
 
 def _experiment(client: MlflowClient, mlflow: Any, name: str, tracking_uri: str) -> str:
@@ -303,7 +303,7 @@ def _experiment(client: MlflowClient, mlflow: Any, name: str, tracking_uri: str)
         if found is None:
             return str(client.create_experiment(name))
     except mlflow.exceptions.MlflowException as error:
-        raise BackendError(f"MLflow ({tracking_uri}): cannot open experiment {name!r}: {_first_line(error)}") from error
+        raise BackendError(f"MLflow ({tracking_uri}): cannot open experiment {name!r}: {first_line(error)}") from error
     if found.lifecycle_stage != "active":
         raise ConfigError(f"MLflow experiment {name!r} is deleted; restore it or choose another --experiment")
     return str(found.experiment_id)
@@ -340,7 +340,3 @@ def _terminate_quietly(client: MlflowClient, run_id: str) -> None:
     except Exception:  # noqa: BLE001 - already reporting the error that matters
         pass
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeopt.errors import ConfigError
+from edgeopt.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     from edgeopt.measure.results import Measurement
@@ -96,7 +96,7 @@ def load_run(run_dir: Path) -> RunData:
         except FileNotFoundError as error:
             raise ConfigError(f"{path}: measurement listed in {summary_path.name} is missing") from error
         except (OSError, ValueError, ValidationError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = first_line(error)
             raise ConfigError(f"{path}: unreadable measurement: {first}") from error
     return RunData(run_dir, summary, measurements)
 

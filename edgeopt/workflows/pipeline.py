@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.core.fileio import read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
-from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError
+from edgeopt.core.fileio import (
+    read_json,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+    write_npz_atomic,
+    write_text_atomic,
+)
+from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement
 from edgeopt.evaluate.metrics import (
@@ -187,7 +194,7 @@ def check_runs_on_cpu(model_path: Path) -> None:
     try:
         ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise BackendError(f"{model_path}: ONNX Runtime (CPU) cannot open this model: {first}") from error
 
 
@@ -237,14 +244,6 @@ def _eval_feeds(images: np.ndarray, spec: InputSpec) -> dict[str, np.ndarray]:
     return {spec.name: array.reshape(array.shape[0], *[d if isinstance(d, int) else 1 for d in spec.shape])}
 
 
-def _save_npz(target: Path, arrays: dict[str, np.ndarray]) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(target)
-    return target
-
-
 def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[str, Path]:
     """One inputs file per shift (``reference_inputs.shift-noise.npz``), by the name its outputs file carries."""
     assert plan.space is not None or not plan.shifts
@@ -252,7 +251,7 @@ def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[st
     for shift in plan.shifts:
         name = plan.shift_names[shift.label]
         shifted = apply_shift(plan.eval_set.images, shift, plan.space)  # type: ignore[arg-type]
-        paths[name] = _save_npz(directory / f"reference_inputs.{name}.npz", _eval_feeds(shifted, spec))
+        paths[name] = write_npz_atomic(directory / f"reference_inputs.{name}.npz", _eval_feeds(shifted, spec))
     return paths
 
 
@@ -273,7 +272,7 @@ def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: Ca
 
         feeds = [random_feeds(specs, seed=100 + i) for i in range(config.reference_samples)]
         arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in specs}
-    return _save_npz(target, arrays), labels
+    return write_npz_atomic(target, arrays), labels
 
 
 def _profiles(config: RunConfig) -> list[HardwareProfile]:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
 from edgeopt.errors import ConfigError, EdgeoptError
 
 Log = Callable[[str], None]
@@ -150,11 +150,7 @@ def _eval_arrays(eval_set: str, model: Path, target: Path) -> tuple[Path, np.nda
         raise ConfigError(f"{eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
     shape = [d if isinstance(d, int) else 1 for d in specs[0].shape]
     arrays = images.reshape(images.shape[0], *shape).astype(specs[0].dtype)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **{specs[0].name: arrays})  # type: ignore[arg-type]
-    tmp.replace(target)
-    return target, labels
+    return write_npz_atomic(target, {specs[0].name: arrays}), labels
 
 
 class _Runner:
