@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import re
 import shutil
 import subprocess
@@ -23,8 +22,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.cli.report import add_command
-from edgeopt.errors import ConfigError
+from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.measure.results import Failure
+from edgeopt.measure.run_folder import RunSummary
 from edgeopt.reports.csv_table import RESULT_COLUMNS, SAMPLE_COLUMNS, render_results_csv, write_samples_csv
 from edgeopt.reports.html_report import render_html
 from edgeopt.reports.junit_xml import render_junit
@@ -82,7 +82,7 @@ def run(run_dir: Path) -> RunData:
 
 def _with_undecided_and_failed(run: RunData) -> RunData:
     """The same run with one inconclusive check and one failed measurement, as other runs produce them."""
-    summary = json.loads(json.dumps(run.summary))
+    summary = run.summary.model_dump(mode="json")
     gate = next(g for g in summary["gates"] if (g["variant"], g["profile"]) == ("fp16", "here"))
     gate["checks"][0].update(verdict="inconclusive", sentence="p50 0.01 ms [0.009, 0.02] straddles budget ...")
     gate["verdict"] = "inconclusive"
@@ -96,7 +96,7 @@ def _with_undecided_and_failed(run: RunData) -> RunData:
     measurements[("int8-dynamic", "here")] = crashed.model_copy(update={
         "status": "failed", "latency": None,
         "failure": Failure(kind="crash", message=row["failure"], returncode=-11, stderr_tail="Segmentation fault")})
-    return RunData(run.directory, summary, measurements)
+    return RunData(run.directory, RunSummary.model_validate(summary), measurements)
 
 
 # ------------------------------------------------------------------------------------------------ JUnit
@@ -208,16 +208,16 @@ def test_write_run_reports_leaves_the_three_files_beside_the_summary(run_dir: Pa
 
 
 def test_unreadable_run_folders_are_clear_errors(run_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no run summary here"):
+    with pytest.raises(InputRejectedError, match="summary.json: no run summary"):
         load_run(tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.onnx", "*.npz"))
     target = copy / "measurements" / "fp16__here.json"
     target.write_text(target.read_text()[:200])
-    with pytest.raises(ConfigError, match="fp16__here.json: unreadable measurement"):
+    with pytest.raises(InputRejectedError, match="fp16__here.json: unreadable measurement"):
         load_run(copy)
     target.unlink()
-    with pytest.raises(ConfigError, match="fp16__here.json: measurement listed in summary.json is missing"):
+    with pytest.raises(InputRejectedError, match="fp16__here.json: no measurement here"):
         load_run(copy)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.errors import BackendUnavailableError, ConfigError
+from edgeopt.errors import BackendUnavailableError, ConfigError, InputRejectedError
 from edgeopt.measure.results import Measurement
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests import zoo
@@ -121,20 +121,23 @@ def test_reports_and_unmade_variants_are_logged(run_dir: Path, store: str, tmp_p
     assert unmade.data.tags["mlflow.parentRunId"] == tracked.parent_run_id
 
 
-def test_unreadable_run_folders_are_config_errors(run_dir: Path, store: str, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="summary.json: missing"):
+def test_unreadable_run_folders_are_input_errors(run_dir: Path, store: str, tmp_path: Path) -> None:
+    with pytest.raises(InputRejectedError, match="summary.json: no run summary"):
         log_run(tmp_path, store, "edge")
     copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
     text = (copy / "summary.json").read_text()
     (copy / "summary.json").write_text(text[: len(text) // 2])
-    with pytest.raises(ConfigError, match="unreadable"):
+    with pytest.raises(InputRejectedError, match="unreadable"):
         log_run(copy, store, "edge")
     (copy / "summary.json").write_text(json.dumps({**json.loads(text), "schema_version": 0}))
-    with pytest.raises(ConfigError, match="schema_version 1"):
+    with pytest.raises(InputRejectedError, match="schema_version 1"):
+        log_run(copy, store, "edge")
+    (copy / "summary.json").write_text(json.dumps({**json.loads(text), "rows": "none"}))
+    with pytest.raises(InputRejectedError, match="summary.json: invalid run summary: rows"):
         log_run(copy, store, "edge")
     (copy / "summary.json").write_text(text)
     (copy / "measurements" / "fp32__fast.json").write_text("{")
-    with pytest.raises(ConfigError, match="fp32__fast.json: not a readable edgeopt measurement"):
+    with pytest.raises(InputRejectedError, match="fp32__fast.json: unreadable measurement"):
         log_run(copy, store, "edge")
 
 

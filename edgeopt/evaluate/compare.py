@@ -120,9 +120,7 @@ def _from_pytest_benchmark(document: Mapping[str, Any], path: Path) -> list[Meas
 def _load_file(path: Path) -> list[MeasuredSet]:
     import json
 
-    from pydantic import ValidationError
-
-    from edgeopt.measure.results import SCHEMA_VERSION, Measurement
+    from edgeopt.measure.run_folder import load_measurement
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -140,15 +138,7 @@ def _load_file(path: Path) -> list[MeasuredSet]:
     if document.get("kind") != "measurement":
         raise InputRejectedError(f"{path}: not an edgeopt measurement (kind {document.get('kind')!r}) nor a "
                                  "pytest-benchmark file")
-    if document.get("schema_version") != SCHEMA_VERSION:
-        raise InputRejectedError(f"{path}: measurement schema_version {document.get('schema_version')!r} is not "
-                                 f"supported (this edgeopt reads {SCHEMA_VERSION}); measure it again")
-    try:
-        measurement = Measurement.model_validate(document)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputRejectedError(f"{path}: invalid measurement: {where}: {first['msg']}") from error
+    measurement = load_measurement(path, document)
     return [MeasuredSet.from_measurement(measurement, str(path))]
 
 

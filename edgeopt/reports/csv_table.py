@@ -23,6 +23,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeopt.measure.run_folder import result_stem
+
 if TYPE_CHECKING:
     from edgeopt.reports.run_document import RunData
 
@@ -62,7 +64,7 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
         variant, profile = str(row["variant"]), str(row["profile"])
         m = run.measurements.get((variant, profile))
         rec: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
-        rec.update(model=run.summary.get("model"), profile=profile, variant=variant, precision=row.get("precision"),
+        rec.update(model=run.summary.model, profile=profile, variant=variant, precision=row.get("precision"),
                    native=row.get("expected_fast"), status=row.get("status"), verdict=row.get("verdict"),
                    proxy=row.get("proxy"), peak_rss_mb=row.get("peak_rss_mb"),
                    model_added_mb=row.get("model_added_mb"), size_mb=row.get("size_mb"),
@@ -87,7 +89,7 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
                        onnxruntime_version=m.versions.get("onnxruntime"), numpy_version=m.versions.get("numpy"),
                        edgeopt_version=m.versions.get("edgeopt"), commit=m.commit, created_at=m.created_at,
                        failure_kind=m.failure.kind if m.failure else None,
-                       measurement_file=f"measurements/{variant}__{profile}.json")
+                       measurement_file=f"measurements/{result_stem(variant, profile)}.json")
             budgets = m.profile.get("settings", {}).get("budgets") or {}
             for metric in BUDGET_METRICS:
                 rec[f"{metric}_budget"] = budgets.get(metric)

@@ -418,13 +418,12 @@ def render_html(run: RunData) -> str:
     if run.unmade:
         items = "".join(f"<li><code>{_e(r['variant'])}</code>: {_e(r.get('failure'))}</li>" for r in run.unmade)
         sections.append(f'<section><h2>variants that could not be made</h2><ul class="checks">{items}</ul></section>')
-    exit_code = summary.get("exit_code")
-    verdict_class = {0: "pass", 1: "fail", 5: "inconclusive"}.get(exit_code if isinstance(exit_code, int) else -1,
-                                                                   "error")
-    if exit_code == 0 and "NOT APPLICABLE" in str(summary.get("verdict")):
+    exit_code = summary.exit_code
+    verdict_class = {0: "pass", 1: "fail", 5: "inconclusive"}.get(exit_code, "error")
+    if exit_code == 0 and "NOT APPLICABLE" in summary.verdict:
         verdict_class = "not-applicable"
-    calibration = summary.get("calibration") or {}
-    run_items = [("model", summary.get("model")), ("model file", summary.get("model_path")),
+    calibration = summary.calibration or {}
+    run_items = [("model", summary.model), ("model file", summary.model_path),
                  ("calibration", f"{calibration.get('name')} ({calibration.get('count')} samples, "
                                  f"sha256 {str(calibration.get('content_hash'))[:12]})" if calibration else None),
                  ("profiles", ", ".join(run.profiles)), ("run folder", run.directory)]
@@ -436,13 +435,13 @@ def render_html(run: RunData) -> str:
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         'style-src \'unsafe-inline\'; script-src \'unsafe-inline\'">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>edgeopt report: {_e(summary.get('model'))}</title>",
+        f"<title>edgeopt report: {_e(summary.model)}</title>",
         f"<style>{_CSS}</style>",
         f"<script>{_ERROR_COUNTER}</script>",
         "</head>",
         f'<body data-plots="{len(plots)}">',
         "<header><h1>edgeopt report</h1>",
-        f'<p class="verdict v-{verdict_class}">{_e(summary.get("verdict"))}</p>',
+        f'<p class="verdict v-{verdict_class}">{_e(summary.verdict)}</p>',
         _kv_table(run_items),
         "</header>",
         *sections,

@@ -43,9 +43,9 @@ def _suite_properties(run: RunData, profile: str) -> list[tuple[str, Any]]:
     from edgeopt.reports.run_document import host_summary
 
     first = run.first_measurement(profile)
-    items: list[tuple[str, Any]] = [("edgeopt.model", run.summary.get("model")),
-                                    ("edgeopt.verdict", run.summary.get("verdict")),
-                                    ("edgeopt.exit_code", run.summary.get("exit_code")),
+    items: list[tuple[str, Any]] = [("edgeopt.model", run.summary.model),
+                                    ("edgeopt.verdict", run.summary.verdict),
+                                    ("edgeopt.exit_code", run.summary.exit_code),
                                     ("edgeopt.profile", profile)]
     if first is None:
         return items
@@ -89,7 +89,7 @@ def _budgets_of(measurement: Measurement | None) -> list[str]:
 
 def build_junit(run: RunData) -> ET.Element:
     """The ``<testsuites>`` element of ``run`` (see the module docstring for the mapping)."""
-    root = ET.Element("testsuites", name=f"edgeopt {run.summary.get('model', '')}".strip())
+    root = ET.Element("testsuites", name=f"edgeopt {run.summary.model}".strip())
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     suites: list[tuple[ET.Element, dict[str, int]]] = []
     for profile in run.profiles:

@@ -100,31 +100,9 @@ def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedR
 # ------------------------------------------------------------------------------------------ reading
 
 def _load_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "summary.json"
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: not a directory (give the --out folder of an edgeopt run)")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path}: missing; is {run_dir} the --out folder of a finished edgeopt run?") from error
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"{path}: unreadable (truncated or not JSON): {first_line(error)}") from error
-    if not isinstance(summary, dict) or summary.get("kind") != "run" or summary.get("schema_version") != 1:
-        seen = (summary.get("kind"), summary.get("schema_version")) if isinstance(summary, dict) else type(summary)
-        raise ConfigError(f"{path}: not an edgeopt run summary with schema_version 1 (kind, schema_version: {seen})")
-    return summary
+    from edgeopt.measure.run_folder import load_summary
 
-
-def _load_measurement(path: Path) -> Measurement:
-    from edgeopt.measure.results import Measurement
-
-    try:
-        return Measurement.load(path)
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path}: missing, but summary.json lists this measurement") from error
-    except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"{path}: not a readable edgeopt measurement (corrupt, truncated or another "
-                          f"schema_version): {first_line(error)}") from error
+    return load_summary(run_dir).model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -143,6 +121,8 @@ class _Child:
 
 
 def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -> _Child:
+    from edgeopt.measure.run_folder import RunLayout, load_measurement
+
     variant, profile = str(row.get("variant")), str(row.get("profile"))
     params: dict[str, Any] = {"model": summary.get("model"), "variant": variant, "profile": profile,
                               "precision": row.get("precision"), "native": row.get("expected_fast")}
@@ -158,8 +138,8 @@ def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -
         tags[f"edgeopt.budget.{check['metric']}"] = str(check.get("verdict"))
     measurement_path = None
     if profile != "-":
-        measurement_path = run_dir / "measurements" / f"{variant}__{profile}.json"
-        measurement = _load_measurement(measurement_path)
+        measurement_path = RunLayout(run_dir).measurement(variant, profile)
+        measurement = load_measurement(measurement_path)
         params.update(_measurement_params(measurement))
         metrics.update(_measurement_metrics(measurement))
         if measurement.latency is not None:

@@ -13,17 +13,17 @@ else is imported when a report is made.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeopt.errors import ConfigError, first_line
+from edgeopt.errors import ConfigError
 
 if TYPE_CHECKING:
     from edgeopt.measure.results import Measurement
+    from edgeopt.measure.run_folder import RunSummary
     from edgeopt.reports.table import Row
 
 Log = Callable[[str], None]
@@ -33,22 +33,22 @@ HTML_NAME, JUNIT_NAME, CSV_NAME = "report.html", "junit.xml", "results.csv"
 
 @dataclass(frozen=True)
 class RunData:
-    """One run folder, read back: the summary document and every measurement it names."""
+    """One run folder, read back: the typed run document and every measurement it names."""
 
     directory: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     measurements: dict[tuple[str, str], Measurement] = field(default_factory=dict)  # (variant, profile)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        return list(self.summary.get("rows", []))
+        return list(self.summary.rows)
 
     @property
     def profiles(self) -> list[str]:
-        return [str(p) for p in self.summary.get("profiles", [])]
+        return list(self.summary.profiles)
 
     def gate(self, variant: str, profile: str) -> dict[str, Any] | None:
-        return next((g for g in self.summary.get("gates", [])
+        return next((g for g in self.summary.gates
                      if g.get("variant") == variant and g.get("profile") == profile), None)
 
     def rows_for(self, profile: str) -> list[dict[str, Any]]:
@@ -67,38 +67,16 @@ class RunData:
 def load_run(run_dir: Path) -> RunData:
     """Read ``run_dir/summary.json`` and the measurement documents of its rows.
 
-    ``run_dir`` may also be the ``summary.json`` file itself.  Raises ConfigError (exit 2) naming the
-    file when the summary or a measurement it lists is missing, unreadable or of another schema.
+    ``run_dir`` may also be the ``summary.json`` file itself.  A missing, unreadable or invalid file
+    raises InputRejectedError (exit 3) naming it (:mod:`edgeopt.measure.run_folder`).
     """
-    from pydantic import ValidationError
+    from edgeopt.measure.run_folder import RunLayout, load_measurement, load_summary
 
-    from edgeopt.measure.results import Measurement
-
-    run_dir = Path(run_dir)
-    summary_path = run_dir if run_dir.is_file() else run_dir / "summary.json"
-    run_dir = summary_path.parent
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ConfigError(f"{summary_path}: no run summary here (give the --out folder of 'edgeopt run')") from error
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{summary_path}: unreadable run summary: {error}") from error
-    if not isinstance(summary, dict) or summary.get("kind") != "run" or summary.get("schema_version") != 1:
-        raise ConfigError(f"{summary_path}: not an edgeopt run summary with schema_version 1")
-    measurements: dict[tuple[str, str], Measurement] = {}
-    for row in summary.get("rows", []):
-        variant, profile = str(row.get("variant")), str(row.get("profile"))
-        if profile == "-":
-            continue
-        path = run_dir / "measurements" / f"{variant}__{profile}.json"
-        try:
-            measurements[(variant, profile)] = Measurement.load(path)
-        except FileNotFoundError as error:
-            raise ConfigError(f"{path}: measurement listed in {summary_path.name} is missing") from error
-        except (OSError, ValueError, ValidationError) as error:
-            first = first_line(error)
-            raise ConfigError(f"{path}: unreadable measurement: {first}") from error
-    return RunData(run_dir, summary, measurements)
+    layout = RunLayout.of(run_dir)
+    summary = load_summary(layout.root)
+    measurements = {(variant, profile): load_measurement(layout.measurement(variant, profile))
+                    for variant, profile in summary.measured_rows()}
+    return RunData(layout.root, summary, measurements)
 
 
 def row_from_dict(data: dict[str, Any]) -> Row:
@@ -157,8 +135,8 @@ def render_run_markdown(run: RunData) -> str:
     sections = [(profile_header(run, p), [row_from_dict(r) for r in run.rows_for(p)]) for p in run.profiles]
     if run.unmade:
         sections.append((["variants that could not be made"], [row_from_dict(r) for r in run.unmade]))
-    text = render_markdown(sections, str(run.summary.get("verdict", "verdict: unknown")))
-    checks = [(g["variant"], g["profile"], c) for g in run.summary.get("gates", []) for c in g.get("checks", [])]
+    text = render_markdown(sections, run.summary.verdict)
+    checks = [(g["variant"], g["profile"], c) for g in run.summary.gates for c in g.get("checks", [])]
     if checks:
         lines = ["", f"<details><summary>All budget checks ({len(checks)})</summary>", ""]
         lines += [f"- `{v}` on `{p}`: **{c['verdict']}**: {c['sentence']}" for v, p, c in checks]

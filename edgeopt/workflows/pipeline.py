@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.backends import cells_for
 from edgeopt.core.fileio import (
     read_json,
     sha256_file,
@@ -57,7 +58,8 @@ from edgeopt.measure.launcher import (
     planned_session,
     prepare_timing_inputs,
 )
-from edgeopt.measure.results import Measurement, try_load
+from edgeopt.measure.results import Measurement, row_name, try_load
+from edgeopt.measure.run_folder import RunLayout, RunSummary, result_stem
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
 from edgeopt.models.graph import input_specs, load_model
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
@@ -335,8 +337,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
         measured: list[Measurement] = []
         factory = ModelReference.parse(config.model).factory
         for backend, variant, precision in runtime_matrix(profile, variants, factory):
-            label = variant.name if backend == "onnxruntime" else f"{variant.name}@{backend}-{precision}"
-            stem = f"{label}__{profile.name}"  # the same name Measurement.variant_name gives
+            label = row_name(variant.name, backend, precision)
+            stem = result_stem(label, profile.name)  # label: the same name Measurement.variant_name gives
             path = out / "measurements" / f"{stem}.json"
             previous = None if config.force else try_load(path)
             session = planned_session(profile, timing, out / "measurements", backend, precision, _kind(variant))
@@ -384,79 +386,28 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     verdict_line = _verdict_line(gates, failures, exit_code)
     extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
                       failure=f.message, verdict="error") for f in variant_failures]
-    summary = {"schema_version": 1, "kind": "run", "model": config.model, "model_path": str(model_path),
-               "calibration": calibration.describe() if calibration else None,
-               "profiles": [p.name for p in profiles], "evaluation": _evaluation_record(plan),
-               "rows": [r.to_dict() for r in rows + extra_rows],
-               "gates": [g.to_dict() for g in gates], "exit_code": exit_code, "verdict": verdict_line}
-    write_json_atomic(out / "summary.json", summary)
+    layout = RunLayout(out)
+    summary = RunSummary(model=config.model, model_path=str(model_path),
+                         calibration=calibration.describe() if calibration else None,
+                         profiles=[p.name for p in profiles], evaluation=_evaluation_record(plan),
+                         rows=[r.to_dict() for r in rows + extra_rows],
+                         gates=[g.to_dict() for g in gates], exit_code=exit_code, verdict=verdict_line)
+    write_json_atomic(layout.summary_json, summary.model_dump(mode="json"))
     markdown = render_markdown(sections + ([(["variants that could not be made"], extra_rows)] if extra_rows else []),
                                verdict_line)
-    write_text_atomic(out / "summary.md", markdown)
+    write_text_atomic(layout.summary_md, markdown)
     from edgeopt.reports.writers import write_run_reports
 
     write_run_reports(out, log)  # report.html, junit.xml, results.csv beside summary.json
     return RunResult(out, model_path, variants, variant_failures, measurements, gates, rows + extra_rows, tables,
-                     exit_code, out / "summary.json", out / "summary.md")
-
-
-def _tensorrt_cells(profile: HardwareProfile, variants: list[Variant]) -> list[tuple[str, Variant, str | None]]:
-    """TensorRT rows: fp32 (and fp16 by builder flag on 10.x) from the fp32 variant, fp16 from the fp16
-    variant on 11.x (strongly typed), int8 from each QDQ variant (explicit quantization on both)."""
-    settings = profile.tensorrt
-    if settings is None:
-        return []
-    cells: list[tuple[str, Variant, str | None]] = []
-    for variant in variants:
-        kind = variant.provenance.get("recipe", {}).get("kind")
-        if kind == "fp32":
-            cells += [("tensorrt", variant, p) for p in settings.precisions
-                      if p == "fp32" or (p == "fp16" and settings.version_family == 10)]
-        elif kind == "fp16" and "fp16" in settings.precisions and settings.version_family == 11:
-            cells.append(("tensorrt", variant, "fp16"))
-        elif kind == "int8-static" and "int8" in settings.precisions:
-            cells.append(("tensorrt", variant, "int8"))
-    return cells
+                     exit_code, layout.summary_json, layout.summary_md)
 
 
 def runtime_matrix(profile: HardwareProfile, variants: list[Variant],
                    factory: str | None = None) -> list[tuple[str, Variant, str | None]]:
-    """(backend, variant, precision) for every row a profile asks for.
-
-    ONNX Runtime runs every variant as it is.  OpenVINO reads the same files: the fp32 variant at
-    each inference precision the profile lists and the device reports (fp32 always), and each
-    int8-static (QDQ) variant with fp32 for its non-quantized parts; fp16 and int8-dynamic variants
-    are ONNX Runtime formats and are not repeated there.
-    """
-    cells: list[tuple[str, Variant, str | None]] = []
-    for backend in profile.runtime.runtimes:
-        if backend == "onnxruntime":
-            cells += [(backend, variant, None) for variant in variants]
-            continue
-        if backend == "tensorrt":
-            cells += _tensorrt_cells(profile, variants)
-            continue
-        if backend == "torch":  # the PyTorch model itself, next to its fp32 export (factory references only)
-            fp32 = next((v for v in variants if v.provenance.get("recipe", {}).get("kind") == "fp32"), None)
-            if fp32 is not None and factory is not None:
-                cells += [(backend, fp32, p) for p in ("fp32", "bf16", "fp16")
-                          if p == "fp32" or p in profile.runtime.native_precisions]
-            continue
-        precisions = ["fp32"]
-        from edgeopt.backends import is_available
-
-        if is_available("openvino"):
-            from edgeopt.backends.openvino import device_precisions
-
-            supported = device_precisions()
-            precisions += [p for p in profile.runtime.openvino_precisions if p != "fp32" and p in supported]
-        for variant in variants:
-            kind = variant.provenance.get("recipe", {}).get("kind")
-            if kind == "fp32":
-                cells += [(backend, variant, precision) for precision in precisions]
-            elif kind == "int8-static":
-                cells.append((backend, variant, "fp32"))
-    return cells
+    """(backend, variant, precision) for every row a profile asks for: each backend says which cells it
+    offers (``cells`` in its ``edgeopt.backends.<name>_settings`` module)."""
+    return cells_for(profile, variants, factory)
 
 
 def _is_reference_runtime(measurement: Measurement) -> bool:
@@ -594,7 +545,3 @@ def _verdict_line(gates: list[GateResult], failures: int, exit_code: int) -> str
     if exit_code == 5 and "inconclusive" not in counts and "invalid" in counts:
         word = "INVALID MEASUREMENT"
     return f"verdict: {word} (exit {exit_code}): " + (", ".join(parts) or "nothing measured")
-
-
-def load_run_summary(path: Path) -> dict[str, Any]:
-    return dict(read_json(path))

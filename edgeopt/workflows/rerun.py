@@ -64,7 +64,7 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     from edgeopt.core.ratio_stats import bootstrap_ratio
     from edgeopt.evaluate.compare import load_sets
     from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
-    from edgeopt.measure.results import Measurement
+    from edgeopt.measure.run_folder import load_measurement, result_stem
     from edgeopt.models.quantize import Variant
     from edgeopt.profiles.schema import HardwareProfile
 
@@ -74,7 +74,7 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     stored_set = load_sets(result_path)[0]  # clear errors for corrupt, truncated or old-schema files
     if stored_set.profile == "pytest-benchmark" or not result_path.is_file():
         raise InputRejectedError(f"{result_path}: rerun takes one edgeopt measurement JSON file")
-    stored = Measurement.load(result_path)
+    stored = load_measurement(result_path)
     if not stored.ok or stored.latency is None:
         raise InputRejectedError(f"{result_path}: the stored measurement failed; there is nothing to reproduce")
     model = _resolve_model(str(stored.variant["path"]), result_path)
@@ -94,12 +94,13 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     sentences: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgeopt-rerun-") as scratch:
         work = Path(out_dir) if out_dir is not None else Path(scratch)
-        inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{variant.name}__{profile.name}.npz")
+        stem = result_stem(variant.name, profile.name)
+        inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{stem}.npz")
         for index in range(times):
-            stem = f"{variant.name}__{profile.name}__rerun{index + 1}"
-            fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=stem)
+            rerun_stem = f"{stem}__rerun{index + 1}"
+            fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=rerun_stem)
             if out_dir is not None:
-                fresh.save(work / f"{stem}.json")
+                fresh.save(work / f"{rerun_stem}.json")
             if not fresh.ok or fresh.latency is None:
                 failures.append(f"rerun {index + 1}: {fresh.failure.message if fresh.failure else 'failed'}")
                 continue

@@ -185,8 +185,9 @@ class _Runner:
     def measure(self, variant: Any) -> Any:
         from edgeopt.measure.launcher import measure_variant, measurement_key
         from edgeopt.measure.results import try_load
+        from edgeopt.measure.run_folder import result_stem
 
-        stem = f"{variant.name}__{self.profile.name}"
+        stem = result_stem(variant.name, self.profile.name)
         path = self.out / "measurements" / f"{stem}.json"
         previous = None if self.config.force else try_load(path)
         if previous is not None and previous.ok and previous.key in self._keys(variant, measurement_key):
