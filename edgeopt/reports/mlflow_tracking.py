@@ -189,7 +189,7 @@ def _row_metrics(row: dict[str, Any]) -> dict[str, float]:
     fidelity = row.get("fidelity") or []
     for entry in fidelity:
         prefix = "fidelity" if len(fidelity) == 1 else f"fidelity.{entry.get('output')}"
-        for key in ("cosine", "min_cosine", "sqnr_db", "max_abs_error", "top1_agreement"):
+        for key in ("cosine", "min_cosine", "sqnr_db", "max_abs_error", "top1_agreement", "decision_agreement"):
             metrics[f"{prefix}.{key}"] = entry.get(key)
     accuracy = row.get("accuracy")
     if accuracy:

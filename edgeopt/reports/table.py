@@ -15,7 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from edgeopt.core.stats import CI_METHOD, ESTIMATOR, PercentileEstimate, ratio_interval
-from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity
+from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, worst
 from edgeopt.evaluate.gate import GateResult
 from edgeopt.evaluate.metrics import MetricResult, short_cell
 from edgeopt.evaluate.robustness import ShiftResult
@@ -108,13 +108,14 @@ def _speedup(value: tuple[float, float, float] | None) -> str:
 
 
 def _fidelity(row: Row) -> str:
-    if not row.fidelity:
-        return "-"
-    first = row.fidelity[0]
-    text = f"cos {first.cosine:.4f}"
-    if first.top1_agreement is not None:
-        text += f", top1 {100 * first.top1_agreement:.1f}%"
-    return text
+    """The worst figure of each kind across the row's outputs (cosine, top-1 and decision agreement)."""
+    figures = worst(row.fidelity)
+    if not figures:
+        return "-" if not row.fidelity else f"max abs {max(f.max_abs_error for f in row.fidelity):.3g}"
+    parts = [f"cos {figures['cosine']:.4f}"] if "cosine" in figures else []
+    parts += [f"top1 {100 * figures['top1']:.1f}%"] if "top1" in figures else []
+    parts += [f"decision {100 * figures['decision']:.1f}%"] if "decision" in figures else []
+    return ", ".join(parts)
 
 
 def _accuracy(row: Row) -> str:

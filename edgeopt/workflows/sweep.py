@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeopt.core.fileio import atomic_path, write_json_atomic
 from edgeopt.errors import EXIT_BACKEND_FAILURE, ConfigError
+from edgeopt.evaluate.fidelity import worst
 
 Log = Callable[[str], None]
 
@@ -111,8 +112,9 @@ def _points(rows: Sequence[Any]) -> tuple[list[SweepPoint], list[dict[str, Any]]
             interval: tuple[float | None, float | None] = (row.accuracy.lower, row.accuracy.upper)
         elif row.variant == "fp32":
             quality, name, interval = 1.0, "cosine vs fp32", (None, None)
-        elif row.fidelity:
-            quality, name, interval = row.fidelity[0].cosine, "cosine vs fp32", (None, None)
+        elif figures := worst(row.fidelity):
+            key = next(k for k in ("top1", "cosine", "decision") if k in figures)  # the worst output's figure
+            quality, name, interval = figures[key], f"{key} vs fp32", (None, None)
         else:
             failures.append({"variant": row.variant, "profile": row.profile, "failure": "no fidelity"})
             continue
