@@ -246,3 +246,37 @@ def if_dynamic_rank_model(path: Path) -> Path:
     graph = helper.make_graph([node], "if_dynamic_rank", [x, cond],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
     return _save(graph, path)
+
+
+# token_embedding_model: Gather(table[50, 8], Cast(ids)) -> ReduceMean over tokens; ids int64 [batch, seq]
+EMBEDDING_VOCAB = 50
+
+
+def token_embedding_model(path: Path) -> Path:
+    """A sentence-embedding-shaped model: int64 token ids [batch, seq] index a 50-row table; float [batch, 8] out."""
+    table = _init("embedding.weight", _rng(3).standard_normal((EMBEDDING_VOCAB, 8)).astype(np.float32))
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids32"], name="cast", to=TensorProto.INT32),
+        helper.make_node("Gather", ["embedding.weight", "ids32"], ["tokens"], name="gather", axis=0),
+        helper.make_node("ReduceMean", ["tokens"], ["output"], name="mean", axes=[1], keepdims=0),  # opset 17
+    ]
+    graph = helper.make_graph(
+        nodes, "token_embedding",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 8])],
+        [table],
+    )
+    return _save(graph, path)
+
+
+def dynamic_conv_model(path: Path) -> Path:
+    """tiny_conv_model with symbolic batch, height and width: input 'input' float32 [N, 3, H, W] -> [N, 10]."""
+    model = onnx.load(str(tiny_conv_model(path)))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for dim, name in zip(dims, ("N", None, "H", "W"), strict=True):
+        if name is not None:
+            dim.ClearField("dim_value")
+            dim.dim_param = name
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,193 @@
+"""Concrete model inputs, decided once: the shape of every input, and data for it when no sample exists.
+
+Shapes (:func:`resolve_shapes`), per dimension, in this order: ``--input NAME:SHAPE`` (``given``), the
+profile's ``bench.input_shapes``, the shape of the user's samples (calibration or eval) when every sample
+agrees, and for a symbolic *batch* dimension (the first dimension of an input of rank >= 2) the profile's
+``bench.batch_size``.  Any other symbolic dimension left is an error (exit 2) naming each input and
+dimension and the three ways to set it: edgeopt never times a guessed shape.
+
+Data (:func:`synthetic_feeds`): real samples are always preferred; where none exist, random data that
+respects each input's domain: integer inputs that index a table (``Gather`` on an initializer, through
+``Cast``/``Unsqueeze``/``Reshape``) stay inside it, masks (a name containing ``mask``) are all ones,
+booleans are valid, and an integer scalar (a sample rate, a step count) cannot be guessed: edgeopt asks
+for samples instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from edgeopt.errors import ConfigError
+from edgeopt.models.calibration import InputSpec
+
+__all__ = ["DimSource", "ResolvedInput", "resolve_shapes", "synthetic_feeds", "table_sizes"]
+
+_PASS_THROUGH = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Identity", "Expand"}
+
+
+@dataclass(frozen=True)
+class DimSource:
+    """Where one dimension's value comes from: '--input', 'profile', 'samples', 'batch_size', 'model'."""
+
+    value: int | None
+    source: str
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    """One input with every dimension decided (or, from :func:`resolve_shapes` ``strict=False``, not)."""
+
+    name: str
+    dtype: str
+    declared: tuple[int | str, ...]
+    dims: tuple[DimSource, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d.value) for d in self.dims if d.value is not None)
+
+    @property
+    def complete(self) -> bool:
+        return all(d.value is not None for d in self.dims)
+
+    def spec(self) -> InputSpec:
+        return InputSpec(self.name, self.shape, self.dtype)
+
+    def describe(self) -> str:
+        """``x: [1 (batch_size), 3, 48 (samples), ? (unresolved)]``: how each symbolic dim is decided."""
+        parts = []
+        for declared, dim in zip(self.declared, self.dims, strict=True):
+            if isinstance(declared, int) and declared > 0 and dim.source == "model":
+                parts.append(str(declared))
+            else:
+                name = declared if isinstance(declared, str) and declared else "?"
+                parts.append(f"{name}={'?' if dim.value is None else dim.value} ({dim.source})")
+        return f"{self.name}: [{', '.join(parts)}]"
+
+
+def _symbolic(dim: int | str) -> bool:
+    return isinstance(dim, str) or dim <= 0  # some exporters store -1 or 0 as a dim value
+
+
+def _sample_dims(name: str, rank: int, samples: Sequence[Mapping[str, np.ndarray]]) -> list[int | None]:
+    """Per dimension: the value every sample agrees on, else None."""
+    shapes = {tuple(np.shape(s[name])) for s in samples if name in s}
+    shapes = {s for s in shapes if len(s) == rank}
+    if not shapes:
+        return [None] * rank
+    return [next(iter(values)) if len(values := {s[i] for s in shapes}) == 1 else None for i in range(rank)]
+
+
+def resolve_shapes(declared: Sequence[InputSpec], *, given: Sequence[InputSpec] = (),
+                   profile_shapes: Mapping[str, Sequence[int]] | None = None,
+                   samples: Sequence[Mapping[str, np.ndarray]] = (), batch_size: int = 1,
+                   where: str = "model", strict: bool = True) -> list[ResolvedInput]:
+    """Every input of ``declared`` with concrete dimensions (see the module docstring for the order).
+
+    ``strict``: raise ConfigError (exit 2) when a dimension stays unresolved; else return it as None
+    (what ``edgeopt inspect`` shows)."""
+    by_name = {spec.name: spec for spec in given}
+    unknown = sorted(set(by_name) - {spec.name for spec in declared})
+    if unknown:
+        raise ConfigError(f"--input {unknown[0]}: {where} has no input of that name "
+                          f"(inputs: {', '.join(s.name for s in declared)})")
+    profile_shapes = profile_shapes or {}
+    resolved: list[ResolvedInput] = []
+    for spec in declared:
+        rank = len(spec.shape)
+        for source, shape in (("--input", by_name[spec.name].shape if spec.name in by_name else None),
+                              ("profile bench.input_shapes", profile_shapes.get(spec.name))):
+            if shape is not None and (len(shape) != rank or any(not _symbolic(d) and isinstance(o, int) and o != d
+                                                                for d, o in zip(spec.shape, shape, strict=True))):
+                raise ConfigError(f"{source} {spec.name}: shape {list(shape)} does not fit {where}'s "
+                                  f"{list(spec.shape)}")
+        from_samples = _sample_dims(spec.name, rank, samples)
+        dims: list[DimSource] = []
+        for index, dim in enumerate(spec.shape):
+            if not _symbolic(dim):
+                dims.append(DimSource(int(dim), "model"))
+                continue
+            choices = [("--input", by_name[spec.name].shape[index] if spec.name in by_name else None),
+                       ("profile", profile_shapes[spec.name][index] if spec.name in profile_shapes else None),
+                       ("samples", from_samples[index]),
+                       ("batch_size", batch_size if index == 0 and rank >= 2 else None)]
+            value, source = next(((v, s) for s, v in choices if isinstance(v, int) and v > 0), (None, "unresolved"))
+            dims.append(DimSource(value, source))
+        resolved.append(ResolvedInput(spec.name, spec.dtype, tuple(spec.shape), tuple(dims)))
+    missing = [r for r in resolved if not r.complete]
+    if strict and missing:
+        lines = [f"  {r.describe()}" for r in missing]
+        example = missing[0]
+        shape = "x".join(str(d.value) if d.value is not None else "N" for d in example.dims)
+        raise ConfigError(
+            f"{where}: symbolic input dimensions edgeopt will not guess:\n" + "\n".join(lines) +
+            f"\nset them with --input {example.name}:{shape}[:{example.dtype}], with the profile's "
+            f"bench.input_shapes, or by giving samples (--calibration DIR or --eval FILE) of that shape")
+    return resolved
+
+
+def table_sizes(model: onnx.ModelProto) -> dict[str, int]:
+    """Graph input name -> the size of the smallest table it indexes (``Gather``/``GatherElements`` data
+    that is an initializer or a ``Constant``), following shape-preserving ops from the input."""
+    tables: dict[str, int] = {}
+    for init in model.graph.initializer:
+        tables[init.name] = int(init.dims[0]) if len(init.dims) else 1
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].t.dims:
+            tables[node.output[0]] = int(node.attribute[0].t.dims[0])
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found: dict[str, int] = {}
+    for graph_input in model.graph.input:
+        frontier, seen = [graph_input.name], set()
+        while frontier:
+            tensor = frontier.pop()
+            if tensor in seen:
+                continue
+            seen.add(tensor)
+            for node in consumers.get(tensor, []):
+                if node.op_type in ("Gather", "GatherElements") and len(node.input) > 1 and node.input[1] == tensor:
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    data = node.input[0]
+                    if data in tables and axis == 0:
+                        size = tables[data]
+                        found[graph_input.name] = min(found.get(graph_input.name, size), size)
+                elif node.op_type in _PASS_THROUGH and node.input and node.input[0] == tensor:
+                    frontier.extend(node.output)
+    return found
+
+
+def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None = None,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random data of the (concrete) ``inputs``, inside each input's domain (module docstring).
+
+    Raises ConfigError naming the input when its values cannot be drawn safely."""
+    rng = np.random.default_rng(seed)
+    tables = table_sizes(model) if model is not None else {}
+    feeds: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        shape = tuple(int(d) for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
+        elif dtype.kind in "iu":
+            if "mask" in spec.name.lower():
+                feeds[spec.name] = np.ones(shape, dtype=dtype)
+            elif spec.name in tables:
+                feeds[spec.name] = rng.integers(0, tables[spec.name], size=shape).astype(dtype)
+            elif not shape:
+                raise ConfigError(f"input '{spec.name}': an integer scalar (a rate, a count, a flag?) cannot be "
+                                  "drawn at random; give real samples (--calibration DIR of .npz files)")
+            else:
+                feeds[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
+        else:
+            raise ConfigError(f"input '{spec.name}': cannot generate data of dtype {spec.dtype}; give samples")
+    return feeds

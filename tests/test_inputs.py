@@ -1,0 +1,72 @@
+"""Concrete shapes decided once (never a silent 1) and random data inside each input's domain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from edgeopt.errors import ConfigError
+from edgeopt.models.calibration import InputSpec
+from edgeopt.models.graph import input_specs
+from edgeopt.models.inputs import resolve_shapes, synthetic_feeds, table_sizes
+from tests import zoo
+
+
+def test_shapes_come_from_input_then_profile_then_samples_then_batch(tmp_path: Path) -> None:
+    specs = input_specs(onnx.load(str(zoo.dynamic_conv_model(tmp_path / "dyn.onnx"))))
+    samples = [{"input": np.zeros((1, 3, 48, 320), np.float32)} for _ in range(3)]
+    (from_samples,) = resolve_shapes(specs, samples=samples, batch_size=4)
+    assert from_samples.shape == (1, 3, 48, 320)
+    assert [d.source for d in from_samples.dims] == ["samples", "model", "samples", "samples"]
+    (given,) = resolve_shapes(specs, given=[InputSpec("input", (2, 3, 32, "W"), "float32")],
+                              profile_shapes={"input": [1, 3, 16, 64]}, samples=samples)
+    assert given.shape == (2, 3, 32, 64)  # --input beats the profile, the profile beats the samples
+    (batch_only,) = resolve_shapes(specs, profile_shapes={"input": [7, 3, 16, 16]})
+    assert batch_only.shape == (7, 3, 16, 16)
+
+
+def test_an_unresolved_dimension_is_a_usage_error_naming_the_ways_to_set_it(tmp_path: Path) -> None:
+    specs = input_specs(onnx.load(str(zoo.dynamic_conv_model(tmp_path / "dyn.onnx"))))
+    with pytest.raises(ConfigError) as caught:
+        resolve_shapes(specs, where="dyn.onnx")
+    message = str(caught.value)
+    assert caught.value.exit_code == 2
+    assert "input: [N=1 (batch_size), 3, H=? (unresolved), W=? (unresolved)]" in message
+    assert "--input input:1x3xNxN" in message and "bench.input_shapes" in message and "--calibration" in message
+    disagreeing = [{"input": np.zeros((1, 3, 32, w), np.float32)} for w in (100, 120)]
+    with pytest.raises(ConfigError, match=r"W=\? \(unresolved\)"):
+        resolve_shapes(specs, samples=disagreeing)
+    (partial,) = resolve_shapes(specs, strict=False)
+    assert not partial.complete
+
+
+def test_a_shape_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
+    specs = input_specs(onnx.load(str(zoo.dynamic_conv_model(tmp_path / "dyn.onnx"))))
+    with pytest.raises(ConfigError, match="--input input: shape"):
+        resolve_shapes(specs, given=[InputSpec("input", (1, 4, 16, 16), "float32")])
+    with pytest.raises(ConfigError, match="has no input of that name"):
+        resolve_shapes(specs, given=[InputSpec("pixels", (1, 3, 16, 16), "float32")])
+
+
+def test_token_ids_stay_inside_the_embedding_table(tmp_path: Path) -> None:
+    path = zoo.token_embedding_model(tmp_path / "emb.onnx")
+    model = onnx.load(str(path))
+    assert table_sizes(model) == {"input_ids": zoo.EMBEDDING_VOCAB}  # through the Cast
+    (ids,) = resolve_shapes(input_specs(model), given=[InputSpec("input_ids", (2, 512), "int64")])
+    feeds = synthetic_feeds([ids.spec()], model, seed=1)
+    assert feeds["input_ids"].max() < zoo.EMBEDDING_VOCAB
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, feeds)
+    assert out.shape == (2, 8)
+
+
+def test_masks_are_ones_and_an_integer_scalar_asks_for_samples() -> None:
+    feeds = synthetic_feeds([InputSpec("attention_mask", (1, 16), "int64"), InputSpec("flag", (2,), "bool")])
+    assert feeds["attention_mask"].tolist() == [[1] * 16] and feeds["flag"].dtype == np.bool_
+    with pytest.raises(ConfigError, match="input 'sr': an integer scalar"):
+        synthetic_feeds([InputSpec("sr", (), "int64")])
+    assert synthetic_feeds([InputSpec("gain", (), "float32")])["gain"].shape == ()  # scalars stay rank-0
