@@ -122,10 +122,10 @@ def resolve_shapes(declared: Sequence[InputSpec], *, given: Sequence[InputSpec] 
     if strict and missing:
         lines = [f"  {r.describe()}" for r in missing]
         example = missing[0]
-        shape = "x".join(str(d.value) if d.value is not None else "N" for d in example.dims)
+        example_shape = "x".join(str(d.value) if d.value is not None else "N" for d in example.dims)
         raise ConfigError(
             f"{where}: symbolic input dimensions edgeopt will not guess:\n" + "\n".join(lines) +
-            f"\nset them with --input {example.name}:{shape}[:{example.dtype}], with the profile's "
+            f"\nset them with --input {example.name}:{example_shape}[:{example.dtype}], with the profile's "
             f"bench.input_shapes, or by giving samples (--calibration DIR or --eval FILE) of that shape")
     return resolved
 
