@@ -1,7 +1,8 @@
 """pytest plugin: assert edgeopt budgets from a user's own test suite, with the same gate as the CLI.
 
 Loaded through the ``pytest11`` entry point in every pytest session of an environment where edgeopt is
-installed, so this module imports only the standard library, pytest and ``edgeopt.errors``; profiles,
+installed, so this module imports only the standard library, pytest, ``edgeopt.errors`` and
+``edgeopt.cli.options`` (the option declarations it shares with the CLI); profiles,
 measurement and the gate are imported when a test first asks for a budget.
 
 - fixture ``edgeopt_budget("model.onnx", p95_ms=20, peak_rss_mb=500)``: measures the file on the
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from edgeopt.cli import options
 from edgeopt.errors import EdgeoptError, first_line
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from edgeopt.profiles.schema import HardwareProfile
 
 DEFAULT_PROFILE = "host-cpu"
+PREFIX = "edgeopt-"  # --edgeopt-profile is edgeopt's --profile (edgeopt.cli.options declares both)
 _UNDECIDED = ("inconclusive", "invalid")  # gate verdicts that are neither pass nor fail
 MARKER = (
     "edgeopt(model, *, profile=None, proxy=None, name=None, **budgets): after the test body, measure the ONNX "
@@ -67,20 +70,17 @@ class BudgetCheck(Protocol):
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("edgeopt", "edgeopt budgets (fixture edgeopt_budget, marker edgeopt)")
-    group.addoption("--edgeopt-profile", metavar="NAME_OR_YAML", default=None,
-                    help=f"hardware profile for edgeopt budgets: a shipped name or a YAML path (default: "
-                         f"{DEFAULT_PROFILE})")
-    group.addoption("--edgeopt-proxy", action="store_true", default=False,
-                    help="judge budgets on a host that is not the profile's hardware; sentences say PROXY")
+    options.add_profile_options(group.addoption, PREFIX, default_help=DEFAULT_PROFILE,
+                                note="for every budget that names none")
+    options.add_proxy_options(group.addoption, PREFIX)
     group.addoption("--edgeopt-strict", action="store_true", default=False,
                     help="an inconclusive budget or baseline comparison fails the test (default: skip it)")
     group.addoption("--edgeopt-save", metavar="DIR", default=None,
                     help="save every edgeopt measurement as DIR/<name>__<profile>.json")
     group.addoption("--edgeopt-baseline", metavar="DIR", default=None,
                     help="compare every edgeopt measurement with DIR/<name>__<profile>.json (from --edgeopt-save)")
-    group.addoption("--edgeopt-threshold", metavar="STAT:PCT", action="append", default=None,
-                    help="regression threshold for --edgeopt-baseline, e.g. p95:5%%, repeatable (default: those "
-                         "of edgeopt compare)")
+    options.add_threshold_options(group.addoption, PREFIX,
+                                  default=f"those of edgeopt compare, {' '.join(options.COMPARE_THRESHOLDS)}")
 
 
 def pytest_configure(config: pytest.Config) -> None:

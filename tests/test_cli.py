@@ -380,3 +380,59 @@ def test_run_on_a_real_foreign_model_with_relative_paths(tmp_path: Path) -> None
         assert document["status"] == "ok"
     wrong = edgeopt("run", "cls.onnx", "--profile", "fast.yaml", "--input", "x:1x3x48", "--out", "out2", cwd=tmp_path)
     assert_clean_rejection(wrong, 2, "x")
+
+
+# ----------------------------------------------------------------------------------------------- the parser
+
+
+def _subparsers() -> dict[str, object]:
+    import argparse
+
+    from edgeopt.cli.main import _parser
+
+    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_subcommand_dispatches_through_one_handler_named_after_it() -> None:
+    subparsers = _subparsers()
+    assert {"export", "inspect", "quantize", "profiles", "profile", "gate", "run", "report", "compare", "ab",
+            "rerun", "log-mlflow", "sensitivity", "tune", "sweep"} <= set(subparsers)
+    for name, parser in subparsers.items():
+        handler = parser.get_default("handler")  # type: ignore[attr-defined]
+        assert handler is not None and handler.__name__ == f"handle_{name.replace('-', '_')}", name
+
+
+def test_shared_options_have_one_help_text_everywhere() -> None:
+    """--profile, --budget, --proxy, --force... read the same in every subcommand that takes them."""
+    import argparse
+
+    helps: dict[str, set[str]] = {}
+    for parser in _subparsers().values():
+        for action in parser._actions:  # type: ignore[attr-defined]
+            if isinstance(action, argparse._StoreTrueAction | argparse._AppendAction | argparse._StoreAction):
+                for flag in action.option_strings:
+                    helps.setdefault(flag, set()).add((action.help or "").split(" (default")[0].split("; ")[0])
+    for flag in ("--budget", "--proxy", "--force", "--variant", "--min-calibration-samples", "--opset",
+                 "--exporter", "--input", "--calibration", "--eval"):
+        assert len(helps[flag]) == 1, (flag, helps[flag])
+    assert {h.split(":")[0].split(" ")[0] for h in helps["--profile"]} == {"hardware"}
+
+
+def test_threshold_defaults_in_the_help_are_the_library_defaults() -> None:
+    from edgeopt.cli.options import AB_THRESHOLDS, COMPARE_THRESHOLDS
+    from edgeopt.core.ratio_stats import DEFAULT_THRESHOLDS
+    from edgeopt.workflows.ab import DEFAULT_AB_THRESHOLDS
+
+    assert COMPARE_THRESHOLDS == DEFAULT_THRESHOLDS and AB_THRESHOLDS == DEFAULT_AB_THRESHOLDS
+
+
+def test_help_of_the_command_and_of_every_subcommand() -> None:
+    for name in ("", *_subparsers()):
+        result = edgeopt(*([name] if name else []), "--help")
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout.startswith(f"usage: edgeopt {name}".rstrip()), name
+    assert "--profile NAME_OR_YAML" in edgeopt("run", "--help").stdout
+    script = Path(sys.executable).parent / "edgeopt"
+    if script.exists():
+        assert subprocess.run([script, "--help"], capture_output=True, timeout=120).returncode == 0

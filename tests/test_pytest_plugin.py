@@ -54,6 +54,25 @@ def test_plugin_is_registered_as_an_entry_point() -> None:
     assert names.get("edgeopt") == "edgeopt.pytest_plugin", "reinstall edgeopt (pip install -e .) to register it"
 
 
+def test_options_share_the_cli_declarations(project: pytest.Pytester) -> None:
+    """--edgeopt-profile/-proxy/-threshold are edgeopt.cli.options' --profile/--proxy/--threshold, prefixed."""
+    import argparse
+
+    from edgeopt.cli import options
+
+    cli = argparse.ArgumentParser()
+    options.add_proxy_options(cli.add_argument)
+    options.add_threshold_options(cli.add_argument)
+    helped = project.runpytest("--help")
+    assert helped.ret == 0
+    text = " ".join(helped.stdout.str().split())
+    for flag in ("proxy", "threshold"):
+        help_text = next(a.help for a in cli._actions if f"--{flag}" in a.option_strings)
+        assert help_text is not None and " ".join(help_text.split(" (default")[0].replace("%%", "%").split()) in text
+    assert "--edgeopt-profile=NAME_OR_YAML hardware profile for every budget that names none" in text
+    assert "(default: host-cpu)" in text
+
+
 
 
 def test_passing_budget_returns_the_result(project: pytest.Pytester) -> None:

@@ -1,4 +1,4 @@
-"""CLI subcommands ``compare``, ``ab`` and ``rerun`` (wired into ``edgeopt`` via ``COMMAND_MODULES``).
+"""CLI subcommands ``compare``, ``ab`` and ``rerun`` (added to ``edgeopt`` through ``COMMAND_MODULES``).
 
 Light to import: the handlers import numpy, onnxruntime and friends when they run.
 """
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeopt.cli import options
+
 
 def add_command(subparsers: Any) -> None:
     """Add ``compare``, ``ab`` and ``rerun`` to the ``edgeopt`` subparsers."""
@@ -17,33 +19,31 @@ def add_command(subparsers: Any) -> None:
     p.add_argument("baseline", type=Path, help="measurement JSON, run folder, folder of JSON, or pytest-benchmark "
                    "JSON (saved with --benchmark-save-data)")
     p.add_argument("candidate", type=Path)
-    p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="e.g. p95:5%%, peak_rss_mb:10%%; "
-                   "default p50:5%% p95:5%% peak_rss_mb:10%% model_size_mb:1%%")
+    options.add_threshold_options(p.add_argument)
     p.add_argument("--allow-cross-host", action="store_true", help="judge latency thresholds under 10%% even when "
                    "the two were measured on different hosts")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
-    p.set_defaults(handler=cmd_compare)
+    p.set_defaults(handler=handle_compare)
 
     p = subparsers.add_parser("ab", help="interleaved same-host A/B of two ONNX files (the CI regression gate)")
     p.add_argument("base", type=Path, help="baseline ONNX file (A)")
     p.add_argument("candidate", type=Path, help="candidate ONNX file (B); may be the same file with --profile-b")
-    p.add_argument("--profile", required=True, help="hardware profile name or YAML path (A's settings, bench)")
+    options.add_profile_options(p.add_argument, required=True, note="whose runtime and bench settings A runs with")
     p.add_argument("--profile-b", help="profile whose runtime settings B runs with (default: --profile)")
-    p.add_argument("--threshold", action="append", metavar="STAT:PCT%", help="latency thresholds; default "
-                   "p50:5%% p95:5%%")
+    options.add_threshold_options(p.add_argument, default=options.AB_THRESHOLDS)
     p.add_argument("--max-seconds", type=float, help="time cap of the interleaved loop (default: 4x the "
                    "profile's bench.max_seconds: two arms and a tail-percentile ratio need more samples)")
-    p.add_argument("--out", type=Path, default=Path("edgeopt-out/ab"), help="folder for the JSON result")
-    p.set_defaults(handler=cmd_ab)
+    options.add_out_options(p.add_argument, default=Path("edgeopt-out/ab"), what="folder for the JSON result")
+    p.set_defaults(handler=handle_ab)
 
     p = subparsers.add_parser("rerun", help="re-measure a stored result under the same settings; report agreement")
     p.add_argument("result", type=Path, help="a measurement JSON file")
     p.add_argument("--times", type=int, default=1, help="how many re-measurements (default 1)")
-    p.add_argument("--out", type=Path, help="folder for the re-measurements (default: a temporary folder)")
-    p.set_defaults(handler=cmd_rerun)
+    options.add_out_options(p.add_argument, what="folder for the re-measurements", default_help="a temporary folder")
+    p.set_defaults(handler=handle_rerun)
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def handle_compare(args: argparse.Namespace) -> int:
     from edgeopt.evaluate.compare import compare_paths
 
     comparison = compare_paths(args.baseline, args.candidate, args.threshold, allow_cross_host=args.allow_cross_host)
@@ -58,7 +58,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return comparison.exit_code
 
 
-def cmd_ab(args: argparse.Namespace) -> int:
+def handle_ab(args: argparse.Namespace) -> int:
     from edgeopt.profiles.schema import load_profile
     from edgeopt.workflows.ab import run_ab
 
@@ -72,7 +72,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def cmd_rerun(args: argparse.Namespace) -> int:
+def handle_rerun(args: argparse.Namespace) -> int:
     from edgeopt.workflows.rerun import rerun_measurement
 
     report = rerun_measurement(args.result, times=args.times, out_dir=args.out)

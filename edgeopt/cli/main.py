@@ -15,83 +15,67 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgeopt.cli import options
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError, first_line
 
 
-def _budgets(items: Sequence[str] | None) -> dict[str, float]:
-    budgets: dict[str, float] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        try:
-            budgets[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--budget {item!r}: expected KEY=NUMBER with the unit in the key, e.g. p95_ms=12")
-    return budgets
-
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", action="append", required=True, help="hardware profile name or YAML path")
-    parser.add_argument("--budget", action="append", metavar="KEY=VALUE", help="override a budget, e.g. p95_ms=12")
-    parser.add_argument("--proxy", action="store_true", help="judge budgets on a host that is not the profile's "
-                        "hardware; every number is labelled PROXY")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("export", help="export a torch factory (package.module:function) to ONNX")
+def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``export``, ``inspect``, ``quantize``, ``profiles``, ``profile``, ``gate`` and ``run``."""
+    p = subparsers.add_parser("export", help="export a torch factory (package.module:function) to ONNX")
     p.add_argument("factory")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--input", action="append", help="name:1x3x224x224[:float32]; default: the module's input_spec()")
-    p.add_argument("--opset", type=int, default=17)
+    options.add_out_options(p.add_argument, required=True, what="the ONNX file to write (its provenance JSON "
+                            "is written beside it)")
+    options.add_export_options(p.add_argument)
     p.add_argument("--dynamic-batch", action="store_true")
-    p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript")
     p.add_argument("--max-abs", type=float, default=1e-3)
     p.add_argument("--max-rel", type=float, default=1e-3)
     p.add_argument("--min-cosine", type=float, default=0.9999)
+    p.set_defaults(handler=handle_export)
 
-    p = sub.add_parser("inspect", help="inputs, outputs, opsets, parameters, size and MACs of an ONNX file")
+    p = subparsers.add_parser("inspect", help="inputs, outputs, opsets, parameters, size and MACs of an ONNX file")
     p.add_argument("model", type=Path)
     p.add_argument("--shape", action="append", help="fix a dynamic input for MAC counting: name:1x3x48x192")
     p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=handle_inspect)
 
-    p = sub.add_parser("quantize", help="make variants of an ONNX file")
+    p = subparsers.add_parser("quantize", help="make variants of an ONNX file")
     p.add_argument("model", type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--variant", action="append", help="fp32, fp16, int8-dynamic, int8-static[-minmax|-entropy|"
-                   "-percentile]; default: all")
-    p.add_argument("--calibration", help="calibration folder (manifest.yaml) or package.module:function")
-    p.add_argument("--min-calibration-samples", type=int, default=16)
-    p.add_argument("--max-calibration-samples", type=int)
+    options.add_out_options(p.add_argument, required=True, what="folder for the variant files")
+    options.add_variant_options(p.add_argument)
+    options.add_calibration_options(p.add_argument, sample_limits=True)
     p.add_argument("--exclude-node", action="append", default=[], help="keep this node in float (int8 variants)")
-    p.add_argument("--force", action="store_true")
+    options.add_force_options(p.add_argument)
+    p.set_defaults(handler=handle_quantize)
 
-    p = sub.add_parser("profiles", help="list, show or check hardware profiles")
+    p = subparsers.add_parser("profiles", help="list, show or check hardware profiles")
     p.add_argument("action", choices=["list", "show", "check"])
     p.add_argument("name", nargs="?")
+    p.set_defaults(handler=handle_profiles)
 
-    p = sub.add_parser("profile", help="measure ONNX file(s) as they are on hardware profile(s)")
+    p = subparsers.add_parser("profile", help="measure ONNX file(s) as they are on hardware profile(s)")
     p.add_argument("models", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, default=Path("edgeopt-out/measurements"))
-    _add_run_options(p)
+    options.add_out_options(p.add_argument, default=Path("edgeopt-out/measurements"))
+    options.add_profile_options(p.add_argument, repeatable=True, required=True)
+    options.add_budget_options(p.add_argument)
+    options.add_proxy_options(p.add_argument)
+    p.set_defaults(handler=handle_profile)
 
-    p = sub.add_parser("gate", help="judge stored measurement JSON files against their profile's budgets")
+    p = subparsers.add_parser("gate", help="judge stored measurement JSON files against their profile's budgets")
     p.add_argument("results", nargs="+", type=Path)
-    p.add_argument("--profile", help="judge against this profile's budgets instead of the stored one")
-    p.add_argument("--budget", action="append", metavar="KEY=VALUE")
-    p.add_argument("--proxy", action="store_true")
+    options.add_profile_options(p.add_argument, note="whose budgets to judge against",
+                                default_help="the profile stored in each result")
+    options.add_budget_options(p.add_argument)
+    options.add_proxy_options(p.add_argument)
+    p.set_defaults(handler=handle_gate)
 
-    p = sub.add_parser("run", help="the whole pipeline: export → variants → measure → gate → report")
+    p = subparsers.add_parser("run", help="the whole pipeline: export → variants → measure → gate → report")
     p.add_argument("model", help="package.module:factory or path/to/model.onnx")
-    _add_run_options(p)
-    p.add_argument("--out", type=Path, default=Path("edgeopt-out"))
-    p.add_argument("--calibration")
-    p.add_argument("--eval", dest="eval_set", help="eval set (.npz with images and labels (int classes) or "
-                   "targets (floats), or images alone for embedding metrics)")
+    options.add_profile_options(p.add_argument, repeatable=True, required=True)
+    options.add_budget_options(p.add_argument)
+    options.add_proxy_options(p.add_argument)
+    options.add_out_options(p.add_argument, default=Path("edgeopt-out"))
+    options.add_calibration_options(p.add_argument, sample_limits=True)
+    options.add_eval_options(p.add_argument)
     p.add_argument("--metric", action="append", help="task metric on --eval, repeatable: top1, top5, mae, rmse, "
                    "cosine_to_fp32, retrieval_agreement@K or package.module:function (default: top1 with "
                    "integer labels, mae with targets, else cosine_to_fp32); the first is the table's column")
@@ -99,19 +83,23 @@ def _parser() -> argparse.ArgumentParser:
                    "contrast, noise, blur (NAME:SEVERITY to change the default) or all")
     p.add_argument("--shift-range", metavar="LOW:HIGH", help="pixel value range the shifts act in (default: from "
                    "the calibration manifest's normalisation, else [0,1] when the eval values fit, else min:max)")
-    p.add_argument("--variant", action="append", help="default: all variants")
-    p.add_argument("--input", action="append")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript")
-    p.add_argument("--min-calibration-samples", type=int, default=16)
-    p.add_argument("--max-calibration-samples", type=int)
-    p.add_argument("--force", action="store_true", help="redo finished exports, variants and measurements")
+    options.add_variant_options(p.add_argument)
+    options.add_export_options(p.add_argument)
+    options.add_force_options(p.add_argument)
+    p.set_defaults(handler=handle_run)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_command(sub)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_command(sub)
     return parser
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
+def handle_export(args: argparse.Namespace) -> int:
     from edgeopt.models.export import ParityTolerance, export_onnx
     from edgeopt.models.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_input_spec
 
@@ -130,7 +118,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
+def handle_inspect(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from edgeopt.models.graph import inspect_model
@@ -152,7 +140,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_quantize(args: argparse.Namespace) -> int:
+def handle_quantize(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from edgeopt.models.calibration import load_calibration
@@ -178,7 +166,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return code
 
 
-def _cmd_profiles(args: argparse.Namespace) -> int:
+def handle_profiles(args: argparse.Namespace) -> int:
     from edgeopt.core.host import host_fingerprint
     from edgeopt.profiles.schema import check_profile_files, list_profiles, load_profile, match_identity
 
@@ -210,14 +198,14 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return code
 
 
-def _cmd_profile(args: argparse.Namespace) -> int:
+def handle_profile(args: argparse.Namespace) -> int:
     from edgeopt.evaluate.gate import exit_code_for, gate_measurement
     from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
     from edgeopt.models.quantize import Variant
     from edgeopt.profiles.schema import load_profile
     from edgeopt.reports.table import build_row, render_table
 
-    budgets = _budgets(args.budget)
+    budgets = options.parse_budgets(args.budget)
     profiles = [load_profile(name) for name in args.profile]
     profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
     variants = [Variant.from_file(path) for path in args.models]
@@ -240,12 +228,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return exit_code_for(gates, failures=failures)
 
 
-def _cmd_gate(args: argparse.Namespace) -> int:
+def handle_gate(args: argparse.Namespace) -> int:
     from edgeopt.evaluate.gate import exit_code_for, gate_measurement
     from edgeopt.measure.results import Measurement
     from edgeopt.profiles.schema import HardwareProfile, load_profile
 
-    budgets = _budgets(args.budget)
+    budgets = options.parse_budgets(args.budget)
     gates, failures = [], 0
     for path in args.results:
         try:
@@ -280,7 +268,7 @@ def _shift_range(text: str | None) -> tuple[float, float] | None:
     raise ConfigError(f"--shift-range {text!r}: expected LOW:HIGH, e.g. 0:1 or 0:255")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def handle_run(args: argparse.Namespace) -> int:
     from edgeopt.models.modelref import parse_input_spec
     from edgeopt.models.quantize import DEFAULT_VARIANTS
     from edgeopt.workflows.pipeline import RunConfig, run_pipeline
@@ -289,7 +277,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
         variants=tuple(args.variant or DEFAULT_VARIANTS), eval_set=args.eval_set,
         inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
-        budgets=_budgets(args.budget), proxy=args.proxy, force=args.force,
+        budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
         min_calibration_samples=args.min_calibration_samples, max_calibration_samples=args.max_calibration_samples,
         metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
     )
@@ -302,21 +290,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-# Modules that add their own subcommands: each defines ``add_command(subparsers)``, which adds a parser
-# and sets ``handler=<function(args) -> int>`` as its default.  They must be light to import.
+# The modules that add the other subcommands.  Each, like this one, defines ``add_command(subparsers)``, which
+# adds its parsers and sets ``handler=handle_<command>`` (a function ``(args) -> exit code``) as each one's
+# default; ``main`` calls it, the one dispatch path.  They must be light to import: a handler imports what it
+# needs when it runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "edgeopt.cli.report", "edgeopt.cli.compare", "edgeopt.cli.tracking", "edgeopt.cli.research",
 )
-
-COMMANDS = {"export": _cmd_export, "inspect": _cmd_inspect, "quantize": _cmd_quantize, "profiles": _cmd_profiles,
-            "profile": _cmd_profile, "gate": _cmd_gate, "run": _cmd_run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        handler = getattr(args, "handler", None) or COMMANDS[args.command]
-        return int(handler(args))
+        return int(args.handler(args))
     except EdgeoptError as error:
         if args.debug:
             traceback.print_exc()

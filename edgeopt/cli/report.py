@@ -37,10 +37,10 @@ def add_command(subparsers: Any) -> None:
     p.add_argument("--samples-csv", type=Path, metavar="FILE", help="long format: one row per latency sample")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="Markdown for a PR comment ('-' prints it)")
     p.add_argument("--github-summary", action="store_true", help="append the Markdown to $GITHUB_STEP_SUMMARY")
-    p.set_defaults(handler=run_report_command)
+    p.set_defaults(handler=handle_report)
 
 
-def run_report_command(args: argparse.Namespace) -> int:
+def handle_report(args: argparse.Namespace) -> int:
     """Write the reports asked for; 0 when written (the run's own verdict is inside the reports)."""
     from edgeopt.core.fileio import write_text_atomic
 

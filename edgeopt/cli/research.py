@@ -1,7 +1,7 @@
 """The research subcommands ``edgeopt sensitivity``, ``edgeopt tune`` and ``edgeopt sweep``.
 
 ``add_command(subparsers)`` adds their parsers; each handler builds the library's typed config and
-returns the exit code.  Importing this module imports nothing heavy (argparse and pathlib only).
+returns the exit code.  Importing this module imports nothing heavy (argparse, pathlib and :mod:`edgeopt.cli.options`).
 """
 
 from __future__ import annotations
@@ -10,64 +10,66 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgeopt.cli import options
+
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``sensitivity``, ``tune`` and ``sweep`` to the ``edgeopt`` subparsers."""
     p = subparsers.add_parser("sensitivity", help="per-node quantization error of a QDQ variant (SQNR), ranked")
     p.add_argument("model", type=Path, help="the fp32 ONNX model the QDQ variant was made from")
     p.add_argument("qdq", type=Path, help="the QDQ variant (e.g. variants/int8-static-minmax.onnx)")
-    p.add_argument("--calibration", required=True, help="calibration folder (manifest.yaml) or package.module:function")
-    p.add_argument("--eval", dest="eval_set", help="run on these held-out inputs (.npz with images) instead of "
-                   "the calibration set")
+    options.add_calibration_options(p.add_argument, required=True)
+    options.add_eval_options(p.add_argument, note="its images are the inputs run (default: the calibration set)")
     p.add_argument("--samples", type=int, default=64, help="inputs to run (default 64)")
     p.add_argument("--top", type=int, default=20, help="rows in the table and plot (default 20)")
     p.add_argument("--isolated", type=int, default=0, metavar="N", help="also build one variant per top-N node "
                    "with only that node in float and report the output SQNR it wins back (N quantizer runs)")
-    p.add_argument("--recipe", default="int8-static-minmax", help="recipe of the QDQ variant, for --isolated")
-    p.add_argument("--out", type=Path, default=Path("edgeopt-out/sensitivity"))
-    p.set_defaults(handler=_cmd_sensitivity)
+    options.add_recipe_options(p.add_argument, note="of the QDQ variant, for --isolated")
+    options.add_out_options(p.add_argument, default=Path("edgeopt-out/sensitivity"))
+    p.set_defaults(handler=handle_sensitivity)
 
     p = subparsers.add_parser("tune", help="fastest int8 variant within an accuracy budget (fp32 fallback of "
                               "the most sensitive nodes)")
     p.add_argument("model", type=Path)
-    p.add_argument("--calibration", required=True)
-    p.add_argument("--eval", dest="eval_set", required=True, help="labelled eval split (.npz with images, labels)")
-    p.add_argument("--profile", required=True)
+    options.add_calibration_options(p.add_argument, required=True)
+    options.add_eval_options(p.add_argument, required=True, note="--metric top1 needs its labels")
+    options.add_profile_options(p.add_argument, required=True)
     p.add_argument("--max-drop", type=float, required=True, help="top1: points; cosine: 1 - mean cosine; "
                    "with --relative: %% of the fp32 value")
     p.add_argument("--metric", choices=["top1", "cosine"], default="top1")
     p.add_argument("--relative", action="store_true")
     p.add_argument("--rule", choices=["upper", "point"], default="upper", help="pass when the upper end of the "
                    "95%% paired interval (default) or the point estimate of the drop is within budget")
-    p.add_argument("--recipe", default="int8-static-minmax")
+    options.add_recipe_options(p.add_argument, note="the candidates are made from")
     p.add_argument("--max-exclude", type=int, help="most nodes to keep in float (default: every ranked node)")
     p.add_argument("--select", choices=["fastest", "fewest"], default="fastest", help="among passing candidates: "
                    "the lowest p50 (default) or the fewest nodes kept in float")
-    p.add_argument("--proxy", action="store_true")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("edgeopt-out/tune"))
-    p.set_defaults(handler=_cmd_tune)
+    options.add_proxy_options(p.add_argument)
+    options.add_force_options(p.add_argument)
+    options.add_out_options(p.add_argument, default=Path("edgeopt-out/tune"))
+    p.set_defaults(handler=handle_tune)
 
     p = subparsers.add_parser("sweep", help="recipe grid → variants, measurements, the Pareto front")
     p.add_argument("model", help="package.module:factory or path/to/model.onnx")
-    p.add_argument("--calibration", required=True)
-    p.add_argument("--eval", dest="eval_set")
-    p.add_argument("--profile", action="append", required=True)
+    options.add_calibration_options(p.add_argument, required=True)
+    options.add_eval_options(p.add_argument)
+    options.add_profile_options(p.add_argument, repeatable=True, required=True)
     p.add_argument("--methods", default="minmax,entropy,percentile")
     p.add_argument("--per-channel", choices=["yes", "no", "both"], default="yes")
     p.add_argument("--activations", default="sym", help="sym, asym or sym,asym")
     p.add_argument("--samples", default="", help="calibration sample counts, e.g. 16,64,128 (default: all)")
     p.add_argument("--reduce-range", choices=["yes", "no", "both"], default="no")
-    p.add_argument("--proxy", action="store_true")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("edgeopt-out/sweep"))
-    p.set_defaults(handler=_cmd_sweep)
+    options.add_proxy_options(p.add_argument)
+    options.add_force_options(p.add_argument)
+    options.add_out_options(p.add_argument, default=Path("edgeopt-out/sweep"))
+    p.set_defaults(handler=handle_sweep)
 
 
 def _log(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _cmd_sensitivity(args: argparse.Namespace) -> int:
+def handle_sensitivity(args: argparse.Namespace) -> int:
     from edgeopt.core.fileio import write_json_atomic
     from edgeopt.evaluate.sensitivity import (
         analyse_sensitivity,
@@ -113,7 +115,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_tune(args: argparse.Namespace) -> int:
+def handle_tune(args: argparse.Namespace) -> int:
     from edgeopt.workflows.tune import TuneConfig, render_table, summary_lines, tune
 
     config = TuneConfig(model=args.model, calibration=args.calibration, eval_set=args.eval_set, profile=args.profile,
@@ -128,7 +130,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
+def handle_sweep(args: argparse.Namespace) -> int:
     from edgeopt.workflows.sweep import SweepConfig, run_sweep, sweep_recipes
 
     def choice(value: str) -> tuple[bool, ...]:

@@ -26,10 +26,10 @@ def add_command(subparsers: Any) -> None:
                         "file:///path (needs MLFLOW_ALLOW_FILE_STORE=true); default: $MLFLOW_TRACKING_URI")
     p.add_argument("--experiment", default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "edgeopt"),
                    help="experiment name, created when missing (default: $MLFLOW_EXPERIMENT_NAME or edgeopt)")
-    p.set_defaults(handler=run_command)
+    p.set_defaults(handler=handle_log_mlflow)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def handle_log_mlflow(args: argparse.Namespace) -> int:
     from edgeopt.errors import ConfigError
     from edgeopt.reports.mlflow_tracking import log_run
 
