@@ -274,6 +274,14 @@ def test_bad_budget_option_exits_2(tmp_path: Path, model: Path, profile: Path) -
     assert_clean_rejection(result, 2, "p95_ms")
 
 
+def test_unknown_variant_exits_2_naming_it_and_the_valid_ones(tmp_path: Path, model: Path, profile: Path) -> None:
+    result = edgeopt("run", model, "--profile", profile, "--variant", "bogus", "--out", tmp_path / "out")
+    assert_clean_rejection(result, 2, "unknown variant 'bogus'", "fp32, fp16, int8-dynamic, int8-static-minmax")
+    assert no_files(tmp_path / "out")
+    quantized = edgeopt("quantize", model, "--out", tmp_path / "q", "--variant", "int8-static-minmax-zz")
+    assert_clean_rejection(quantized, 2, "int8-static-minmax-zz", "unknown option 'zz'")
+
+
 # ----------------------------------------------------------------------------------------- other commands
 
 

@@ -302,7 +302,7 @@ def test_quantizing_leaves_nothing_in_the_working_directory(
 def test_recipe_names_encode_every_option() -> None:
     from dataclasses import replace
 
-    from edgeopt.errors import EdgeoptError
+    from edgeopt.errors import EXIT_USAGE, ConfigError
     from edgeopt.models.quantize import Recipe
 
     recipe = Recipe.parse("int8-static-entropy-pt-asym-rr-n64")
@@ -313,8 +313,11 @@ def test_recipe_names_encode_every_option() -> None:
     assert Recipe.parse("int8-static").name == "int8-static-minmax"
     excluded = replace(Recipe.parse("int8-static-minmax"), exclude_nodes=("b", "a"))
     assert excluded.name.startswith("int8-static-minmax-x2-")
-    with pytest.raises(EdgeoptError, match="unknown option 'zz'"):
+    with pytest.raises(ConfigError, match="unknown option 'zz'") as raised:
         Recipe.parse("int8-static-minmax-zz")
+    assert raised.value.exit_code == EXIT_USAGE  # a bad --variant is a usage error (exit 2)
+    with pytest.raises(ConfigError, match="unknown variant 'bogus'; choose from fp32, fp16, int8-dynamic"):
+        Recipe.parse("bogus")
 
 
 def test_constant_weights_are_lifted_and_old_opsets_upgraded_for_per_channel(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 
 from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
-from edgeopt.errors import EdgeoptError, QuantizationError, first_line
+from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_line
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import compare_outputs, random_feeds
 from edgeopt.models.graph import input_specs, load_model, model_size_bytes
@@ -97,7 +97,10 @@ class Recipe:
 
     @classmethod
     def parse(cls, name: str) -> Recipe:
-        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax) or ``int8-static-<method>[-options]``."""
+        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax) or ``int8-static-<method>[-options]``.
+
+        An unknown name or option is a usage error: ConfigError (exit 2).
+        """
         if name in ("fp32", "fp16"):
             return cls(kind=name)
         if name == "int8-dynamic":
@@ -117,11 +120,11 @@ class Recipe:
                 elif re.fullmatch(r"n[1-9]\d*", part):
                     options["calibration_samples"] = int(part[1:])
                 else:
-                    raise EdgeoptError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
+                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
             return cls(**options)
         choices = ", ".join([*DEFAULT_VARIANTS, "int8-static"])
-        raise EdgeoptError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
-                           "-pt, -asym, -rr, -n<count>")
+        raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
+                          "-pt, -asym, -rr, -n<count>")
 
 
 @dataclass(frozen=True)
