@@ -176,13 +176,22 @@ def latency_figure_uri(run: RunData, measurement: Measurement) -> str:
     return _png_data_uri(fig)
 
 
+def _worst_headline(fidelity: list[dict[str, Any]]) -> float | None:
+    """The lowest most-meaningful figure (agreement or cosine) across a row's outputs, None without one."""
+    from edgeopt.evaluate.fidelity import OutputFidelity
+
+    figures = [h[1] for entry in fidelity if (h := OutputFidelity(**entry).headline()) is not None]
+    return min(figures) if figures else None
+
+
 def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
     """p50 latency vs model size of every measured variant of ``profile`` (None when fewer than one)."""
     rows = [r for r in run.rows_for(profile) if r.get("status") == "ok" and r.get("p50_ms") and r.get("size_mb")]
     if not rows:
         return None
     accuracy = all(r.get("accuracy") for r in rows)
-    fidelity = all(r.get("fidelity") for r in rows)
+    worst_figure = [_worst_headline(r.get("fidelity") or []) for r in rows]
+    fidelity = all(v is not None for v in worst_figure)
     fig = _figure(7.5, 4.6)
     ax = fig.subplots()
     sizes = np.array([float(r["size_mb"]) for r in rows])
@@ -197,8 +206,8 @@ def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
             colour = np.array([100 * float(r["accuracy"]["value"]) for r in rows])
             label = "top-1 accuracy (%)"
         else:
-            colour = np.array([float(r["fidelity"][0]["cosine"]) for r in rows])
-            label = "fidelity vs fp32 (cosine, first output)"
+            colour = np.array([float(v or 0.0) for v in worst_figure])
+            label = "fidelity vs fp32 (worst output: agreement or cosine)"
         vmin, vmax = float(colour.min()), float(colour.max())
         if vmax - vmin < 1e-9:  # one value for every variant: say it instead of a one-colour colour bar
             ax.scatter(sizes, p50, s=90, zorder=3, color="#21918c", edgecolors="black", linewidths=0.6,
