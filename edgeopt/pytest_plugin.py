@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from edgeopt.cli import options
-from edgeopt.errors import EdgeoptError, first_line
+from edgeopt.errors import EdgeoptError, InputRejectedError, first_line
 
 if TYPE_CHECKING:
     from edgeopt.evaluate.compare import Comparison
@@ -241,18 +241,15 @@ class EdgeoptSession:
     def _measure(self, path: Path, profile: HardwareProfile, name: str | None, proxy: bool) -> Measurement:
         """One measurement per (name, model bytes, profile settings, sample floor, proxy) and session: budgets
         re-judge a measurement, they do not re-measure it (as in ``edgeopt run``)."""
-        from edgeopt.measure.launcher import (
-            budget_sample_floor,
-            measure_variant,
-            measurement_key,
-            prepare_timing_inputs,
-        )
+        from edgeopt.measure.launcher import measure_variant, measurement_key, prepare_timing_inputs
+        from edgeopt.measure.run_folder import result_stem
         from edgeopt.models.quantize import Variant
+        from edgeopt.profiles.schema import budget_sample_floor
 
         variant = Variant.from_file(path, name)
         key = (variant.name, measurement_key(variant, profile, None), budget_sample_floor(profile), proxy)
         if key not in self._measurements:
-            stem = f"{variant.name}__{profile.name}"
+            stem = result_stem(variant.name, profile.name)
             work = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=self.work_dir()))
             timing = prepare_timing_inputs(variant.path, profile, None, work / "inputs.npz")
             self._measurements[key] = measure_variant(variant, profile, work, timing_inputs=timing, proxy=proxy,
@@ -260,7 +257,9 @@ class EdgeoptSession:
         return self._measurements[key]
 
     def _stem(self, measurement: Measurement) -> str:
-        return f"{measurement.variant_name}__{measurement.profile_name}"
+        from edgeopt.measure.run_folder import result_stem
+
+        return result_stem(measurement.variant_name, measurement.profile_name)
 
     def _save(self, measurement: Measurement) -> Path | None:
         if self.save_dir is None:
@@ -280,7 +279,7 @@ class EdgeoptSession:
         A missing, corrupt, truncated or old-schema baseline fails the test: it is never skipped.
         """
         from edgeopt.evaluate.compare import compare_measurements
-        from edgeopt.measure.results import Measurement
+        from edgeopt.measure.run_folder import load_measurement
 
         assert self.baseline_dir is not None
         path = self.baseline_dir / f"{self._stem(measurement)}.json"
@@ -288,11 +287,10 @@ class EdgeoptSession:
             pytest.fail(f"--edgeopt-baseline: no baseline {path} for {measurement.variant_name} on "
                         f"{measurement.profile_name} (write one with --edgeopt-save)", pytrace=False)
         try:
-            baseline = Measurement.load(path)
-        except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-            first = first_line(error)
-            pytest.fail(f"--edgeopt-baseline: {path} is not a readable edgeopt measurement (corrupt, truncated "
-                        f"or another schema_version): {first}", pytrace=False)
+            baseline = load_measurement(path)
+        except InputRejectedError as error:
+            pytest.fail(f"--edgeopt-baseline: {path} is not a readable edgeopt measurement: {first_line(error)}",
+                        pytrace=False)
         if not baseline.ok:
             pytest.fail(f"--edgeopt-baseline: {path} is a failed measurement; it cannot be a baseline",
                         pytrace=False)

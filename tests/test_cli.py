@@ -444,3 +444,12 @@ def test_help_of_the_command_and_of_every_subcommand() -> None:
     script = Path(sys.executable).parent / "edgeopt"
     if script.exists():
         assert subprocess.run([script, "--help"], capture_output=True, timeout=120).returncode == 0
+
+
+def test_a_corrupt_measurement_is_the_same_error_under_every_command(tmp_path: Path) -> None:
+    corrupt = tmp_path / "fp32__here.json"
+    corrupt.write_text('{"schema_version": 1, "kind": "measurement", "status": "ok"')  # truncated
+    for args in (["gate", corrupt], ["compare", corrupt, corrupt]):
+        done = subprocess.run([*EDGEOPT, *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 3, (args, done.stderr)
+        assert "fp32__here.json: " in done.stderr and "Traceback" not in done.stderr

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeopt.cli import options
-from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError, first_line
+from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -230,16 +230,13 @@ def handle_profile(args: argparse.Namespace) -> int:
 
 def handle_gate(args: argparse.Namespace) -> int:
     from edgeopt.evaluate.gate import exit_code_for, gate_measurement
-    from edgeopt.measure.results import Measurement
+    from edgeopt.measure.run_folder import load_measurement
     from edgeopt.profiles.schema import HardwareProfile, load_profile
 
     budgets = options.parse_budgets(args.budget)
     gates, failures = [], 0
     for path in args.results:
-        try:
-            measurement = Measurement.load(path)
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"{path}: not a readable edgeopt measurement: {first_line(error)}") from error
+        measurement = load_measurement(path)  # InputRejectedError (exit 3) naming the file and field
         if args.proxy:
             measurement = measurement.model_copy(update={"proxy": True})
         profile = (load_profile(args.profile) if args.profile
