@@ -57,12 +57,31 @@ class BackendUnavailableError(EdgeoptError):
     """A backend's runtime is not installed; the message names the pip extra to install."""
 
     exit_code = EXIT_BACKEND_FAILURE
+    failure_kind = "unavailable"  # the ``Failure.kind`` a measurement that raised this records
 
 
 class BackendError(EdgeoptError):
     """A backend could not open or run a model (unsupported operator, provider fallback, ...)."""
 
     exit_code = EXIT_BACKEND_FAILURE
+    failure_kind = "backend"
+
+
+class UnsupportedModelError(BackendError):
+    """The backend cannot convert or compile this model; the message names the operator or node."""
+
+    failure_kind = "unsupported"
+
+
+class ProviderFallbackError(BackendError):
+    """An execution provider that was asked for is not active in the session (a silent fallback)."""
+
+    failure_kind = "provider-fallback"
+
+
+def failure_kind(error: BaseException) -> str:
+    """The measurement failure kind of ``error``: its class's ``failure_kind``, else ``backend``."""
+    return str(getattr(error, "failure_kind", "backend"))
 
 
 class MeasurementError(EdgeoptError):

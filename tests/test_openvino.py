@@ -26,8 +26,9 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 def test_runner_reports_precision_and_refuses_with_the_operator(tmp_path: Path) -> None:
-    from edgeopt.backends.base import UnsupportedModelError
+    from edgeopt.backends.onnxruntime import cpu_session
     from edgeopt.backends.openvino import OpenVinoRunner, device_precisions
+    from edgeopt.errors import UnsupportedModelError
 
     assert "fp32" in device_precisions()
     model = zoo.tiny_conv_model(tmp_path / "conv.onnx")
@@ -37,9 +38,7 @@ def test_runner_reports_precision_and_refuses_with_the_operator(tmp_path: Path) 
         assert runner.details["threads"] == 1 and runner.details["compile_seconds"] >= 0
         out = runner.infer(feeds)
         runner.timed_call(feeds)()
-    import onnxruntime as ort
-
-    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    expected = cpu_session(model, threads=None).run(None, feeds)[0]
     np.testing.assert_allclose(out[0], expected, rtol=1e-4, atol=1e-5)
     refused = zoo.if_dynamic_rank_model(tmp_path / "if_rank.onnx")
     with pytest.raises(UnsupportedModelError, match="If"):

@@ -307,3 +307,89 @@ def test_tensorrt_engine_build_and_run(tmp_path: Path) -> None:
         assert runner.details["engine_built"] and runner.details["engine_host_code_allowed"] is False
     with runner_for("tensorrt", str(model), settings) as runner:  # second time: from the verified cache
         assert not runner.details["engine_built"]
+
+
+# ------------------------------------------------------------- what each backend owns: settings, cells, failures
+
+
+def _profile(**runtime: Any) -> Any:
+    from edgeopt.profiles.schema import HardwareProfile
+
+    return HardwareProfile.model_validate({
+        "name": "p", "description": "d", "identity": {"any_host": True},
+        "runtime": {"intra_op_threads": 2, **runtime},
+        "tensorrt": {"version_family": 10, "precisions": ["fp32", "fp16", "int8"]}})
+
+
+def test_registry_names_are_the_profile_schemas_backend_names() -> None:
+    from typing import get_args
+
+    from edgeopt.backends import PROFILE_BACKENDS
+    from edgeopt.profiles.schema import Runtime
+
+    backend = get_args(Runtime.model_fields["backend"].annotation)  # profiles.schema.BackendName
+    (listed,) = get_args(get_args(Runtime.model_fields["backends"].annotation)[0])  # list[BackendName] | None
+    assert set(PROFILE_BACKENDS) == set(backend) == set(get_args(listed))
+    assert set(PROFILE_BACKENDS) <= set(availability())
+
+
+def test_session_settings_keep_the_job_keys_and_read_back_typed(tmp_path: Path) -> None:
+    from edgeopt.backends import runner_for, settings_for
+    from edgeopt.measure.launcher import session_settings
+
+    profile = _profile()
+    shapes = {"x": [1, 4]}
+    expected = {
+        "onnxruntime": {"backend": "onnxruntime", "execution_providers": ["CPUExecutionProvider"],
+                        "intra_op_threads": 2, "inter_op_threads": 1, "graph_optimization_level": "all"},
+        "openvino": {"backend": "openvino", "device": "CPU", "intra_op_threads": 2, "precision": "bf16",
+                     "input_shapes": shapes, "pinning": True, "cache_dir": str(tmp_path)},
+        "torch": {"backend": "torch", "device": "cpu", "precision": "bf16", "mode": "eager", "cuda_graphs": False,
+                  "intra_op_threads": 2},
+        "tensorrt": {"backend": "tensorrt", "precision": "bf16", "variant_kind": "int8-static",
+                     "tensorrt": profile.tensorrt.model_dump(mode="json"), "input_shapes": shapes,
+                     "cache_dir": str(tmp_path)},
+    }
+    for backend, document in expected.items():
+        session = session_settings(profile, backend, "bf16", shapes, tmp_path, "int8-static")
+        assert session == document, backend
+        typed = settings_for(profile, backend, "bf16", input_shapes=shapes, cache_dir=tmp_path,
+                             variant_kind="int8-static")
+        assert type(typed).from_dict(session) == typed and typed.to_dict() == session
+    runner = runner_for("onnxruntime", "m.onnx", {**expected["onnxruntime"], "unknown_key": 1})
+    assert runner.settings.intra_op_threads == 2 and runner.settings.execution_providers == ["CPUExecutionProvider"]
+    with pytest.raises(BackendUnavailableError, match="nonesuch"):
+        settings_for(profile, "nonesuch")
+
+
+def test_each_backend_offers_its_cells(tmp_path: Path) -> None:
+    from edgeopt.backends import cells_for
+    from edgeopt.models.quantize import Variant
+
+    def variant(name: str, kind: str) -> Variant:
+        return Variant(name=name, path=tmp_path / f"{name}.onnx", precision="fp32",
+                       provenance={"recipe": {"kind": kind}})
+
+    variants = [variant("fp32", "fp32"), variant("fp16", "fp16"), variant("int8", "int8-static")]
+    names = lambda cells: [(b, v.name, p) for b, v, p in cells]  # noqa: E731
+    assert names(cells_for(_profile(), variants)) == [("onnxruntime", n, None) for n in ("fp32", "fp16", "int8")]
+    assert names(cells_for(_profile(backend="tensorrt"), variants)) == [
+        ("tensorrt", "fp32", "fp32"), ("tensorrt", "fp32", "fp16"), ("tensorrt", "int8", "int8")]
+    assert names(cells_for(_profile(backends=["torch"], native_precisions=["fp32", "fp16"]), variants,
+                           "pkg.mod:make")) == [("torch", "fp32", "fp32"), ("torch", "fp32", "fp16")]
+    assert cells_for(_profile(backends=["torch"]), variants) == []  # no factory reference: nothing to run
+
+
+def test_backend_failures_are_in_the_hierarchy_with_their_kind() -> None:
+    from edgeopt.backends.base import ProviderFallbackError, UnsupportedModelError
+    from edgeopt.errors import EXIT_BACKEND_FAILURE, BackendError, failure_kind
+    from edgeopt.measure.results import row_name
+
+    for error, kind in ((UnsupportedModelError("op"), "unsupported"), (ProviderFallbackError("p"), "provider-fallback"),
+                        (BackendError("b"), "backend"), (BackendUnavailableError("u"), "unavailable"),
+                        (ValueError("v"), "backend")):
+        assert failure_kind(error) == kind
+    assert issubclass(UnsupportedModelError, BackendError) and issubclass(ProviderFallbackError, BackendError)
+    assert UnsupportedModelError.exit_code == ProviderFallbackError.exit_code == EXIT_BACKEND_FAILURE
+    assert row_name("fp32", "onnxruntime", None) == row_name("fp32", "onnxruntime-gpu", None) == "fp32"
+    assert row_name("fp32", "openvino", "fp32") == "fp32@openvino-fp32"

@@ -1,36 +1,68 @@
-"""The runner lifecycle every backend shares.
+"""The runner lifecycle every backend shares, and the typed settings every backend's job carries.
 
 A runner is cheap to build; it acquires its session or engine in ``activate()`` and releases
 it in ``deactivate()``, and is used as a context manager.  The base class owns the state
 checks and the input checks (names, shapes, dtypes); a backend writes three hooks:
 ``_activate``, ``_infer`` and ``_deactivate``, plus ``timed_call`` for the timing loop.
+
+A runner's settings are a frozen dataclass (``BackendSettings``), built in the parent from a profile by
+the backend's ``settings_for`` (light modules ``*_settings``), written into the worker's job as
+``to_dict()`` and read back by the runner with ``from_dict()``: the dataclass's defaults are the only ones.
+A failure a runner raises carries its measurement failure kind (``edgeopt.errors.failure_kind``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from edgeopt.errors import ProviderFallbackError, UnsupportedModelError
+
+__all__ = ["BackendSettings", "Feeds", "ProviderFallbackError", "Runner", "Shape", "UnsupportedModelError"]
+
 Feeds = dict[str, np.ndarray]
-
-
-class UnsupportedModelError(Exception):
-    """The backend cannot convert or compile this model; the message names the operator or node."""
 Shape = tuple[int | str, ...]
+OMIT_IF_NONE = {"omit_if_none": True}  # field metadata: left out of the job while unset
+S = TypeVar("S", bound="BackendSettings")
 
 
-class Runner(ABC):
+@dataclasses.dataclass(frozen=True)
+class BackendSettings:
+    """The settings one runner reads, as the worker's job carries them (``session``, with ``backend`` first)."""
+
+    backend: ClassVar[str] = "abstract"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job's session dict: ``backend`` and every field (an unset optional one left out)."""
+        document: dict[str, Any] = {"backend": self.backend}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not (value is None and f.metadata.get("omit_if_none")):
+                document[f.name] = value
+        return document
+
+    @classmethod
+    def from_dict(cls: type[S], document: Mapping[str, Any]) -> S:
+        """The settings a job's session dict holds; keys this backend does not read are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in document.items() if k in names})
+
+
+class Runner(ABC, Generic[S]):
     """One model on one backend."""
 
     backend = "abstract"
+    settings_type: type[BackendSettings] = BackendSettings
 
-    def __init__(self, model_path: str, settings: dict[str, Any]) -> None:
+    def __init__(self, model_path: str, settings: Mapping[str, Any] | BackendSettings) -> None:
         self.model_path = model_path
-        self.settings = dict(settings)
+        read = settings if isinstance(settings, BackendSettings) else self.settings_type.from_dict(settings)
+        self.settings: S = read  # type: ignore[assignment]
         self.is_active = False
         self.inputs: dict[str, tuple[Shape, str]] = {}
         self.details: dict[str, Any] = {}

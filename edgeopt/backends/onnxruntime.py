@@ -1,15 +1,24 @@
-"""ONNX Runtime runner: session options from the profile, and a check that no provider silently fell back."""
+"""ONNX Runtime runner: session options from the profile, and a check that no provider silently fell back.
+
+Also ``cpu_session``: the one way edgeopt opens a plain CPU session outside a measurement (parity checks,
+sensitivity, reference outputs).
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from edgeopt.backends.base import Feeds, Runner
+from edgeopt.backends.base import BackendSettings, Feeds, Runner
+from edgeopt.backends.onnxruntime_settings import OnnxRuntimeSettings, OrtSessionSettings
+from edgeopt.errors import ProviderFallbackError
+
+__all__ = ["OnnxRuntimeRunner", "ProviderFallbackError", "cpu_session", "session_options"]
 
 _OPT_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -20,28 +29,42 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(bool)": "bool"}
 
 
-class ProviderFallbackError(RuntimeError):
-    """An execution provider that was asked for is not active in the session."""
-
-
-def session_options(settings: dict[str, Any]) -> ort.SessionOptions:
-    """Threads, execution mode and graph optimisation level from a job's session settings."""
+def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "all", log_severity: int = 3,
+                optimized_model_path: str | Path | None = None) -> ort.InferenceSession:
+    """A session of ``path`` on CPUExecutionProvider alone: ``threads`` intra-op threads (None: ONNX Runtime's
+    default), graph ``optimization`` (disable | basic | extended | all), ``log_severity`` (3: errors only), and,
+    with ``optimized_model_path``, the optimised graph written there."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(settings["intra_op_threads"])
-    inter_op = int(settings.get("inter_op_threads", 1))
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = _OPT_LEVELS[optimization]
+    options.log_severity_level = log_severity
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def session_options(settings: OrtSessionSettings | Mapping[str, Any]) -> ort.SessionOptions:
+    """Threads, execution mode and graph optimisation level from a job's session settings."""
+    if not isinstance(settings, OrtSessionSettings):
+        settings = OnnxRuntimeSettings.from_dict(settings)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(settings.intra_op_threads)
+    inter_op = int(settings.inter_op_threads)
     options.inter_op_num_threads = inter_op
     parallel = inter_op > 1  # inter-op threads only act in parallel mode
     options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = _OPT_LEVELS[settings["graph_optimization_level"]]
+    options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization_level]
     options.log_severity_level = 3
     return options
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(Runner[OnnxRuntimeSettings]):
     backend = "onnxruntime"
+    settings_type: type[BackendSettings] = OnnxRuntimeSettings
 
     def _activate(self) -> None:
-        requested = list(self.settings["execution_providers"])
+        requested = list(self.settings.execution_providers)
         active = self._open(session_options(self.settings), requested, requested)
         self.details = {"providers_requested": requested, "providers_active": active,
                         "versions": {"onnxruntime": ort.__version__}}

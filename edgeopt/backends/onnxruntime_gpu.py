@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeopt.backends.onnxruntime import OnnxRuntimeRunner, ProviderFallbackError, session_options
+from edgeopt.backends.onnxruntime import OnnxRuntimeRunner, session_options
+from edgeopt.backends.onnxruntime_settings import OnnxRuntimeGpuSettings, OrtSessionSettings
+from edgeopt.errors import ProviderFallbackError
 
 
 def node_placements(profile_json: str | Path) -> dict[str, str]:
@@ -36,7 +38,7 @@ def node_placements(profile_json: str | Path) -> dict[str, str]:
     return placements
 
 
-def probe_placements(model_path: str, settings: dict[str, Any], providers: list[Any],
+def probe_placements(model_path: str, settings: OrtSessionSettings | dict[str, Any], providers: list[Any],
                      feeds: dict[str, np.ndarray] | None, work_dir: Path) -> dict[str, str]:
     """Open a profiling session, run once (seeded zeros if no feeds), and read each node's provider."""
     options = session_options(settings)
@@ -56,21 +58,24 @@ def probe_placements(model_path: str, settings: dict[str, Any], providers: list[
 
 
 class OnnxRuntimeGpuRunner(OnnxRuntimeRunner):
-    """Settings as for ``onnxruntime`` plus ``provider_options`` ([(provider, options)]) and ``cache_dir``."""
+    """Settings (``OnnxRuntimeGpuSettings``): threads as for ``onnxruntime`` plus ``provider_options``
+    ([(provider, options)]) and ``cache_dir``."""
 
     backend = "onnxruntime-gpu"
+    settings_type = OnnxRuntimeGpuSettings
+    settings: OnnxRuntimeGpuSettings  # type: ignore[assignment]
 
     def _activate(self) -> None:
-        pairs = [(p, dict(o)) for p, o in self.settings["provider_options"]]
+        pairs = [(p, dict(o)) for p, o in self.settings.provider_options]
         requested = [p for p, _ in pairs]
         available = ort.get_available_providers()
         missing = [p for p in requested if p not in available]
         if missing:
             raise ProviderFallbackError(f"provider fallback: {missing} not in this onnxruntime build "
                                         f"({available}); install onnxruntime-gpu (pip install edgeopt[gpu])")
-        work = Path(self.settings.get("cache_dir") or ".")
+        work = Path(self.settings.cache_dir or ".")
         work.mkdir(parents=True, exist_ok=True)
-        placements = probe_placements(self.model_path, self.settings, pairs, self.settings.get("probe_feeds"), work)
+        placements = probe_placements(self.model_path, self.settings, pairs, self.settings.probe_feeds, work)
         active = self._open(session_options(self.settings), pairs, requested)
         self.details = {"providers_requested": requested, "providers_active": active,
                         "provider_options": {p: {k: str(v) for k, v in o.items()} for p, o in pairs},

@@ -18,18 +18,14 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
-from edgeopt.backends.base import Feeds, Runner, UnsupportedModelError
+from edgeopt.backends.base import Feeds, Runner
+from edgeopt.backends.openvino_settings import OpenVinoSettings, device_precisions
+from edgeopt.errors import UnsupportedModelError
+
+__all__ = ["OpenVinoRunner", "device_precisions", "first_meaningful_line"]
 
 # edgeopt's precision names → OpenVINO's inference precision hint
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
-# OpenVINO's OPTIMIZATION_CAPABILITIES → the precisions a device computes natively
-_CAPABILITY = {"FP32": "fp32", "BF16": "bf16", "FP16": "fp16", "INT8": "int8"}
-
-
-def device_precisions(device: str = "CPU") -> list[str]:
-    """Precisions the device reports it can run (from OPTIMIZATION_CAPABILITIES)."""
-    capabilities = ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES")
-    return sorted({_CAPABILITY[c] for c in capabilities if c in _CAPABILITY})
 
 
 _BOILERPLATE = ("exception from ", "check '", "frontend api failed", "model wasn't fully converted", "summary:")
@@ -46,21 +42,22 @@ def first_meaningful_line(error: BaseException) -> str:
     return (lines[0] if lines else type(error).__name__)[:400]
 
 
-class OpenVinoRunner(Runner):
+class OpenVinoRunner(Runner[OpenVinoSettings]):
     backend = "openvino"
+    settings_type = OpenVinoSettings
 
     def _activate(self) -> None:
-        precision = str(self.settings.get("precision", "fp32"))
+        precision = self.settings.precision
         if precision not in PRECISIONS:
             raise ValueError(f"openvino: precision '{precision}' is not one of {sorted(PRECISIONS)}")
-        device = str(self.settings.get("device", "CPU"))
+        device = self.settings.device
         core = ov.Core()
         started = time.perf_counter()
         try:
             model = core.read_model(self.model_path)
         except RuntimeError as error:
             raise UnsupportedModelError(f"OpenVINO cannot convert the model: {first_meaningful_line(error)}") from error
-        shapes = self.settings.get("input_shapes") or {}
+        shapes = self.settings.input_shapes
         if any(not inp.get_partial_shape().is_static for inp in model.inputs):
             if not shapes:
                 raise ValueError("openvino: the model has dynamic inputs and no static input shapes were given")
@@ -69,12 +66,12 @@ class OpenVinoRunner(Runner):
         config: dict[str, Any] = {
             hints.performance_mode(): hints.PerformanceMode.LATENCY,
             props.num_streams(): 1,
-            props.inference_num_threads(): int(self.settings["intra_op_threads"]),
-            hints.enable_cpu_pinning(): bool(self.settings.get("pinning", True)),
+            props.inference_num_threads(): int(self.settings.intra_op_threads),
+            hints.enable_cpu_pinning(): bool(self.settings.pinning),
             hints.inference_precision(): PRECISIONS[precision],
         }
-        if self.settings.get("cache_dir"):
-            config[props.cache_dir()] = str(self.settings["cache_dir"])
+        if self.settings.cache_dir:
+            config[props.cache_dir()] = str(self.settings.cache_dir)
         started = time.perf_counter()
         try:
             self.compiled = core.compile_model(model, device, config)
@@ -96,7 +93,7 @@ class OpenVinoRunner(Runner):
             "device_precisions": device_precisions(device),
             "read_seconds": round(read_s, 4),
             "compile_seconds": round(compile_s, 4),
-            "cache_dir": self.settings.get("cache_dir"),
+            "cache_dir": self.settings.cache_dir,
             "threads": int(self.compiled.get_property(props.inference_num_threads())),
             "streams": int(self.compiled.get_property(props.num_streams())),
             "versions": {"openvino": ov.get_version()},

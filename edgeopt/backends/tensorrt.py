@@ -9,7 +9,7 @@ Build: ``OnnxParser`` → network (strongly typed unless a 10.x FP16 builder-fla
 (workspace pool limit, builder optimisation level, one optimisation profile, timing cache) →
 ``build_serialized_network``.  A parser failure names the node and operator (``UnsupportedModelError``);
 a build that returns nothing (e.g. out of workspace or device memory) is an ``EngineBuildError`` with
-TensorRT's own error lines.  Engines are cached under ``settings['cache_dir']`` keyed by ONNX hash,
+TensorRT's own error lines.  Engines are cached under ``settings.cache_dir`` keyed by ONNX hash,
 TensorRT version, GPU name and compute capability, and build options; the bytes are checked against
 their manifest's SHA-256 before ``deserialize_cuda_engine`` sees them.  ``engine_host_code_allowed`` is
 left False, and a None engine is an ``EngineDeserializeError``.
@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import tensorrt as trt
 
-from edgeopt.backends.base import Feeds, Runner, UnsupportedModelError
+from edgeopt.backends.base import Feeds, Runner
 from edgeopt.backends.tensorrt_engines import BuildOptions, EngineCache, EngineDeserializeError, EngineKey
 from edgeopt.backends.tensorrt_plan import plan_build, shape_profile
+from edgeopt.backends.tensorrt_settings import TensorRtRunSettings
 from edgeopt.core.fileio import sha256_file
-from edgeopt.errors import BackendError
+from edgeopt.errors import BackendError, UnsupportedModelError
 from edgeopt.profiles.schema import TensorRtSettings
 
 try:  # cuda-python >= 12.6 moved the runtime bindings; older releases expose cuda.cudart
@@ -130,11 +131,12 @@ def _device_used_bytes() -> int:
     return int(total) - int(free)
 
 
-class TensorRtRunner(Runner):
-    """Settings: ``precision``, ``variant_kind``, ``tensorrt`` (the profile section as a dict),
-    ``cache_dir``, ``input_shapes`` (the timing inputs' shapes)."""
+class TensorRtRunner(Runner[TensorRtRunSettings]):
+    """Settings (``TensorRtRunSettings``): ``precision``, ``variant_kind``, ``tensorrt`` (the profile section as
+    a dict), ``cache_dir``, ``input_shapes`` (the timing inputs' shapes)."""
 
     backend = "tensorrt"
+    settings_type = TensorRtRunSettings
 
     def _activate(self) -> None:
         self._log = _Log()
@@ -143,13 +145,14 @@ class TensorRtRunner(Runner):
         _check(cudart.cudaSetDevice(0))
         _check(cudart.cudaFree(0))  # create the context first, so that the memory delta is the model's
         used_before = _device_used_bytes()
-        settings = TensorRtSettings.model_validate(self.settings["tensorrt"])
+        settings = TensorRtSettings.model_validate(self.settings.tensorrt)
         gpu_name, capability = gpu_identity()
-        ranges = shape_profile(Path(self.model_path), settings, self.settings.get("input_shapes"))
-        options = plan_build(settings, str(self.settings["variant_kind"]), str(self.settings["precision"]),
-                             trt.__version__, ranges)
+        ranges = shape_profile(Path(self.model_path), settings, self.settings.input_shapes)
+        options = plan_build(settings, self.settings.variant_kind, self.settings.precision, trt.__version__, ranges)
         key = EngineKey(sha256_file(Path(self.model_path)), trt.__version__, gpu_name, capability, options)
-        cache_dir = Path(self.settings["cache_dir"])
+        if not self.settings.cache_dir:
+            raise ValueError("tensorrt: the settings name no cache_dir for engines and timing caches")
+        cache_dir = Path(self.settings.cache_dir)
         cache = EngineCache(cache_dir / "tensorrt-engines")
         self._runtime = trt.Runtime(self._log)
         self._runtime.engine_host_code_allowed = False  # never run host code shipped inside an engine file
@@ -170,7 +173,7 @@ class TensorRtRunner(Runner):
         if self._context is None:
             raise BackendError(f"TensorRT could not create an execution context: {self._log.errors()}")
         shapes = {r.name: r.opt for r in ranges}
-        shapes.update({k: tuple(v) for k, v in (self.settings.get("input_shapes") or {}).items()})
+        shapes.update({k: tuple(v) for k, v in self.settings.input_shapes.items()})
         self._stream = _check(cudart.cudaStreamCreate())
         self._events = [_check(cudart.cudaEventCreate()) for _ in range(4)]
         self._io: list[tuple[str, bool, np.dtype[Any], tuple[int, ...], int, int]] = []

@@ -1,7 +1,7 @@
 """PyTorch baseline runner: the model itself, eager or ``torch.compile``, on CPU or CUDA, fp32/fp16/bf16.
 
 ``model_path`` is a model reference ``package.module:factory`` (the factory returns an ``nn.Module``;
-its module may declare ``input_spec()``), or ``settings['inputs']`` gives ``[(name, shape, dtype)]``.
+its module may declare ``input_spec()``), or ``settings.inputs`` gives ``[(name, shape, dtype)]``.
 Feeds are numpy float32 arrays (numpy has no bfloat16); they are moved to the device and cast to the
 precision once, before the loop, and outputs come back as float32 numpy arrays.
 
@@ -26,39 +26,39 @@ import numpy as np
 import torch
 
 from edgeopt.backends.base import Feeds, Runner
+from edgeopt.backends.torch_settings import TorchSettings
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _MEMORY_READS = 3  # read the CUDA peak after this many timed calls, then stop paying for it
 
 
-class TorchRunner(Runner):
-    """Settings: ``device`` (cpu|cuda), ``precision`` (fp32|fp16|bf16), ``mode`` (eager|compile),
-    ``compile_mode`` (torch.compile mode, optional), ``cuda_graphs`` (bool), ``inputs`` (optional)."""
+class TorchRunner(Runner[TorchSettings]):
+    """Settings (``TorchSettings``): ``device`` (cpu|cuda), ``precision`` (fp32|fp16|bf16), ``mode``
+    (eager|compile), ``compile_mode`` (torch.compile mode, optional), ``cuda_graphs`` (bool), ``inputs`` (optional)."""
 
     backend = "torch"
+    settings_type = TorchSettings
 
     def _activate(self) -> None:
         from edgeopt.models.modelref import factory_input_specs, load_entry_point
 
-        device = str(self.settings.get("device", "cpu"))
-        precision = str(self.settings.get("precision", "fp32"))
-        mode = str(self.settings.get("mode", "eager"))
+        device, precision, mode = self.settings.device, self.settings.precision, self.settings.mode
         if precision not in DTYPES:
             raise ValueError(f"torch: precision '{precision}' is not one of {sorted(DTYPES)}")
         if mode not in ("eager", "compile"):
             raise ValueError(f"torch: mode '{mode}' is not eager or compile")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("torch: device cuda asked for, torch.cuda.is_available() is False")
-        self.cuda_graphs = bool(self.settings.get("cuda_graphs", False))
+        self.cuda_graphs = bool(self.settings.cuda_graphs)
         if self.cuda_graphs and not device.startswith("cuda"):
             raise ValueError("torch: cuda_graphs needs device cuda")
         self.device = torch.device(device)
         self.dtype = DTYPES[precision]
-        declared = self.settings.get("inputs")
+        declared = self.settings.inputs
         specs = [tuple(s) for s in declared] if declared else [
             (s.name, s.shape, s.dtype) for s in (factory_input_specs(self.model_path) or [])]
         if not specs:
-            raise ValueError(f"torch: {self.model_path} declares no input_spec(); pass settings['inputs']")
+            raise ValueError(f"torch: {self.model_path} declares no input_spec(); pass settings.inputs")
         self.inputs = {str(name): (tuple(shape), str(dtype)) for name, shape, dtype in specs}
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -66,13 +66,13 @@ class TorchRunner(Runner):
         started = time.perf_counter()
         model = load_entry_point(self.model_path)()
         model = model.eval().to(self.device, self.dtype)
-        self.model: Callable[..., Any] = torch.compile(model, mode=self.settings.get("compile_mode")) \
+        self.model: Callable[..., Any] = torch.compile(model, mode=self.settings.compile_mode) \
             if mode == "compile" else model
         self._calls = 0
         self._graph: Any = None
         self.details = {
             "device": str(self.device), "precision": precision, "mode": mode, "cuda_graphs": self.cuda_graphs,
-            "compile_mode": self.settings.get("compile_mode"), "load_seconds": round(time.perf_counter() - started, 4),
+            "compile_mode": self.settings.compile_mode, "load_seconds": round(time.perf_counter() - started, 4),
             "threads": torch.get_num_threads(),
             "timing": "host wall clock around the model call" + (" + torch.cuda.synchronize()"
                                                                  if self.device.type == "cuda" else ""),

@@ -13,17 +13,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import onnx
 
 from edgeopt import __version__
-from edgeopt.backends import availability, is_available
+from edgeopt.backends import availability, cache_folder, is_available, settings_for
 from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic, write_npz_atomic
 from edgeopt.core.host import host_fingerprint
 from edgeopt.core.stability import stability_report
-from edgeopt.errors import BackendUnavailableError, ConfigError
 from edgeopt.measure.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
 from edgeopt.models.calibration import CalibrationSet, InputSpec
 from edgeopt.models.export import random_feeds
@@ -75,44 +74,10 @@ def measurement_key(variant: Variant, profile: HardwareProfile, reference_sha: s
 def session_settings(profile: HardwareProfile, backend: str | None = None, precision: str | None = None,
                      input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None,
                      variant_kind: str | None = None) -> dict[str, Any]:
-    """The runner settings the worker's job carries for one (profile, backend, precision) row."""
-    runtime = profile.runtime
-    backend = backend or runtime.backend
-    if backend == "tensorrt":
-        if profile.tensorrt is None:
-            raise ConfigError(f"profile {profile.name}: backend tensorrt needs a 'tensorrt' section")
-        return {"backend": "tensorrt", "precision": precision or "fp32", "variant_kind": variant_kind or "fp32",
-                "tensorrt": profile.tensorrt.model_dump(mode="json"), "input_shapes": input_shapes or {},
-                "cache_dir": str(cache_dir) if cache_dir else None}
-    if backend == "torch":
-        device = "cuda" if profile.identity.gpu_name_regex else "cpu"
-        return {"backend": "torch", "device": device, "precision": precision or "fp32", "mode": "eager",
-                "cuda_graphs": False, "intra_op_threads": runtime.intra_op_threads}
-    gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-    # GPU providers go through the onnxruntime-gpu runner when that package is there; without it the
-    # plain runner asks ONNX Runtime for them and reports the provider fallback, naming the provider
-    if backend == "onnxruntime" and gpu_providers & set(runtime.execution_providers) and is_available(
-            "onnxruntime-gpu"):
-        from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options
-
-        pairs = ort_gpu_provider_options(list(runtime.execution_providers), profile.tensorrt, precision or "fp32",
-                                         Path(cache_dir or ".gpu-cache"))
-        return {"backend": "onnxruntime-gpu", "provider_options": pairs, "intra_op_threads": runtime.intra_op_threads,
-                "inter_op_threads": runtime.inter_op_threads,
-                "graph_optimization_level": runtime.graph_optimization_level,
-                "cache_dir": str(cache_dir) if cache_dir else None}
-    if backend == "openvino":
-        return {"backend": "openvino", "device": "CPU", "intra_op_threads": runtime.intra_op_threads,
-                "precision": precision or "fp32", "input_shapes": input_shapes or {}, "pinning": True,
-                "cache_dir": str(cache_dir) if cache_dir else None}
-    if backend != "onnxruntime":
-        from edgeopt.backends import availability
-
-        raise BackendUnavailableError(f"profile {profile.name}: runtime.backend '{runtime.backend}': "
-                                      f"{availability().get(runtime.backend, 'unknown backend')}")
-    return {"backend": runtime.backend, "execution_providers": list(runtime.execution_providers),
-            "intra_op_threads": runtime.intra_op_threads, "inter_op_threads": runtime.inter_op_threads,
-            "graph_optimization_level": runtime.graph_optimization_level}
+    """The runner settings the worker's job carries for one (profile, backend, precision) row: the backend's
+    own typed settings (``edgeopt.backends.settings_for``) as the job's ``session`` dict."""
+    return settings_for(profile, backend, precision, input_shapes=input_shapes, cache_dir=cache_dir,
+                        variant_kind=variant_kind).to_dict()
 
 
 def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Path, backend: str | None = None,
@@ -120,7 +85,7 @@ def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Pat
     """The runner settings a measurement of these timing inputs in ``work_dir`` will use."""
     with np.load(timing_inputs, allow_pickle=False) as feeds:
         shapes = {name: list(feeds[name].shape) for name in feeds.files}
-    cache = ".openvino-cache" if (backend or profile.runtime.backend) == "openvino" else ".gpu-cache"
+    cache = cache_folder(backend or profile.runtime.backend)
     return session_settings(profile, backend, precision, shapes, Path(work_dir) / cache, variant_kind)
 
 
@@ -141,6 +106,11 @@ def run_worker(module: str, job_path: Path, timeout_s: float) -> tuple[int, str,
         _, stderr = process.communicate()
         timed_out = True
     return process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out
+
+
+def _failure_kind(recorded: Any) -> FailureKind:
+    """A worker's recorded failure kind, or ``backend`` for one this version does not know."""
+    return recorded if recorded in get_args(FailureKind) else "backend"  # type: ignore[no-any-return]
 
 
 def _signal_name(returncode: int) -> str:
@@ -224,13 +194,8 @@ def measure_variant(
         return Measurement(status="failed", failure=failure, **base)
     if result is None or result.get("status") != "ok":
         message = (result or {}).get("message") or f"worker exited {returncode} without a result"
-        kind: FailureKind = "backend" if result else "no-result"
-        if "provider fallback" in message:
-            kind = "provider-fallback"
-        elif (result or {}).get("error_type") == "UnsupportedModelError":
-            kind = "unsupported"
-        elif (result or {}).get("error_type") == "BackendUnavailableError":
-            kind = "unavailable"
+        # the worker records the kind the backend's exception declares (edgeopt.errors.failure_kind)
+        kind = _failure_kind(result.get("failure_kind")) if result else "no-result"
         failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
                           returncode=returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
         return Measurement(status="failed", failure=failure, **base)

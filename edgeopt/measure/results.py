@@ -25,6 +25,17 @@ SCHEMA_VERSION: Literal[1] = 1
 FailureKind = Literal["crash", "timeout", "backend", "provider-fallback", "no-result", "unsupported", "unavailable"]
 
 
+PLAIN_NAME_BACKENDS = ("onnxruntime", "onnxruntime-gpu")  # ONNX Runtime rows carry the variant's plain name
+
+
+def row_name(variant: str, backend: str, precision: str | None) -> str:
+    """The one name of a (variant, backend, precision) row in gates, reports, comparisons and measurement files:
+    ``fp32`` on ONNX Runtime, ``fp32@openvino-bf16`` elsewhere (``fp32@<backend>`` without a precision)."""
+    if backend in PLAIN_NAME_BACKENDS:
+        return variant
+    return f"{variant}@{backend}-{precision}" if precision else f"{variant}@{backend}"
+
+
 class Failure(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -112,13 +123,10 @@ class Measurement(BaseModel):
 
     @property
     def variant_name(self) -> str:
-        """The variant's name, suffixed ``@<backend>-<precision>`` when not measured on ONNX Runtime, so every
-        (variant, runtime) row has its own name in gates, reports and comparisons."""
-        name = str(self.variant["name"])
-        if self.backend in ("onnxruntime", "onnxruntime-gpu"):  # ONNX Runtime rows carry the plain name
-            return name
+        """The row's name (:func:`row_name`): the variant's name, suffixed ``@<backend>-<precision>`` when not
+        measured on ONNX Runtime, so every (variant, runtime) row has its own name."""
         precision = self.session.get("precision")
-        return f"{name}@{self.backend}-{precision}" if precision else f"{name}@{self.backend}"
+        return row_name(str(self.variant["name"]), self.backend, str(precision) if precision else None)
 
     @property
     def profile_name(self) -> str:

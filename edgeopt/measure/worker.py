@@ -30,7 +30,7 @@ from edgeopt.backends import Runner, runner_for
 from edgeopt.core.fileio import write_npz_atomic, write_text_atomic
 from edgeopt.core.stability import probe_system, snapshot
 from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
-from edgeopt.errors import first_line
+from edgeopt.errors import failure_kind, first_line
 
 
 def _peak_rss_bytes(process: psutil.Process) -> int:
@@ -196,7 +196,7 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
         message = first_line(error)
         _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
-                                    "traceback": traceback.format_exc()[-4000:]})
+                                    "failure_kind": failure_kind(error), "traceback": traceback.format_exc()[-4000:]})
         return 3
     _write_result(result_path, result)
     return 0

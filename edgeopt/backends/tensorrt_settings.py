@@ -1,0 +1,60 @@
+"""TensorRT's settings and rows, without importing tensorrt (the parent builds these; the runner reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgeopt.backends.base import BackendSettings
+from edgeopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeopt.models.quantize import Variant
+    from edgeopt.profiles.schema import HardwareProfile
+
+BACKEND = "tensorrt"
+CACHE_FOLDER = ".gpu-cache"  # under the measurement folder: engines and timing caches
+Cell = tuple[str, "Variant", str | None]
+
+
+@dataclass(frozen=True)
+class TensorRtRunSettings(BackendSettings):
+    """``precision`` to build, ``variant_kind`` of the ONNX file, ``tensorrt`` (the profile's section as a dict),
+    ``input_shapes`` (the timing inputs' shapes), ``cache_dir`` (engines, timing cache)."""
+
+    backend: ClassVar[str] = "tensorrt"
+    precision: str = "fp32"
+    variant_kind: str = "fp32"
+    tensorrt: dict[str, Any] = field(default_factory=dict)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+
+def settings_for(profile: HardwareProfile, precision: str | None = None, *,
+                 input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None,
+                 variant_kind: str | None = None) -> TensorRtRunSettings:
+    if profile.tensorrt is None:
+        raise ConfigError(f"profile {profile.name}: backend tensorrt needs a 'tensorrt' section")
+    return TensorRtRunSettings(precision=precision or "fp32", variant_kind=variant_kind or "fp32",
+                               tensorrt=profile.tensorrt.model_dump(mode="json"), input_shapes=input_shapes or {},
+                               cache_dir=str(cache_dir) if cache_dir else None)
+
+
+def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None = None) -> list[Cell]:
+    """fp32 (and fp16 by builder flag on 10.x) from the fp32 variant, fp16 from the fp16 variant on 11.x
+    (strongly typed), int8 from each QDQ variant (explicit quantization on both)."""
+    settings = profile.tensorrt
+    if settings is None:
+        return []
+    found: list[Cell] = []
+    for variant in variants:
+        kind = variant.provenance.get("recipe", {}).get("kind")
+        if kind == "fp32":
+            found += [(BACKEND, variant, p) for p in settings.precisions
+                      if p == "fp32" or (p == "fp16" and settings.version_family == 10)]
+        elif kind == "fp16" and "fp16" in settings.precisions and settings.version_family == 11:
+            found.append((BACKEND, variant, "fp16"))
+        elif kind == "int8-static" and "int8" in settings.precisions:
+            found.append((BACKEND, variant, "int8"))
+    return found
