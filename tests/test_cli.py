@@ -333,7 +333,7 @@ def test_gate_refuses_a_corrupt_result(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"schema_version": 1, "status": "ok"')
     result = edgeopt("gate", broken)
-    assert_clean_rejection(result, 2, "broken.json")
+    assert_clean_rejection(result, 3, "broken.json")  # exit 3: a corrupt input file, as under compare and report
 
 
 @pytest.mark.slow

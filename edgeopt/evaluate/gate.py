@@ -2,7 +2,9 @@
 
 A latency budget is judged by its percentile's confidence interval: pass when the whole interval is
 at or under the limit, fail when it is wholly over, inconclusive when it straddles the limit (or
-there is no interval yet).  Memory and size budgets are judged on the value itself.  A host that is
+there is no interval yet).  Memory and size budgets are judged on the value itself.  Output budgets
+(``min_cosine``, ``min_top1_agreement``, ``min_decision_agreement``, ``max_metric_drop``) are judged by
+:func:`judge_outputs` once the variant's outputs are compared with fp32's, by the same rule.  A host that is
 not the profile's hardware gets not-applicable, unless the caller asked for a labelled proxy run.
 A measurement that breaks its profile's stability policy (``edgeopt.core.stability``) is *invalid*: it
 gets neither pass nor fail, whatever its numbers.
@@ -20,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from edgeopt.core.host import HostFingerprint
-from edgeopt.core.stats import PERCENTILES, SampleSummary, min_samples_for_ci, samples_needed
+from edgeopt.core.stats import PERCENTILES, SampleSummary, min_samples_for_ci, samples_needed, wilson_interval
 from edgeopt.errors import (
     EXIT_BACKEND_FAILURE,
     EXIT_BUDGET_FAILED,
@@ -28,6 +30,8 @@ from edgeopt.errors import (
     EXIT_OK,
     ConfigError,
 )
+from edgeopt.evaluate.fidelity import OutputFidelity
+from edgeopt.evaluate.metrics import MetricResult
 from edgeopt.evaluate.stability_policy import check_policy
 from edgeopt.measure.results import Measurement
 from edgeopt.profiles.schema import HardwareProfile, match_identity
@@ -44,8 +48,15 @@ class Verdict(str, Enum):
 # Budget metric -> (label used in sentences, unit).  Latency metrics are judged by their CI.
 _LATENCY_METRICS: dict[str, str] = {"p50_ms": "p50", "p90_ms": "p90", "p95_ms": "p95", "p99_ms": "p99"}
 _DIRECT_METRICS: dict[str, str] = {"peak_rss_mb": "peak RSS", "model_size_mb": "model size"}
-BUDGET_METRICS: tuple[str, ...] = (*_LATENCY_METRICS, *_DIRECT_METRICS)
-_UNITS: dict[str, str] = {**dict.fromkeys(_LATENCY_METRICS, "ms"), **dict.fromkeys(_DIRECT_METRICS, "MB")}
+# Output budgets, judged once the variant's outputs are compared with fp32's (:func:`judge_outputs`):
+# a floor on the worst output's figure; agreements by their Wilson interval, the cosine on its value.
+_OUTPUT_METRICS: dict[str, str] = {"min_cosine": "cosine vs fp32", "min_top1_agreement": "top-1 agreement with fp32",
+                                   "min_decision_agreement": "decision agreement with fp32"}
+_DROP_METRIC = "max_metric_drop"  # the eval metric's drop vs fp32 (paired interval); points for percent metrics
+BUDGET_METRICS: tuple[str, ...] = (*_LATENCY_METRICS, *_DIRECT_METRICS, *_OUTPUT_METRICS, _DROP_METRIC)
+OUTPUT_BUDGETS: tuple[str, ...] = (*_OUTPUT_METRICS, _DROP_METRIC)
+_UNITS: dict[str, str] = {**dict.fromkeys(_LATENCY_METRICS, "ms"), **dict.fromkeys(_DIRECT_METRICS, "MB"),
+                          **dict.fromkeys(_OUTPUT_METRICS, "(a share, 0..1)"), _DROP_METRIC: "(metric units)"}
 
 
 def _fmt(v: float) -> str:
@@ -269,7 +280,7 @@ def evaluate_budgets(
                 f"unknown budget metric {metric!r}; expected one of {', '.join(BUDGET_METRICS)}"
             )
         valid = isinstance(limit, (int, float)) and not isinstance(limit, bool)
-        if not valid or not math.isfinite(limit) or limit < 0:
+        if not valid or not math.isfinite(limit) or limit < 0 or (metric in _OUTPUT_METRICS and limit > 1):
             raise ConfigError(
                 f"budget {metric!r} must be a finite number >= 0 {_UNITS[metric]}, got {limit!r}"
             )
@@ -277,7 +288,7 @@ def evaluate_budgets(
     ctx = _Context(profile, host or "this host", host_matches, effective_proxy, tuple(mismatch_reasons))
     checks: list[BudgetCheck] = []
     for metric in BUDGET_METRICS:  # stable, documented order
-        if metric not in budgets:
+        if metric not in budgets or metric in OUTPUT_BUDGETS:  # output budgets: judge_outputs
             continue
         limit = float(budgets[metric])
         if metric in _LATENCY_METRICS:
@@ -293,6 +304,78 @@ def evaluate_budgets(
         variant=variant, profile=profile, checks=tuple(checks), host_matches=host_matches,
         proxy=effective_proxy, mismatch_reasons=tuple(mismatch_reasons), invalid_reasons=invalid,
     )
+
+
+def _check_floor(metric: str, limit: float, value: float, interval: tuple[float, float] | None, detail: str,
+                 ctx: _Context) -> BudgetCheck:
+    label = _OUTPUT_METRICS[metric]
+    numbers = f"{label} {value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "") + detail
+    lower, upper = interval if interval else (value, value)
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, lower, upper, numbers, ctx)
+    if lower >= limit:
+        verdict, text = Verdict.PASS, f"{numbers} >= floor {limit:g}{ctx.where()}"
+    elif upper < limit:
+        verdict, text = Verdict.FAIL, f"{numbers} < floor {limit:g}{ctx.where()}"
+    else:
+        verdict, text = Verdict.INCONCLUSIVE, (f"{numbers} straddles floor {limit:g}{ctx.where()}: inconclusive, "
+                                               "more reference samples would decide")
+    return BudgetCheck(metric, limit, value, lower, upper, verdict, ctx.finish(text), None, ctx.proxy)
+
+
+def _agreement(share: float, count: int) -> tuple[float, tuple[float, float]]:
+    lower, upper = wilson_interval(round(share * count), count, 0.95)
+    return share, (lower, upper)
+
+
+def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequence[OutputFidelity],
+                  metric: MetricResult | None = None) -> GateResult:
+    """``gate`` with the profile's output budgets judged: the floors on the worst output's cosine, top-1
+    and decision agreement with fp32, and the ceiling on the eval metric's paired drop vs fp32.
+
+    A budget whose figure no output has (a cosine on a 1-element output, a metric without --eval) is
+    not checked; with no fidelity at all (the fp32 reference itself) nothing is added."""
+    ctx = _Context(gate.profile, "this host", gate.host_matches, gate.proxy, gate.mismatch_reasons)
+    checks: list[BudgetCheck] = []
+    for name in _OUTPUT_METRICS:
+        limit = budgets.get(name)
+        if limit is None:
+            continue
+        if name == "min_cosine":
+            scored = [(f.cosine, f) for f in found if f.cosine is not None]
+            if scored:
+                value, item = min(scored, key=lambda pair: pair[0])
+                checks.append(_check_floor(name, float(limit), value, None, f" (output {item.output})", ctx))
+            continue
+        counted = [(f.top1_agreement, f.top1_positions, f) if name == "min_top1_agreement"
+                   else (f.decision_agreement, f.samples * f.elements_per_sample, f) for f in found]
+        counted = [c for c in counted if c[0] is not None and c[1] > 0]
+        if counted:
+            share, count, item = min(counted, key=lambda c: float(c[0] or 0.0))
+            value, interval = _agreement(float(share or 0.0), int(count))
+            checks.append(_check_floor(name, float(limit), value, interval,
+                                       f" over {count} decisions (output {item.output})", ctx))
+    limit = budgets.get(_DROP_METRIC)
+    if limit is not None and metric is not None and metric.delta is not None:
+        sign = 1 if metric.higher_is_better else -1
+        scale = 100.0 if metric.percent else 1.0
+        drop = -sign * metric.delta * scale
+        ends = [-sign * d * scale for d in (metric.delta_lower, metric.delta_upper) if d is not None]
+        lower, upper = (min(ends), max(ends)) if len(ends) == 2 else (drop, drop)
+        unit = " points" if metric.percent else ""
+        numbers = f"{metric.metric} drop vs fp32 {drop:.3g}{unit} [{lower:.3g}, {upper:.3g}] (paired)"
+        if not ctx.host_matches and not ctx.proxy:
+            checks.append(_not_applicable(_DROP_METRIC, float(limit), drop, lower, upper, numbers, ctx))
+        else:
+            if upper <= limit:
+                verdict, text = Verdict.PASS, f"{numbers} <= budget {limit:g}{unit}{ctx.where()}"
+            elif lower > limit:
+                verdict, text = Verdict.FAIL, f"{numbers} > budget {limit:g}{unit}{ctx.where()}"
+            else:
+                verdict, text = Verdict.INCONCLUSIVE, f"{numbers} straddles budget {limit:g}{unit}{ctx.where()}"
+            checks.append(BudgetCheck(_DROP_METRIC, float(limit), drop, lower, upper, verdict, ctx.finish(text),
+                                      None, ctx.proxy))
+    return dataclasses.replace(gate, checks=gate.checks + tuple(checks)) if checks else gate
 
 
 def exit_code_for(results: Sequence[GateResult], *, failures: int = 0) -> int:

@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
+# the backends a profile may name (runtime.backend, runtime.backends); edgeopt.backends' registry must offer
+# exactly these (tests/test_tensorrt_logic.py checks it)
+BackendName = Literal["onnxruntime", "openvino", "tensorrt", "torch"]
 
 
 def _finite_positive(value: float) -> float:
@@ -61,6 +64,8 @@ def _valid_regex(value: str | None) -> str | None:
 
 
 PositiveFloat = Annotated[float, AfterValidator(_finite_positive)]
+Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Regex = Annotated[str | None, AfterValidator(_valid_regex)]
 
 
@@ -99,7 +104,7 @@ class Identity(_Section):
 class Runtime(_Section):
     """How to run a model on the target."""
 
-    backend: Literal["onnxruntime", "tensorrt", "torch", "openvino"] = "onnxruntime"
+    backend: BackendName = "onnxruntime"
     execution_providers: list[str] = Field(default=["CPUExecutionProvider"], min_length=1)
     intra_op_threads: int = Field(ge=1)
     inter_op_threads: int = Field(default=1, ge=1)
@@ -107,7 +112,7 @@ class Runtime(_Section):
     native_precisions: list[Precision] = Field(default=["fp32"], min_length=1)
     workspace_mb: PositiveFloat | None = None
     # every runtime a run measures on this target (default: just ``backend``); the first is the reference
-    backends: list[Literal["onnxruntime", "openvino", "tensorrt", "torch"]] | None = Field(default=None, min_length=1)
+    backends: list[BackendName] | None = Field(default=None, min_length=1)
     # OpenVINO inference precisions to try for fp32 variants, where the device reports them
     openvino_precisions: list[Literal["fp32", "bf16", "fp16"]] = Field(default=["fp32", "bf16", "fp16"], min_length=1)
 
@@ -167,6 +172,11 @@ class Budgets(_Section):
     p99_ms: PositiveFloat | None = None
     peak_rss_mb: PositiveFloat | None = None
     model_size_mb: PositiveFloat | None = None
+    # output budgets vs the fp32 reference (edgeopt.evaluate.gate.judge_outputs): floors on the worst output
+    min_cosine: Share | None = None
+    min_top1_agreement: Share | None = None  # judged by its Wilson interval over the argmax decisions
+    min_decision_agreement: Share | None = None  # outputs in [0, 1], at --decision-threshold
+    max_metric_drop: NonNegativeFloat | None = None  # the --eval metric's paired drop (points for percentages)
 
 
 class PeakRates(_Section):

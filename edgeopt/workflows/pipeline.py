@@ -26,7 +26,7 @@ from edgeopt.core.fileio import (
 )
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
-from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement
+from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement, judge_outputs
 from edgeopt.evaluate.metrics import (
     INTERVAL_METHOD,
     EvalSet,
@@ -434,10 +434,8 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: 
     reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
     scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
     rows = []
+    budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
     for measurement in measured:
-        gate = gate_measurement(measurement, profile, proxy=proxy) if measurement.ok else None
-        if gate is not None:
-            gates.append(gate)
         found: list[OutputFidelity] = []
         accuracy: Accuracy | None = None
         metrics: tuple[MetricResult, ...] = ()
@@ -452,6 +450,11 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: 
                     accuracy = top1_accuracy(outputs, labels)
             if scorer is not None and outputs.exists():
                 metrics, shifts = scorer.score(measurement)
+        gate = None
+        if measurement.ok:
+            gate = judge_outputs(gate_measurement(measurement, profile, proxy=proxy), budgets, found,
+                                 metrics[0] if metrics else None)
+            gates.append(gate)
         rows.append(build_row(measurement, gate, reference, found, accuracy, metrics=metrics, shifts=shifts))
     return rows
 
