@@ -140,8 +140,8 @@ def test_cosine_leaves_out_all_zero_samples() -> None:
 
     from edgeopt.evaluate.fidelity import compare
 
-    reference = np.zeros((3, 1, 4), np.float32)
-    reference[0, 0] = [1, 2, 3, 4]
+    reference = np.zeros((3, 1, 8), np.float32)  # 8 elements: the fewest a cosine is reported over
+    reference[0, 0] = [1, 2, 3, 4, 5, 6, 7, 8]
     variant = reference.copy()
     variant[1, 0, 0] = 1e-30  # an all-zero sample that differs by a denormal: no direction to compare
     result = compare(reference, variant, "out")

@@ -1,14 +1,13 @@
 """ONNX Runtime runner: session options from the profile, and a check that no provider silently fell back.
 
-Also ``cpu_session``: the one way edgeopt opens a plain CPU session outside a measurement (parity checks,
-sensitivity, reference outputs).
+Re-exports ``cpu_session`` (defined in :mod:`edgeopt.models.graph`, which the quantizer uses too): the one
+way edgeopt opens a plain CPU session outside a measurement.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import onnxruntime as ort
 from edgeopt.backends.base import BackendSettings, Feeds, Runner
 from edgeopt.backends.onnxruntime_settings import OnnxRuntimeSettings, OrtSessionSettings
 from edgeopt.errors import ProviderFallbackError
+from edgeopt.models.graph import cpu_session
 
 __all__ = ["OnnxRuntimeRunner", "ProviderFallbackError", "cpu_session", "session_options"]
 
@@ -27,21 +27,6 @@ _OPT_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
                "tensor(bool)": "bool"}
-
-
-def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "all", log_severity: int = 3,
-                optimized_model_path: str | Path | None = None) -> ort.InferenceSession:
-    """A session of ``path`` on CPUExecutionProvider alone: ``threads`` intra-op threads (None: ONNX Runtime's
-    default), graph ``optimization`` (disable | basic | extended | all), ``log_severity`` (3: errors only), and,
-    with ``optimized_model_path``, the optimised graph written there."""
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    options.graph_optimization_level = _OPT_LEVELS[optimization]
-    options.log_severity_level = log_severity
-    if optimized_model_path is not None:
-        options.optimized_model_filepath = str(optimized_model_path)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def session_options(settings: OrtSessionSettings | Mapping[str, Any]) -> ort.SessionOptions:

@@ -43,6 +43,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeopt.errors import QuantizationError
+from edgeopt.models.graph import cpu_session
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 QUANT_INPUT_SUFFIX = "_QuantizeLinear_Input"
@@ -224,7 +225,6 @@ def _weight_errors(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[T
 
 
 def _session(model: onnx.ModelProto, outputs: list[str], path: Path) -> Any:
-    import onnxruntime as ort
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     existing = {o.name for o in model.graph.output}
@@ -232,11 +232,7 @@ def _session(model: onnx.ModelProto, outputs: list[str], path: Path) -> Any:
         if name not in existing:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
     onnx.save(model, str(path))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path, optimization="disable")
 
 
 def reference_model_for(source: Path, qdq_model: Path, work_dir: Path) -> Path:
@@ -348,12 +344,7 @@ def output_sqnr(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float
 
 def run_outputs(model: Path, inputs: Iterable[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
     """Every output of ``model`` on every sample, as one flat list (single-threaded CPU session)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model)
     return [np.asarray(out) for feeds in inputs for out in session.run(None, dict(feeds))]
 
 

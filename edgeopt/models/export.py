@@ -16,6 +16,7 @@ import numpy as np
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
 from edgeopt.errors import ExportError, first_line
 from edgeopt.models.calibration import InputSpec
+from edgeopt.models.graph import cpu_session
 
 if TYPE_CHECKING:
     import torch
@@ -174,9 +175,7 @@ def export_onnx(
         onnx.save(inferred, str(staged))
         actual_opset = next((int(e.version) for e in inferred.opset_import if e.domain in ("", "ai.onnx")), opset)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(staged), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(staged, log_severity=2)
         worst: dict[str, OutputParity] = {}
         batch = 2 if dynamic_batch else 1
         for index in range(parity_samples):

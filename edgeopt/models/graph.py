@@ -252,3 +252,27 @@ def inspect_model(path: Path | str, input_shapes: dict[str, tuple[int, ...]] | N
         macs=int(macs),
         macs_unknown_nodes=tuple(unknown),
     )
+
+
+
+def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "all", log_severity: int = 3,
+                optimized_model_path: str | Path | None = None) -> Any:
+    """An ONNX Runtime session of ``path`` on CPUExecutionProvider alone, outside a measurement (parity
+    checks, calibration, reference outputs, sensitivity): ``threads`` intra-op threads (None: ONNX
+    Runtime's default), graph ``optimization`` (disable | basic | extended | all), ``log_severity``
+    (3: errors only), and, with ``optimized_model_path``, the optimised graph written there.
+    Measurements open their sessions through ``edgeopt.backends`` instead."""
+    import onnxruntime as ort
+
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = log_severity
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

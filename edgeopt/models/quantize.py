@@ -31,7 +31,7 @@ from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json
 from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_line
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import compare_outputs, random_feeds
-from edgeopt.models.graph import input_specs, load_model, model_size_bytes
+from edgeopt.models.graph import cpu_session, input_specs, load_model, model_size_bytes
 from edgeopt.models.ranges import (
     CALIBRATION_METHODS,
     collect_tensor_stats,
@@ -202,12 +202,7 @@ def _node_in(message: str) -> str | None:
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path)
 
 
 def _probe_feeds(model_path: Path, calibration: CalibrationSet | None) -> dict[str, np.ndarray]:
@@ -341,14 +336,10 @@ def _variant_key(source_sha: str, recipe: Recipe, calibration: CalibrationSet | 
 
 def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
            ranges: RangeCache, notes: list[dict[str, str]], upgrade_opset: bool = False) -> None:
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     if recipe.kind == "fp32":
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(staged)
-        ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        cpu_session(model, threads=None, optimization="basic", log_severity=2, optimized_model_path=staged)
     elif recipe.kind == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
         from onnxruntime.transformers.onnx_model import OnnxModel

@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 
 from edgeopt.errors import QuantizationError
+from edgeopt.models.graph import cpu_session
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 HISTOGRAM_BINS = 2048
@@ -82,7 +83,6 @@ def collect_tensor_stats(
     bins: int = HISTOGRAM_BINS,
 ) -> dict[str, TensorStats]:
     """Run the model with every float activation exposed as an output; fold each sample into stats."""
-    import onnxruntime as ort
 
     model = onnx.load(str(model_path))
     tensors = _float_tensors(model)
@@ -92,9 +92,7 @@ def collect_tensor_stats(
             model.graph.output.append(onnx.ValueInfoProto(name=name))
     augmented = scratch_dir / "augmented.onnx"
     onnx.save(model, str(augmented))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(augmented, threads=None, optimization="disable", log_severity=2)
     names = list(tensors)
     stats = {name: TensorStats(name=name, producer=producer) for name, producer in tensors.items()}
     sample_list = list(samples)

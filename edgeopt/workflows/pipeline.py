@@ -61,7 +61,7 @@ from edgeopt.measure.launcher import (
 from edgeopt.measure.results import Measurement, row_name, try_load
 from edgeopt.measure.run_folder import RunLayout, RunSummary, result_stem
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
-from edgeopt.models.graph import input_specs, load_model
+from edgeopt.models.graph import cpu_session, input_specs, load_model
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
 from edgeopt.profiles.schema import HardwareProfile, load_profile
@@ -188,13 +188,8 @@ def _with_given_shapes(declared: list[InputSpec], given: tuple[InputSpec, ...], 
 
 def check_runs_on_cpu(model_path: Path) -> None:
     """Refuse, before anything is written, a model ONNX Runtime cannot even open (e.g. an unknown operator)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        cpu_session(model_path, threads=None, optimization="disable", log_severity=4)
     except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
         first = first_line(error)
         raise BackendError(f"{model_path}: ONNX Runtime (CPU) cannot open this model: {first}") from error
