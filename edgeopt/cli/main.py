@@ -201,6 +201,7 @@ def handle_profiles(args: argparse.Namespace) -> int:
 def handle_profile(args: argparse.Namespace) -> int:
     from edgeopt.evaluate.gate import exit_code_for, gate_measurement
     from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+    from edgeopt.measure.run_folder import result_stem
     from edgeopt.models.quantize import Variant
     from edgeopt.profiles.schema import load_profile
     from edgeopt.reports.table import build_row, render_table
@@ -212,7 +213,7 @@ def handle_profile(args: argparse.Namespace) -> int:
     gates, failures, rows = [], 0, []
     for profile in profiles:
         for variant in variants:
-            stem = f"{variant.name}__{profile.name}"
+            stem = result_stem(variant.name, profile.name)
             timing = prepare_timing_inputs(variant.path, profile, None, args.out / "inputs" / f"{stem}.npz")
             measurement = measure_variant(variant, profile, args.out, timing_inputs=timing, proxy=args.proxy, stem=stem)
             measurement.save(args.out / f"{stem}.json")

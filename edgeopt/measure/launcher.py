@@ -24,6 +24,7 @@ from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic, write
 from edgeopt.core.host import host_fingerprint
 from edgeopt.core.stability import stability_report
 from edgeopt.measure.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
+from edgeopt.measure.run_folder import result_stem
 from edgeopt.models.calibration import CalibrationSet, InputSpec
 from edgeopt.models.export import random_feeds
 from edgeopt.models.graph import input_specs
@@ -143,11 +144,10 @@ def measure_variant(
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or f"{variant.name}__{profile.name}"
+    stem = stem or result_stem(variant.name, profile.name)
     host = host_fingerprint()
     identity = match_identity(profile, host)
-    variant_kind = variant.provenance.get("recipe", {}).get("kind")
-    session = planned_session(profile, Path(timing_inputs), work_dir, backend, precision, variant_kind)
+    session = planned_session(profile, Path(timing_inputs), work_dir, backend, precision, variant.kind)
     bench = profile.bench.model_dump(mode="json")
     bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     outputs_file = f"{stem}.outputs.npz"

@@ -141,6 +141,12 @@ class Variant:
         return str(self.provenance["sha256"])
 
     @property
+    def kind(self) -> str | None:
+        """The recipe kind that made it (``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static``), if recorded."""
+        kind = self.provenance.get("recipe", {}).get("kind")
+        return str(kind) if kind else None
+
+    @property
     def size_bytes(self) -> int:
         return int(self.provenance["size_bytes"])
 

@@ -53,13 +53,10 @@ from edgeopt.evaluate.robustness import (
 )
 from edgeopt.measure.launcher import (
     extra_outputs_file,
-    measure_variant,
-    measurement_key,
-    planned_session,
     prepare_timing_inputs,
 )
-from edgeopt.measure.results import Measurement, row_name, try_load
-from edgeopt.measure.run_folder import RunLayout, RunSummary, result_stem
+from edgeopt.measure.results import Measurement
+from edgeopt.measure.run_folder import RunLayout, RunSummary
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
 from edgeopt.models.graph import cpu_session, input_specs, load_model
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
@@ -74,6 +71,7 @@ from edgeopt.reports.table import (
     render_table,
     settings_line,
 )
+from edgeopt.workflows.reuse import measure_or_reuse
 
 Log = Callable[[str], None]
 
@@ -332,33 +330,11 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
         measured: list[Measurement] = []
         factory = ModelReference.parse(config.model).factory
         for backend, variant, precision in runtime_matrix(profile, variants, factory):
-            label = row_name(variant.name, backend, precision)
-            stem = result_stem(label, profile.name)  # label: the same name Measurement.variant_name gives
-            path = out / "measurements" / f"{stem}.json"
-            previous = None if config.force else try_load(path)
-            session = planned_session(profile, timing, out / "measurements", backend, precision, _kind(variant))
-            key = measurement_key(variant, profile, reference_sha, session)
-            complete = all((out / "measurements" / extra_outputs_file(stem, name)).exists() for name in shifted)
-            if previous is not None and previous.ok and previous.key == key and complete:
-                log(f"measure {stem}: done earlier, skipped (--force to redo)")
-                measured.append(previous)
-                continue
-            log(f"measure {stem}: running ...")
-            measurement = measure_variant(variant, profile, out / "measurements", timing_inputs=timing,
-                                          reference_inputs=reference_path, reference_sha=reference_sha,
-                                          proxy=config.proxy, stem=stem, backend=backend, precision=precision,
-                                          extra_references=shifted,
-                                          model_reference=factory if backend == "torch" else None)
-            measurement.save(path)
-            if measurement.ok and measurement.latency is not None:
-                s = measurement.latency.summary()
-                log(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} "
-                    f"({measurement.latency.stop_reason})")
-            elif measurement.unsupported and measurement.failure is not None:
-                log(f"measure {stem}: {measurement.failure.kind}: {measurement.failure.message}")
-            else:
-                log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
-            measured.append(measurement)
+            measured.append(measure_or_reuse(
+                variant, profile, out / "measurements", timing_inputs=timing, reference_inputs=reference_path,
+                reference_sha=reference_sha, proxy=config.proxy, force=config.force, log=log, backend=backend,
+                precision=precision, extra_references=shifted,
+                model_reference=factory if backend == "torch" else None))
         profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log)
         measurements += measured
         rows += profile_rows
@@ -409,11 +385,6 @@ def _is_reference_runtime(measurement: Measurement) -> bool:
     runtimes = measurement.profile.get("settings", {}).get("runtime", {})
     declared = runtimes.get("backends") or [runtimes.get("backend", "onnxruntime")]
     return measurement.backend.startswith(str(declared[0]))
-
-
-def _kind(variant: Variant) -> str | None:
-    kind = variant.provenance.get("recipe", {}).get("kind")
-    return str(kind) if kind else None
 
 
 def _host_summary(measurement: Measurement | None) -> str:

@@ -183,34 +183,11 @@ class _Runner:
                             ranges=self.ranges, force=self.config.force)
 
     def measure(self, variant: Any) -> Any:
-        from edgeopt.measure.launcher import measure_variant, measurement_key
-        from edgeopt.measure.results import try_load
-        from edgeopt.measure.run_folder import result_stem
+        from edgeopt.workflows.reuse import measure_or_reuse
 
-        stem = result_stem(variant.name, self.profile.name)
-        path = self.out / "measurements" / f"{stem}.json"
-        previous = None if self.config.force else try_load(path)
-        if previous is not None and previous.ok and previous.key in self._keys(variant, measurement_key):
-            return previous
-        measurement = measure_variant(variant, self.profile, self.out / "measurements", timing_inputs=self.timing,
-                                      reference_inputs=self.reference_inputs, reference_sha=self.reference_sha,
-                                      proxy=self.config.proxy, stem=stem)
-        measurement.save(path)
-        return measurement
-
-    def _keys(self, variant: Any, measurement_key: Callable[..., str]) -> set[str]:
-        """The reuse key as ``measure_variant`` stores it (with the session settings where the measure module
-        has them, as ``run_pipeline`` does), so a stored measurement is reused exactly when it would be there."""
-        import edgeopt.measure.launcher as measure
-
-        keys = {measurement_key(variant, self.profile, self.reference_sha)}
-        settings = getattr(measure, "session_settings", None)
-        if settings is not None:
-            try:
-                keys.add(measurement_key(variant, self.profile, self.reference_sha, session=settings(self.profile)))
-            except (TypeError, EdgeoptError):
-                pass
-        return keys
+        return measure_or_reuse(variant, self.profile, self.out / "measurements", timing_inputs=self.timing,
+                                reference_inputs=self.reference_inputs, reference_sha=self.reference_sha,
+                                proxy=self.config.proxy, force=self.config.force, log=lambda _: None)
 
     def outputs(self, measurement: Any) -> np.ndarray:
         from edgeopt.evaluate.fidelity import load_outputs
