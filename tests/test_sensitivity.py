@@ -15,7 +15,7 @@ from edgeopt.evaluate.sensitivity import (
     output_sqnr,
     plot_sensitivity,
     reference_model_for,
-    render_table,
+    render_sensitivity_table,
     run_outputs,
 )
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
@@ -78,7 +78,7 @@ def test_sensitivity_names_real_nodes_ranked_worst_first(ink: tuple[Path, Calibr
     assert scores == sorted(scores)
     # the outlier-channel tensor: the Concat of learned features and raw ink counts, and the Gemm reading it
     assert set(report.ranked_nodes()[:2]) == {"/Concat", "/head/head.0/Gemm"}
-    table = render_table(report, top=5)
+    table = render_sensitivity_table(report, top=5)
     assert "/head/head.0/Gemm" in table and "accumulated" in table
     png = plot_sensitivity(report, tmp_path / "sensitivity.png", top=5)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import ConfigError
-from edgeopt.workflows.tune import TuneConfig, paired_drop, render_table, tune
+from edgeopt.workflows.tune import TuneConfig, paired_drop, render_tune_table, tune
 from tests.test_sensitivity import DIGITS, ink_model, quick_profile
 
 
@@ -60,7 +60,7 @@ def test_tune_keeps_a_few_nodes_in_float_and_meets_the_budget(setup: tuple[Path,
     assert document["chosen"]["variant"] == result.chosen.variant and len(document["candidates"]) == len(
         result.candidates)
     assert (tmp_path / "tune" / "tune.png").read_bytes()[:4] == b"\x89PNG"
-    assert "chosen" in render_table(result)
+    assert "chosen" in render_tune_table(result)
 
 
 CLI = ("import sys; from edgeopt.cli import main as cli; "

@@ -76,7 +76,7 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
         isolated_gains,
         plot_sensitivity,
         reference_model_for,
-        render_table,
+        render_sensitivity_table,
     )
     from edgeopt.models.calibration import load_calibration, load_eval_split
     from edgeopt.models.graph import input_specs, load_model
@@ -104,7 +104,7 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
         report = replace(report, isolated=tuple(rows))
     print(f"sensitivity of {args.qdq} vs {float_model}, on {where}")
     print(report.method)
-    print(render_table(report, args.top))
+    print(render_sensitivity_table(report, args.top))
     for row in report.isolated:
         gain = row["gain_db"]
         print(f"isolated: {row['node']} in float → output SQNR {row['output_sqnr_db']} dB "
@@ -116,14 +116,14 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
 
 
 def handle_tune(args: argparse.Namespace) -> int:
-    from edgeopt.workflows.tune import TuneConfig, render_table, summary_lines, tune
+    from edgeopt.workflows.tune import TuneConfig, render_tune_table, summary_lines, tune
 
     config = TuneConfig(model=args.model, calibration=args.calibration, eval_set=args.eval_set, profile=args.profile,
                         out_dir=args.out, max_drop=args.max_drop, metric=args.metric, relative=args.relative,
                         recipe=args.recipe, rule=args.rule, max_exclude=args.max_exclude, select=args.select,
                         proxy=args.proxy, force=args.force)
     result = tune(config, log=_log)
-    print(render_table(result))
+    print(render_tune_table(result))
     for line in summary_lines(result):
         print(line)
     print(f"reports: {result.files['json']}, {result.files['markdown']}, {result.files['plot']}")

@@ -374,7 +374,7 @@ def _fmt(value: float | None) -> str:
     return "exact" if value is None else f"{value:.1f}"
 
 
-def render_table(report: SensitivityReport, top: int | None = None) -> str:
+def render_sensitivity_table(report: SensitivityReport, top: int | None = None) -> str:
     from tabulate import tabulate
 
     rows = [[n.rank, n.node, n.op_type, n.worst_tensor, _fmt(n.score_db), _fmt(n.activation_sqnr_db),

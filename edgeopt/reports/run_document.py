@@ -14,7 +14,6 @@ else is imported when a report is made.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from edgeopt.measure.run_folder import RunSummary
     from edgeopt.reports.table import Row
 
-Log = Callable[[str], None]
 
 HTML_NAME, JUNIT_NAME, CSV_NAME = "report.html", "junit.xml", "results.csv"
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeopt.core.logs import Log
 from edgeopt.reports.csv_table import write_results_csv
 from edgeopt.reports.junit_xml import write_junit
-from edgeopt.reports.run_document import CSV_NAME, HTML_NAME, JUNIT_NAME, Log, load_run
+from edgeopt.reports.run_document import CSV_NAME, HTML_NAME, JUNIT_NAME, load_run
 
 __all__ = ["write_run_reports"]
 

@@ -8,7 +8,6 @@ before the next step starts, and a rerun reuses whatever still matches its input
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from edgeopt.core.fileio import (
     write_npz_atomic,
     write_text_atomic,
 )
+from edgeopt.core.logs import Log
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement, judge_outputs
@@ -72,8 +72,6 @@ from edgeopt.reports.table import (
     settings_line,
 )
 from edgeopt.workflows.reuse import measure_or_reuse
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ Whatever is measured is saved (atomically) before the next measurement starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+from edgeopt.core.logs import Log
 from edgeopt.measure.launcher import extra_outputs_file, measure_variant, measurement_key, planned_session
 from edgeopt.measure.results import Measurement, row_name, try_load
 from edgeopt.measure.run_folder import result_stem
@@ -22,7 +22,7 @@ __all__ = ["measure_or_reuse"]
 
 def measure_or_reuse(variant: Variant, profile: HardwareProfile, directory: Path, *, timing_inputs: Path,
                      reference_inputs: Path | None = None, reference_sha: str | None = None, proxy: bool = False,
-                     force: bool = False, log: Callable[[str], None] = print, backend: str | None = None,
+                     force: bool = False, log: Log = print, backend: str | None = None,
                      precision: str | None = None, extra_references: dict[str, Path] | None = None,
                      model_reference: str | None = None) -> Measurement:
     """The measurement of ``variant`` on ``profile`` (and ``backend``/``precision``) in ``directory``:

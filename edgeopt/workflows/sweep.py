@@ -13,16 +13,15 @@ shown beside them, so a dominance within noise is visible to the reader.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeopt.core.fileio import atomic_path, write_json_atomic
+from edgeopt.core.logs import Log
 from edgeopt.errors import EXIT_BACKEND_FAILURE, ConfigError
 from edgeopt.evaluate.fidelity import worst
-
-Log = Callable[[str], None]
 
 
 def sweep_recipes(methods: Sequence[str], per_channel: Sequence[bool] = (True,), symmetric: Sequence[bool] = (True,),

@@ -23,7 +23,6 @@ samples both get right or both get wrong, so the interval is far tighter than tw
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
+from edgeopt.core.logs import Log
 from edgeopt.errors import ConfigError, EdgeoptError
 
-Log = Callable[[str], None]
 EXIT_BUDGET_NOT_MET = 1
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -153,7 +152,7 @@ def _eval_arrays(eval_set: str, model: Path, target: Path) -> tuple[Path, np.nda
     return write_npz_atomic(target, {specs[0].name: arrays}), labels
 
 
-class _Runner:
+class _TuneBench:
     """Makes and measures variants for one tune run (reusing stored variants and measurements)."""
 
     def __init__(self, config: TuneConfig, log: Log) -> None:
@@ -214,7 +213,7 @@ def tune(config: TuneConfig, log: Log = print) -> TuneResult:
     base_recipe = Recipe.parse(config.recipe)
     if base_recipe.kind != "int8-static":
         raise ConfigError(f"--recipe {config.recipe}: tune works on int8-static recipes")
-    runner = _Runner(config, log)
+    runner = _TuneBench(config, log)
     fp32 = runner.make(Recipe.parse("fp32"))
     fp32_measurement = runner.measure(fp32)
     if not fp32_measurement.ok:
@@ -321,7 +320,7 @@ def _describe(candidate: Candidate, config: TuneConfig) -> str:
             f"{_unit(config)} ({verdict} {config.max_drop:g}), p50 {_ms(candidate.p50_ms)} ms")
 
 
-def render_table(result: TuneResult) -> str:
+def render_tune_table(result: TuneResult) -> str:
     from tabulate import tabulate
 
     config = result.config
@@ -410,7 +409,7 @@ def _write(result: TuneResult, out: Path, config: TuneConfig) -> TuneResult:
     result = replace(result, files=files)
     plot_tune(result, out / "tune.png")
     text = "\n".join(["# edgeopt tune", "", *[f"- {line}" for line in summary_lines(result)], "", "```",
-                      render_table(result), "```", ""])
+                      render_tune_table(result), "```", ""])
     write_text_atomic(out / "tune.md", text)
     write_json_atomic(out / "tune.json", result.to_dict())
     return result
