@@ -87,8 +87,10 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
     calibration = load_calibration(args.calibration, expected_inputs=specs)
     if args.eval_set:
         images, _ = load_eval_split(args.eval_set)
-        shape = [d if isinstance(d, int) else 1 for d in specs[0].shape]
-        feeds = [{specs[0].name: image.reshape(shape).astype(specs[0].dtype)} for image in images[:args.samples]]
+        from edgeopt.models.inputs import stacked_feeds
+
+        stacked = stacked_feeds(images[:args.samples], specs[0], str(args.eval_set))
+        feeds = [{specs[0].name: sample} for sample in stacked]
         where = f"{len(feeds)} samples of {args.eval_set}"
     else:
         feeds = list(calibration.take(min(args.samples, calibration.count)).feeds())

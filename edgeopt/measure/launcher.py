@@ -26,38 +26,36 @@ from edgeopt.core.stability import stability_report
 from edgeopt.measure.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
 from edgeopt.measure.run_folder import result_stem
 from edgeopt.models.calibration import CalibrationSet, InputSpec
-from edgeopt.models.export import random_feeds
 from edgeopt.models.graph import input_specs
+from edgeopt.models.inputs import resolve_shapes, synthetic_feeds
 from edgeopt.models.quantize import Variant
 from edgeopt.profiles.schema import HardwareProfile, budget_sample_floor, match_identity
 
 STDERR_TAIL_CHARS = 2000
 
 
-def _concrete_shape(spec: InputSpec, profile: HardwareProfile) -> tuple[int, ...]:
-    declared = (profile.bench.input_shapes or {}).get(spec.name)
-    if declared is not None:
-        return tuple(declared)
-    return tuple(d if isinstance(d, int) else profile.bench.batch_size for d in spec.shape)
-
-
 def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibration: CalibrationSet | None,
                           target: Path, specs: list[InputSpec] | None = None) -> Path:
-    """One feed dict for the timed loop: the first calibration sample when it fits, else seeded random data.
+    """One feed dict for the timed loop, at the concrete shapes :func:`edgeopt.models.inputs.resolve_shapes`
+    decides (``specs``: the model's inputs with ``--input`` already applied; then the profile's
+    ``bench.input_shapes``, the calibration samples' shape, ``bench.batch_size`` for the batch dim).
 
-    ``specs`` (e.g. from ``--input x:1x3x48x192``) fix dynamic dimensions; otherwise the profile's
-    ``bench.input_shapes`` do, and any other symbolic dimension becomes ``bench.batch_size``.
+    The first calibration sample when it has those shapes, else seeded random data inside each input's
+    domain.  An unresolved symbolic dimension raises ConfigError (exit 2): a guessed shape is never timed.
     """
-    specs = specs or input_specs(onnx.load(str(model_path), load_external_data=False))
-    shapes = {spec.name: _concrete_shape(spec, profile) for spec in specs}
+    model = onnx.load(str(model_path), load_external_data=False)
+    specs = specs or input_specs(model)
+    samples = calibration.samples if calibration is not None else ()
+    resolved = resolve_shapes(specs, profile_shapes=profile.bench.input_shapes, samples=samples,
+                              batch_size=profile.bench.batch_size, where=str(model_path))
+    shapes = {r.name: r.shape for r in resolved}
     feeds: dict[str, np.ndarray] | None = None
-    if calibration is not None and calibration.count:
-        sample = calibration.samples[0]
-        if set(sample) == set(shapes) and all(sample[n].shape == shapes[n] for n in shapes):
+    if samples:
+        sample = samples[0]
+        if set(sample) == set(shapes) and all(tuple(sample[n].shape) == shapes[n] for n in shapes):
             feeds = {name: np.ascontiguousarray(value) for name, value in sample.items()}
     if feeds is None:
-        concrete = [InputSpec(spec.name, shapes[spec.name], spec.dtype) for spec in specs]
-        feeds = random_feeds(concrete, seed=0)
+        feeds = synthetic_feeds([r.spec() for r in resolved], model, seed=0)
     return write_npz_atomic(target, feeds)
 
 
@@ -171,6 +169,7 @@ def measure_variant(
         "host": host.to_dict(), "host_matches": identity.matches, "mismatch_reasons": list(identity.reasons),
         "proxy": proxy, "expected_fast": profile.expects_fast(precision or variant.precision), "session": session,
         "bench": bench, "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
+        "input_shapes": _feed_shapes(Path(timing_inputs)),
     }
     if not is_available(session["backend"]):
         failure = Failure(kind="unavailable", message=f"{session['backend']}: {availability()[session['backend']]}")
@@ -213,6 +212,11 @@ def measure_variant(
         torch_imported=result["torch_imported"], stability=stability.to_dict() if stability else None,
         **{**base, "host": result["host"]},
     )
+
+
+def _feed_shapes(path: Path) -> dict[str, list[int]]:
+    with np.load(path, allow_pickle=False) as feeds:
+        return {name: list(feeds[name].shape) for name in feeds.files}
 
 
 def extra_outputs_file(stem: str, name: str) -> str:

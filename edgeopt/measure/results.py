@@ -98,6 +98,7 @@ class Measurement(BaseModel):
     output_names: list[str] = []
     torch_imported: bool | None = None
     stability: dict[str, Any] | None = None  # StabilityReport.to_dict(); absent in documents before it existed
+    input_shapes: dict[str, list[int]] = {}  # the concrete shape of every timed input; absent in older documents
     failure: Failure | None = None
     created_at: str
     commit: str | None = None

@@ -24,7 +24,7 @@ import onnx
 from edgeopt.errors import ConfigError
 from edgeopt.models.calibration import InputSpec
 
-__all__ = ["DimSource", "ResolvedInput", "resolve_shapes", "synthetic_feeds", "table_sizes"]
+__all__ = ["DimSource", "ResolvedInput", "resolve_shapes", "stacked_feeds", "synthetic_feeds", "table_sizes"]
 
 _PASS_THROUGH = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Identity", "Expand"}
 
@@ -191,3 +191,19 @@ def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None =
         else:
             raise ConfigError(f"input '{spec.name}': cannot generate data of dtype {spec.dtype}; give samples")
     return feeds
+
+
+def stacked_feeds(images: np.ndarray, spec: InputSpec, source: str = "eval set") -> np.ndarray:
+    """Stacked samples (first axis) as per-sample arrays of ``spec``'s rank: an image (C,H,W) becomes one
+    batch-1 sample (1,C,H,W); a sample keeps its own size in every symbolic dimension (never reshaped to 1).
+
+    Raises ConfigError naming ``source`` when a sample does not fit the input's rank or fixed dimensions."""
+    array = images[:, None] if images.ndim == len(spec.shape) else images
+    if array.ndim != len(spec.shape) + 1:
+        raise ConfigError(f"{source}: samples of shape {list(images.shape[1:])} do not fit input '{spec.name}' "
+                          f"{list(spec.shape)}")
+    for index, dim in enumerate(spec.shape):
+        if not _symbolic(dim) and array.shape[index + 1] != dim:
+            raise ConfigError(f"{source}: samples of shape {list(array.shape[1:])} do not fit input '{spec.name}' "
+                              f"{list(spec.shape)} (dimension {index} must be {dim})")
+    return array.astype(spec.dtype, copy=False)

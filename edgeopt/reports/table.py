@@ -190,7 +190,13 @@ def settings_line(measurement: Measurement) -> str:
             f"warm-up {bench.get('warmup_iterations')} calls and >= {bench.get('warmup_seconds', 0)} s, "
             f"stop when the {bench.get('stop_percentile')} CI is within "
             f"±{100 * float(bench.get('target_ci_rel', 0)):g}%"
-            f" or after {bench.get('max_seconds')} s (min {bench.get('min_iterations')} samples)")
+            f" or after {bench.get('max_seconds')} s (min {bench.get('min_iterations')} samples)"
+            + (f"; inputs {inputs_text(measurement.input_shapes)}" if measurement.input_shapes else ""))
+
+
+def inputs_text(shapes: dict[str, list[int]]) -> str:
+    """``x 1x3x48x320, sr scalar``: the concrete shape every input was timed at."""
+    return ", ".join(f"{name} {'x'.join(map(str, shape)) or 'scalar'}" for name, shape in shapes.items())
 
 
 def header_lines(profile: str, host_summary: str, host_matches: bool, reasons: list[str], proxy: bool) -> list[str]:

@@ -59,6 +59,7 @@ from edgeopt.measure.results import Measurement
 from edgeopt.measure.run_folder import RunLayout, RunSummary
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
 from edgeopt.models.graph import cpu_session, input_specs, load_model
+from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
 from edgeopt.profiles.schema import HardwareProfile, load_profile
@@ -232,9 +233,8 @@ def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
 
 
 def _eval_feeds(images: np.ndarray, spec: InputSpec) -> dict[str, np.ndarray]:
-    """Stacked eval images as per-sample feeds of ``spec``: an image (C,H,W) becomes one batch-1 sample (1,C,H,W)."""
-    array = images[:, None] if images.ndim == len(spec.shape) else images
-    return {spec.name: array.reshape(array.shape[0], *[d if isinstance(d, int) else 1 for d in spec.shape])}
+    """Stacked eval images as per-sample feeds of ``spec`` (see :func:`edgeopt.models.inputs.stacked_feeds`)."""
+    return {spec.name: stacked_feeds(images, spec)}
 
 
 def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[str, Path]:
@@ -258,14 +258,27 @@ def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: Ca
             raise ConfigError(f"{config.eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
         arrays = _eval_feeds(plan.eval_set.images, specs[0])
     elif calibration is not None:
-        arrays = {name: np.stack([s[name] for s in calibration.take(config.reference_samples).samples])
-                  for name in calibration.samples[0]}
+        first = calibration.samples[0]  # samples of other shapes (e.g. other text widths) cannot be stacked
+        same = [s for s in calibration.samples if all(s[n].shape == first[n].shape for n in first)]
+        arrays = {name: np.stack([s[name] for s in same[:config.reference_samples]]) for name in first}
     else:
-        from edgeopt.models.export import random_feeds
-
-        feeds = [random_feeds(specs, seed=100 + i) for i in range(config.reference_samples)]
-        arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in specs}
+        concrete = [r.spec() for r in resolve_shapes(specs, where=config.model)]
+        model = load_model(Path(config.model)) if ModelReference.parse(config.model).onnx_path else None
+        feeds = [synthetic_feeds(concrete, model, seed=100 + i) for i in range(config.reference_samples)]
+        arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in concrete}
     return write_npz_atomic(target, arrays), labels
+
+
+def _check_shapes(config: RunConfig, specs: list[InputSpec], profiles: list[HardwareProfile],
+                  calibration: CalibrationSet | None, plan: EvalPlan | None) -> None:
+    """Before anything is written: every profile's timing shapes resolve (else exit 2 saying how to set them)."""
+    samples: list[dict[str, np.ndarray]] = list(calibration.samples) if calibration is not None else []
+    if not samples and plan is not None and len(specs) == 1:
+        images = stacked_feeds(plan.eval_set.images, specs[0])
+        samples = [{specs[0].name: image} for image in images[:4]]
+    for profile in profiles:
+        resolve_shapes(specs, profile_shapes=profile.bench.input_shapes, samples=samples,
+                       batch_size=profile.bench.batch_size, where=f"{config.model} on profile {profile.name}")
 
 
 def _profiles(config: RunConfig) -> list[HardwareProfile]:
@@ -290,6 +303,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
         notes.append("int8-static variants skipped: no calibration set (pass --calibration DIR)")
         recipes = [r for r in recipes if r.kind != "int8-static"]
     plan = plan_evaluation(config)
+    _check_shapes(config, specs, profiles, calibration, plan)
     if ModelReference.parse(config.model).onnx_path is not None:
         check_runs_on_cpu(Path(config.model))
     # every input is validated: from here on, files are written
@@ -299,9 +313,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     model_path = resolve_model(config, specs, log)
     probe = None
     if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
-        from edgeopt.models.export import random_feeds
-
-        probe = calibration.samples[0] if calibration is not None else random_feeds(specs, seed=7)
+        probe = calibration.samples[0] if calibration is not None else synthetic_feeds(
+            [r.spec() for r in resolve_shapes(specs, where=config.model)], load_model(model_path), seed=7)
     made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force,
                          probe_feeds=dict(probe) if probe is not None else None)
     variants = [v for v in made if isinstance(v, Variant)]

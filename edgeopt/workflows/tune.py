@@ -147,8 +147,9 @@ def _eval_arrays(eval_set: str, model: Path, target: Path) -> tuple[Path, np.nda
     specs = input_specs(onnx.load(str(model), load_external_data=False))
     if len(specs) != 1:
         raise ConfigError(f"{eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
-    shape = [d if isinstance(d, int) else 1 for d in specs[0].shape]
-    arrays = images.reshape(images.shape[0], *shape).astype(specs[0].dtype)
+    from edgeopt.models.inputs import stacked_feeds
+
+    arrays = stacked_feeds(images, specs[0], str(eval_set))  # each sample keeps its own size in symbolic dims
     return write_npz_atomic(target, {specs[0].name: arrays}), labels
 
 
