@@ -453,3 +453,20 @@ def test_a_corrupt_measurement_is_the_same_error_under_every_command(tmp_path: P
         done = subprocess.run([*EDGEOPT, *map(str, args)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 3, (args, done.stderr)
         assert "fp32__here.json: " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unresolved_symbolic_dim_without_samples_exits_2_naming_the_ways(tmp_path: Path) -> None:
+    model = zoo.dynamic_conv_model(tmp_path / "dyn.onnx")
+    out = tmp_path / "out"
+    done = subprocess.run([*EDGEOPT, "run", str(model), "--profile", str(write_profile(tmp_path, "p")),
+                           "--variant", "fp32", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "H=? (unresolved)" in done.stderr and "W=? (unresolved)" in done.stderr
+    assert "--input input:1x3xNxN" in done.stderr and "bench.input_shapes" in done.stderr
+    assert not out.exists()  # nothing written
+    fixed = subprocess.run([*EDGEOPT, "run", str(model), "--profile", str(write_profile(tmp_path, "p")),
+                            "--variant", "fp32", "--input", "input:1x3x24x40", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert fixed.returncode == 0, fixed.stderr + fixed.stdout
+    measured = json.loads((out / "measurements" / "fp32__p.json").read_text())
+    assert measured["input_shapes"] == {"input": [1, 3, 24, 40]}

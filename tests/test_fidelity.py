@@ -3,11 +3,16 @@ probability maps; never a cosine over a handful of elements."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 
 from edgeopt.evaluate.fidelity import MIN_COSINE_ELEMENTS, compare, worst
+from edgeopt.models.graph import class_score_outputs
 from edgeopt.reports.table import Row, _fidelity
+from tests import zoo
 
 RNG = np.random.default_rng(0)
 
@@ -60,3 +65,12 @@ def test_the_table_shows_the_worst_output_not_the_first() -> None:
     row = Row(**{**fields, "variant": "int8", "profile": "p", "precision": "int8", "expected_fast": True,
                  "status": "ok", "fidelity": (good, flipped)})
     assert _fidelity(row) == "cos 1.0000, top1 100.0%, decision 0.0%"
+
+
+def test_top1_is_claimed_only_for_class_score_outputs(tmp_path: Path) -> None:
+    classifier = onnx.load(str(zoo.tiny_conv_model(tmp_path / "conv.onnx")))  # ends in a Gemm: logits
+    embedding = onnx.load(str(zoo.token_embedding_model(tmp_path / "emb.onnx")))  # ends in a ReduceMean
+    assert class_score_outputs(classifier) == {"output"}
+    assert class_score_outputs(embedding) == set()
+    vectors = RNG.standard_normal((4, 8)).astype(np.float32)
+    assert compare(vectors, vectors, "output", class_scores=False).top1_agreement is None

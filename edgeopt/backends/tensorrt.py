@@ -225,7 +225,7 @@ class TensorRtRunner(Runner[TensorRtRunSettings]):
     def _stage(self, feeds: Feeds) -> None:
         for name, is_input, dtype, _shape, _, host in self._io:
             if is_input:
-                value = np.ascontiguousarray(feeds[name], dtype=dtype)
+                value = np.require(feeds[name], dtype=dtype, requirements="C")  # a scalar stays rank 0
                 ctypes.memmove(host, value.ctypes.data, value.nbytes)
 
     def _run_once(self) -> None:

@@ -86,7 +86,7 @@ class TorchRunner(Runner[TorchSettings]):
     def _tensors(self, feeds: Feeds) -> list[torch.Tensor]:
         out = []
         for name in self.inputs:
-            tensor = torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device)
+            tensor = torch.from_numpy(np.require(feeds[name], requirements="C")).to(self.device)
             out.append(tensor.to(self.dtype) if tensor.is_floating_point() else tensor)
         return out
 

@@ -91,7 +91,9 @@ def _is_class_scores(reference: np.ndarray) -> bool:
 
 
 def compare(reference: np.ndarray, variant: np.ndarray, name: str,
-            decision_threshold: float = DEFAULT_DECISION_THRESHOLD) -> OutputFidelity:
+            decision_threshold: float = DEFAULT_DECISION_THRESHOLD, class_scores: bool | None = None) -> OutputFidelity:
+    """``class_scores``: whether the last axis holds class scores (from the graph:
+    :func:`edgeopt.models.graph.class_score_outputs`); None judges by shape alone (float, rank >= 2)."""
     ref, var = _per_sample(reference), _per_sample(variant)
     per_sample = int(ref.shape[1]) if ref.ndim == 2 else 0
     noise = float(np.sum((ref - var) ** 2))
@@ -110,7 +112,7 @@ def compare(reference: np.ndarray, variant: np.ndarray, name: str,
         cosines = dots[valid] / norms[valid] if valid.any() else np.array([overall])
         cosine, min_cosine = float(cosines.mean()), float(cosines.min())
     agreement, positions = None, 0
-    if _is_class_scores(reference):
+    if _is_class_scores(reference) and class_scores is not False:
         classes = reference.shape[-1]
         ref_top = np.asarray(reference).reshape(-1, classes).argmax(axis=1)
         var_top = np.asarray(variant).reshape(-1, classes).argmax(axis=1)
@@ -138,11 +140,17 @@ def worst(found: Sequence[OutputFidelity]) -> dict[str, float]:
 
 
 def fidelity(reference_path: Path, variant_path: Path, names: list[str],
-             decision_threshold: float = DEFAULT_DECISION_THRESHOLD) -> list[OutputFidelity]:
-    """Every output both files hold, compared (see :class:`OutputFidelity` for what each kind gets)."""
+             decision_threshold: float = DEFAULT_DECISION_THRESHOLD,
+             class_outputs: set[str] | None = None) -> list[OutputFidelity]:
+    """Every output both files hold, compared (see :class:`OutputFidelity` for what each kind gets);
+    ``class_outputs``: the output names that hold class scores (None: judge by shape)."""
     reference, variant = load_outputs(reference_path), load_outputs(variant_path)
-    return [compare(reference[i], variant[i], names[i] if i < len(names) else f"out{i}", decision_threshold)
-            for i in sorted(set(reference) & set(variant))]
+    found = []
+    for i in sorted(set(reference) & set(variant)):
+        name = names[i] if i < len(names) else f"out{i}"
+        scores = None if class_outputs is None else name in class_outputs
+        found.append(compare(reference[i], variant[i], name, decision_threshold, scores))
+    return found
 
 
 def top1_accuracy(outputs_path: Path, labels: np.ndarray) -> Accuracy:

@@ -53,7 +53,7 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
     if samples:
         sample = samples[0]
         if set(sample) == set(shapes) and all(tuple(sample[n].shape) == shapes[n] for n in shapes):
-            feeds = {name: np.ascontiguousarray(value) for name, value in sample.items()}
+            feeds = {name: np.require(value, requirements="C") for name, value in sample.items()}  # keeps rank 0
     if feeds is None:
         feeds = synthetic_feeds([r.spec() for r in resolved], model, seed=0)
     return write_npz_atomic(target, feeds)

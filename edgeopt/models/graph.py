@@ -276,3 +276,41 @@ def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+_SHAPE_ONLY_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "Softmax",
+                   "LogSoftmax", "Sigmoid"}
+_SCORE_OPS = {"Softmax", "LogSoftmax", "Gemm", "MatMul"}
+
+
+def class_score_outputs(model: onnx.ModelProto) -> set[str]:
+    """Graph outputs that hold class scores: produced, through shape-only ops, by a Softmax/LogSoftmax, or
+    the only output of a model that ends in a Gemm/MatMul (plus its bias Add): a classifier's logits.
+    Embeddings (pooling, normalisation), feature maps (Conv, NCHW) and the box and landmark regressions
+    beside a detector's scores do not qualify, so top-1 agreement is not claimed for them."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    found: set[str] = set()
+    single = len(model.graph.output) == 1
+    for output in model.graph.output:
+        tensor, seen_softmax = output.name, False
+        for _ in range(16):
+            node = producers.get(tensor)
+            if node is None:
+                break
+            if node.op_type in ("Softmax", "LogSoftmax"):
+                seen_softmax = True
+            if node.op_type in _SCORE_OPS:
+                if seen_softmax or single:
+                    found.add(output.name)
+                break
+            if node.op_type == "Add" and any(producers.get(i) is not None and producers[i].op_type == "MatMul"
+                                             for i in node.input):
+                if seen_softmax or single:
+                    found.add(output.name)
+                break
+            if node.op_type not in _SHAPE_ONLY_OPS or not node.input:
+                if seen_softmax:
+                    found.add(output.name)
+                break
+            tensor = node.input[0]
+    return found

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,11 +411,38 @@ def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, c
     except EdgeoptError:
         raise
     except Exception as error:  # noqa: BLE001 - the quantizer raises anything; report it cleanly
+        logging.getLogger(__name__).warning("variant %s: quantizer failed on %s", recipe.name, model, exc_info=error)
         node = _node_in(str(error))
-        raise QuantizationError(
-            f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: {first_line(error)}"
-        ) from error
+        fused = _runtime_fused_ops(onnx.load(str(model), load_external_data=False))
+        cause = (f"the graph already holds ONNX Runtime-specific fused operators ({fused}), saved after ONNX "
+                 "Runtime's own optimisation: quantize the original export" if fused else first_line(error))
+        raise QuantizationError(f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: "
+                                f"{cause}") from error
     validate_variant(staged, recipe.name, feeds)
+
+
+_QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
+                  "QLinearConv", "QLinearMatMul", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "QGemm",
+                  "MatMulIntegerToFloat"}
+
+
+def _op_counts(graph: onnx.ModelProto, wanted: Callable[[onnx.NodeProto], bool]) -> str:
+    counts: dict[str, int] = {}
+    for node in graph.graph.node:
+        if wanted(node):
+            label = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+            counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{op} x{n}" for op, n in sorted(counts.items()))
+
+
+def _already_quantized(graph: onnx.ModelProto) -> str:
+    """The quantized operators a graph already holds ('' when none): it cannot be quantized again."""
+    return _op_counts(graph, lambda node: node.op_type in _QUANTIZED_OPS)
+
+
+def _runtime_fused_ops(graph: onnx.ModelProto) -> str:
+    """ONNX Runtime's own (com.microsoft) operators in a graph ('' when none)."""
+    return _op_counts(graph, lambda node: node.domain.startswith("com.microsoft"))
 
 
 def _consumers(graph: onnx.ModelProto, tensor: str) -> list[str]:
@@ -446,6 +474,11 @@ def make_variant(
             existing = Variant.load(target)
             if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
                 return existing
+    if recipe.kind != "fp32":
+        already = _already_quantized(onnx.load(str(source), load_external_data=False))
+        if already:
+            raise QuantizationError(f"variant {recipe.name}: {source.name} is already quantized ({already}); make "
+                                    "variants from the original float export")
     if recipe.kind == "int8-static" and calibration is not None and recipe.calibration_samples is not None:
         if recipe.calibration_samples > calibration.count:
             raise QuantizationError(f"variant {recipe.name}: asks for {recipe.calibration_samples} calibration "

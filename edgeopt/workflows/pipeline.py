@@ -23,7 +23,7 @@ from edgeopt.core.fileio import (
     write_npz_atomic,
     write_text_atomic,
 )
-from edgeopt.core.logs import Log
+from edgeopt.core.logs import Log, warnings_to_file
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement, judge_outputs
@@ -58,7 +58,7 @@ from edgeopt.measure.launcher import (
 from edgeopt.measure.results import Measurement
 from edgeopt.measure.run_folder import RunLayout, RunSummary
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
-from edgeopt.models.graph import cpu_session, input_specs, load_model
+from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
@@ -310,6 +310,23 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     for note in notes:
         log(note)
+    import onnxruntime as ort
+
+    with warnings_to_file(out / "run.log") as warned:
+        ort.set_default_logger_severity(3)  # its C++ warnings in this process (the workers keep their own stderr)
+        try:
+            result = _run_stages(config, profiles, recipes, specs, calibration, plan, log)
+        finally:
+            ort.set_default_logger_severity(2)
+    if warned():
+        log(f"{warned()} warning(s) from ONNX Runtime, OpenVINO or the quantizer: see {out / 'run.log'}")
+    return result
+
+
+def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: list[Recipe], specs: list[InputSpec],
+                calibration: CalibrationSet | None, plan: EvalPlan | None, log: Log) -> RunResult:
+    """Export, variants, measurements, verdicts and reports, once every input has been validated."""
+    out = Path(config.out_dir)
     model_path = resolve_model(config, specs, log)
     probe = None
     if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
@@ -322,6 +339,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     for item in made:
         log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
                                          else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
+    class_outputs = class_score_outputs(load_model(model_path))  # where top-1 agreement means something
     reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan)
     reference_sha = sha256_file(reference_path)
     shifted = _shifted_inputs(plan, specs[0], out) if plan is not None and plan.shifts else {}
@@ -346,7 +364,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
                 reference_sha=reference_sha, proxy=config.proxy, force=config.force, log=log, backend=backend,
                 precision=precision, extra_references=shifted,
                 model_reference=factory if backend == "torch" else None))
-        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log)
+        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log,
+                                 class_outputs)
         measurements += measured
         rows += profile_rows
         first = measured[0] if measured else None
@@ -407,7 +426,8 @@ def _host_summary(measurement: Measurement | None) -> str:
 
 
 def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
-              gates: list[GateResult], proxy: bool, plan: EvalPlan | None = None, log: Log = print) -> list[Row]:
+              gates: list[GateResult], proxy: bool, plan: EvalPlan | None = None, log: Log = print,
+              class_outputs: set[str] | None = None) -> list[Row]:
     reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
     scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
     rows = []
@@ -421,7 +441,8 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: 
             outputs = directory / measurement.outputs_file
             if reference is not None and reference.outputs_file and outputs.exists():
                 with contextlib.suppress(EdgeoptError, OSError, ValueError):
-                    found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names)
+                    found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names,
+                                     class_outputs=class_outputs)
             if labels is not None and labels.dtype.kind in "iu" and outputs.exists():
                 with contextlib.suppress(KeyError, ValueError):
                     accuracy = top1_accuracy(outputs, labels)
