@@ -78,3 +78,29 @@ def test_tune_cli_exits_1_when_the_budget_cannot_be_met(setup: tuple[Path, Path]
     assert done.returncode == 1, done.stderr
     assert "budget not met: even with the 1 most sensitive nodes kept in float" in done.stdout
     assert json.loads((tmp_path / "t" / "tune.json").read_text())["chosen"] is None
+
+
+@pytest.mark.slow
+def test_tune_and_sweep_complete_on_a_dynamic_shape_classifier_with_a_labelled_eval_set(tmp_path: Path) -> None:
+    """Symbolic batch, height and width: the eval images and calibration samples fix them (no reshape to 1)."""
+    from edgeopt.workflows.sweep import SweepConfig, run_sweep
+    from tests import profiles, zoo
+    from tests.test_cli import write_calibration
+
+    model = zoo.dynamic_conv_model(tmp_path / "dynamic.onnx")
+    rng = np.random.default_rng(4)
+    calibration = write_calibration(tmp_path / "calib", [rng.standard_normal((1, 3, 24, 40)).astype(np.float32)
+                                                        for _ in range(16)], shape=(1, 3, 24, 40))
+    images = rng.standard_normal((24, 3, 24, 40)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", images=images, labels=rng.integers(0, 10, 24))
+    profile = profiles.write_profile(tmp_path, "quick", max_seconds=0.3)
+    result = tune(TuneConfig(model=model, calibration=str(calibration), eval_set=str(tmp_path / "eval.npz"),
+                             profile=str(profile), out_dir=tmp_path / "tune", max_drop=50.0, max_exclude=1),
+                  log=lambda line: None)
+    assert result.exit_code in (0, 1) and result.baseline.p50_ms is not None
+    timed = json.loads(next((tmp_path / "tune" / "measurements").glob("fp32__quick.json")).read_text())
+    assert timed["input_shapes"] == {"input": [1, 3, 24, 40]}  # the calibration sample's shape
+    swept = run_sweep(SweepConfig(model=str(model), profiles=(str(profile),), out_dir=tmp_path / "sweep",
+                                  calibration=str(calibration), eval_set=str(tmp_path / "eval.npz"),
+                                  recipes=("int8-static-minmax",)), log=lambda line: None)
+    assert swept.points and not [f for f in swept.failures if f["variant"] in ("fp32", "int8-static-minmax")]

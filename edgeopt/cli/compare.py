@@ -31,6 +31,7 @@ def add_command(subparsers: Any) -> None:
     options.add_profile_options(p.add_argument, required=True, note="whose runtime and bench settings A runs with")
     p.add_argument("--profile-b", help="profile whose runtime settings B runs with (default: --profile)")
     options.add_threshold_options(p.add_argument, default=options.AB_THRESHOLDS)
+    options.add_input_options(p.add_argument)
     p.add_argument("--max-seconds", type=float, help="time cap of the interleaved loop (default: 4x the "
                    "profile's bench.max_seconds: two arms and a tail-percentile ratio need more samples)")
     options.add_out_options(p.add_argument, default=Path("edgeopt-out/ab"), what="folder for the JSON result")
@@ -59,13 +60,15 @@ def handle_compare(args: argparse.Namespace) -> int:
 
 
 def handle_ab(args: argparse.Namespace) -> int:
+    from edgeopt.models.modelref import parse_input_spec
     from edgeopt.profiles.schema import load_profile
     from edgeopt.workflows.ab import run_ab
 
     profile = load_profile(args.profile)
     profile_b = load_profile(args.profile_b) if args.profile_b else None
     result = run_ab(args.base, args.candidate, profile, profile_b=profile_b, thresholds=args.threshold,
-                    out_dir=args.out, max_seconds=args.max_seconds)
+                    out_dir=args.out, max_seconds=args.max_seconds,
+                    inputs=[parse_input_spec(text) for text in args.input or []])
     print(result.render())
     if result.path is not None:
         print(f"result: {result.path}")

@@ -135,11 +135,18 @@ def add_eval_options(addoption: AddOption, prefix: str = "", *, required: bool =
 # ------------------------------------------------------------------------------------- models and variants
 
 
-def add_export_options(addoption: AddOption, prefix: str = "") -> None:
-    """``--input``, ``--opset`` and ``--exporter``: how a PyTorch factory is exported to ONNX."""
+def add_input_options(addoption: AddOption, prefix: str = "") -> None:
+    """``--input``: the concrete shape of a model input (its symbolic dims), or of an exported factory's input."""
     _add(addoption, "input", prefix, action="append", metavar="NAME:SHAPE[:DTYPE]", default=None,
-         help=_help("input of the exported model, e.g. input:1x3x224x224[:float32]", repeatable=True,
-                    default="the factory module's input_spec()"))
+         help=_help("concrete shape of a model input, e.g. x:1x3x48x320[:float32]: fixes its symbolic dims for "
+                    "timing, fidelity and every backend (and is the input of an exported factory)",
+                    repeatable=True, default="the profile's bench.input_shapes, else the samples' shape, else "
+                    "bench.batch_size for the batch dim; a factory's input_spec()"))
+
+
+def add_export_options(addoption: AddOption, prefix: str = "") -> None:
+    """``--input``, ``--opset`` and ``--exporter``: the inputs, and how a PyTorch factory is exported to ONNX."""
+    add_input_options(addoption, prefix)
     _add(addoption, "opset", prefix, type=int, default=17, help=_help("ONNX opset to export", default=17))
     _add(addoption, "exporter", prefix, choices=["torchscript", "dynamo"], default="torchscript",
          help=_help("torch.onnx exporter", default="torchscript"))

@@ -33,6 +33,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("model", type=Path)
     options.add_calibration_options(p.add_argument, required=True)
     options.add_eval_options(p.add_argument, required=True, note="--metric top1 needs its labels")
+    options.add_input_options(p.add_argument)
     options.add_profile_options(p.add_argument, required=True)
     p.add_argument("--max-drop", type=float, required=True, help="top1: points; cosine: 1 - mean cosine; "
                    "with --relative: %% of the fp32 value")
@@ -53,6 +54,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("model", help="package.module:factory or path/to/model.onnx")
     options.add_calibration_options(p.add_argument, required=True)
     options.add_eval_options(p.add_argument)
+    options.add_input_options(p.add_argument)
     options.add_profile_options(p.add_argument, repeatable=True, required=True)
     p.add_argument("--methods", default="minmax,entropy,percentile")
     p.add_argument("--per-channel", choices=["yes", "no", "both"], default="yes")
@@ -118,12 +120,14 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
 
 
 def handle_tune(args: argparse.Namespace) -> int:
+    from edgeopt.models.modelref import parse_input_spec
     from edgeopt.workflows.tune import TuneConfig, render_tune_table, summary_lines, tune
 
     config = TuneConfig(model=args.model, calibration=args.calibration, eval_set=args.eval_set, profile=args.profile,
                         out_dir=args.out, max_drop=args.max_drop, metric=args.metric, relative=args.relative,
                         recipe=args.recipe, rule=args.rule, max_exclude=args.max_exclude, select=args.select,
-                        proxy=args.proxy, force=args.force)
+                        proxy=args.proxy, force=args.force,
+                        inputs=tuple(parse_input_spec(text) for text in args.input or []))
     result = tune(config, log=_log)
     print(render_tune_table(result))
     for line in summary_lines(result):
@@ -133,6 +137,7 @@ def handle_tune(args: argparse.Namespace) -> int:
 
 
 def handle_sweep(args: argparse.Namespace) -> int:
+    from edgeopt.models.modelref import parse_input_spec
     from edgeopt.workflows.sweep import SweepConfig, run_sweep, sweep_recipes
 
     def choice(value: str) -> tuple[bool, ...]:
@@ -145,7 +150,8 @@ def handle_sweep(args: argparse.Namespace) -> int:
                           reduce_range=choice(args.reduce_range))
     config = SweepConfig(model=args.model, profiles=tuple(args.profile), out_dir=args.out,
                          calibration=args.calibration, eval_set=args.eval_set, recipes=tuple(names),
-                         proxy=args.proxy, force=args.force)
+                         proxy=args.proxy, force=args.force,
+                         inputs=tuple(parse_input_spec(text) for text in args.input or []))
     result = run_sweep(config, log=_log)
     for table in result.tables:
         print(table)

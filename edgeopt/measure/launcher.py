@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -35,9 +36,10 @@ STDERR_TAIL_CHARS = 2000
 
 
 def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibration: CalibrationSet | None,
-                          target: Path, specs: list[InputSpec] | None = None) -> Path:
+                          target: Path, specs: list[InputSpec] | None = None,
+                          given: Sequence[InputSpec] = ()) -> Path:
     """One feed dict for the timed loop, at the concrete shapes :func:`edgeopt.models.inputs.resolve_shapes`
-    decides (``specs``: the model's inputs with ``--input`` already applied; then the profile's
+    decides (``specs``: the model's inputs, ``given``: ``--input`` shapes; then the profile's
     ``bench.input_shapes``, the calibration samples' shape, ``bench.batch_size`` for the batch dim).
 
     The first calibration sample when it has those shapes, else seeded random data inside each input's
@@ -46,7 +48,7 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
     model = onnx.load(str(model_path), load_external_data=False)
     specs = specs or input_specs(model)
     samples = calibration.samples if calibration is not None else ()
-    resolved = resolve_shapes(specs, profile_shapes=profile.bench.input_shapes, samples=samples,
+    resolved = resolve_shapes(specs, given=given, profile_shapes=profile.bench.input_shapes, samples=samples,
                               batch_size=profile.bench.batch_size, where=str(model_path))
     shapes = {r.name: r.shape for r in resolved}
     feeds: dict[str, np.ndarray] | None = None

@@ -11,7 +11,7 @@ segments (stretches between re-opened sessions, see ``edgeopt.measure.ab_worker`
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from edgeopt.core.ratio_stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Thre
 from edgeopt.errors import ConfigError, MeasurementError
 from edgeopt.evaluate.compare import Comparison, MeasuredSet, StatComparison, compare_sets
 from edgeopt.measure.launcher import run_worker, session_settings
+from edgeopt.models.calibration import InputSpec
 from edgeopt.profiles.schema import HardwareProfile
 
 DEFAULT_AB_THRESHOLDS: tuple[str, ...] = ("p50:5%", "p95:5%")
@@ -90,12 +91,14 @@ def run_ab(
     max_seconds: float | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
+    inputs: Sequence[InputSpec] = (),
 ) -> ABResult:
     """Measure ``base`` (A) and ``candidate`` (B) interleaved in one worker; ratios are B / A.
 
     ``profile`` gives A's session settings and the bench settings (warm-up, ``max_seconds`` unless
     given, iteration cap, worker timeout); ``profile_b`` gives B's session settings (default: the
-    same).  ``out_dir``: where the JSON document goes (not written when None).
+    same).  ``out_dir``: where the JSON document goes (not written when None).  ``inputs``: ``--input``
+    shapes for the models' symbolic dims.
     """
     from edgeopt import __version__
     from edgeopt.core.fileio import write_json_atomic
@@ -115,11 +118,11 @@ def run_ab(
     targets = {t.statistic: t.rel * CI_TARGET_FRACTION for t in parsed if t.statistic in ("p50", "p95")}
     with tempfile.TemporaryDirectory(prefix="edgeopt-ab-") as scratch:
         work = Path(scratch)
-        inputs = [prepare_timing_inputs(v.path, p, None, work / f"inputs_{arm}.npz")
+        timing = [prepare_timing_inputs(v.path, p, None, work / f"inputs_{arm}.npz", given=inputs)
                   for arm, v, p in (("a", variants[0], profile), ("b", variants[1], profile_b))]
         job = {
             "arms": [{"model_path": str(v.path.resolve()), "session": s, "inputs_path": str(i)}
-                     for v, s, i in zip(variants, sessions, inputs, strict=True)],
+                     for v, s, i in zip(variants, sessions, timing, strict=True)],
             "warmup_iterations": profile.bench.warmup_iterations, "max_seconds": seconds,
             "max_iterations": profile.bench.max_iterations, "min_block_ms": MIN_BLOCK_MS,
             "block_iterations": BLOCK_ITERATIONS, "min_blocks": MIN_BLOCK_PAIRS, "min_segments": MIN_SEGMENTS,

@@ -54,7 +54,7 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     """Measure the stored result's variant again under its stored profile settings, ``times`` times.
 
     The model file must still exist with the recorded sha256 (else InputRejectedError).  Timing inputs
-    are regenerated with ``prepare_timing_inputs`` (seeded random data of the profile's shapes).
+    are regenerated with ``prepare_timing_inputs`` at the shapes the stored measurement records.
     """
     import tempfile
 
@@ -65,6 +65,7 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     from edgeopt.evaluate.compare import load_sets
     from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
     from edgeopt.measure.run_folder import load_measurement, result_stem
+    from edgeopt.models.calibration import InputSpec
     from edgeopt.models.quantize import Variant
     from edgeopt.profiles.schema import HardwareProfile
 
@@ -95,7 +96,8 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     with tempfile.TemporaryDirectory(prefix="edgeopt-rerun-") as scratch:
         work = Path(out_dir) if out_dir is not None else Path(scratch)
         stem = result_stem(variant.name, profile.name)
-        inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{stem}.npz")
+        shapes = [InputSpec(name, tuple(shape), "float32") for name, shape in stored.input_shapes.items()]
+        inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{stem}.npz", given=shapes)
         for index in range(times):
             rerun_stem = f"{stem}__rerun{index + 1}"
             fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=rerun_stem)

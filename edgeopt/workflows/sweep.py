@@ -22,6 +22,7 @@ from edgeopt.core.fileio import atomic_path, write_json_atomic
 from edgeopt.core.logs import Log
 from edgeopt.errors import EXIT_BACKEND_FAILURE, ConfigError
 from edgeopt.evaluate.fidelity import worst
+from edgeopt.models.calibration import InputSpec
 
 
 def sweep_recipes(methods: Sequence[str], per_channel: Sequence[bool] = (True,), symmetric: Sequence[bool] = (True,),
@@ -88,6 +89,7 @@ class SweepConfig:
     eval_set: str | None = None
     proxy: bool = False
     force: bool = False
+    inputs: tuple[InputSpec, ...] = ()  # --input: concrete shapes of symbolic dims
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def run_sweep(config: SweepConfig, log: Log = print) -> SweepResult:
     variants = ("fp32", *[r for r in config.recipes if r != "fp32"])
     result = run_pipeline(RunConfig(model=config.model, profiles=config.profiles, out_dir=config.out_dir,
                                     calibration=config.calibration, variants=variants, eval_set=config.eval_set,
-                                    proxy=config.proxy, force=config.force), log=log)
+                                    proxy=config.proxy, force=config.force, inputs=config.inputs), log=log)
     all_points, failures = _points(result.rows)
     marked: list[SweepPoint] = []
     tables, plots = [], []

@@ -32,6 +32,7 @@ import numpy as np
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
 from edgeopt.core.logs import Log
 from edgeopt.errors import ConfigError, EdgeoptError
+from edgeopt.models.calibration import InputSpec
 
 EXIT_BUDGET_NOT_MET = 1
 BOOTSTRAP_RESAMPLES = 2000
@@ -55,6 +56,7 @@ class TuneConfig:
     sensitivity_samples: int = 32
     proxy: bool = False
     force: bool = False
+    inputs: tuple[InputSpec, ...] = ()  # --input: concrete shapes of symbolic dims (else the samples' shapes)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class _TuneBench:
                                                           self.out / "reference_inputs.npz")
         self.reference_sha = sha256_file(self.reference_inputs)
         self.timing = prepare_timing_inputs(config.model, self.profile, self.calibration,
-                                            self.out / "inputs" / f"{self.profile.name}.npz")
+                                            self.out / "inputs" / f"{self.profile.name}.npz", given=config.inputs)
         self.ranges = RangeCache()
 
     def make(self, recipe: Any) -> Any:
