@@ -70,3 +70,17 @@ def test_masks_are_ones_and_an_integer_scalar_asks_for_samples() -> None:
     with pytest.raises(ConfigError, match="input 'sr': an integer scalar"):
         synthetic_feeds([InputSpec("sr", (), "int64")])
     assert synthetic_feeds([InputSpec("gain", (), "float32")])["gain"].shape == ()  # scalars stay rank-0
+
+
+def test_inspect_says_how_each_symbolic_dim_will_be_resolved(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    model = zoo.dynamic_conv_model(tmp_path / "dyn.onnx")
+    done = subprocess.run([sys.executable, "-m", "edgeopt", "inspect", str(model), "--shape", "input:1x3x32x64"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "input: [N=1 (--input), 3, H=32 (--input), W=64 (--input)]" in done.stdout
+    bare = subprocess.run([sys.executable, "-m", "edgeopt", "inspect", str(model)], capture_output=True, text=True,
+                          timeout=120)
+    assert "H=? (unresolved)" in bare.stdout and "stop a run (exit 2)" in bare.stdout

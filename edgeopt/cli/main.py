@@ -35,7 +35,10 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p = subparsers.add_parser("inspect", help="inputs, outputs, opsets, parameters, size and MACs of an ONNX file")
     p.add_argument("model", type=Path)
     p.add_argument("--shape", action="append", help="fix a dynamic input for MAC counting: name:1x3x48x192")
-    p.add_argument("--json", action="store_true")
+    options.add_profile_options(p.add_argument, note="whose bench.input_shapes and batch_size resolve symbolic dims",
+                                default_help="host-cpu")
+    options.add_calibration_options(p.add_argument)
+    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
     p.set_defaults(handler=handle_inspect)
 
     p = subparsers.add_parser("quantize", help="make variants of an ONNX file")
@@ -137,7 +140,33 @@ def handle_inspect(args: argparse.Namespace) -> int:
     print(f"parameters: {info.parameter_count:,}; nodes: {info.node_count}; MACs (Conv/Gemm/MatMul): {info.macs:,}"
           + (f" (shapes unknown for {len(info.macs_unknown_nodes)} nodes)" if info.macs_unknown_nodes else ""))
     print("ops: " + ", ".join(f"{op} {n}" for op, n in info.op_counts.items()))
+    _print_shape_resolution(args)
     return 0
+
+
+def _print_shape_resolution(args: argparse.Namespace) -> None:
+    """How each symbolic input dim will be resolved in a run (edgeopt.models.inputs.resolve_shapes)."""
+    from edgeopt.models.calibration import load_calibration
+    from edgeopt.models.graph import input_specs, load_model
+    from edgeopt.models.inputs import resolve_shapes
+    from edgeopt.models.modelref import parse_input_spec
+    from edgeopt.profiles.schema import load_profile
+
+    specs = input_specs(load_model(args.model))
+    if all(isinstance(d, int) for spec in specs for d in spec.shape):
+        return
+    profile = load_profile(args.profile or "host-cpu")
+    samples = load_calibration(args.calibration, expected_inputs=specs, min_samples=1).samples \
+        if args.calibration else ()
+    resolved = resolve_shapes(specs, given=[parse_input_spec(t) for t in args.shape or []],
+                              profile_shapes=profile.bench.input_shapes, samples=samples,
+                              batch_size=profile.bench.batch_size, strict=False)
+    print(f"symbolic dims, as a run on profile {profile.name} would resolve them:")
+    for item in resolved:
+        print(f"  {item.describe()}")
+    if not all(item.complete for item in resolved):
+        print("  unresolved dims stop a run (exit 2): set them with --input NAME:SHAPE, the profile's "
+              "bench.input_shapes, or --calibration samples of that shape")
 
 
 def handle_quantize(args: argparse.Namespace) -> int:
