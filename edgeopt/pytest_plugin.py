@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,11 +61,12 @@ class BudgetResult:
         return bool(self.gate)
 
 
-class BudgetCheck(Protocol):
-    """The ``edgeopt_budget`` fixture's value."""
+class BudgetFixture(Protocol):
+    """The ``edgeopt_budget`` fixture's value (a gate's per-budget verdicts are ``evaluate.gate.BudgetCheck``)."""
 
     def __call__(self, model: str | Path, *, profile: str | Path | None = None, proxy: bool | None = None,
-                 name: str | None = None, **budgets: float) -> BudgetResult: ...
+                 name: str | None = None, inputs: Mapping[str, Sequence[int]] | None = None,
+                 calibration: str | Path | None = None, **budgets: float) -> BudgetResult: ...
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,17 +121,22 @@ def edgeopt_profile(request: pytest.FixtureRequest) -> HardwareProfile:
 
 
 @pytest.fixture
-def edgeopt_budget(request: pytest.FixtureRequest) -> BudgetCheck:
-    """``edgeopt_budget(model, *, profile=None, proxy=None, name=None, **budgets) -> BudgetResult``.
+def edgeopt_budget(request: pytest.FixtureRequest) -> BudgetFixture:
+    """``edgeopt_budget(model, *, profile=None, proxy=None, name=None, inputs=None, calibration=None,
+    **budgets) -> BudgetResult``.
 
-    Budgets given (``p95_ms=20``) override the profile's; the others still apply.  Fails the test with
+    Budgets given (``p95_ms=20``) override the profile's; the others still apply.  ``inputs``
+    (``{"x": [1, 3, 48, 320]}``) fixes symbolic dims as ``--input`` does; ``calibration`` (a folder or
+    ``package.module:function``) gives real samples, the first of which is timed.  Fails the test with
     the violation sentence; see the module docstring for the other verdicts.
     """
     session: EdgeoptSession = request.config.stash[_SESSION]
 
     def check(model: str | Path, *, profile: str | Path | None = None, proxy: bool | None = None,
-              name: str | None = None, **budgets: float) -> BudgetResult:
-        result = session.check(model, profile=profile, proxy=proxy, name=name, budgets=budgets)
+              name: str | None = None, inputs: Mapping[str, Sequence[int]] | None = None,
+              calibration: str | Path | None = None, **budgets: float) -> BudgetResult:
+        result = session.check(model, profile=profile, proxy=proxy, name=name, budgets=budgets, inputs=inputs,
+                               calibration=calibration)
         _share_with_benchmark(request.fixturenames, request.getfixturevalue, result)
         return result
 
@@ -151,8 +157,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
             pytest.fail("@pytest.mark.edgeopt needs the model: @pytest.mark.edgeopt('model.onnx', p95_ms=20)",
                         pytrace=False)
         profile, proxy, name = kwargs.pop("profile", None), kwargs.pop("proxy", None), kwargs.pop("name", None)
+        inputs, calibration = kwargs.pop("inputs", None), kwargs.pop("calibration", None)
         session: EdgeoptSession = pyfuncitem.config.stash[_SESSION]
-        result = session.check(model, profile=profile, proxy=proxy, name=name, budgets=kwargs)
+        result = session.check(model, profile=profile, proxy=proxy, name=name, budgets=kwargs, inputs=inputs,
+                               calibration=calibration)
         _share_with_benchmark(pyfuncitem.fixturenames, pyfuncitem.funcargs.__getitem__, result)
     return outcome
 
@@ -171,7 +179,7 @@ class EdgeoptSession:
         thresholds = config.getoption("edgeopt_threshold")
         self.thresholds: tuple[str, ...] | None = tuple(thresholds) if thresholds else None  # None: compare's
         self._profiles: dict[str, HardwareProfile] = {}
-        self._measurements: dict[tuple[str, str, int, bool], Measurement] = {}
+        self._measurements: dict[tuple[str, str, int, bool, str, str], Measurement] = {}
         self._saved: dict[str, str] = {}  # stem -> sha256 of the model saved under it
         self._work: Path | None = None
 
@@ -195,7 +203,8 @@ class EdgeoptSession:
         return self._profiles[key]
 
     def check(self, model: str | Path, *, profile: str | Path | None, proxy: bool | None, name: str | None,
-              budgets: Mapping[str, Any]) -> BudgetResult:
+              budgets: Mapping[str, Any], inputs: Mapping[str, Sequence[int]] | None = None,
+              calibration: str | Path | None = None) -> BudgetResult:
         """Measure, gate, save, compare; turn the verdicts into pytest outcomes (fail/skip) or return."""
         from edgeopt.evaluate.gate import Verdict, gate_measurement
 
@@ -204,7 +213,7 @@ class EdgeoptSession:
             chosen = self.profile(profile)
             if budgets:
                 chosen = chosen.with_budgets(dict(budgets))
-            measurement = self._measure(Path(model), chosen, name, proxy)
+            measurement = self._measure(Path(model), chosen, name, proxy, inputs, calibration)
         except EdgeoptError as error:
             pytest.fail(f"edgeopt: {error}", pytrace=False)
         if not measurement.ok:
@@ -238,20 +247,30 @@ class EdgeoptSession:
             pytest.skip(f"edgeopt not applicable: {reason} (--edgeopt-proxy judges it anyway)")
         return BudgetResult(measurement, gate, saved, comparison)
 
-    def _measure(self, path: Path, profile: HardwareProfile, name: str | None, proxy: bool) -> Measurement:
-        """One measurement per (name, model bytes, profile settings, sample floor, proxy) and session: budgets
-        re-judge a measurement, they do not re-measure it (as in ``edgeopt run``)."""
+    def _measure(self, path: Path, profile: HardwareProfile, name: str | None, proxy: bool,
+                 inputs: Mapping[str, Sequence[int]] | None = None,
+                 calibration: str | Path | None = None) -> Measurement:
+        """One measurement per (name, model bytes, profile settings, sample floor, proxy, inputs) and session:
+        budgets re-judge a measurement, they do not re-measure it (as in ``edgeopt run``)."""
         from edgeopt.measure.launcher import measure_variant, measurement_key, prepare_timing_inputs
         from edgeopt.measure.run_folder import result_stem
+        from edgeopt.models.calibration import InputSpec, load_calibration
+        from edgeopt.models.graph import input_specs, load_model
         from edgeopt.models.quantize import Variant
         from edgeopt.profiles.schema import budget_sample_floor
 
         variant = Variant.from_file(path, name)
-        key = (variant.name, measurement_key(variant, profile, None), budget_sample_floor(profile), proxy)
+        given = tuple(InputSpec(str(k), tuple(int(d) for d in v), "float32") for k, v in (inputs or {}).items())
+        key = (variant.name, measurement_key(variant, profile, None), budget_sample_floor(profile), proxy,
+               repr(given), str(calibration))
         if key not in self._measurements:
+            samples = None
+            if calibration is not None:
+                samples = load_calibration(calibration, expected_inputs=input_specs(load_model(variant.path)),
+                                           min_samples=1)
             stem = result_stem(variant.name, profile.name)
             work = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=self.work_dir()))
-            timing = prepare_timing_inputs(variant.path, profile, None, work / "inputs.npz")
+            timing = prepare_timing_inputs(variant.path, profile, samples, work / "inputs.npz", given=given)
             self._measurements[key] = measure_variant(variant, profile, work, timing_inputs=timing, proxy=proxy,
                                                       stem=stem)
         return self._measurements[key]

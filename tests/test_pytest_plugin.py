@@ -258,3 +258,23 @@ def test_edgeopt_numbers_go_into_pytest_benchmark_extra_info(project: pytest.Pyt
     assert extra["profile"] == "fast" and extra["verdict"] == "pass" and extra["samples"] >= 72
     value, lower, upper = extra["p95_ms"]
     assert lower <= value <= upper
+
+
+def test_a_dynamic_model_is_timed_at_the_inputs_given(project: pytest.Pytester) -> None:
+    zoo.dynamic_conv_model(project.path / "dynamic.onnx")
+    result = run(project, """
+        import pytest
+
+        def test_unresolved(edgeopt_budget):
+            edgeopt_budget("dynamic.onnx", p95_ms=1000)
+
+        def test_given(edgeopt_budget):
+            result = edgeopt_budget("dynamic.onnx", inputs={"input": [1, 3, 24, 40]}, p95_ms=1000)
+            assert result.measurement.input_shapes == {"input": [1, 3, 24, 40]}
+
+        @pytest.mark.edgeopt("dynamic.onnx", inputs={"input": [2, 3, 16, 16]}, p95_ms=1000)
+        def test_marker():
+            pass
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*H=? (unresolved)*"])
