@@ -65,3 +65,37 @@ def test_a_real_model_runs_at_its_real_shapes(name: str, fetched: dict[str, fetc
         if row["status"] != "ok":
             reason = str(row.get("failure") or "")
             assert reason and "\n" not in reason, row  # one line saying why
+
+
+def test_tune_and_sweep_complete_on_a_real_dynamic_shape_classifier(fetched: dict[str, fetch.Fetched],
+                                                                     profile: Path) -> None:
+    """PaddleOCR's text-direction classifier ([-1, 3, ?, ?]) with a labelled eval set of rendered lines
+    (every second one turned 180 degrees: label 1)."""
+    import shutil
+
+    from edgeopt.workflows.sweep import SweepConfig, run_sweep
+    from edgeopt.workflows.tune import TuneConfig, tune
+
+    name = "ppocr-cls-mobile"
+    cache = fetch.resolve_cache()
+    own = cache / "cls16"  # 16 samples: what tune's calibration needs
+    (own / "downloads").mkdir(parents=True, exist_ok=True)
+    archive = corpus.BY_NAME[name].model.archive.filename
+    if not (own / "downloads" / archive).exists():
+        shutil.copy2(cache / "downloads" / archive, own / "downloads" / archive)
+    item = fetch.ensure(own, only=[name], samples=16, log=lambda _: None)[name]
+    samples = [np.load(path)["x"][0] for path in sorted(item.calibration.glob("*.npz"))]
+    eval_set = cache / "runs" / "cls-eval.npz"
+    eval_set.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(eval_set, images=np.stack(samples), labels=np.arange(len(samples)) % 2)
+    out = cache / "runs" / "cls-tune"
+    result = tune(TuneConfig(model=item.model, calibration=str(item.calibration), eval_set=str(eval_set),
+                             profile=str(profile), out_dir=out, max_drop=10.0, max_exclude=2, force=True),
+                  log=lambda _: None)
+    assert result.baseline.p50_ms is not None
+    timed = json.loads((out / "measurements" / "fp32__conformance.json").read_text())
+    assert timed["input_shapes"] == {"x": [1, 3, 48, 192]}
+    swept = run_sweep(SweepConfig(model=str(item.model), profiles=(str(profile),), out_dir=cache / "runs" / "cls-sweep",
+                                  calibration=str(item.calibration), eval_set=str(eval_set),
+                                  recipes=("int8-static-minmax",), force=True), log=lambda _: None)
+    assert any(point.variant == "fp32" for point in swept.points)
