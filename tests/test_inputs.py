@@ -84,3 +84,34 @@ def test_inspect_says_how_each_symbolic_dim_will_be_resolved(tmp_path: Path) -> 
     bare = subprocess.run([sys.executable, "-m", "edgeopt", "inspect", str(model)], capture_output=True, text=True,
                           timeout=120)
     assert "H=? (unresolved)" in bare.stdout and "stop a run (exit 2)" in bare.stdout
+
+
+def test_a_multi_input_eval_set_feeds_each_input_by_name(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+    from tests.profiles import write_profile
+
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["rows"], name="gather", axis=0),
+         helper.make_node("Mul", ["rows", "scale"], ["output"], name="mul")],
+        "two_inputs",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "tokens"]),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, ["batch", "tokens", 1])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", "tokens", 8])],
+        [onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32), "table")],
+    )
+    model = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(model))
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "eval.npz", ids=rng.integers(0, 20, (6, 1, 5)), scale=rng.random((6, 1, 5, 1), np.float32),
+             targets=rng.random((6, 40), np.float32))
+    result = run_pipeline(RunConfig(model=str(model), profiles=(str(write_profile(tmp_path, "p")),),
+                                    out_dir=tmp_path / "out", variants=("fp32", "fp16"),
+                                    eval_set=str(tmp_path / "eval.npz")), log=lambda _: None)
+    assert result.exit_code == 0
+    with np.load(tmp_path / "out" / "reference_inputs.npz") as reference:
+        assert {name: reference[name].shape for name in reference.files} == {"ids": (6, 1, 5),
+                                                                            "scale": (6, 1, 5, 1)}
+    fp32 = next(m for m in result.measurements if m.variant_name == "fp32")
+    assert fp32.input_shapes == {"ids": [1, 5], "scale": [1, 5, 1]}  # the eval samples fixed batch and tokens

@@ -19,7 +19,7 @@ optional attribute ``function.higher_is_better = False`` says lower is better (d
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,12 +42,16 @@ ScoreFn = Callable[[list[np.ndarray], "np.ndarray | None", "list[np.ndarray] | N
 
 @dataclass(frozen=True, eq=False)
 class EvalSet:
-    """A stacked evaluation set: ``images`` (N first) and optional ``labels`` (ints) or ``targets`` (floats)."""
+    """A stacked evaluation set: ``images`` (N first) and optional ``labels`` (ints) or ``targets`` (floats).
+
+    A multi-input model's eval file holds one array per model input name instead (``inputs``, N first;
+    ``images`` is then the first of them, for counting)."""
 
     images: np.ndarray
     labels: np.ndarray | None = None
     targets: np.ndarray | None = None
     source: str = ""
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def truth(self) -> np.ndarray | None:
@@ -68,6 +72,8 @@ def load_eval_set(path: str | Path) -> EvalSet:
     if not file.is_file():
         raise CalibrationError(f"{file}: eval file not found")
     arrays = _load_array_file(file)
+    if "images" not in arrays and set(arrays) - {"labels", "targets"}:
+        return _per_input_eval_set(file, arrays)
     if "labels" in arrays:
         images, labels = load_eval_split(file)
         targets = arrays.get("targets")
@@ -82,6 +88,25 @@ def load_eval_set(path: str | Path) -> EvalSet:
     if bad:
         raise CalibrationError(f"{file}: array 'images': {bad} NaN/Inf value(s); values must be finite")
     return EvalSet(images, None, _checked_targets(file, arrays.get("targets"), len(images)), str(file))
+
+
+def _per_input_eval_set(file: Path, arrays: dict[str, np.ndarray]) -> EvalSet:
+    """An eval file with one array per model input name (samples first) plus ``labels``/``targets``."""
+    inputs = {name: array for name, array in arrays.items() if name not in ("labels", "targets")}
+    counts = {name: len(array) if array.ndim else 0 for name, array in inputs.items()}
+    count = next(iter(counts.values()))
+    if not count or len(set(counts.values())) != 1:
+        raise CalibrationError(f"{file}: per-input arrays must hold the same number (> 0) of samples first; "
+                               f"got {counts}")
+    for name, array in inputs.items():
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            raise CalibrationError(f"{file}: array '{name}': NaN/Inf values; values must be finite")
+    labels = arrays.get("labels")
+    if labels is not None and (labels.dtype.kind not in "iu" or labels.ndim != 1 or len(labels) != count):
+        raise CalibrationError(f"{file}: array 'labels': dtype {labels.dtype} shape {labels.shape}; expected "
+                               f"{count} integers, one per sample")
+    return EvalSet(next(iter(inputs.values())), labels, _checked_targets(file, arrays.get("targets"), count),
+                   str(file), inputs)
 
 
 def _checked_targets(file: Path, targets: np.ndarray | None, count: int) -> np.ndarray | None:

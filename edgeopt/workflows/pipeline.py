@@ -126,6 +126,8 @@ def plan_evaluation(config: RunConfig) -> EvalPlan | None:
     check_metrics(specs, eval_set)
     shifts = parse_shifts(config.shifts)
     space = None
+    if shifts and eval_set.inputs:
+        raise ConfigError(f"--shift transforms images: {config.eval_set} holds one array per model input")
     if shifts:
         space = value_space(eval_set.images, declared=config.shift_range, calibration=config.calibration)
         for shift in shifts:  # fail now, not after the variants are made
@@ -237,6 +239,32 @@ def _eval_feeds(images: np.ndarray, spec: InputSpec) -> dict[str, np.ndarray]:
     return {spec.name: stacked_feeds(images, spec)}
 
 
+def _eval_arrays(eval_set: EvalSet, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """Per-sample feeds of every model input from an eval set: its ``images`` for a single-input model, else
+    its array named after each input (ConfigError naming what is missing)."""
+    if not eval_set.inputs:
+        if len(specs) != 1:
+            raise ConfigError(f"{eval_set.source}: 'images' feeds single-input models; this one has {len(specs)} "
+                              f"inputs: store one array per input ({', '.join(s.name for s in specs)}) instead")
+        return {specs[0].name: stacked_feeds(eval_set.images, specs[0], eval_set.source)}
+    missing = [s.name for s in specs if s.name not in eval_set.inputs]
+    extra = sorted(set(eval_set.inputs) - {s.name for s in specs})
+    if missing or extra:
+        raise ConfigError(f"{eval_set.source}: arrays {sorted(eval_set.inputs)} do not match the model's inputs "
+                          f"({', '.join(s.name for s in specs)})")
+    return {s.name: stacked_feeds(eval_set.inputs[s.name], s, eval_set.source) for s in specs}
+
+
+def _eval_samples(plan: EvalPlan | None, specs: list[InputSpec], count: int = 4) -> CalibrationSet | None:
+    """The first eval samples as per-sample feeds (what a run without calibration data times)."""
+    if plan is None:
+        return None
+    arrays = _eval_arrays(plan.eval_set, specs)
+    samples = tuple({name: array[index] for name, array in arrays.items()}
+                    for index in range(min(count, plan.eval_set.count)))
+    return CalibrationSet(f"eval:{Path(plan.eval_set.source).name}", plan.eval_set.source, samples)
+
+
 def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[str, Path]:
     """One inputs file per shift (``reference_inputs.shift-noise.npz``), by the name its outputs file carries."""
     assert plan.space is not None or not plan.shifts
@@ -254,9 +282,7 @@ def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: Ca
     labels = None
     if plan is not None:
         labels = plan.eval_set.truth
-        if len(specs) != 1:
-            raise ConfigError(f"{config.eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
-        arrays = _eval_feeds(plan.eval_set.images, specs[0])
+        arrays = _eval_arrays(plan.eval_set, specs)
     elif calibration is not None:
         first = calibration.samples[0]  # samples of other shapes (e.g. other text widths) cannot be stacked
         same = [s for s in calibration.samples if all(s[n].shape == first[n].shape for n in first)]
@@ -273,9 +299,9 @@ def _check_shapes(config: RunConfig, specs: list[InputSpec], profiles: list[Hard
                   calibration: CalibrationSet | None, plan: EvalPlan | None) -> None:
     """Before anything is written: every profile's timing shapes resolve (else exit 2 saying how to set them)."""
     samples: list[dict[str, np.ndarray]] = list(calibration.samples) if calibration is not None else []
-    if not samples and plan is not None and len(specs) == 1:
-        images = stacked_feeds(plan.eval_set.images, specs[0])
-        samples = [{specs[0].name: image} for image in images[:4]]
+    if not samples and plan is not None:
+        evaluated = _eval_samples(plan, specs)
+        samples = list(evaluated.samples) if evaluated is not None else []
     for profile in profiles:
         resolve_shapes(specs, profile_shapes=profile.bench.input_shapes, samples=samples,
                        batch_size=profile.bench.batch_size, where=f"{config.model} on profile {profile.name}")
@@ -353,8 +379,9 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     rows: list[Row] = []
     sections: list[tuple[list[str], list[Row]]] = []
     tables: list[str] = []
+    timing_samples = calibration or _eval_samples(plan, specs)  # real samples first: calibration, else eval
     for profile in profiles:
-        timing = prepare_timing_inputs(model_path, profile, calibration, out / "inputs" / f"{profile.name}.npz",
+        timing = prepare_timing_inputs(model_path, profile, timing_samples, out / "inputs" / f"{profile.name}.npz",
                                        specs=specs if config.inputs else None)
         measured: list[Measurement] = []
         factory = ModelReference.parse(config.model).factory
