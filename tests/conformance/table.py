@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args(argv)
     runs = fetch.resolve_cache(args.cache) / "runs"
-    print("| model | timed inputs | fp32 ORT p50 ms | other rows: speed-up vs fp32, worst fidelity, verdict (or reason) |")
+    print("| model | timed inputs | fp32 ORT p50 ms | other rows: speed-up vs fp32, worst fidelity, verdict "
+          "(or reason) |")
     print("|---|---|---|---|")
     for entry in corpus.ENTRIES:
         summary_path = runs / entry.name / "summary.json"
