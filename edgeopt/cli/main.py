@@ -86,6 +86,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
                    "contrast, noise, blur (NAME:SEVERITY to change the default) or all")
     p.add_argument("--shift-range", metavar="LOW:HIGH", help="pixel value range the shifts act in (default: from "
                    "the calibration manifest's normalisation, else [0,1] when the eval values fit, else min:max)")
+    p.add_argument("--decision-threshold", type=float, default=0.5, metavar="T",
+                   help="threshold of the decision agreement reported for outputs in [0, 1] (default: 0.5)")
     options.add_variant_options(p.add_argument)
     options.add_export_options(p.add_argument)
     options.add_force_options(p.add_argument)
@@ -307,6 +309,7 @@ def handle_run(args: argparse.Namespace) -> int:
         budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
         min_calibration_samples=args.min_calibration_samples, max_calibration_samples=args.max_calibration_samples,
         metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
+        decision_threshold=args.decision_threshold,
     )
     result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
     for table in result.tables:

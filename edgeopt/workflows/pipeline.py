@@ -95,6 +95,7 @@ class RunConfig:
     min_calibration_samples: int = 16
     max_calibration_samples: int | None = None
     reference_samples: int = 16
+    decision_threshold: float = 0.5  # decision agreement of outputs in [0, 1] (fidelity)
     metrics: tuple[str, ...] = ()  # task metrics on the eval set (edgeopt.evaluate.metrics); default by the eval file
     shifts: tuple[str, ...] = ()  # eval-set input shifts (edgeopt.evaluate.robustness): "noise", "blur:1.5", "all"
     shift_range: tuple[float, float] | None = None  # pixel value range the shifts act in; default: inferred
@@ -314,6 +315,8 @@ def _profiles(config: RunConfig) -> list[HardwareProfile]:
 
 def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     out = Path(config.out_dir)
+    if not 0.0 < config.decision_threshold < 1.0:
+        raise ConfigError(f"--decision-threshold must lie between 0 and 1, got {config.decision_threshold:g}")
     profiles = _profiles(config)
     recipes = [Recipe.parse(name) for name in config.variants]
     specs = model_input_specs(config)
@@ -392,7 +395,7 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
                 precision=precision, extra_references=shifted,
                 model_reference=factory if backend == "torch" else None))
         profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log,
-                                 class_outputs)
+                                 class_outputs, config.decision_threshold)
         measurements += measured
         rows += profile_rows
         first = measured[0] if measured else None
@@ -454,7 +457,7 @@ def _host_summary(measurement: Measurement | None) -> str:
 
 def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
               gates: list[GateResult], proxy: bool, plan: EvalPlan | None = None, log: Log = print,
-              class_outputs: set[str] | None = None) -> list[Row]:
+              class_outputs: set[str] | None = None, decision_threshold: float = 0.5) -> list[Row]:
     reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
     scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
     rows = []
@@ -469,7 +472,7 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: 
             if reference is not None and reference.outputs_file and outputs.exists():
                 with contextlib.suppress(EdgeoptError, OSError, ValueError):
                     found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names,
-                                     class_outputs=class_outputs)
+                                     decision_threshold, class_outputs)
             if labels is not None and labels.dtype.kind in "iu" and outputs.exists():
                 with contextlib.suppress(KeyError, ValueError):
                     accuracy = top1_accuracy(outputs, labels)
