@@ -89,6 +89,9 @@ def test_run_on_foreign_onnx_measures_every_variant_without_torch(tmp_path: Path
         assert document["host"]["cpu_model"]
         assert document["versions"]["onnxruntime"]
     assert "verdict: PASS (exit 0)" in result.stdout
+    # the default set follows this host's CPU class: x86 also gets uint8 activations (U8S8), with its rule
+    asym = json.loads((out / "measurements" / "int8-static-minmax-asym__fast.json").read_text())
+    assert asym["status"] == "ok" and "U8S8" in asym["variant"]["provenance"]["chosen_by"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exit_code"] == 0
     assert (out / "summary.md").read_text().startswith("# edgeopt results")

@@ -299,12 +299,11 @@ def _shift_range(text: str | None) -> tuple[float, float] | None:
 
 def handle_run(args: argparse.Namespace) -> int:
     from edgeopt.models.modelref import parse_input_spec
-    from edgeopt.models.quantize import DEFAULT_VARIANTS
     from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 
     config = RunConfig(
         model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
-        variants=tuple(args.variant or DEFAULT_VARIANTS), eval_set=args.eval_set,
+        variants=tuple(args.variant or ()), eval_set=args.eval_set,
         inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
         budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
         min_calibration_samples=args.min_calibration_samples, max_calibration_samples=args.max_calibration_samples,

@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+from edgeopt.core.isa import native_precisions, pair_sums_saturate
+
 __all__ = ["HostFingerprint", "host_fingerprint", "int8_pair_sums_saturate", "normalise_arch", "precision_support"]
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
@@ -229,38 +231,12 @@ def host_fingerprint() -> HostFingerprint:
 
 
 def precision_support(host: HostFingerprint) -> dict[str, bool]:
-    """Whether the host CPU has native fast kernels for each of 'fp32', 'fp16', 'bf16', 'int8'.
-
-    Decided from CPU flags: x86 VNNI/AMX/AVX512-BF16/FP16, ARM asimdhp/fphp, bf16 and asimddp (dot product).
-    """
-    flags = set(host.cpu_flags)
-    if host.arch == "aarch64":
-        return {
-            "fp32": True,
-            "fp16": bool(flags & {"asimdhp", "fphp"}),
-            "bf16": "bf16" in flags,
-            "int8": "asimddp" in flags,
-        }
-    return {
-        "fp32": True,
-        "fp16": bool(flags & {"avx512_fp16", "amx_fp16"}),
-        "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
-        "int8": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
-    }
+    """Whether the host CPU has native fast kernels for each of 'fp32', 'fp16', 'bf16', 'int8'
+    (the rules and their sources: :mod:`edgeopt.core.isa`)."""
+    return native_precisions(host.arch, host.cpu_flags)
 
 
 def int8_pair_sums_saturate(host: HostFingerprint) -> bool:
-    """Whether INT8 matrix products on this CPU can saturate (x86 without VNNI or AMX).
-
-    Without VNNI, ONNX Runtime's MLAS and OpenVINO multiply int8 with ``VPMADDUBSW``: u8 x s8 products
-    summed in pairs into *saturating* 16-bit lanes (signed activations are shifted by +128 first, so
-    S8S8 hits the limit as readily as U8S8).  Two full-scale products (255 x 127 x 2 = 64770) exceed
-    32767, so a model's INT8 error on such a host depends on how often adjacent products are large
-    (ONNX Runtime, "Quantize ONNX models": "When to use reduce-range ... It is designed for the U8S8
-    format on AVX2 and AVX512 (non-VNNI) machines to mitigate saturation issues").  VNNI
-    (``VPDPBUSD``) and AMX accumulate into 32 bits and do not saturate; ARM's dot-product
-    instructions accumulate into 32 bits as well.
-    """
-    if host.arch != "x86_64":
-        return False
-    return not set(host.cpu_flags) & {"avx512_vnni", "avx_vnni", "amx_int8"}
+    """Whether INT8 matrix products on this CPU can saturate (x86 without VNNI or AMX: ``VPMADDUBSW``'s
+    16-bit pair sums; see :mod:`edgeopt.core.isa`)."""
+    return pair_sums_saturate(host.arch, host.cpu_flags)

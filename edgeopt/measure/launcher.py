@@ -169,7 +169,7 @@ def measure_variant(
                     "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
         "profile": {"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
         "host": host.to_dict(), "host_matches": identity.matches, "mismatch_reasons": list(identity.reasons),
-        "proxy": proxy, "expected_fast": profile.expects_fast(precision or variant.precision), "session": session,
+        "proxy": proxy, "expected_fast": profile.expects_fast(precision or variant.precision, host), "session": session,
         "bench": bench, "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
         "input_shapes": _feed_shapes(Path(timing_inputs)),
     }

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ import numpy as np
 import onnx
 
 from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
+from edgeopt.core.host import HostFingerprint
+from edgeopt.core.isa import int8_recipes
 from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_line
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import compare_outputs, random_feeds
@@ -41,11 +43,24 @@ from edgeopt.models.ranges import (
     unobserved,
     write_ort_cache,
 )
+from edgeopt.profiles.schema import HardwareProfile
 
 VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
                     "int8-static-percentile")
 PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
+DEFAULT_RULE = "edgeopt's default variant set for every target"
+
+
+def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint) -> dict[str, str]:
+    """Variant name -> the rule that chose it: :data:`DEFAULT_VARIANTS` for every target, plus the INT8
+    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`)."""
+    chosen = dict.fromkeys(DEFAULT_VARIANTS, DEFAULT_RULE)
+    for profile in profiles:
+        arch, flags = profile.target_cpu(host)
+        for recipe in int8_recipes(arch, flags):
+            chosen.setdefault(recipe.name, f"{recipe.rule} (profile {profile.name})")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -458,6 +473,7 @@ def make_variant(
     ranges: RangeCache | None = None,
     force: bool = False,
     probe_feeds: dict[str, np.ndarray] | None = None,
+    chosen_by: str | None = None,
 ) -> Variant:
     """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``.
 
@@ -523,6 +539,7 @@ def make_variant(
         "name": recipe.name,
         "precision": recipe.precision,
         "recipe": recipe.to_dict(),
+        "chosen_by": chosen_by,  # the rule that put this recipe in the run (None: the user named it)
         "key": key,
         "parent": {"path": str(source), "sha256": source_sha},
         "preprocessing": note,
@@ -552,14 +569,16 @@ def make_variants(
     calibration: CalibrationSet | None = None,
     force: bool = False,
     probe_feeds: dict[str, np.ndarray] | None = None,
+    chosen_by: Mapping[str, str] | None = None,
 ) -> list[Variant | VariantFailure]:
-    """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run."""
+    """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run.
+    ``chosen_by``: recipe name -> the rule that chose it, recorded in its provenance."""
     ranges = RangeCache()
     results: list[Variant | VariantFailure] = []
     for recipe in recipes:
         try:
             results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges, force=force,
-                                        probe_feeds=probe_feeds))
+                                        probe_feeds=probe_feeds, chosen_by=(chosen_by or {}).get(recipe.name)))
         except EdgeoptError as error:
             results.append(VariantFailure(recipe.name, str(error), error.exit_code))
     return results

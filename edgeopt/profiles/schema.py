@@ -20,6 +20,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeopt.core.host import HostFingerprint, normalise_arch
+from edgeopt.core.isa import native_precisions
 from edgeopt.core.stats import PERCENTILES, min_samples_for_ci
 from edgeopt.errors import ConfigError
 
@@ -244,9 +245,20 @@ class HardwareProfile(_Section):
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def expects_fast(self, precision: str) -> bool:
-        """Whether the target runs ``precision`` natively fast."""
+    def expects_fast(self, precision: str, host: HostFingerprint | None = None) -> bool:
+        """Whether the target runs ``precision`` natively fast: the declared ``native_precisions``, or, for
+        an ``any_host`` profile measured on ``host``, what that host's ISA runs natively (core.isa)."""
+        if self.identity.any_host and host is not None:
+            return native_precisions(host.arch, host.cpu_flags).get(precision, False)
         return precision in self.runtime.native_precisions
+
+    def target_cpu(self, host: HostFingerprint) -> tuple[str, tuple[str, ...]]:
+        """(arch, CPU flags) of the hardware this profile declares: the host's for ``any_host``, else the
+        identity's arch and required flags."""
+        if self.identity.any_host:
+            return host.arch, host.cpu_flags
+        arch = (self.identity.arch or [host.arch])[0]
+        return arch, tuple(self.identity.required_cpu_flags)
 
     def with_budgets(self, overrides: dict[str, float]) -> HardwareProfile:
         """A validated copy with some budgets replaced (CLI ``--budget p95_ms=12``)."""

@@ -23,6 +23,7 @@ from edgeopt.core.fileio import (
     write_npz_atomic,
     write_text_atomic,
 )
+from edgeopt.core.host import host_fingerprint
 from edgeopt.core.logs import Log, warnings_to_file
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
@@ -61,7 +62,7 @@ from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibrati
 from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
-from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, Variant, VariantFailure, make_variants
+from edgeopt.models.quantize import Recipe, Variant, VariantFailure, default_variants, make_variants
 from edgeopt.profiles.schema import HardwareProfile, load_profile
 from edgeopt.reports.table import (
     Row,
@@ -83,7 +84,7 @@ class RunConfig:
     profiles: tuple[str, ...]
     out_dir: Path
     calibration: str | None = None
-    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    variants: tuple[str, ...] = ()  # empty: the defaults for the profiles' CPU classes (default_variants)
     eval_set: str | None = None
     inputs: tuple[InputSpec, ...] = ()
     opset: int = 17
@@ -318,7 +319,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     if not 0.0 < config.decision_threshold < 1.0:
         raise ConfigError(f"--decision-threshold must lie between 0 and 1, got {config.decision_threshold:g}")
     profiles = _profiles(config)
-    recipes = [Recipe.parse(name) for name in config.variants]
+    chosen_by = {} if config.variants else default_variants(profiles, host_fingerprint())
+    recipes = [Recipe.parse(name) for name in config.variants or chosen_by]
     specs = model_input_specs(config)
     calibration = None
     notes: list[str] = []
@@ -344,7 +346,7 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
     with warnings_to_file(out / "run.log") as warned:
         ort.set_default_logger_severity(3)  # its C++ warnings in this process (the workers keep their own stderr)
         try:
-            result = _run_stages(config, profiles, recipes, specs, calibration, plan, log)
+            result = _run_stages(config, profiles, recipes, specs, calibration, plan, log, chosen_by)
         finally:
             ort.set_default_logger_severity(2)
     if warned():
@@ -353,7 +355,8 @@ def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
 
 
 def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: list[Recipe], specs: list[InputSpec],
-                calibration: CalibrationSet | None, plan: EvalPlan | None, log: Log) -> RunResult:
+                calibration: CalibrationSet | None, plan: EvalPlan | None, log: Log,
+                chosen_by: dict[str, str]) -> RunResult:
     """Export, variants, measurements, verdicts and reports, once every input has been validated."""
     out = Path(config.out_dir)
     model_path = resolve_model(config, specs, log)
@@ -362,7 +365,7 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
         probe = calibration.samples[0] if calibration is not None else synthetic_feeds(
             [r.spec() for r in resolve_shapes(specs, where=config.model)], load_model(model_path), seed=7)
     made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force,
-                         probe_feeds=dict(probe) if probe is not None else None)
+                         probe_feeds=dict(probe) if probe is not None else None, chosen_by=chosen_by)
     variants = [v for v in made if isinstance(v, Variant)]
     variant_failures = [v for v in made if isinstance(v, VariantFailure)]
     for item in made:
