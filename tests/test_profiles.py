@@ -28,7 +28,7 @@ SHIPPED = [
     "raspberry-pi-5",
     "x86-avx512vnni-2core",
 ]
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "edgeopt" / "profiles" / "shipped"
 
 GOOD = """\
 name: {name}

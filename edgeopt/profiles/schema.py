@@ -9,8 +9,10 @@ Units live in key names (``p95_ms``, ``peak_rss_mb``); every problem is a one-li
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -450,10 +452,20 @@ def _load_file(path: Path) -> HardwareProfile:
     return profile
 
 
+PROFILE_PATH_VARIABLE = "EDGEOPT_PROFILE_PATH"
+
+
+def shipped_profiles_dir() -> Path:
+    """The profiles shipped inside the package (package data ``edgeopt/profiles/shipped``, in the wheel too)."""
+    return Path(str(importlib.resources.files("edgeopt.profiles") / "shipped"))
+
+
 def profile_dirs() -> list[Path]:
-    """Where profile names are looked up: ./hardware_profiles, then the ones shipped with edgeopt."""
+    """Where profile names are looked up, first match wins: ``./hardware_profiles``, the folders in
+    ``$EDGEOPT_PROFILE_PATH`` (``os.pathsep``-separated), then the profiles shipped with edgeopt."""
+    extra = [Path(p) for p in os.environ.get(PROFILE_PATH_VARIABLE, "").split(os.pathsep) if p]
     dirs: list[Path] = []
-    for d in (Path.cwd() / "hardware_profiles", Path(__file__).resolve().parents[2] / "hardware_profiles"):
+    for d in (Path.cwd() / "hardware_profiles", *extra, shipped_profiles_dir()):
         if all(d.resolve() != seen.resolve() for seen in dirs):
             dirs.append(d)
     return dirs
