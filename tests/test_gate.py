@@ -191,7 +191,10 @@ def test_unknown_metric_and_bad_limit() -> None:
         _gate({"p95_ms": float("nan")}, None)
     with pytest.raises(ConfigError):
         _gate({"p95_ms": -1.0}, None)
-    assert set(BUDGET_METRICS) == {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "peak_rss_mb", "model_size_mb"}
+    assert set(BUDGET_METRICS) == {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "peak_rss_mb", "model_size_mb",
+                                   "min_cosine", "min_top1_agreement", "min_decision_agreement", "max_metric_drop"}
+    with pytest.raises(ConfigError, match="min_cosine"):
+        _gate({"min_cosine": 1.5}, None)  # a share: at most 1
 
 
 def test_overall_verdict_precedence() -> None:
