@@ -227,7 +227,9 @@ def test_ab_cli_same_file_two_settings_and_errors(models: dict[str, Path], tmp_p
     done = subprocess.run([*run, models["base"], models["base"], "--profile", models["profile"], "--profile-b",
                            other, "--max-seconds", "1", "--threshold", "p95:10%", "--out", tmp_path / "out"],
                           capture_output=True, text=True, timeout=180)
-    assert done.returncode in (0, 5), done.stdout + done.stderr  # same settings: never regressed
+    # a verdict is reached (its A/A false-alarm rate is measured by benchmarks/ab_self_small.py, not by one
+    # 1-second run: at alpha 5 % per statistic a p95 "regressed" shows up now and then on a shared CPU)
+    assert done.returncode in (0, 1, 5), done.stdout + done.stderr
     assert "p95 of base-vs-base on abfast-vs-abother" in done.stdout
     assert len(list((tmp_path / "out").glob("ab__*.json"))) == 1
     bad = subprocess.run([*run, models["base"], models["base"], "--profile", models["profile"], "--threshold",
