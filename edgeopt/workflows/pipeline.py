@@ -168,23 +168,12 @@ def model_input_specs(config: RunConfig) -> list[InputSpec]:
 
 
 def _with_given_shapes(declared: list[InputSpec], given: tuple[InputSpec, ...], path: Path) -> list[InputSpec]:
-    """The model's inputs with the dimensions ``--input`` fixes; names and ranks must match."""
-    by_name = {spec.name: spec for spec in given}
-    unknown = sorted(set(by_name) - {spec.name for spec in declared})
-    if unknown:
-        raise ConfigError(f"--input {unknown[0]}: {path} has no input of that name "
-                          f"(inputs: {', '.join(s.name for s in declared)})")
-    fixed = []
-    for spec in declared:
-        override = by_name.get(spec.name)
-        if override is None:
-            fixed.append(spec)
-            continue
-        if len(override.shape) != len(spec.shape) or any(
-                isinstance(d, int) and d != o for d, o in zip(spec.shape, override.shape, strict=True)):
-            raise ConfigError(f"--input {spec.name}: shape {override.shape} does not fit the model's {spec.shape}")
-        fixed.append(InputSpec(spec.name, override.shape, spec.dtype))
-    return fixed
+    """The model's inputs with the dimensions ``--input`` fixes (names, ranks and fixed dims checked by
+    :func:`edgeopt.models.inputs.resolve_shapes`); other symbolic dims stay symbolic."""
+    resolved = resolve_shapes(declared, given=given, strict=False, where=str(path))
+    return [InputSpec(r.name, tuple(d.value if d.source == "--input" and d.value is not None else dim
+                                    for d, dim in zip(r.dims, r.declared, strict=True)), r.dtype)
+            for r in resolved]
 
 
 def check_runs_on_cpu(model_path: Path) -> None:
@@ -236,11 +225,6 @@ def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
     return target
 
 
-def _eval_feeds(images: np.ndarray, spec: InputSpec) -> dict[str, np.ndarray]:
-    """Stacked eval images as per-sample feeds of ``spec`` (see :func:`edgeopt.models.inputs.stacked_feeds`)."""
-    return {spec.name: stacked_feeds(images, spec)}
-
-
 def _eval_arrays(eval_set: EvalSet, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Per-sample feeds of every model input from an eval set: its ``images`` for a single-input model, else
     its array named after each input (ConfigError naming what is missing)."""
@@ -274,7 +258,8 @@ def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[st
     for shift in plan.shifts:
         name = plan.shift_names[shift.label]
         shifted = apply_shift(plan.eval_set.images, shift, plan.space)  # type: ignore[arg-type]
-        paths[name] = write_npz_atomic(directory / f"reference_inputs.{name}.npz", _eval_feeds(shifted, spec))
+        feeds = {spec.name: stacked_feeds(shifted, spec)}
+        paths[name] = write_npz_atomic(directory / f"reference_inputs.{name}.npz", feeds)
     return paths
 
 
