@@ -481,7 +481,7 @@ def make_variant(
     for the declared shapes) are what pre-processing and the finished variant are checked on.
     """
     source, out_dir = Path(source).resolve(), Path(out_dir).resolve()  # the quantizer runs in a scratch cwd
-    load_model(source)
+    source_graph = load_model(source, load_external_data=False)
     target = out_dir / f"{recipe.name}.onnx"
     source_sha = sha256_file(source)
     key = _variant_key(source_sha, recipe, calibration)
@@ -491,7 +491,7 @@ def make_variant(
             if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
                 return existing
     if recipe.kind != "fp32":
-        already = _already_quantized(onnx.load(str(source), load_external_data=False))
+        already = _already_quantized(source_graph)
         if already:
             raise QuantizationError(f"variant {recipe.name}: {source.name} is already quantized ({already}); make "
                                     "variants from the original float export")
