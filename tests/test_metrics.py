@@ -155,3 +155,12 @@ def test_eval_files(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError, match="targets"):
         load_eval_set(tmp_path / "bad.npz")
     assert isinstance(load_eval_set(tmp_path / "cls.npz"), EvalSet)
+
+
+def test_scores_come_from_the_first_float_output() -> None:
+    from edgeopt.evaluate.metrics import _logits
+
+    ids = np.arange(6, dtype=np.int64).reshape(2, 3)  # a transformer's pass-through token ids come first
+    embedding = np.array([[0.1, 0.9], [0.8, 0.2]], dtype=np.float32)
+    np.testing.assert_array_equal(_logits([ids, embedding]), embedding.astype(np.float64))
+    np.testing.assert_array_equal(_logits([ids]), ids.astype(np.float64))  # no float output: the first

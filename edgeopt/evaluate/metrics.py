@@ -136,7 +136,9 @@ class MetricSpec:
 
 
 def _logits(outputs: Sequence[np.ndarray]) -> np.ndarray:
-    first = np.asarray(outputs[0])
+    """The first floating-point output, one row per sample (an integer output ahead of it, such as a
+    transformer passing its token ids through or an ArgMax, is not scores); else the first output."""
+    first = next((np.asarray(o) for o in outputs if np.asarray(o).dtype.kind == "f"), np.asarray(outputs[0]))
     return first.reshape(first.shape[0], -1).astype(np.float64)
 
 
