@@ -22,7 +22,8 @@ from edgeopt.core.stats import SampleSummary, summarize
 SCHEMA_VERSION: Literal[1] = 1
 
 
-FailureKind = Literal["crash", "timeout", "backend", "provider-fallback", "no-result", "unsupported", "unavailable"]
+FailureKind = Literal["crash", "timeout", "memory", "backend", "provider-fallback", "no-result", "unsupported",
+                      "unavailable"]
 
 
 PLAIN_NAME_BACKENDS = ("onnxruntime", "onnxruntime-gpu")  # ONNX Runtime rows carry the variant's plain name

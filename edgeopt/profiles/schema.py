@@ -141,6 +141,12 @@ class Bench(_Section):
     batch_size: int = Field(default=1, ge=1)
     input_shapes: dict[str, list[Annotated[int, Field(ge=1)]]] | None = None
     worker_timeout_s: PositiveFloat = 300.0
+    # the largest timing/reference input edgeopt will build for one model input, in MiB: a declared
+    # [1,3,100000,100000] input is refused (exit 3, naming it) instead of exhausting the host's memory
+    max_input_mb: PositiveFloat = 1024.0
+    # the worker's resident-memory cap in MiB (null: 75 % of the host's physical memory); a model that
+    # grows past it is stopped and recorded as a failed measurement of kind ``memory``, never a host OOM
+    worker_max_rss_mb: PositiveFloat | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Bench:
