@@ -364,3 +364,106 @@ def test_bad_stability_section_is_one_line_config_error(tmp_path: Path, case: st
         load_profile(path)
     assert message in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------ every field named, per kind
+
+MINIMAL = "name: t\ndescription: test profile\nidentity:\n  arch: [x86_64]\nruntime:\n  intra_op_threads: 1\n"
+ARCH, THREADS, NAME, DESCRIPTION = "  arch: [x86_64]", "  intra_op_threads: 1", "name: t", "description: test profile"
+# case: (line of MINIMAL replaced, or "" to append; the new text; the start of the message after "t.yaml: ")
+FIELD_CASES: dict[str, tuple[str, str, str]] = {
+    # wrong type
+    "type-top": (NAME, "name: 5", "name: Input should be a valid string, got 5 (line 1)"),
+    "type-identity-list": (ARCH, "  arch: x86_64",
+                           "identity.arch: Input should be a valid list, got 'x86_64' (line 4)"),
+    "type-identity-item": (ARCH, "  arch: [x86_64]\n  required_cpu_flags: [1]",
+                           "identity.required_cpu_flags[0]: Input should be a valid string, got 1 (line 5)"),
+    "type-runtime": (THREADS, "  intra_op_threads: one",
+                     "runtime.intra_op_threads: Input should be a valid integer, got 'one'"),
+    "type-bench-shape": ("", "bench:\n  input_shapes: {x: [1, a]}",
+                         "bench.input_shapes.x[1]: Input should be a valid integer, got 'a'"),
+    "type-bench-key": ("", "bench:\n  input_shapes: {1: [1]}", "bench.input_shapes: key 1: keys must be strings"),
+    "type-section": ("", "bench: 5", "bench: Input should be a valid dictionary or instance of Bench, got 5"),
+    "type-stability": ("", "stability:\n  fail_on_throttling: maybe",
+                       "stability.fail_on_throttling: Input should be a valid boolean, got 'maybe'"),
+    "type-budgets": ("", "budgets:\n  min_cosine: high",
+                     "budgets.min_cosine: Input should be a valid number, got 'high'"),
+    "type-peak-rates": ("", "peak_rates: [1]",
+                        "peak_rates: Input should be a valid dictionary or instance of PeakRates"),
+    "type-tensorrt": ("", "tensorrt:\n  version_family: 10\n  shape_profile: {x: {min: [1], opt: two, max: [1]}}",
+                      "tensorrt.shape_profile.x.opt: Input should be a valid list, got 'two'"),
+    "type-top-key": ("", "1: x", "(top level): key 1: keys must be strings"),
+    # unknown key
+    "unknown-top": ("", "extra: 1", "extra: unknown key; allowed: name, description, identity, runtime"),
+    "unknown-identity": (ARCH, "  arch: [x86_64]\n  cpus: 2", "identity.cpus: unknown key; allowed: any_host, arch"),
+    "unknown-runtime": (THREADS, "  intra_op_threads: 1\n  threads: 2",
+                        "runtime.threads: unknown key; allowed: backend"),
+    "unknown-bench": ("", "bench:\n  warmup: 2", "bench.warmup: unknown key; allowed: warmup_iterations"),
+    "unknown-budgets": ("", "budgets:\n  p97_ms: 2", "budgets.p97_ms: unknown key; allowed: p50_ms"),
+    "unknown-peak-rates": ("", "peak_rates:\n  fp64_gflops: 1",
+                           "peak_rates.fp64_gflops: unknown key; allowed: fp32"),
+    "unknown-tensorrt-range": ("", "tensorrt:\n  version_family: 10\n  shape_profile: {x: {min: [1], opt: [1], "
+                               "max: [1], best: [1]}}",
+                               "tensorrt.shape_profile.x.best: unknown key; allowed: min, opt, max"),
+    # out of range
+    "range-identity": (ARCH, "  arch: [x86_64]\n  logical_cores: 0",
+                       "identity.logical_cores: Input should be greater than or equal to 1, got 0"),
+    "range-runtime": (THREADS, "  intra_op_threads: 0",
+                      "runtime.intra_op_threads: Input should be greater than or equal to 1"),
+    "range-bench": ("", "bench:\n  max_input_mb: -1", "bench.max_input_mb: must be a finite number > 0, got -1"),
+    "range-bench-shape": ("", "bench:\n  input_shapes: {x: [1, 0]}",
+                          "bench.input_shapes.x[1]: Input should be greater than or equal to 1, got 0"),
+    "range-stability": ("", "stability:\n  max_outlier_fraction: 2",
+                        "stability.max_outlier_fraction: Input should be less than or equal to 1, got 2"),
+    "range-budgets": ("", "budgets:\n  min_cosine: 2", "budgets.min_cosine: Input should be less than or equal to 1"),
+    "range-peak-rates": ("", "peak_rates:\n  fp32_gflops: 0", "peak_rates.fp32_gflops: must be a finite number > 0"),
+    "range-tensorrt": ("", "tensorrt:\n  version_family: 10\n  builder_optimization_level: 9",
+                       "tensorrt.builder_optimization_level: Input should be less than or equal to 5, got 9"),
+    "range-description": (DESCRIPTION, "description: " + "d" * 2001,
+                          "description: at most 2000 characters, got 2001 (line 2)"),
+    "range-name": (NAME, "name: " + "n" * 201, "name: at most 200 characters, got 201 (line 1)"),
+    "long-value-cut": ("", "bench:\n  stop_percentile: " + "p" * 500, "bench.stop_percentile: Input should be 'p50'"),
+}
+
+
+def _field_case(old: str, new: str) -> str:
+    return MINIMAL + new + "\n" if not old else MINIMAL.replace(old, new)
+
+
+@pytest.mark.parametrize("case", sorted(FIELD_CASES))
+def test_every_schema_error_names_its_field(tmp_path: Path, case: str) -> None:
+    old, new, expected = FIELD_CASES[case]
+    with pytest.raises(ConfigError) as info:
+        load_profile(write(tmp_path, _field_case(old, new)))
+    message = str(info.value)
+    assert f"t.yaml: {expected}" in message, message
+    assert "\n" not in message and len(message) < 400, message
+    assert info.value.exit_code == 2
+
+
+def test_a_long_value_is_quoted_cut_short(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"got 'p{59}\.\.\. \(502 characters\)") as info:
+        load_profile(write(tmp_path, _field_case(*FIELD_CASES["long-value-cut"][:2])))
+    assert "p" * 100 not in str(info.value)
+
+
+def test_a_ten_megabyte_description_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("test profile", "d" * 10 * 2**20))
+    with pytest.raises(ConfigError, match=r"t\.yaml: profile file is 10\.0 MiB, larger than 4 MiB; refused"):
+        load_profile(path)
+    path = write(tmp_path, MINIMAL.replace("test profile", "d" * 3 * 2**20))
+    with pytest.raises(ConfigError, match=r"t\.yaml: description: at most 2000 characters, got 3145728"):
+        load_profile(path)
+
+
+def test_anchors_aliases_and_deep_nesting_are_refused_naming_the_file_and_line(tmp_path: Path) -> None:
+    cases = {
+        MINIMAL + "bench: &b {warmup_iterations: 2}\nstability: *b\n": r"t\.yaml: line 7: YAML anchor &b refused",
+        MINIMAL + "budgets: {p95_ms: *x}\n": r"t\.yaml: line 7: YAML alias \*x refused",
+        MINIMAL + "peak_rates:\n  <<: {fp32_gflops: 1}\n": r"t\.yaml: line 8: YAML merge key << refused",
+        MINIMAL + "bench: " + "[" * 40 + "]" * 40 + "\n": r"t\.yaml: line 7: nested deeper than 32 levels",
+    }
+    for text, pattern in cases.items():
+        with pytest.raises(ConfigError, match=pattern) as info:
+            load_profile(write(tmp_path, text))
+        assert info.value.exit_code == 2

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeopt.core.host import HostFingerprint, normalise_arch
 from edgeopt.core.isa import native_precisions
 from edgeopt.core.stats import PERCENTILES, min_samples_for_ci
+from edgeopt.core.yaml_loader import load_yaml_file
 from edgeopt.errors import ConfigError
 
 __all__ = [
@@ -65,6 +65,10 @@ def _valid_regex(value: str | None) -> str | None:
             raise ValueError(f"not a valid regular expression ({e}), got {value!r}") from e
     return value
 
+
+#: The longest profile ``description`` accepted (it is copied into every result file).
+MAX_DESCRIPTION_CHARS = 2000
+MAX_NAME_CHARS = 200
 
 PositiveFloat = Annotated[float, AfterValidator(_finite_positive)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -233,8 +237,9 @@ class TensorRtSettings(_Section):
 class HardwareProfile(_Section):
     """A declared target: identity, runtime, bench settings, budgets and optional peak rates."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME_CHARS)
+    # one line for ``profiles list``; copied into every result, so bounded (a 10 MB one was)
+    description: str = Field(max_length=MAX_DESCRIPTION_CHARS)
     identity: Identity
     runtime: Runtime
     bench: Bench = Bench()
@@ -316,47 +321,6 @@ def _where(lines: dict[str, int], key: str) -> str:
     return f" (line {line})" if line else ""
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys at any depth and remembers the line of every dotted key."""
-
-    def __init__(self, stream: str, source: str) -> None:
-        super().__init__(stream)
-        self.source = source
-        self.key_lines: dict[str, int] = {}
-        self._paths: dict[int, str] = {}
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        self._index(node, "")
-        return super().construct_document(node)
-
-    def _index(self, node: yaml.Node, path: str) -> None:
-        self._paths[id(node)] = path
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                child = f"{path}.{key_node.value}" if path else str(key_node.value)
-                self.key_lines.setdefault(child, key_node.start_mark.line + 1)
-                self._index(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._index(item, f"{path}[{i}]")
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        parent = self._paths.get(id(node), "")
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                dotted = f"{parent}.{key}" if parent else str(key)
-                raise ConfigError(
-                    f"{self.source}: {dotted}: duplicate key (line {line}, first at line {seen[key]})"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def _display(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -384,42 +348,71 @@ def _check_units(data: dict[str, Any], source: str, lines: dict[str, int]) -> No
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The section model at ``loc`` (through ``dict[str, Model]`` values too), for "allowed:" lists."""
     model: type[BaseModel] = HardwareProfile
+    pending: list[Any] = []  # container annotations whose items ``loc`` has not reached yet
     for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        if pending:
+            annotation = pending.pop()
+        else:
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
         sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if sub is None:
+        if sub is not None:
+            model = sub
+            continue
+        container = next((c for c in candidates if getattr(c, "__origin__", None) in (dict, list)), None)
+        if container is None:
             return None
-        model = sub
-    return model
+        pending.append(container.__args__[-1])
+    return None if pending else model
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message quotes what it saw, never a 10 MB string."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
 
 
 def _validate(data: dict[str, Any], source: str, lines: dict[str, int]) -> HardwareProfile:
-    """Validate a mapping into a profile, turning pydantic's report into one ConfigError line."""
+    """Validate a mapping into a profile, turning pydantic's report into one ConfigError line that names
+    the field (dotted, with list indexes), what was expected, what was seen (cut short) and its line."""
     try:
         return HardwareProfile.model_validate(data)
     except ValidationError as e:
         errors = e.errors()
         err = errors[0]
         loc = tuple(p for p in err["loc"] if not str(p).startswith("function-after"))
-        dotted = (
-            "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
-        )
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if "[key]" in loc:  # a mapping key of the wrong type: name the mapping, then the key
+            at = loc.index("[key]")
+            loc, msg = loc[:at - 1], f"key {_shown(loc[at - 1])}: keys must be strings"
+        elif err["type"] == "invalid_key":
+            loc, msg = loc[:-1], f"key {_shown(err['input'])}: keys must be strings"
+        dotted = _dotted(loc)
         if err["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             allowed = f"; allowed: {', '.join(parent.model_fields)}" if parent else ""
             msg = f"unknown key{allowed}"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif not isinstance(err["input"], dict | list) and "got " not in msg:
-            msg = f"{msg}, got {err['input']!r}"
+        elif err["type"] == "string_too_long":
+            limit = (err.get("ctx") or {}).get("max_length")
+            msg = f"at most {limit} characters, got {len(err['input'])}"
+        elif not isinstance(err["input"], dict | list) and "got " not in msg and "keys must" not in msg:
+            msg = f"{msg}, got {_shown(err['input'])}"
+        elif "got " in msg and len(msg) > 300:
+            msg = msg[:300] + "..."
         extra = len(errors) - 1
         more = f" (and {extra} more error{'s' if extra > 1 else ''})" if extra else ""
-        line = lines.get(dotted) or lines.get(".".join(str(p) for p in loc[:-1]))
+        line = lines.get(dotted) or lines.get(_dotted(loc[:-1]))
         where = f" (line {line})" if line else ""
         raise ConfigError(f"{source}: {dotted}: {msg}{where}{more}") from e
 
@@ -427,33 +420,20 @@ def _validate(data: dict[str, Any], source: str, lines: dict[str, int]) -> Hardw
 def _load_file(path: Path) -> HardwareProfile:
     source = _display(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        document = load_yaml_file(path, source=source, error=ConfigError, what="profile file")
     except FileNotFoundError as e:
         raise ConfigError(f"{source}: profile file not found") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{source}: cannot read profile file: {e}") from e
-    loader = _StrictLoader(text, source)
-    try:
-        data = loader.get_single_data()
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        if "constructor for the tag" in problem:
-            problem += " (only plain YAML is accepted: no !!python or custom tags)"
-        raise ConfigError(f"{source}:{where} invalid YAML: {problem}") from e
-    finally:
-        loader.dispose()
+    data = document.data
     if data is None:
         raise ConfigError(f"{source}: profile file is empty; expected a mapping with name, identity, runtime")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    _check_units(data, source, loader.key_lines)
-    profile = _validate(data, source, loader.key_lines)
+    _check_units(data, source, document.key_lines)
+    profile = _validate(data, source, document.key_lines)
     if profile.name != path.stem:
         raise ConfigError(
             f"{source}: name: must equal the file name stem {path.stem!r}, got {profile.name!r}"
-            + _where(loader.key_lines, "name")
+            + _where(document.key_lines, "name")
         )
     return profile
 
