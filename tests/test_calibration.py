@@ -205,9 +205,9 @@ def test_manifest_missing_key_and_bad_yaml(tmp_path: Path) -> None:
     (source / "manifest.yaml").write_text(yaml.safe_dump(document))
     rejected(source, "manifest.yaml", "key 'licence'", "required")
     (source / "manifest.yaml").write_text("name: [unclosed\n")
-    rejected(source, "manifest.yaml", "unreadable YAML")
+    rejected(source, "manifest.yaml", "invalid YAML")
     (source / "manifest.yaml").write_text("!!python/object/apply:os.system ['true']\n")
-    rejected(source, "manifest.yaml", "unreadable YAML")  # safe_load refuses python tags
+    rejected(source, "manifest.yaml", "invalid YAML", "no !!python")  # a safe loader refuses python tags
 
 
 @pytest.mark.parametrize(("bad", "count"), [(np.nan, "3 NaN and 0 Inf"), (np.inf, "0 NaN and 3 Inf")])
@@ -254,7 +254,7 @@ def test_truncated_npz(tmp_path: Path) -> None:
     (source / "sample_001.npz").write_bytes(whole[: len(whole) // 2])
     rejected(source, "sample_001.npz", "unreadable or corrupt")
     (source / "sample_001.npz").write_bytes(b"")
-    rejected(source, "sample_001.npz", "unreadable or corrupt")
+    rejected(source, "sample_001.npz", "is empty (0 bytes)")
 
 
 def test_object_npy_is_refused(tmp_path: Path) -> None:
@@ -314,3 +314,86 @@ def test_image_folder_feeds_a_single_input_model_whatever_its_input_name() -> No
     calibration = load_calibration(IMAGES, expected_inputs=[InputSpec("x", ("N", 3, 224, 224), "float32")],
                                    max_samples=4, min_samples=1)
     assert list(calibration.samples[0]) == ["x"]
+
+
+# ------------------------------------------------------------------------- files stay inside the folder
+
+
+@pytest.mark.parametrize(("pattern", "phrase"), [
+    ("../outside/*.npz", "climbs out of the calibration folder ('..' is refused)"),
+    ("sub/../../outside/*.npz", "climbs out of the calibration folder"),
+    ("/etc/*.npz", "is an absolute pattern"),
+    ("C:\\data\\*.npz", "is an absolute pattern"),
+    ("~/data/*.npz", "is an absolute pattern"),
+    ("  ", "empty pattern"),
+])
+def test_a_files_pattern_outside_the_folder_is_refused(tmp_path: Path, pattern: str, phrase: str) -> None:
+    per_file_set(tmp_path / "outside")
+    source = per_file_set(tmp_path / "set", files=pattern)
+    rejected(source, str(source / "manifest.yaml"), "key 'files'", phrase)
+
+
+def test_symlinks_out_of_the_folder_are_refused_and_links_inside_allowed(tmp_path: Path) -> None:
+    outside = per_file_set(tmp_path / "outside")
+    source = per_file_set(tmp_path / "set")
+    (source / "sample_009.npz").symlink_to(source / "sample_000.npz")  # inside: fine
+    assert load_calibration(source, min_samples=1).count == 5
+    (source / "sample_010.npz").symlink_to(outside / "sample_000.npz")
+    rejected(source, f"{source / 'sample_010.npz'}: resolves to {outside / 'sample_000.npz'}",
+             "outside the calibration")
+    (source / "sample_010.npz").unlink()
+    (source / "more").symlink_to(outside, target_is_directory=True)
+    write_manifest(source, files="more/*.npz")  # a symlinked sub-folder pointing out
+    rejected(source, f"{source / 'more' / 'sample_000.npz'}: resolves to", "outside the calibration folder")
+    write_manifest(source, files="**/*.npz")  # the recursive glob does not follow the link
+    assert load_calibration(source, min_samples=1).count == 5
+
+
+def test_the_files_read_are_hashed_into_provenance(tmp_path: Path) -> None:
+    source = per_file_set(tmp_path / "set", files="**/*.npz")
+    (source / "sub").mkdir()
+    np.savez(source / "sub" / "extra.npz", input=np.ones((1, 1, 8, 8), np.float32))
+    first = load_calibration(source, min_samples=1)
+    assert first.metadata["files"] == ["sample_000.npz", "sample_001.npz", "sample_002.npz", "sample_003.npz",
+                                       "sub/extra.npz"]
+    record = first.describe()
+    assert record["file_count"] == 5 and len(record["files_sha256"]) == 64
+    assert set(first.metadata["file_sha256"]) == set(first.metadata["files"])
+    (source / "sub" / "extra.npz").rename(source / "sub" / "renamed.npz")  # same samples, other files
+    second = load_calibration(source, min_samples=1)
+    assert second.content_hash == first.content_hash
+    assert second.describe()["files_sha256"] != record["files_sha256"]
+
+
+def test_duplicate_keys_in_the_manifest_are_refused(tmp_path: Path) -> None:
+    source = per_file_set(tmp_path / "set")
+    text = (source / "manifest.yaml").read_text()
+    (source / "manifest.yaml").write_text(text + "licence: MIT\n")
+    message = rejected(source, str(source / "manifest.yaml"), "licence: duplicate key (line")
+    assert "first at line" in message
+    (source / "manifest.yaml").write_text(text.replace("inputs:\n", "inputs:\n- {name: a, name: b, dtype: float32, "
+                                                                    "shape: [1]}\n"))
+    rejected(source, "inputs[0].name: duplicate key")
+
+
+def test_an_alias_bomb_manifest_is_refused_at_once(tmp_path: Path) -> None:
+    source = per_file_set(tmp_path / "set")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(10))
+    (source / "manifest.yaml").write_text((source / "manifest.yaml").read_text() + bomb)
+    rejected(source, "manifest.yaml", "YAML anchor &a refused")
+
+
+@pytest.mark.parametrize(("content", "phrase"), [
+    (b"images,labels\n0.1,3\n", "is a text file (starts 'images,labels 0.1,3'), not a .npz or .npy array file"),
+    (b"\x80\x04\x95\x10\x00\x00", "is a Python pickle; refused, edgeopt never unpickles data files"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "holds a PNG image, not a .npz or .npy array file"),
+    (b"\x00\x01\x02\xff\xfe", "holds binary data, not a .npz or .npy array file"),
+])
+def test_an_array_file_that_is_not_one_says_what_it_is(tmp_path: Path, content: bytes, phrase: str) -> None:
+    path = tmp_path / "eval.npz"
+    path.write_bytes(content)
+    with pytest.raises(CalibrationError) as info:
+        load_eval_split(path)
+    assert str(info.value) == f"{path}: {phrase}"
+    assert "pickled" not in str(info.value)

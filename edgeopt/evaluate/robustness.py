@@ -30,6 +30,7 @@ import numpy as np
 
 from edgeopt.errors import ConfigError
 from edgeopt.evaluate.metrics import CONFIDENCE, Scores, aggregate, bootstrap_interval, short_cell
+from edgeopt.models.calibration import Preprocess, load_manifest
 
 DEFAULT_SEVERITY: dict[str, float] = {"brightness": 0.3, "contrast": 0.5, "noise": 0.1, "blur": 1.0}
 SHIFT_SEED = 0
@@ -112,17 +113,12 @@ def value_space(images: np.ndarray, *, declared: tuple[float, float] | None = No
             raise ConfigError(f"--shift-range {low:g}:{high:g}: needs LOW < HIGH")
         return ValueSpace(float(low), float(high), source="--shift-range")
     if calibration and Path(calibration, "manifest.yaml").is_file():
-        import yaml
-
-        try:
-            manifest = yaml.safe_load(Path(calibration, "manifest.yaml").read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            manifest = {}
-        preprocess = manifest.get("preprocess") if isinstance(manifest, dict) else None
-        if isinstance(preprocess, dict) and "mean" in preprocess and "std" in preprocess:
-            scale = float(preprocess.get("scale", 1 / 255))
-            return ValueSpace(0.0, 255.0 * scale, tuple(map(float, preprocess["mean"])),
-                              tuple(map(float, preprocess["std"])), source=f"{calibration}/manifest.yaml preprocess")
+        # the one strict, bounded manifest reader (a bad manifest is CalibrationError, exit 3, naming it)
+        manifest = load_manifest(Path(calibration, "manifest.yaml"))
+        preprocess = getattr(manifest, "preprocess", None)
+        if isinstance(preprocess, Preprocess) and {"mean", "std"} <= preprocess.model_fields_set:
+            return ValueSpace(0.0, 255.0 * preprocess.scale, tuple(map(float, preprocess.mean)),
+                              tuple(map(float, preprocess.std)), source=f"{calibration}/manifest.yaml preprocess")
     low, high = float(np.min(images)), float(np.max(images))
     if low >= 0.0 and high <= 1.0:
         return ValueSpace(0.0, 1.0, source="eval values all in [0, 1]")

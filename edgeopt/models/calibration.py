@@ -4,7 +4,10 @@ A source is a directory holding ``manifest.yaml`` (kind ``arrays``: ``.npz``/``.
 ``images``: JPEG/PNG files plus a preprocessing recipe) or a ``package.module:function`` entry point
 returning or yielding feed dicts.  Every sample is checked before a quantizer sees it (names, dtypes,
 shapes, finiteness, count); each failure is a one-line ``CalibrationError`` naming the file (or sample
-index) and the field.  Arrays are read with ``allow_pickle=False`` only; YAML with ``safe_load`` only.
+index) and the field.  Arrays are read with ``allow_pickle=False`` only; the manifest with the strict,
+bounded loader of ``edgeopt.core.yaml_loader`` (no tags, anchors, aliases or duplicate keys; depth and size
+capped).  A manifest's ``files`` pattern is relative and stays inside the folder: ``..``, absolute patterns
+and files (or symlinks) that resolve outside are refused, and the files read are hashed into provenance.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import importlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
-from edgeopt.core.fileio import write_npz_atomic
+from edgeopt.core.fileio import sha256_file, write_npz_atomic
+from edgeopt.core.yaml_loader import load_yaml_file
 from edgeopt.errors import CalibrationError
 
 __all__ = [
@@ -120,9 +124,23 @@ class CalibrationSet:
         return target
 
     def describe(self) -> dict[str, Any]:
-        """Provenance record: name, source, count, content_hash, provenance, licence."""
+        """Provenance record: name, source, count, content_hash, provenance, licence, and for a folder the
+        number of files read and ``files_sha256`` (see :func:`files_digest`)."""
         keys = ("name", "source", "count", "content_hash", "provenance", "licence")
-        return {key: getattr(self, key) for key in keys}
+        record = {key: getattr(self, key) for key in keys}
+        if "files_sha256" in self.metadata:
+            record["file_count"] = len(self.metadata.get("files", ()))
+            record["files_sha256"] = self.metadata["files_sha256"]
+        return record
+
+
+def files_digest(file_hashes: Mapping[str, str]) -> str:
+    """sha256 over the files a folder set was read from: for each relative name in sorted order,
+    ``name \0 sha256-of-its-bytes \n``.  Renaming, adding, removing or editing a file changes it."""
+    digest = hashlib.sha256()
+    for name in sorted(file_hashes):
+        digest.update(f"{name}\0{file_hashes[name]}\n".encode())
+    return digest.hexdigest()
 
 
 # -------------------------------------------------------------------------------------------- manifest
@@ -199,6 +217,23 @@ class _Manifest(_Strict):
     inputs: list[InputDecl] = Field(min_length=1)
     files: str | None = None
 
+    @field_validator("files")
+    @classmethod
+    def _inside_the_folder(cls, value: str | None) -> str | None:
+        """A glob relative to the folder that cannot climb out of it (``..``) nor start elsewhere (``/``)."""
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("empty pattern; give a glob relative to the folder, e.g. '*.npz'")
+        windows = PureWindowsPath(value)
+        if value.startswith(("/", "\\", "~")) or windows.is_absolute() or windows.drive:
+            raise ValueError(f"{value!r} is an absolute pattern; give a glob relative to the calibration "
+                             "folder, e.g. '*.npz' or 'samples/*.npz'")
+        if ".." in PurePosixPath(value).parts or ".." in windows.parts:
+            raise ValueError(f"{value!r} climbs out of the calibration folder ('..' is refused); keep the data "
+                             "inside the folder")
+        return value
+
 
 class ArraysManifest(_Manifest):
     """kind: arrays -- .npz/.npy files, one sample per file or ``stacked`` along a leading axis."""
@@ -217,30 +252,28 @@ class ImagesManifest(_Manifest):
 
 
 def load_manifest(path: Path) -> ArraysManifest | ImagesManifest:
-    """Parse ``manifest.yaml`` with ``yaml.safe_load`` and validate it strictly."""
-    import yaml
-
+    """Parse ``manifest.yaml`` with the strict bounded loader and validate it strictly."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml_file(path, source=str(path), error=CalibrationError, what="manifest").data
     except FileNotFoundError as e:
         raise CalibrationError(f"{path}: manifest missing; a calibration directory needs one") from e
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise CalibrationError(f"{path}: unreadable YAML ({' '.join(str(e).split())})") from e
     if not isinstance(document, dict):
         raise CalibrationError(f"{path}: expected a mapping of keys, got {type(document).__name__}")
     models: dict[Any, type[ArraysManifest] | type[ImagesManifest]] = {
         "arrays": ArraysManifest, "images": ImagesManifest,
     }
     kind = document.get("kind")
-    if kind not in models:
-        raise CalibrationError(f"{path}: key 'kind': {kind!r} is not one of 'arrays', 'images'")
+    if not isinstance(kind, str) or kind not in models:
+        shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:60] + "..."
+        raise CalibrationError(f"{path}: key 'kind': {shown} is not one of 'arrays', 'images'")
     try:
         return models[kind].model_validate(document)
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "<root>"
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise CalibrationError(f"{path}: key '{key}': {first['msg']}{more}") from e
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise CalibrationError(f"{path}: key '{key}': {message}{more}") from e
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -353,8 +386,7 @@ def load_calibration(
     patterns = [manifest.files] if manifest.files else (
         ["*.jpg", "*.jpeg", "*.png"] if isinstance(manifest, ImagesManifest) else ["*.npz"]
     )
-    files = sorted({p for pat in patterns for p in directory.glob(pat) if p.is_file()} - {
-        directory / "manifest.yaml"})
+    files = _files_inside(directory, patterns)
     if not files:
         raise CalibrationError(f"{directory}: key 'files': no file matches {' or '.join(patterns)}")
     if isinstance(manifest, ImagesManifest):
@@ -374,10 +406,34 @@ def load_calibration(
         if specs is not None:
             validate_samples(samples, specs, min_samples=min_samples, source_label=str(directory),
                              sample_labels=labels)
-    metadata = {"kind": manifest.kind, "description": manifest.description,
-                "source_url": manifest.source_url, "files": [f.name for f in files]}
+    root = directory.resolve()
+    hashes = {f.resolve().relative_to(root).as_posix(): sha256_file(f) for f in files}
+    metadata = {"kind": manifest.kind, "description": manifest.description, "source_url": manifest.source_url,
+                "files": list(hashes), "file_sha256": hashes, "files_sha256": files_digest(hashes)}
     return CalibrationSet(manifest.name, str(directory), tuple(samples), manifest.provenance,
                           manifest.licence, metadata)
+
+
+def _files_inside(directory: Path, patterns: Sequence[str]) -> list[Path]:
+    """The regular files the patterns match, sorted; each must resolve inside ``directory`` (a symlink, or a
+    symlinked sub-folder, pointing out of it is refused).  ``manifest.yaml`` is never a data file."""
+    root = directory.resolve()
+    manifest = root / "manifest.yaml"
+    found: set[Path] = set()
+    for pattern in patterns:
+        try:
+            matches = sorted(directory.glob(pattern))
+        except (ValueError, NotImplementedError, OSError) as e:
+            raise CalibrationError(f"{directory}: key 'files': pattern {pattern!r} cannot be used ({e})") from e
+        for path in matches:
+            resolved = path.resolve()
+            if not resolved.is_relative_to(root):
+                raise CalibrationError(
+                    f"{path}: resolves to {resolved}, outside the calibration folder {directory}; files "
+                    "(and symlinks) must stay inside the folder")
+            if resolved != manifest and path.is_file():
+                found.add(path)
+    return sorted(found)
 
 
 def _load_entry_point(
@@ -411,14 +467,46 @@ def _load_entry_point(
     return CalibrationSet(spec, spec, tuple(samples), f"entry point {spec}", "", {"kind": "entry-point"})
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), an empty one
+
+
+def _sniff(path: Path, head: bytes) -> str:
+    """What a file that is neither .npz nor .npy looks like, for the refusal message."""
+    if not head:
+        return "is empty (0 bytes)"
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return "is a Python pickle; refused, edgeopt never unpickles data files"
+    sample = head[:512]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        first = " ".join(text.split())[:40]
+        return f"is a text file (starts {first!r}), not a .npz or .npy array file"
+    kinds = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+             b"\x1f\x8b": "a gzip file", b"\x08": "a protobuf (an ONNX model?)"}
+    what = next((name for magic, name in kinds.items() if head.startswith(magic)), "binary data")
+    return f"holds {what}, not a .npz or .npy array file"
+
+
 def _load_array_file(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a .npz (by name) or .npy (under ``""``), fully read so truncation surfaces here."""
+    """Every array of a .npz (by name) or .npy (under ``""``), fully read so truncation surfaces here.
+
+    The first bytes decide what the file is (numpy's own sniffing would call a text file "pickled")."""
     try:  # we own the handle: np.load(path) leaks it when a truncated zip fails to open
         with path.open("rb") as handle:
-            if path.suffix == ".npy":
+            head = handle.read(512)
+            handle.seek(0)
+            if head.startswith(_NPY_MAGIC):
                 return {"": np.load(handle, allow_pickle=False)}
+            if not head.startswith(_ZIP_MAGIC):
+                raise CalibrationError(f"{path}: {_sniff(path, head)}")
             with np.load(handle, allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
+    except CalibrationError:
+        raise
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise CalibrationError(
