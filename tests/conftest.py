@@ -20,6 +20,12 @@ from tests import zoo
 MakeCalibration = Callable[..., CalibrationSet]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "aarch64: in the subset scripts/aarch64_emulated.sh runs on arm64 under qemu (no torch, no timing)"
+    )
+
+
 @pytest.fixture(scope="session")
 def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("zoo")
