@@ -110,6 +110,7 @@ def test_no_ci_inconclusive_says_samples_for_ci() -> None:
     assert "40 samples" in check.sentence and "at least 72" in check.sentence
 
 
+@pytest.mark.aarch64
 def test_real_samples_pass_fail_inconclusive() -> None:
     x = np.linspace(5.0, 10.0, 1000)  # value at rank r is 5 + 5*(r-1)/999
     latency = summarize(x)
@@ -197,6 +198,7 @@ def test_unknown_metric_and_bad_limit() -> None:
         _gate({"min_cosine": 1.5}, None)  # a share: at most 1
 
 
+@pytest.mark.aarch64
 def test_overall_verdict_precedence() -> None:
     def res(*verdicts: Verdict) -> GateResult:
         checks = tuple(BudgetCheck("p95_ms", 8.0, 1.0, None, None, v, v.value) for v in verdicts)
@@ -248,6 +250,7 @@ def _invalid(host_matches: bool = True, proxy: bool = False, value: float = 9.3)
     )
 
 
+@pytest.mark.aarch64
 def test_invalid_measurement_is_never_pass_or_fail() -> None:
     for value in (9.3, 7.0):  # would fail / would pass
         r = _invalid(value=value)

@@ -66,6 +66,7 @@ def produced(results: dict[str, Variant | VariantFailure], name: str) -> Variant
 # ------------------------------------------------------------------------------------ the default set
 
 
+@pytest.mark.aarch64
 def test_every_default_variant_is_made_and_runs(
     conv_model: Path, conv_variants: dict[str, Variant | VariantFailure], conv_calibration: CalibrationSet
 ) -> None:
@@ -103,6 +104,7 @@ def test_fp16_variant_stores_half_precision_weights(
     assert weights["conv.weight"].data_type == TensorProto.FLOAT16
 
 
+@pytest.mark.aarch64
 def test_int8_static_is_symmetric_int8_qdq_with_per_channel_weights(
     conv_variants: dict[str, Variant | VariantFailure],
 ) -> None:
@@ -162,6 +164,7 @@ def test_entropy_variant_is_not_the_minmax_variant(
 # ------------------------------------------------------------------------------ reuse and provenance
 
 
+@pytest.mark.aarch64
 def test_remaking_a_variant_is_byte_identical(
     conv_model: Path,
     conv_variants: dict[str, Variant | VariantFailure],
@@ -208,6 +211,7 @@ def test_provenance_records_parent_recipe_and_calibration(
 # ---------------------------------------------------------------------------------- quantizer failures
 
 
+@pytest.mark.aarch64
 def test_nan_activation_names_the_variant_and_the_node(
     nan_model: Path, make_calibration: MakeCalibration, tmp_path: Path
 ) -> None:

@@ -109,6 +109,7 @@ def _validate(xml_text: str) -> ET.Element:
 
 
 @pytest.mark.slow
+@pytest.mark.aarch64
 def test_junit_has_one_case_per_budget_and_validates(run: RunData) -> None:
     root = _validate(render_junit(run))
     cases = root.findall(".//testcase")
@@ -145,6 +146,7 @@ def test_junit_maps_inconclusive_to_skipped_and_failed_measurements_to_errors(ru
 
 
 @pytest.mark.slow
+@pytest.mark.aarch64
 def test_results_csv_has_every_statistic_per_measurement(run: RunData) -> None:
     rows = list(csv.DictReader(io.StringIO(render_results_csv(run))))
     assert tuple(rows[0]) == RESULT_COLUMNS
@@ -169,6 +171,7 @@ def test_samples_csv_is_long_format(run: RunData, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.aarch64
 def test_markdown_has_a_github_table_and_the_verdict(run: RunData) -> None:
     text = render_run_markdown(run)
     assert "**verdict: FAIL (exit 1)" in text
@@ -236,6 +239,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.mark.slow
+@pytest.mark.aarch64
 def test_html_is_self_contained(run: RunData) -> None:
     text = render_html(run)
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)  # every image is a data: URI, no links

@@ -110,6 +110,7 @@ def sitecustomize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
+@pytest.mark.aarch64
 def test_measurement_of_a_tiny_model(conv_model: Path, fast_profile: HardwareProfile, tmp_path: Path) -> None:
     result = measure(conv_model, fast_profile, tmp_path / "work")
     assert result.ok, result.failure
@@ -135,6 +136,7 @@ def test_measurement_of_a_tiny_model(conv_model: Path, fast_profile: HardwarePro
     assert leftovers == ["inputs.npz"], "the job and result files of the worker were left behind"
 
 
+@pytest.mark.aarch64
 def test_shipped_host_cpu_profile_drives_the_worker(identity_model: Path, tmp_path: Path) -> None:
     """The shipped profile's settings, with a shorter time cap so the test stays quick."""
     shipped = load_profile("host-cpu")
@@ -150,6 +152,7 @@ def test_shipped_host_cpu_profile_drives_the_worker(identity_model: Path, tmp_pa
     assert result.torch_imported is False
 
 
+@pytest.mark.aarch64
 def test_unsupported_operator_is_a_backend_failure(
     custom_op_model: Path, fast_profile: HardwareProfile, tmp_path: Path
 ) -> None:
@@ -161,6 +164,7 @@ def test_unsupported_operator_is_a_backend_failure(
     assert result.failure.returncode not in (0, None)
 
 
+@pytest.mark.aarch64
 def test_worker_segfault_is_a_crash(
     conv_model: Path,
     fast_profile: HardwareProfile,
@@ -199,6 +203,7 @@ def test_hung_worker_times_out(
     assert "worker_timeout_s=1" in result.failure.message
 
 
+@pytest.mark.aarch64
 def test_missing_execution_provider_is_a_provider_fallback_failure(conv_model: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
