@@ -21,7 +21,14 @@ import psutil
 
 from edgeopt.core.isa import native_precisions, pair_sums_saturate
 
-__all__ = ["HostFingerprint", "host_fingerprint", "int8_pair_sums_saturate", "normalise_arch", "precision_support"]
+__all__ = [
+    "HostFingerprint",
+    "fingerprint_from_root",
+    "host_fingerprint",
+    "int8_pair_sums_saturate",
+    "normalise_arch",
+    "precision_support",
+]
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 
@@ -56,9 +63,12 @@ _ARM_PARTS = {
     "0xd4f": "Neoverse-V2",
 }
 
-_CPUINFO = Path("/proc/cpuinfo")
-_DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
-_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+# Where the identity files are, relative to the root of a file system ("/" on the running host).
+_CPUINFO = Path("proc/cpuinfo")
+_DEVICE_TREE_MODEL = Path("proc/device-tree/model")
+_MEMINFO = Path("proc/meminfo")
+_TEGRA_RELEASE = Path("etc/nv_tegra_release")
+_ROOT = Path("/")
 
 
 def normalise_arch(machine: str) -> str:
@@ -141,8 +151,9 @@ def _cpuinfo_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def _cpu_model(fields: dict[str, str]) -> str:
-    """x86 'model name'; on ARM the core named from 'CPU part' (plus 'Hardware' when the kernel gives it)."""
+def _cpu_model(fields: dict[str, str], *, this_host: bool = True) -> str:
+    """x86 'model name'; on ARM the core named from 'CPU part' (plus 'Hardware' when the kernel gives a real one).
+    With neither, this host's ``platform`` names it (``this_host``), else 'unknown'."""
     if fields.get("model name"):
         return fields["model name"]
     part = fields.get("cpu part", "").lower()
@@ -150,10 +161,16 @@ def _cpu_model(fields: dict[str, str]) -> str:
     if core is None and part:
         core = f"ARM CPU part {part}"
     hardware = fields.get("hardware", "")
+    if fields.get("model", "").startswith("Raspberry Pi"):
+        # Raspberry Pi kernels write 'Hardware : BCM2835' on every model, a Pi 5's BCM2712 included
+        # (raspberrypi/bookworm-feedback issue 129): it names no SoC, so it is left out.
+        hardware = ""
     if core and hardware:
         return f"{core} ({hardware})"
     if core or hardware:
         return core or hardware
+    if not this_host:
+        return "unknown"
     return platform.processor() or platform.machine() or "unknown"
 
 
@@ -162,8 +179,32 @@ def _cpu_flags(fields: dict[str, str]) -> tuple[str, ...]:
     return tuple(sorted(set(raw.split())))
 
 
-def _device_model() -> str | None:
-    text = _read_text(_DEVICE_TREE_MODEL)
+def _cpuinfo_arch(fields: dict[str, str]) -> str:
+    """The architecture a /proc/cpuinfo text describes: x86 kernels write 'flags', arm64 kernels
+    'CPU architecture: 8' and 'Features' with asimd ('unknown' for anything else)."""
+    if "flags" in fields:
+        return "x86_64"
+    if fields.get("cpu architecture", "").startswith("8") or "asimd" in fields.get("features", "").split():
+        return "aarch64"
+    return "unknown"
+
+
+def _cpuinfo_processors(text: str) -> int:
+    """The 'processor' entries of a /proc/cpuinfo text (one per online logical CPU)."""
+    return sum(1 for line in text.splitlines() if line.partition(":")[0].strip().lower() == "processor")
+
+
+def _meminfo_gb(text: str | None) -> float:
+    """MemTotal of a /proc/meminfo text in GiB (0.0 when absent)."""
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "MemTotal" and value.split():
+            return round(int(value.split()[0]) * 1024 / 2**30, 2)
+    return 0.0
+
+
+def _device_model(root: Path = _ROOT) -> str | None:
+    text = _read_text(root / _DEVICE_TREE_MODEL)
     if text is None:
         return None
     model = text.replace("\x00", "").strip()
@@ -189,16 +230,16 @@ def _nvidia_smi_gpus() -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _jetson_gpu(device_model: str | None) -> str | None:
+def _jetson_gpu(device_model: str | None, root: Path = _ROOT) -> str | None:
     """A Jetson's integrated GPU is invisible to nvidia-smi on older JetPacks; name it from the board."""
-    is_jetson = (device_model is not None and "jetson" in device_model.lower()) or _TEGRA_RELEASE.exists()
+    is_jetson = (device_model is not None and "jetson" in device_model.lower()) or (root / _TEGRA_RELEASE).exists()
     if not is_jetson:
         return None
     return f"{device_model or 'NVIDIA Jetson'} integrated GPU"
 
 
 def _collect() -> HostFingerprint:
-    fields = _cpuinfo_fields(_read_text(_CPUINFO) or "")
+    fields = _cpuinfo_fields(_read_text(_ROOT / _CPUINFO) or "")
     device_model = _device_model()
     gpus = _nvidia_smi_gpus()
     jetson = _jetson_gpu(device_model)
@@ -228,6 +269,37 @@ def _collect() -> HostFingerprint:
 def host_fingerprint() -> HostFingerprint:
     """The fingerprint of this host (computed once per process)."""
     return _collect()
+
+
+def fingerprint_from_root(root: str | os.PathLike[str]) -> HostFingerprint:
+    """The fingerprint of the machine whose identity files are copied under ``root``, laid out as on it
+    (``proc/cpuinfo``, ``proc/device-tree/model``, ``proc/meminfo``, ``etc/nv_tegra_release``; any may be
+    missing): how edgeopt identifies a board, checked on another machine (tests/data/boards).
+
+    CPU model, flags and device model are read as :func:`host_fingerprint` reads them; what the running
+    system would otherwise tell comes from the files too: the architecture from the cpuinfo text, the
+    logical cores from its ``processor`` entries (0 when it has none), memory from ``MemTotal`` (0.0 when
+    absent). No GPU query is run; a Jetson's integrated GPU is named as on the board. The hostname is the
+    folder's name; OS fields are empty.
+    """
+    base = Path(root)
+    text = _read_text(base / _CPUINFO) or ""
+    fields = _cpuinfo_fields(text)
+    device_model = _device_model(base)
+    jetson = _jetson_gpu(device_model, base)
+    return HostFingerprint(
+        hostname=base.name,
+        os="",
+        os_release="",
+        arch=_cpuinfo_arch(fields),
+        cpu_model=_cpu_model(fields, this_host=False),
+        cpu_flags=_cpu_flags(fields),
+        logical_cores=_cpuinfo_processors(text),
+        physical_cores=None,
+        memory_total_gb=_meminfo_gb(_read_text(base / _MEMINFO)),
+        gpus=() if jetson is None else (jetson,),
+        device_model=device_model,
+    )
 
 
 def precision_support(host: HostFingerprint) -> dict[str, bool]:
