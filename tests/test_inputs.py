@@ -115,3 +115,89 @@ def test_a_multi_input_eval_set_feeds_each_input_by_name(tmp_path: Path) -> None
                                                                             "scale": (6, 1, 5, 1)}
     fp32 = next(m for m in result.measurements if m.variant_name == "fp32")
     assert fp32.input_shapes == {"ids": [1, 5], "scale": [1, 5, 1]}  # the eval samples fixed batch and tokens
+
+
+# ------------------------------------------------------------------------------------- size cap, dtypes
+
+
+def test_an_input_over_the_size_cap_is_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    from edgeopt.errors import InputRejectedError
+    from edgeopt.models.export import random_feeds
+
+    specs = input_specs(onnx.load(str(zoo.dynamic_conv_model(tmp_path / "dyn.onnx"))))
+    huge = [InputSpec("input", (1, 3, 100000, 100000), "float32")]
+    with pytest.raises(InputRejectedError) as caught:
+        resolve_shapes(specs, given=huge, where="dyn.onnx on profile p", max_input_mb=1024)
+    message = str(caught.value)
+    assert caught.value.exit_code == 3 and "\n" not in message
+    assert message.startswith("dyn.onnx on profile p: input 'input' of shape [1, 3, 100000, 100000] float32 would "
+                              "take 111.8 GiB, over the cap of 1024 MiB per input (the profile's bench.max_input_mb)")
+    assert "raise bench.max_input_mb" in message
+    (fits,) = resolve_shapes(specs, given=[InputSpec("input", (1, 3, 64, 64), "float32")], max_input_mb=0.05)
+    assert fits.shape == (1, 3, 64, 64)  # 48 KiB <= 51.2 KiB
+    with pytest.raises(InputRejectedError, match=r"would take 48\.0 KiB, over the cap of 0\.04 MiB"):
+        resolve_shapes(specs, given=[InputSpec("input", (1, 3, 64, 64), "float32")], max_input_mb=0.04)
+    assert not resolve_shapes(specs, strict=False, max_input_mb=0.001)[0].complete  # unresolved: nothing to size
+    for make in (lambda: synthetic_feeds(huge), lambda: random_feeds(huge, seed=0)):  # the default cap: 1024 MiB
+        with pytest.raises(InputRejectedError, match="input 'input' of shape"):
+            make()
+    big = [InputSpec("x", (1, 1024, 1024), "float16")]  # 2 MiB
+    with pytest.raises(InputRejectedError, match="float16 would take 2.0 MiB"):
+        synthetic_feeds(big, max_input_mb=1)
+    assert synthetic_feeds(big, max_input_mb=None)["x"].dtype == np.float16
+
+
+def test_synthetic_data_is_made_in_the_input_dtype_without_a_float64_copy() -> None:
+    import tracemalloc
+
+    for dtype, values in (("float32", 1 << 24), ("float16", 1 << 24)):
+        tracemalloc.start()
+        try:
+            feeds = synthetic_feeds([InputSpec("x", (1, values), dtype)], max_input_mb=None)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        made = feeds["x"]
+        assert made.dtype == np.dtype(dtype) and made.shape == (1, values)
+        assert peak < made.nbytes * 1.6, f"{dtype}: peak {peak / 2**20:.0f} MiB for {made.nbytes / 2**20:.0f} MiB"
+        assert 0.9 < float(np.std(made[0, :100_000].astype(np.float32))) < 1.1
+    kinds = synthetic_feeds([InputSpec("i", (3, 4), "int32"), InputSpec("u", (5,), "uint8"),
+                             InputSpec("b", (6,), "bool"), InputSpec("d", (2,), "float64")])
+    assert {name: array.dtype.name for name, array in kinds.items()} == {
+        "i": "int32", "u": "uint8", "b": "bool", "d": "float64"}
+    again = synthetic_feeds([InputSpec("i", (3, 4), "int32"), InputSpec("u", (5,), "uint8"),
+                             InputSpec("b", (6,), "bool"), InputSpec("d", (2,), "float64")])
+    assert all(np.array_equal(kinds[n], again[n]) for n in kinds)  # seeded
+
+
+@pytest.mark.parametrize(("images", "spec", "phrase"), [
+    (np.zeros((4, 1, 16, 16), np.float32), InputSpec("input", ("N", 3, "H", "W"), "float32"),
+     "input 'input': samples of shape [1, 1, 16, 16] do not fit the model's ['N', 3, 'H', 'W'] "
+     "(dimension 1 must be 3)"),
+    (np.zeros((4, 16), np.float32), InputSpec("input", (1, 3, 16, 16), "float32"),
+     "input 'input': samples of shape [16] do not fit the model's [1, 3, 16, 16] (rank 1, the model wants rank 4)"),
+    (np.full((2, 1, 5), 1.5), InputSpec("ids", ("batch", "tokens"), "int64"),
+     "input 'ids': float64 values cannot feed an input of dtype int64 (store the integers it expects)"),
+    (np.full((2, 1, 5), 70000, np.int64), InputSpec("ids", ("batch", "tokens"), "int16"),
+     "input 'ids': values 70000..70000 do not fit the input's int16 (-32768..32767)"),
+    (np.full((2, 1, 4), 1e6, np.float32), InputSpec("x", (1, 4), "float16"),
+     "input 'x': values up to 1e+06 overflow the input's float16 (largest 65504)"),
+])
+def test_eval_samples_that_do_not_fit_an_input_are_exit_3_naming_the_file(
+        images: np.ndarray, spec: InputSpec, phrase: str) -> None:
+    from edgeopt.errors import CalibrationError
+    from edgeopt.models.inputs import stacked_feeds
+
+    with pytest.raises(CalibrationError) as caught:
+        stacked_feeds(images, spec, "eval.npz")
+    assert caught.value.exit_code == 3
+    assert str(caught.value) == f"eval.npz: {phrase}"
+
+
+def test_eval_samples_that_fit_are_cast_to_the_input_dtype() -> None:
+    from edgeopt.models.inputs import stacked_feeds
+
+    ids = stacked_feeds(np.arange(10, dtype=np.int64).reshape(2, 1, 5), InputSpec("ids", ("b", "t"), "int32"))
+    assert ids.dtype == np.int32 and ids.shape == (2, 1, 5)
+    images = stacked_feeds(np.zeros((3, 3, 8, 8)), InputSpec("x", ("N", 3, "H", "W"), "float16"))
+    assert images.dtype == np.float16 and images.shape == (3, 1, 3, 8, 8)

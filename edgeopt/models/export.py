@@ -17,6 +17,7 @@ from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
 from edgeopt.errors import ExportError, first_line
 from edgeopt.models.calibration import InputSpec
 from edgeopt.models.graph import cpu_session
+from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal
 
 if TYPE_CHECKING:
     import torch
@@ -60,19 +61,25 @@ def _version(package: str) -> str | None:
         return None
 
 
-def random_feeds(specs: list[InputSpec], seed: int, batch: int = 1) -> dict[str, np.ndarray]:
-    """Seeded random inputs for the given specs; a symbolic dimension becomes ``batch``."""
+def random_feeds(specs: list[InputSpec], seed: int, batch: int = 1,
+                 max_input_mb: float | None = DEFAULT_MAX_INPUT_MB) -> dict[str, np.ndarray]:
+    """Seeded random inputs for the given specs, made in each input's dtype; a symbolic dimension becomes
+    ``batch``.  An input over ``max_input_mb`` MiB is refused before anything is allocated (exit 3)."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
-    for spec in specs:
-        shape = tuple(d if isinstance(d, int) else batch for d in spec.shape)
+    concrete = [InputSpec(s.name, tuple(d if isinstance(d, int) and d > 0 else batch for d in s.shape), s.dtype)
+                for s in specs]
+    if max_input_mb is not None:
+        check_input_sizes(concrete, max_input_mb)
+    for spec in concrete:
+        shape = tuple(int(d) for d in spec.shape)
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[spec.name] = standard_normal(rng, shape, dtype)
         elif dtype.kind in "iu":
-            feeds[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
+            feeds[spec.name] = rng.integers(0, 10, size=shape, dtype=dtype)
         elif dtype.kind == "b":
-            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
+            feeds[spec.name] = rng.integers(0, 2, size=shape, dtype=np.uint8).view(np.bool_)
         else:
             raise ExportError(f"input '{spec.name}': cannot generate random data of dtype {spec.dtype}")
     return feeds
