@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.errors import EXIT_INPUT_REJECTED, ModelFileError
-from edgeopt.models.graph import TensorInfo, inspect_model, load_model
+from edgeopt.models.graph import TensorInfo, cpu_session, inspect_model, load_model
 from tests import zoo
 
 LFS_POINTER = (
@@ -131,6 +133,103 @@ def test_external_data_size_is_counted(tmp_path: Path) -> None:
     info = inspect_model(model_path)
     assert info.size_bytes == model_path.stat().st_size + zoo.EXTERNAL_WEIGHT.nbytes
     assert info.parameter_count == zoo.EXTERNAL_WEIGHT.size
+
+
+def _edited_external(tmp_path: Path, **fields: str) -> Path:
+    """An external-data model whose tensor's ``offset``/``length`` entries are rewritten (the data: 64 bytes)."""
+    path = zoo.external_data_model(tmp_path / "model", "weights.bin")
+    model = onnx.load(str(path), load_external_data=False)
+    entries = model.graph.initializer[0].external_data
+    for key, value in fields.items():
+        entry = next((e for e in entries if e.key == key), None) or entries.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(("fields", "phrase"), [
+    ({"offset": "65"}, "offset 65 is past the end of the file (64 bytes)"),
+    ({"length": "65"}, "offset 0 + length 65 runs past the end of the file (64 bytes)"),
+    ({"offset": "32", "length": "64"}, "offset 32 + length 64 runs past the end of the file (64 bytes)"),
+    ({"offset": "0", "length": "32"}, "holds 32 bytes from offset 0, the tensor's dims [4, 4] need 64"),
+    ({"offset": "2e3"}, "offset '2e3' is not an integer"),
+    ({"length": "-1"}, "negative length -1"),
+], ids=["offset", "length", "offset+length", "short", "not-int", "negative"])
+def test_external_data_past_the_end_of_its_file_is_refused(tmp_path: Path, fields: dict[str, str],
+                                                           phrase: str) -> None:
+    path = _edited_external(tmp_path, **fields)
+    message = str(rejected(path))
+    assert f"initializer 'w' external data location 'weights.bin': {phrase}" in message
+
+
+def test_hard_linked_external_data_is_refused(tmp_path: Path) -> None:
+    path = zoo.external_data_model(tmp_path / "model", "weights.bin")
+    os.link(tmp_path / "model" / "weights.bin", tmp_path / "elsewhere.bin")
+    assert "the file has 2 hard links; refused" in str(rejected(path))
+
+
+def test_a_symlinked_model_reads_external_data_beside_its_target(tmp_path: Path) -> None:
+    """What is checked is what the runtime opens: the resolved model's folder."""
+    target = zoo.external_data_model(tmp_path / "real", "weights.bin")
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "model.onnx"
+    link.symlink_to(target)
+    (weight,) = load_model(link).graph.initializer
+    np.testing.assert_array_equal(numpy_helper.to_array(weight), zoo.EXTERNAL_WEIGHT)
+    (out,) = cpu_session(link).run(None, {"input": np.ones((1, 4), np.float32)})
+    np.testing.assert_allclose(out, np.ones((1, 4), np.float32) @ zoo.EXTERNAL_WEIGHT)
+    assert inspect_model(link).size_bytes == target.stat().st_size + zoo.EXTERNAL_WEIGHT.nbytes
+    (tmp_path / "real" / "weights.bin").rename(tmp_path / "links" / "weights.bin")  # beside the link only
+    message = str(rejected(link))
+    assert "external data file is missing" in message and f"beside {target}" in message
+
+
+def _model_with_weight(path: Path, weight: np.ndarray, op: str = "MatMul") -> Path:
+    elem = helper.np_dtype_to_tensor_dtype(weight.dtype)
+    graph = helper.make_graph([helper.make_node(op, ["input", "w"], ["output"])], "g",
+                              [helper.make_tensor_value_info("input", elem, [1, 4])],
+                              [helper.make_tensor_value_info("output", elem, [1, 4])],
+                              [numpy_helper.from_array(weight, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+@pytest.mark.parametrize(("bad", "phrase"), [
+    (float("nan"), "initializer 'w' holds 2 NaN value(s) of 16; a model with NaN weights computes garbage"),
+    (float("-inf"), "initializer 'w' holds 2 ±Inf value(s) of 16 and is read as a weight"),
+], ids=["nan", "inf"])
+def test_non_finite_weights_are_refused_naming_the_initializer(tmp_path: Path, dtype: str, bad: float,
+                                                               phrase: str) -> None:
+    weight = np.ones((4, 4), dtype)
+    weight[0, 1] = weight[3, 3] = bad
+    assert phrase in str(rejected(_model_with_weight(tmp_path / "w.onnx", weight)))
+
+
+def test_non_finite_checks_read_every_storage_and_spare_masks(tmp_path: Path) -> None:
+    mask = np.zeros((1, 4), np.float32)
+    mask[0, 3] = -np.inf  # an additive mask: -inf is how it says "never"
+    load_model(_model_with_weight(tmp_path / "mask.onnx", mask, op="Add"))
+    mask[0, 2] = np.nan
+    assert "holds 1 NaN value(s)" in str(rejected(_model_with_weight(tmp_path / "mask.onnx", mask, op="Add")))
+    for kind in (TensorProto.FLOAT, TensorProto.BFLOAT16, TensorProto.FLOAT16):  # float_data / int32_data bits
+        tensor = helper.make_tensor("w", kind, [4], [1.0, float("nan"), 2.0, 3.0])
+        assert not tensor.HasField("raw_data")
+        graph = helper.make_graph([helper.make_node("Add", ["input", "w"], ["output"])], "g",
+                                  [helper.make_tensor_value_info("input", kind, [4])],
+                                  [helper.make_tensor_value_info("output", kind, [4])], [tensor])
+        path = tmp_path / f"typed{kind}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+        assert "initializer 'w' holds 1 NaN value(s) of 4" in str(rejected(path))
+
+
+def test_nan_in_external_data_is_found_once_it_is_loaded(tmp_path: Path) -> None:
+    path = zoo.external_data_model(tmp_path / "model", "weights.bin")
+    data = bytearray((tmp_path / "model" / "weights.bin").read_bytes())
+    data[4:8] = np.array([np.nan], np.float32).tobytes()
+    (tmp_path / "model" / "weights.bin").write_bytes(bytes(data))
+    assert "initializer 'w' holds 1 NaN value(s) of 16" in str(rejected(path))
+    load_model(path, load_external_data=False)  # not loaded: not read, not judged
 
 
 # ----------------------------------------------------------------------------------------- inspection

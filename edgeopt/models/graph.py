@@ -1,8 +1,14 @@
 """ONNX files: safe loading (rejecting what must not be loaded) and inspection.
 
 ``load_model`` is the only way edgeopt opens a user's ONNX file.  It refuses missing,
-empty, truncated and non-ONNX files, Git LFS pointers, and external data that points
-outside the model's folder, each with one line naming the file and what is wrong.
+empty, truncated and non-ONNX files, Git LFS pointers, external data that points outside
+the model's folder, is hard-linked, or whose offset/length run past the end of its file,
+and float initializers holding NaN (or ±Inf where a weight is read), each with one line
+naming the file and what is wrong (``ModelFileError``, exit 3).
+
+A model path that is a symlink is resolved first: external data is looked up beside the
+*resolved* file, which is what the runtime and the quantizer open (``make_variant`` and
+:func:`cpu_session` resolve the path too).
 """
 
 from __future__ import annotations
@@ -41,14 +47,47 @@ def _check_file(path: Path) -> None:
         )
 
 
-def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
-    base = path.parent.resolve()
+def _external_info(tensor: onnx.TensorProto, where: str) -> tuple[str, int, int | None]:
+    """(location, offset, length or None) of an external tensor; a non-integer field is refused."""
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    numbers: dict[str, int | None] = {}
+    for key in ("offset", "length"):
+        text = info.get(key)
+        try:
+            numbers[key] = None if text in (None, "") else int(text)  # type: ignore[arg-type]
+        except ValueError:
+            raise ModelFileError(f"{where}: {key} {text!r} is not an integer") from None
+        value = numbers[key]
+        if value is not None and value < 0:
+            raise ModelFileError(f"{where}: negative {key} {value}")
+    return info.get("location", ""), numbers["offset"] or 0, numbers["length"]
+
+
+def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes a tensor's dims and type take, for fixed-width types (None for strings and packed 4-bit types)."""
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    if tensor.data_type in _PACKED_TYPES or tensor.data_type == onnx.TensorProto.STRING:
+        return None
+    return math.prod(int(d) for d in tensor.dims) * itemsize
+
+
+_PACKED_TYPES = {getattr(onnx.TensorProto, name) for name in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2")
+                 if hasattr(onnx.TensorProto, name)}
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path, real: Path) -> None:
+    """Every external tensor's file: relative, inside the (resolved) model's folder, not a symlink or hard
+    link, and long enough for its offset, length and dims; ``path`` is named, ``real`` is where it is read."""
+    base = real.parent
     for tensor in external_data_helper._get_all_tensors(model):
         if not external_data_helper.uses_external_data(tensor):
             continue
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
+        location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
         where = f"{path}: initializer '{tensor.name}' external data location '{location}'"
+        location, offset, length = _external_info(tensor, where)
         if not location:
             raise ModelFileError(f"{where}: empty location")
         if os.path.isabs(location) or Path(location).is_absolute():
@@ -56,33 +95,131 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
         if ".." in Path(location).parts:
             raise ModelFileError(f"{where}: points outside the model's folder ('..' is refused)")
         target = base / location
+        beside = f" (beside {real}, the file {path} links to)" if str(real) != os.path.abspath(path) else ""
         if target.is_symlink() or not target.resolve().is_relative_to(base):
-            raise ModelFileError(f"{where}: symlinks and paths resolving outside the model's folder are refused")
+            raise ModelFileError(
+                f"{where}: symlinks and paths resolving outside the model's folder are refused{beside}")
         if not target.is_file():
-            raise ModelFileError(f"{where}: external data file is missing")
+            raise ModelFileError(f"{where}: external data file is missing{beside}")
+        stat = target.stat()
+        if stat.st_nlink > 1:
+            raise ModelFileError(f"{where}: the file has {stat.st_nlink} hard links; refused (a hard link can "
+                                 "expose a file from outside the model's folder): keep a plain copy beside the model")
+        size = stat.st_size
+        if offset > size:
+            raise ModelFileError(f"{where}: offset {offset} is past the end of the file ({size} bytes): "
+                                 "truncated or mismatched external data")
+        available = size - offset
+        if length is not None and length > available:
+            raise ModelFileError(f"{where}: offset {offset} + length {length} runs past the end of the file "
+                                 f"({size} bytes): truncated or mismatched external data")
+        expected = _expected_bytes(tensor)
+        stored = length if length is not None else available
+        if expected is not None and stored < expected:
+            raise ModelFileError(f"{where}: holds {stored} bytes from offset {offset}, the tensor's dims "
+                                 f"{list(tensor.dims)} need {expected}: truncated or mismatched external data")
+
+
+# float16 / bfloat16: (little-endian raw dtype, exponent mask, mantissa mask)
+_FLOAT_BITS: dict[int, tuple[str, int, int]] = {
+    onnx.TensorProto.FLOAT16: ("<u2", 0x7C00, 0x03FF),
+    onnx.TensorProto.BFLOAT16: ("<u2", 0x7F80, 0x007F),
+}
+_FLOAT_NATIVE: dict[int, str] = {onnx.TensorProto.FLOAT: "<f4", onnx.TensorProto.DOUBLE: "<f8"}
+# ops that compute with every input: an Inf there is garbage, unlike an Inf mask fed to Add/Where/Clip/Max
+_WEIGHT_OPS = {"Conv", "ConvTranspose", "ConvInteger", "Gemm", "MatMul", "BatchNormalization",
+               "InstanceNormalization", "LayerNormalization", "GroupNormalization", "LSTM", "GRU", "RNN", "Einsum"}
+_CHUNK = 1 << 24
+
+
+def _nonfinite_counts(tensor: onnx.TensorProto) -> tuple[int, int]:
+    """(NaN count, ±Inf count) of a float initializer held in the proto, read in bounded chunks."""
+    kind = tensor.data_type
+    values: np.ndarray
+    if tensor.HasField("raw_data"):
+        raw = tensor.raw_data
+        values = np.frombuffer(raw, dtype=_FLOAT_NATIVE.get(kind) or _FLOAT_BITS[kind][0])
+    elif kind == onnx.TensorProto.FLOAT:
+        values = np.asarray(tensor.float_data, dtype=np.float32)
+    elif kind == onnx.TensorProto.DOUBLE:
+        values = np.asarray(tensor.double_data, dtype=np.float64)
+    else:  # float16 / bfloat16 bits in int32_data
+        values = np.asarray(tensor.int32_data, dtype=np.int64).astype(np.uint16)
+    nan = inf = 0
+    for start in range(0, values.size, _CHUNK):
+        chunk = values[start:start + _CHUNK]
+        if kind in _FLOAT_NATIVE:
+            nan += int(np.count_nonzero(np.isnan(chunk)))
+            inf += int(np.count_nonzero(np.isinf(chunk)))
+        else:
+            _, exponent, mantissa = _FLOAT_BITS[kind]
+            special = (chunk & exponent) == exponent
+            with_mantissa = (chunk & mantissa) != 0
+            nan += int(np.count_nonzero(special & with_mantissa))
+            inf += int(np.count_nonzero(special & ~with_mantissa))
+    return nan, inf
+
+
+def _check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse a float initializer holding NaN (anywhere) or ±Inf (read by a weighted op), naming it; an
+    initializer whose external data is not loaded is skipped."""
+    weights: set[str] = set()
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            if node.op_type in _WEIGHT_OPS:
+                weights.update(node.input)
+            graphs += [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+    for tensor in external_data_helper._get_initializer_tensors(model):
+        if tensor.data_type not in _FLOAT_NATIVE and tensor.data_type not in _FLOAT_BITS:
+            continue
+        if external_data_helper.uses_external_data(tensor):
+            continue
+        nan, inf = _nonfinite_counts(tensor)
+        total = math.prod(int(d) for d in tensor.dims)
+        if nan:
+            raise ModelFileError(f"{path}: initializer '{tensor.name}' holds {nan} NaN value(s) of {total}; a model "
+                                 "with NaN weights computes garbage (re-export it from a healthy checkpoint)")
+        if inf and tensor.name in weights:
+            raise ModelFileError(f"{path}: initializer '{tensor.name}' holds {inf} ±Inf value(s) of {total} and is "
+                                 "read as a weight; the model computes garbage (re-export it from a healthy "
+                                 "checkpoint)")
 
 
 def load_model(path: Path | str, *, load_external_data: bool = True, check: bool = True) -> onnx.ModelProto:
-    """Load an ONNX model after validating the file; raise ``ModelFileError`` on anything unsafe."""
+    """Load an ONNX model after validating the file; raise ``ModelFileError`` on anything unsafe.
+
+    External data is checked and read beside the resolved file (a symlinked model's target folder);
+    float initializers in the proto (external ones once loaded) are checked for NaN and weight ±Inf."""
     path = Path(path)
     _check_file(path)
+    real = path.resolve()
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError) as error:
+        model = onnx.load(str(real), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, EOFError) as error:
         raise ModelFileError(
             f"{path}: not a valid ONNX model (protobuf parse failed: truncated or not ONNX): {error}"
         ) from error
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read the model file: {error}") from error
     if not model.graph.node and not model.graph.output:
         raise ModelFileError(f"{path}: parsed, but holds no graph (not an ONNX model?)")
-    _check_external_data(model, path)
+    _check_external_data(model, path, real)
     if load_external_data:
-        external_data_helper.load_external_data_for_model(model, str(path.parent))
+        try:
+            external_data_helper.load_external_data_for_model(model, str(real.parent))
+        except Exception as error:  # noqa: BLE001 - whatever onnx raises here, the file is at fault
+            raise ModelFileError(f"{path}: cannot read its external data: {first_line(error)}") from error
+    _check_finite_weights(model, path)
     if check:
         try:
-            onnx.checker.check_model(str(path))
+            onnx.checker.check_model(str(real))
         except onnx.checker.ValidationError as error:
             first = first_line(error)
             raise ModelFileError(f"{path}: onnx.checker rejected the model: {first}") from error
+        except Exception as error:  # noqa: BLE001 - anything else the checker raises is about the file too
+            raise ModelFileError(f"{path}: onnx.checker could not check the model: {first_line(error)}") from error
     return model
 
 
@@ -121,7 +258,7 @@ def output_specs(model: onnx.ModelProto) -> list[InputSpec]:
 
 def model_size_bytes(path: Path) -> int:
     """Size on disk of the model file plus its external data files."""
-    path = Path(path)
+    path = Path(path).resolve()  # external data sits beside the resolved file (load_model)
     total = path.stat().st_size
     model = onnx.load(str(path), load_external_data=False)
     seen: set[str] = set()
@@ -275,7 +412,8 @@ def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "
     options.log_severity_level = log_severity
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # the resolved file, as load_model checks it: external data sits beside a symlinked model's target
+    return ort.InferenceSession(str(Path(path).resolve()), options, providers=["CPUExecutionProvider"])
 
 
 _SHAPE_ONLY_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "Softmax",
