@@ -1,5 +1,10 @@
 """CLI subcommands ``compare``, ``ab`` and ``rerun`` (added to ``edgeopt`` through ``COMMAND_MODULES``).
 
+``compare`` exits 0 (no regression), 1 (a statistic regressed), 2 (a bad option, e.g. a malformed
+``--threshold``), 3 (a results file or folder that is missing, unreadable, corrupt or of another schema:
+exit 3 for an unreadable results file everywhere, as under ``report``, ``gate`` and ``rerun``), 4 (a stored
+measurement had failed) or 5 (inconclusive).
+
 Light to import: the handlers import numpy, onnxruntime and friends when they run.
 """
 
@@ -15,7 +20,11 @@ from edgeopt.cli import options
 
 def add_command(subparsers: Any) -> None:
     """Add ``compare``, ``ab`` and ``rerun`` to the ``edgeopt`` subparsers."""
-    p = subparsers.add_parser("compare", help="compare stored results: change ratios with intervals and verdicts")
+    p = subparsers.add_parser(
+        "compare", help="compare stored results: change ratios with intervals and verdicts",
+        epilog="exit codes: 0 no regression, 1 a statistic regressed, 2 a bad option, 3 a results file or folder "
+               "that is missing, unreadable, corrupt or of another schema, 4 a stored measurement had failed, "
+               "5 inconclusive")
     p.add_argument("baseline", type=Path, help="measurement JSON, run folder, folder of JSON, or pytest-benchmark "
                    "JSON (saved with --benchmark-save-data)")
     p.add_argument("candidate", type=Path)

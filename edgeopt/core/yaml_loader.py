@@ -128,11 +128,16 @@ def load_yaml(text: str, *, source: str, error: type[EdgeoptError]) -> YamlDocum
     """Parse one YAML document from ``text`` within the bounds above; refusals are ``error("<source>: …")``."""
     if len(text.encode("utf-8", errors="replace")) > MAX_BYTES:
         raise error(f"{source}: larger than {MAX_BYTES // 2**20} MiB; refused (a profile or manifest is a few kB)")
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here already
         data = loader.get_single_data()
     except _Duplicate as e:
         raise error(f"{source}: {e}") from e
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise error(f"{source}: line {line}: invalid YAML: {e.reason} (character #x{code:04x})") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""
@@ -145,7 +150,8 @@ def load_yaml(text: str, *, source: str, error: type[EdgeoptError]) -> YamlDocum
     except RecursionError as e:  # defence in depth: MAX_DEPTH keeps the composer far from the limit
         raise error(f"{source}: nested too deeply; refused") from e
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDocument(data, loader.key_lines)
 
 
