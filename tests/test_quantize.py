@@ -358,3 +358,86 @@ def test_constant_weights_are_lifted_and_old_opsets_upgraded_for_per_channel(tmp
     assert any(n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)
                for n in quantized.graph.node)  # per-channel weights
     assert any("opset upgraded" in note["reason"] for note in variant.provenance["excluded"])
+
+
+# ------------------------------------------------------------------------------------ the TensorRT-bound recipe
+
+
+def test_tensorrt_recipe_names_and_options() -> None:
+    from edgeopt.errors import ConfigError
+    from edgeopt.models.quantize import TENSORRT_PURPOSE
+
+    recipe = Recipe.parse("int8-trt-qdq")
+    assert (recipe.kind, recipe.calibration_method, recipe.target, recipe.per_channel) == (
+        "int8-static", "minmax", "tensorrt", True)
+    assert recipe.name == "int8-trt-qdq" and recipe.tensorrt_bound and recipe.precision == "int8"
+    assert recipe.purpose == TENSORRT_PURPOSE
+    for name in ("int8-trt-qdq-entropy-n32", "int8-trt-qdq-pt", "int8-trt-qdq-percentile-pt-n8"):
+        assert Recipe.parse(name).name == name
+    assert Recipe.parse("int8-trt-qdq-minmax").name == "int8-trt-qdq"  # minmax is the default, not spelled
+    with pytest.raises(ConfigError, match="symmetric INT8 only; -asym"):
+        Recipe.parse("int8-trt-qdq-asym")
+    with pytest.raises(ConfigError, match="unknown option 'zz'"):
+        Recipe.parse("int8-trt-qdq-zz")
+    with pytest.raises(ConfigError, match="symmetric INT8 Q/DQ only"):
+        Recipe(kind="int8-static", calibration_method="minmax", activation_symmetric=False, target="tensorrt")
+    # the CPU recipes' keys do not change: a default target stays out of to_dict
+    assert "target" not in Recipe.parse("int8-static-minmax").to_dict()
+    assert Recipe.parse("int8-static-minmax").purpose != TENSORRT_PURPOSE
+
+
+def _zero_points_and_types(path: Path) -> tuple[list[np.ndarray], set[int]]:
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    zero_points, dq_types = [], set()
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zero_points.append(numpy_helper.to_array(inits[node.input[2]]))
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            dq_types.add(inits[node.input[0]].data_type)
+    return zero_points, dq_types
+
+
+def test_tensorrt_variant_follows_tensorrt_rules(
+    conv_model: Path, conv_calibration: CalibrationSet, tmp_path: Path
+) -> None:
+    """Symmetric INT8, zero points 0, biases left float (QuantizeBias=False), only used domains, purpose recorded."""
+    from edgeopt.models.quantize import TENSORRT_PURPOSE
+
+    variant = make_variant(conv_model, Recipe.parse("int8-trt-qdq"), tmp_path, calibration=conv_calibration)
+    assert variant.name == "int8-trt-qdq" and variant.path.name == "int8-trt-qdq.onnx"
+    assert variant.provenance["purpose"] == TENSORRT_PURPOSE and variant.provenance["target"] == "tensorrt"
+    model = onnx.load(str(variant.path))
+    assert [(e.domain, e.version) for e in model.opset_import] == [("", zoo.OPSET)]
+    zero_points, dq_types = _zero_points_and_types(variant.path)
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert dq_types == {TensorProto.INT8}  # int8 weights; no INT32 bias
+    inits = initializers(variant.path)
+    biases = [n.input[2] for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert biases and all(inits[b].data_type == TensorProto.FLOAT for b in biases)  # float biases, no DQ
+    feeds = conv_calibration.samples[0]
+    want = run(conv_model, feeds)[0]
+    assert compare_outputs("output", want, run(variant.path, feeds)[0]).cosine > zoo.int8_cosine_floor()
+
+
+def test_tensorrt_variant_converts_the_opset_into_every_parsers_range(tmp_path: Path) -> None:
+    """Opset 12 (no per-axis Q/DQ) goes up to 13; opset 21 (above TensorRT 10.0/10.1's 20) comes down to 20."""
+    from onnx import helper
+
+    from edgeopt.models.quantize import TENSORRT_MAX_OPSET
+
+    rng = np.random.default_rng(3)
+    samples = tuple({"input": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4))
+    for opset, expected in ((12, 13), (21, TENSORRT_MAX_OPSET)):
+        weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+        nodes = [helper.make_node("Conv", ["input", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+                 helper.make_node("Relu", ["conv"], ["output"], name="relu")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+        path = tmp_path / f"opset{opset}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10), str(path))
+        variant = make_variant(path, Recipe.parse("int8-trt-qdq"), tmp_path / f"out{opset}",
+                               calibration=CalibrationSet("c", "test", samples))
+        model = onnx.load(str(variant.path))
+        assert next(e.version for e in model.opset_import if e.domain in ("", "ai.onnx")) == expected
+        assert any(f"from {opset} to {expected}" in n["reason"] for n in variant.provenance["excluded"])

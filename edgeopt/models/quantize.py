@@ -1,7 +1,11 @@
 """Variants of one ONNX model made with ONNX Runtime's tools: fp32, fp16, int8-dynamic, int8-static.
 
-``int8-static`` is QDQ with symmetric per-channel int8 weights and symmetric int8 activations,
-so the same file serves ONNX Runtime and (later) TensorRT.  Every quantizer call runs in a
+``int8-static-*`` is QDQ as ONNX Runtime's CPU kernels run it (S8S8, or U8S8 with ``-asym``): its
+biases are INT32 ``DequantizeLinear`` inputs and, pre-processed, its opset list carries ONNX Runtime's
+optimiser domains, so TensorRT's parser refuses it.  ``int8-trt-qdq`` is the file that feeds TensorRT:
+explicit Q/DQ per TensorRT's rules (symmetric INT8, zero points 0, per-channel weights, per-tensor
+activations, biases left in float with ``QuantizeBias=False``, only the opset domains its nodes use,
+opset 13..:data:`TENSORRT_MAX_OPSET`); it is not the CPU-fastest file.  Every quantizer call runs in a
 scratch working directory that edgeopt owns and removes (ONNX Runtime leaves files behind in
 the current directory when shape inference fails), pre-processing is tried, validated and
 abandoned cleanly per model, and each variant is validated by opening it in ONNX Runtime
@@ -46,10 +50,22 @@ from edgeopt.models.ranges import (
 from edgeopt.profiles.schema import HardwareProfile
 
 VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+TARGETS = ("onnxruntime", "tensorrt")  # the runtime an int8-static file's Q/DQ is built for
 DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
                     "int8-static-percentile")
 PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
 DEFAULT_RULE = "edgeopt's default variant set for every target"
+
+TENSORRT_QDQ = "int8-trt-qdq"
+TENSORRT_PURPOSE = "TensorRT-bound: explicit Q/DQ per TensorRT rules; not the CPU-fastest"
+ONNXRUNTIME_PURPOSE = ("ONNX Runtime-bound: Q/DQ as ONNX Runtime's CPU kernels run it; not for TensorRT (INT32 bias "
+                       "DequantizeLinear; ONNX Runtime's opset domains)")
+#: Per-axis QuantizeLinear/DequantizeLinear (the ``axis`` attribute) needs opset 13.
+TENSORRT_MIN_OPSET = 13
+#: The highest opset every shipped TensorRT target parses: 20, TensorRT 10.0/10.1's maximum (onnx-tensorrt 10.1-GA
+#: docs/operators.md; 24 from 10.15 on).  tests/test_tensorrt_readiness.py keeps it equal to the lowest maximum in
+#: edgeopt/backends/tensorrt_operators/*.json.
+TENSORRT_MAX_OPSET = 20
 
 
 def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint) -> dict[str, str]:
@@ -69,7 +85,8 @@ class Recipe:
 
     Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
     ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
-    ``-x<k>-<hash>`` k nodes kept in float.
+    ``-x<k>-<hash>`` k nodes kept in float.  ``target="tensorrt"`` is ``int8-trt-qdq[-<method>][-pt][-n<count>]``
+    (minmax unless named): symmetric only, so ``-asym`` and ``-rr`` do not apply.
     """
 
     kind: str
@@ -80,11 +97,39 @@ class Recipe:
     reduce_range: bool = False
     exclude_nodes: tuple[str, ...] = ()
     calibration_samples: int | None = None
+    target: str = "onnxruntime"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"recipe target '{self.target}': choose from {', '.join(TARGETS)}")
+        if self.target == "tensorrt" and (self.kind != "int8-static" or not self.activation_symmetric
+                                          or not self.weight_symmetric or self.reduce_range):
+            raise ConfigError(f"{TENSORRT_QDQ}: TensorRT takes symmetric INT8 Q/DQ only (static, no -asym, no -rr)")
+
+    @property
+    def tensorrt_bound(self) -> bool:
+        """Built for TensorRT's explicit-quantization rules rather than for ONNX Runtime's CPU kernels."""
+        return self.target == "tensorrt"
+
+    @property
+    def purpose(self) -> str | None:
+        """What an int8-static file is for (recorded in provenance); None for the other kinds."""
+        if self.kind != "int8-static":
+            return None
+        return TENSORRT_PURPOSE if self.tensorrt_bound else ONNXRUNTIME_PURPOSE
 
     @property
     def name(self) -> str:
         if self.kind != "int8-static":
             return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
+        if self.tensorrt_bound:
+            parts = [TENSORRT_QDQ] + ([self.calibration_method] if self.calibration_method not in (None, "minmax")
+                                      else [])
+            if not self.per_channel:
+                parts.append("pt")
+            if self.calibration_samples is not None:
+                parts.append(f"n{self.calibration_samples}")
+            return "-".join(p for p in parts if p) + self._exclusion_suffix()
         parts = [f"{self.kind}-{self.calibration_method}"]
         if not self.per_channel:
             parts.append("pt")
@@ -109,11 +154,14 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["exclude_nodes"] = list(self.exclude_nodes)
+        if self.target == "onnxruntime":  # the default stays out, so keys of variants made before it are unchanged
+            del data["target"]
         return data
 
     @classmethod
     def parse(cls, name: str) -> Recipe:
-        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax) or ``int8-static-<method>[-options]``.
+        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax), ``int8-static-<method>[-options]`` or
+        ``int8-trt-qdq[-<method>][-pt][-n<count>]``.
 
         An unknown name or option is a usage error: ConfigError (exit 2).
         """
@@ -124,6 +172,8 @@ class Recipe:
         if name == "int8-static":
             return cls(kind="int8-static", calibration_method="minmax")
         parts = name.split("-")
+        if name == TENSORRT_QDQ or name.startswith(TENSORRT_QDQ + "-"):
+            return cls._parse_tensorrt(name, parts[3:])
         if name.startswith("int8-static-") and len(parts) >= 3 and parts[2] in CALIBRATION_METHODS:
             options: dict[str, Any] = {"kind": "int8-static", "calibration_method": parts[2]}
             for part in parts[3:]:
@@ -138,9 +188,27 @@ class Recipe:
                 else:
                     raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
             return cls(**options)
-        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static"])
+        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ])
         raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
                           "-pt, -asym, -rr, -n<count>")
+
+    @classmethod
+    def _parse_tensorrt(cls, name: str, options: list[str]) -> Recipe:
+        found: dict[str, Any] = {"kind": "int8-static", "calibration_method": "minmax", "target": "tensorrt"}
+        for index, part in enumerate(options):
+            if part in CALIBRATION_METHODS and index == 0:
+                found["calibration_method"] = part
+            elif part == "pt":
+                found["per_channel"] = False
+            elif re.fullmatch(r"n[1-9]\d*", part):
+                found["calibration_samples"] = int(part[1:])
+            elif part in ("asym", "rr"):
+                raise ConfigError(f"variant '{name}': TensorRT takes symmetric INT8 only; -{part} is an ONNX Runtime "
+                                  f"CPU option (int8-static-<method>-{part})")
+            else:
+                raise ConfigError(f"variant '{name}': unknown option '{part}' (<method> first: "
+                                  f"{', '.join(CALIBRATION_METHODS)}; pt, n<count>)")
+        return cls(**found)
 
 
 @dataclass(frozen=True)
@@ -375,6 +443,20 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
     else:
         if calibration is None:
             raise QuantizationError(f"variant {recipe.name}: static quantization needs a calibration set")
+        graph = onnx.load(str(model), load_external_data=False)
+        opset = _default_opset(graph)
+        wanted = _target_opset(recipe, opset, upgrade_opset)
+        if wanted != opset:  # per-channel DequantizeLinear (its `axis`) needs opset 13; TensorRT parses up to a maximum
+            from onnx import version_converter
+
+            converted = scratch / f"opset{wanted}.onnx"
+            onnx.save(version_converter.convert_version(onnx.load(str(model)), wanted), str(converted))
+            model = converted  # calibrated as converted: the converter can add tensors (a Softmax at opset 12 -> 13)
+            graph = onnx.load(str(model), load_external_data=False)
+            why = "for Q/DQ" if not recipe.tensorrt_bound else (
+                f"for TensorRT (every shipped parser takes opset {TENSORRT_MIN_OPSET}..{TENSORRT_MAX_OPSET})")
+            verb = "upgraded" if wanted > opset else "converted"
+            notes.append({"tensor": "", "nodes": "", "reason": f"opset {verb} from {opset} to {wanted} {why}"})
         try:
             stats = ranges.stats(model, calibration, scratch)
         except QuantizationError as error:
@@ -386,21 +468,12 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
                 f"variant {recipe.name}: activation '{entry.name}' (node '{entry.producer}') was never observed "
                 f"during calibration ({len(missing)} such tensors); exclude that node or use other calibration data"
             )
-        graph = onnx.load(str(model), load_external_data=False)
         exclude = list(recipe.exclude_nodes)
         for entry in huge(stats):
             nodes = [n for n in _consumers(graph, entry.name) if n not in exclude]
             exclude += nodes
             notes.append({"tensor": entry.name, "nodes": ", ".join(nodes),
                           "reason": f"range ±{entry.absmax:.3g} is a sentinel, not a range; left in float"})
-        opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13)
-        if opset < 13 and upgrade_opset:  # per-channel DequantizeLinear (its `axis`) needs opset 13
-            from onnx import version_converter
-
-            upgraded = scratch / "opset13.onnx"
-            onnx.save(version_converter.convert_version(onnx.load(str(model)), 13), str(upgraded))
-            model = upgraded
-            notes.append({"tensor": "", "nodes": "", "reason": f"opset upgraded from {opset} to 13 for Q/DQ"})
         method = recipe.calibration_method or "minmax"
         cache = scratch / "ranges.json"
         write_ort_cache(compute_ranges(stats, method), method, cache)
@@ -412,9 +485,76 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
             # symmetric: int8 activations (S8S8, what TensorRT takes); asymmetric: uint8 (U8S8, ORT's CPU format)
             activation_type=QuantType.QInt8 if recipe.activation_symmetric else QuantType.QUInt8,
             nodes_to_exclude=exclude or None, calibrate_method=enum, calibration_cache_path=str(cache),
-            extra_options={"ActivationSymmetric": recipe.activation_symmetric,
-                           "WeightSymmetric": recipe.weight_symmetric},
+            extra_options=_extra_options(recipe),
         )
+        if recipe.tensorrt_bound:
+            _finish_for_tensorrt(staged, recipe.name, notes)
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx")), 13)
+
+
+def _target_opset(recipe: Recipe, opset: int, upgrade_opset: bool) -> int:
+    """The opset the float model is converted to before quantizing (``opset`` itself when it stays)."""
+    if recipe.tensorrt_bound:
+        return min(max(opset, TENSORRT_MIN_OPSET), TENSORRT_MAX_OPSET)
+    return 13 if opset < 13 and upgrade_opset else opset
+
+
+def _extra_options(recipe: Recipe) -> dict[str, Any]:
+    """``quantize_static``'s extra_options (names as onnxruntime.quantization.quantize.StaticQuantConfig documents)."""
+    options: dict[str, Any] = {"ActivationSymmetric": recipe.activation_symmetric,
+                               "WeightSymmetric": recipe.weight_symmetric}
+    if recipe.tensorrt_bound:
+        # biases stay float: TensorRT's parser refuses an INT32 DequantizeLinear ("only activation types allowed as
+        # input to this layer", onnx/onnx-tensorrt#850; microsoft/onnxruntime#17738)
+        options["QuantizeBias"] = False
+    return options
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _all_nodes(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _all_nodes(subgraph)
+
+
+def strip_unused_domains(model: onnx.ModelProto) -> list[str]:
+    """Remove, in place, the opset_import entries of domains no node (nor model-local function) uses; the default
+    domain always stays.  Returns the removed domains (ONNX Runtime's optimiser lists a dozen it never uses)."""
+    used = {node.domain for node in _all_nodes(model.graph)} | {function.domain for function in model.functions}
+    for function in model.functions:
+        used |= {node.domain for node in function.node}
+    kept = [e for e in model.opset_import if e.domain in ("", "ai.onnx") or e.domain in used]
+    removed = [e.domain for e in model.opset_import if e not in kept]
+    if removed:
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return removed
+
+
+def _finish_for_tensorrt(staged: Path, name: str, notes: list[dict[str, str]]) -> None:
+    """Only the opset domains the graph uses; no operator outside the ONNX domain (TensorRT's parser dispatches on
+    the op type and has no importer for ONNX Runtime's fused ops); opset within every shipped parser's range."""
+    model = onnx.load(str(staged))
+    foreign = sorted({f"{n.domain}.{n.op_type}" for n in _all_nodes(model.graph) if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise QuantizationError(f"variant {name}: the graph holds operators outside the ONNX domain "
+                                f"({', '.join(foreign)}), which TensorRT cannot parse: quantize the original export")
+    opset = _default_opset(model)
+    if not TENSORRT_MIN_OPSET <= opset <= TENSORRT_MAX_OPSET:
+        raise QuantizationError(f"variant {name}: the quantizer wrote opset {opset}; TensorRT needs "
+                                f"{TENSORRT_MIN_OPSET}..{TENSORRT_MAX_OPSET}")
+    removed = strip_unused_domains(model)
+    if removed:
+        onnx.save(model, str(staged))
+        notes.append({"tensor": "", "nodes": "", "reason": f"opset_import domains no node uses removed for TensorRT: "
+                      f"{', '.join(sorted(removed))}"})
 
 
 def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
@@ -515,7 +655,8 @@ def make_variant(
         # each also with its opset converted to 13 (the converter can itself break a graph)
         graph = onnx.load(str(source), load_external_data=False)
         old_opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13) < 13
-        upgrades = [False, True] if recipe.kind == "int8-static" and old_opset else [False]
+        upgrades = [False, True] if recipe.kind == "int8-static" and old_opset and not recipe.tensorrt_bound \
+            else [False]
         attempts = list(dict.fromkeys((m, u) for m in (model, source) for u in upgrades))
         cache = ranges or RangeCache()
         first_error: QuantizationError | None = None
@@ -540,6 +681,8 @@ def make_variant(
         "precision": recipe.precision,
         "recipe": recipe.to_dict(),
         "chosen_by": chosen_by,  # the rule that put this recipe in the run (None: the user named it)
+        "purpose": recipe.purpose,  # int8-static: which runtime its Q/DQ is built for (None: other kinds)
+        "target": recipe.target if recipe.kind == "int8-static" else None,
         "key": key,
         "parent": {"path": str(source), "sha256": source_sha},
         "preprocessing": note,
