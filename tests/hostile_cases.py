@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +53,13 @@ class Workspace:
     def __init__(self, root: Path, base_run: Callable[[], Path]) -> None:
         self.root = Path(root)
         self._base_run = base_run
+        self.preserved: set[Path] = set()  # files the case itself keeps (not leftovers of the command)
+        self.held: list[int] = []  # descriptors the case holds open while the command runs
+
+    def close(self) -> None:
+        for fd in self.held:
+            os.close(fd)
+        self.held.clear()
 
     @property
     def out(self) -> Path:
@@ -121,8 +130,8 @@ class Case:
 
     ``code``: the expected exit status.  ``phrases``: regular expressions (case-insensitive unless they say
     ``(?-i:...)``) that must all match the one-line error (``edgeopt: error: ...``), or, when ``stream`` is
-    ``stdout``, the standard output of a command that is expected to finish; the case's folder is cut out of
-    the text first (its name repeats the case's id).  ``absent``: expressions that must not match it.
+    ``stdout`` or ``stderr``, that output of a command that is expected to finish; the case's folder is cut
+    out of the text first (its name repeats the case's id).  ``absent``: expressions that must not match it.
     ``out_untouched``: the ``--out`` folder holds no file afterwards (the input was refused before anything
     was written).  ``files``: paths (relative to the case's folder) that must exist afterwards.
     """
@@ -300,6 +309,36 @@ def build_model_nan_outputs(ws: Workspace) -> list[str]:
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16])])
     return ws.run(model=_save(graph, ws.root / "sqrt.onnx"), variants=("fp32", "fp16"))
+
+
+def _forever(path: Path) -> Path:
+    """A Loop of 2**62 iterations adding 1: ONNX Runtime runs it for ever."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep"),
+         helper.make_node("Add", ["acc_in", "one"], ["acc_out"], name="inc")],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.ones((1, 4), np.float32), "one")])
+    inits = [numpy_helper.from_array(np.array(2**62, np.int64), "trip"),
+             numpy_helper.from_array(np.array(True), "cond")]
+    loop = helper.make_node("Loop", ["trip", "cond", "input"], ["output"], body=body, name="forever")
+    graph = helper.make_graph([loop], "forever", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])], inits)
+    return _save(graph, path)
+
+
+@case("model-never-finishes", "model", 4, r"tim(e|ed) ?out", stream="stdout", out_untouched=False,
+      files=("out/summary.json",), timeout=45,
+      note="worker_timeout_s 3: the measurement fails as a timeout (exit 4), the worker and its files are gone")
+def build_model_never_finishes(ws: Workspace) -> list[str]:
+    text = fast_profile_text("slow").replace("worker_timeout_s: 60", "worker_timeout_s: 3")
+    profile = ws.text("slow.yaml", text)
+    return ["run", str(_forever(ws.root / "forever.onnx")), "--profile", str(profile), "--variant", "fp32",
+            "--out", str(ws.out)]
 
 
 @case("ab-candidate-missing", "model", 3, r"gone\.onnx")
@@ -712,6 +751,31 @@ def build_out_is_a_file(ws: Workspace) -> list[str]:
 def build_out_below_a_file(ws: Workspace) -> list[str]:
     blocker = ws.text("blocker", "I am a file\n")
     return ["run", str(ws.model), "--profile", str(ws.profile), "--variant", "fp32", "--out", str(blocker / "out")]
+
+
+@case("out-stale-lock", "output", 0, r"stale", r"pid \d+", stream="stderr", out_untouched=False,
+      files=("out/summary.json",), note="a lock file left by a killed command (its pid is dead, its lock free)")
+def build_out_stale_lock(ws: Workspace) -> list[str]:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = {"pid": dead.pid, "command": "run", "started": "2026-01-01T00:00:00+00:00", "host": ""}
+    ws.text("out/.edgeopt.lock", json.dumps(record) + "\n")
+    return ws.run()
+
+
+@case("out-busy-lock", "output", 2, r"out", r"another edgeopt command|busy|in use", r"pid", out_untouched=False,
+      note="the folder's lock is held (flock) by a live process, this test: the run stops at once, naming it")
+def build_out_busy_lock(ws: Workspace) -> list[str]:
+    import fcntl
+
+    lock = ws.path("out/.edgeopt.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    ws.held.append(fd)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    record = {"pid": os.getpid(), "command": "run", "started": "2026-01-01T00:00:00+00:00", "host": ""}
+    os.write(fd, (json.dumps(record) + "\n").encode())
+    ws.preserved.add(lock)
+    return ws.run()
 
 
 # ================================================================================================= options

@@ -8,7 +8,8 @@ the field):
 - no traceback and no ``internal error`` anywhere in the output;
 - no process the command started is alive once it has exited (its children are recorded with psutil
   while it runs, and every process carrying the case's marker in its environment is looked for after);
-- no hidden temporary file (``.*.tmp``, ``.*.job.json``, ``.*.result.json``) anywhere in the case's folder,
+- no hidden temporary file (``.*.tmp``, ``.*.job.json``, ``.*.result.json``) and no ``.edgeopt.lock`` of the
+  command anywhere in the case's folder,
   nothing left in its ``TMPDIR``, and, for an input refused up front, no file in ``--out``.
 
 A failing row says how bad it is: ``[bad]`` (traceback, internal error, exit 4 for an input problem, a hang,
@@ -38,7 +39,7 @@ from tests import zoo
 from tests.hostile_cases import CASES, PROFILE, Case, Workspace, fast_profile_text
 
 MARKER = "EDGEOPT_HOSTILE_CASE"  # environment variable every process of a case inherits
-HIDDEN_TEMP = re.compile(r"^\..*(\.tmp|\.job\.json|\.result\.json)$|^\..*\.tmp\b")
+HIDDEN_TEMP = re.compile(r"^\..*(\.tmp|\.job\.json|\.result\.json)$|^\..*\.tmp\b|^\.edgeopt\.lock$")
 ERROR_PREFIX = "edgeopt: error: "
 LONGEST_MESSAGE = 4000  # characters: an error that echoes a hostile file back is not one line
 GRACE_S = 1.0  # a killed worker is given this long to be reaped before it counts as having outlived the command
@@ -152,7 +153,7 @@ def judge(case: Case, ws: Workspace, outcome: Outcome) -> list[tuple[str, str]]:
         problems.append(("bad", "an internal error was reported"))
     for survivor in outcome.survivors:
         problems.append(("bad", f"process outlived the command: {survivor}"))
-    hidden = [p for p in ws.root.rglob(".*") if p.is_file() and HIDDEN_TEMP.search(p.name)]
+    hidden = [p for p in ws.root.rglob(".*") if p.is_file() and HIDDEN_TEMP.search(p.name) and p not in ws.preserved]
     for path in hidden:
         problems.append(("bad", f"hidden temporary file left behind: {path.relative_to(ws.root)}"))
     for path in _files(ws.root / "TMPDIR"):
@@ -177,7 +178,7 @@ def judge(case: Case, ws: Workspace, outcome: Outcome) -> list[tuple[str, str]]:
             problems.append(("weak", f"the error message is {len(message)} characters long"))
         text = message
     else:
-        text = outcome.stdout
+        text = outcome.stdout if case.stream == "stdout" else outcome.stderr
     for root in {str(ws.root.resolve()), str(ws.root)}:  # its name repeats the case id: match no phrase there
         text = text.replace(root, "<case>")
     for phrase in case.phrases:
@@ -238,8 +239,11 @@ def test_hostile_input(case: Case, tmp_path: Path, base_run) -> None:  # noqa: A
         pytest.skip("permissions do not bind root")
     ws = Workspace(tmp_path / "case", base_run)
     ws.root.mkdir()
-    argv = [str(a) for a in case.build(ws)]
-    outcome = run_edgeopt(argv, ws.root, case.timeout)
+    try:
+        argv = [str(a) for a in case.build(ws)]
+        outcome = run_edgeopt(argv, ws.root, case.timeout)
+    finally:
+        ws.close()
     problems = judge(case, ws, outcome)
     log = os.environ.get("HOSTILE_LOG")
     if log:
@@ -248,7 +252,8 @@ def test_hostile_input(case: Case, tmp_path: Path, base_run) -> None:  # noqa: A
                 "id": case.id, "category": case.category, "expected": case.code, "exit": outcome.returncode,
                 "seconds": round(outcome.seconds, 2), "verdict": verdict(problems),
                 "problems": [f"[{s}] {p}" for s, p in problems],
-                "message": outcome.message[:600] if case.stream == "error" else outcome.stdout[-600:],
+                "message": outcome.message[:600] if case.stream == "error" else
+                (outcome.stdout if case.stream == "stdout" else outcome.stderr)[-600:],
                 "stderr_tail": outcome.stderr[-600:],
             }) + "\n")
     if problems:
