@@ -146,6 +146,7 @@ class Case:
     out_untouched: bool = True
     files: tuple[str, ...] = ()
     non_root: bool = False  # permissions mean nothing to root: skipped there
+    file_size_limit: int | None = None  # RLIMIT_FSIZE of the command, in bytes: a disk that fills up
     timeout: float = 60.0
     note: str = ""
 
@@ -741,7 +742,7 @@ def build_report_into_read_only_folder(ws: Workspace) -> list[str]:
     return ["report", str(run), "--junit", str(locked / "junit.xml")]
 
 
-@case("out-is-a-file", "output", 2, r"out", out_untouched=False)
+@case("out-is-a-file", "output", 2, r"<case>/out\b", out_untouched=False)
 def build_out_is_a_file(ws: Workspace) -> list[str]:
     ws.text("out", "I am a file\n")
     return ws.run()
@@ -763,7 +764,8 @@ def build_out_stale_lock(ws: Workspace) -> list[str]:
     return ws.run()
 
 
-@case("out-busy-lock", "output", 2, r"out", r"another edgeopt command|busy|in use", r"pid", out_untouched=False,
+@case("out-busy-lock", "output", 2, r"<case>/out\b", r"another edgeopt command|busy|in use", r"pid \d+",
+      out_untouched=False,
       note="the folder's lock is held (flock) by a live process, this test: the run stops at once, naming it")
 def build_out_busy_lock(ws: Workspace) -> list[str]:
     import fcntl
@@ -778,6 +780,13 @@ def build_out_busy_lock(ws: Workspace) -> list[str]:
     return ws.run()
 
 
+@case("out-disk-full", "output", 2, r"File too large|No space|disk|full", file_size_limit=12 * 1024,
+      out_untouched=False, note="RLIMIT_FSIZE 12 KiB stands for a full disk: the first measurement document "
+      "(about 20 kB) cannot be written; issue 12 item 7 wants exit 2/3 naming the file, no partial file left")
+def build_out_disk_full(ws: Workspace) -> list[str]:
+    return ws.run(model=zoo.identity_add(ws.root / "identity.onnx"))
+
+
 # ================================================================================================= options
 
 
@@ -786,12 +795,12 @@ def build_option_input_bad_syntax(ws: Workspace) -> list[str]:
     return ws.run("--input", "input:1x3x16x16:float32:extra")
 
 
-@case("option-input-word-dim", "options", 2, r"--input|three")
+@case("option-input-word-dim", "options", 2, r"three")
 def build_option_input_word_dim(ws: Workspace) -> list[str]:
     return ws.run("--input", "input:1xthreex16x16")
 
 
-@case("option-input-negative-dim", "options", 2, r"--input|-16")
+@case("option-input-negative-dim", "options", 2, r"-16")
 def build_option_input_negative_dim(ws: Workspace) -> list[str]:
     return ws.run("--input", "input:1x3x-16x16", model=zoo.dynamic_conv_model(ws.root / "dyn.onnx"))
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +91,17 @@ def _describe(process: psutil.Process) -> str:
         return f"pid {process.pid}"
 
 
-def run_edgeopt(argv: list[str], cwd: Path, timeout: float) -> Outcome:
+def _file_size_limit(limit: int | None) -> Callable[[], None] | None:
+    if limit is None:
+        return None
+
+    def apply() -> None:  # in the child, before exec: its files (and its workers') stop growing at ``limit``
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int | None = None) -> Outcome:
     """``python -m edgeopt ARGV`` in ``cwd`` with a private TMPDIR and a marker in its environment."""
     marker = uuid.uuid4().hex
     tmpdir = cwd / "TMPDIR"
@@ -101,7 +113,8 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float) -> Outcome:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, "-m", "edgeopt", *argv], cwd=cwd, env=env, stdout=out,
-                                   stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_file_size_limit(file_size_limit))
         while process.poll() is None:
             if time.monotonic() - started > timeout:
                 timed_out = True
@@ -241,7 +254,7 @@ def test_hostile_input(case: Case, tmp_path: Path, base_run) -> None:  # noqa: A
     ws.root.mkdir()
     try:
         argv = [str(a) for a in case.build(ws)]
-        outcome = run_edgeopt(argv, ws.root, case.timeout)
+        outcome = run_edgeopt(argv, ws.root, case.timeout, case.file_size_limit)
     finally:
         ws.close()
     problems = judge(case, ws, outcome)
