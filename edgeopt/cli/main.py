@@ -1,19 +1,27 @@
 """The ``edgeopt`` command: thin subcommands over the library, one exit code per outcome.
 
-Exit codes: 0 pass (or not applicable), 1 a budget failed, 2 usage or configuration error,
-3 input rejected (model file, calibration data), 4 a backend/quantizer/worker failed,
-5 inconclusive (a confidence interval straddles a budget).
+Exit codes: 0 pass (or not applicable), 1 a budget failed, 2 usage or configuration error (also an output
+folder that cannot be written: read-only, full, not a folder, or busy with another command), 3 input rejected
+(model file, calibration data), 4 a backend/quantizer/worker failed, 5 inconclusive (a confidence interval
+straddles a budget); 130 after Ctrl-C (SIGINT), 128 + N after signal N (SIGTERM: 143, SIGHUP: 129), each an
+orderly stop: the worker's process group is killed and the output folder is left without temporary files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import json
+import re
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 from edgeopt.cli import options
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError
@@ -230,6 +238,7 @@ def handle_profiles(args: argparse.Namespace) -> int:
 
 
 def handle_profile(args: argparse.Namespace) -> int:
+    from edgeopt.core.run_lock import run_lock
     from edgeopt.evaluate.gate import exit_code_for, gate_measurement
     from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
     from edgeopt.measure.run_folder import result_stem
@@ -242,20 +251,22 @@ def handle_profile(args: argparse.Namespace) -> int:
     profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
     variants = [Variant.from_file(path) for path in args.models]
     gates, failures, rows = [], 0, []
-    for profile in profiles:
-        for variant in variants:
-            stem = result_stem(variant.name, profile.name)
-            timing = prepare_timing_inputs(variant.path, profile, None, args.out / "inputs" / f"{stem}.npz")
-            measurement = measure_variant(variant, profile, args.out, timing_inputs=timing, proxy=args.proxy, stem=stem)
-            measurement.save(args.out / f"{stem}.json")
-            gate = gate_measurement(measurement, profile) if measurement.ok else None
-            if gate is None:
-                failures += 1
-            else:
-                gates.append(gate)
-            rows.append(build_row(measurement, gate, None, [], None))
-            for check in gate.checks if gate is not None else []:
-                print(check.sentence)
+    with run_lock(args.out, "profile"):
+        for profile in profiles:
+            for variant in variants:
+                stem = result_stem(variant.name, profile.name)
+                timing = prepare_timing_inputs(variant.path, profile, None, args.out / "inputs" / f"{stem}.npz")
+                measurement = measure_variant(variant, profile, args.out, timing_inputs=timing, proxy=args.proxy,
+                                              stem=stem)
+                measurement.save(args.out / f"{stem}.json")
+                gate = gate_measurement(measurement, profile) if measurement.ok else None
+                if gate is None:
+                    failures += 1
+                else:
+                    gates.append(gate)
+                rows.append(build_row(measurement, gate, None, [], None))
+                for check in gate.checks if gate is not None else []:
+                    print(check.sentence)
     print(render_table(rows))
     return exit_code_for(gates, failures=failures)
 
@@ -328,10 +339,69 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class Stopped(BaseException):
+    """A stop signal other than Ctrl-C (SIGTERM, SIGHUP), raised in the main thread: like KeyboardInterrupt it
+    is no ``Exception``, so it unwinds every ``finally`` (the worker's process group, the run-folder lock,
+    atomic writes) and nothing swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def orderly_stop() -> Iterator[None]:
+    """While the block runs, SIGINT raises KeyboardInterrupt and SIGTERM or SIGHUP raise :class:`Stopped`, once:
+    further stop signals are ignored so that the unwinding finishes.  A signal this process was started with
+    ignored (``nohup``) stays ignored.  The handlers before are restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    saved = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    caught = [number for number, handler in saved.items() if handler is not signal.SIG_IGN]
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for number in caught:
+            signal.signal(number, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped(signum)
+
+    for number in caught:
+        signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # edgeopt.core.fileio.atomic_path's temporary of NAME
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}  # no room for what is written
+
+
+def file_problem(error: OSError, args: argparse.Namespace) -> str | None:
+    """One line for an OSError about a file: the file meant (not an atomic write's temporary) and the reason; for
+    a write into a full file system that names no file, the command's ``--out``.  None for any other OSError."""
+    reason = error.strerror or type(error).__name__
+    if error.filename is None:
+        out = getattr(args, "out", None)
+        return f"{out}: cannot write the output: {reason}" if error.errno in _FULL and out is not None else None
+    path = Path(str(error.filename))
+    match = _TEMPORARY.match(path.name)
+    if match:
+        path = path.with_name(match["name"])
+    return f"{path}: {reason}" + (f" (and {error.filename2})" if error.filename2 else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        with orderly_stop():
+            return int(args.handler(args))
     except EdgeoptError as error:
         if args.debug:
             traceback.print_exc()
@@ -340,9 +410,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgeopt: interrupted", file=sys.stderr)
         return 130
+    except Stopped as stop:
+        print(f"edgeopt: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
         if args.debug:
             traceback.print_exc()
+        problem = file_problem(error, args) if isinstance(error, OSError) else None
+        if problem is not None:  # a file that cannot be written or read: the folder or file given is unusable
+            print(f"edgeopt: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"edgeopt: internal error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
         return EXIT_BACKEND_FAILURE
 

@@ -8,6 +8,7 @@ library and :mod:`edgeopt.reports.run_document` (itself light) at module level.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,25 @@ def add_command(subparsers: Any) -> None:
 
 
 def handle_report(args: argparse.Namespace) -> int:
-    """Write the reports asked for; 0 when written (the run's own verdict is inside the reports)."""
+    """Write the reports asked for; 0 when written (the run's own verdict is inside the reports).
+
+    Writing into the run folder (the default) holds its lock (``edgeopt.core.run_lock``): not while a run
+    still writes there, and the folder is read whole."""
+    from edgeopt.core.run_lock import run_lock
+
+    chosen = [args.html, args.junit, args.csv, args.samples_csv, args.markdown]
+    into_run = not any(chosen) and not args.github_summary
+    folder = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent  # RUN_DIR may name its summary.json
+    with run_lock(folder, "report") if into_run and folder.is_dir() else contextlib.nullcontext():
+        return _write_reports(args, into_run)
+
+
+def _write_reports(args: argparse.Namespace, into_run: bool) -> int:
     from edgeopt.core.fileio import write_text_atomic
 
     run = load_run(args.run_dir)
-    chosen = [args.html, args.junit, args.csv, args.samples_csv, args.markdown]
     html, junit, csv = args.html, args.junit, args.csv
-    if not any(chosen) and not args.github_summary:
+    if into_run:
         html, junit, csv = (run.directory / HTML_NAME, run.directory / JUNIT_NAME, run.directory / CSV_NAME)
     written: list[Path] = []
     if junit:

@@ -1,8 +1,11 @@
 """Parent side of a measurement: prepare inputs, launch the isolated worker, turn its output into a value.
 
 Each (variant, profile) runs in a fresh ``python -m edgeopt.measure.worker`` process with a timeout.
-A crash (segfault, OOM kill), a timeout or a backend error becomes a failed ``Measurement``
-carrying its stderr tail; the caller decides whether to go on.
+A crash (segfault, OOM kill), a timeout, a memory cap or a backend error becomes a failed ``Measurement``
+carrying its stderr tail; the caller decides whether to go on.  The worker's job and result live in a
+private scratch folder, never in the output folder; the worker's process group is killed when the
+parent is interrupted (SIGINT, SIGTERM) or fails, and the job's lifeline (``edgeopt.core.lifeline``)
+makes the worker follow its parent when the parent is killed outright.
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 import onnx
+import psutil
 
 from edgeopt import __version__
 from edgeopt.backends import availability, cache_folder, is_available, settings_for
 from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic, write_npz_atomic
 from edgeopt.core.host import host_fingerprint
+from edgeopt.core.lifeline import remove_worker_files
+from edgeopt.core.run_lock import held_locks
 from edgeopt.core.stability import stability_report
 from edgeopt.measure.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
 from edgeopt.measure.run_folder import result_stem
@@ -33,6 +42,8 @@ from edgeopt.models.quantize import Variant
 from edgeopt.profiles.schema import HardwareProfile, budget_sample_floor, match_identity
 
 STDERR_TAIL_CHARS = 2000
+DEADLINE_GRACE_S = 2.0  # the worker's own deadline comes this long after the parent's timeout: the parent's first
+DEFAULT_RSS_SHARE = 0.75  # bench.worker_max_rss_mb unset: this share of the host's physical memory
 
 
 def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibration: CalibrationSet | None,
@@ -90,23 +101,80 @@ def planned_session(profile: HardwareProfile, timing_inputs: Path, work_dir: Pat
     return session_settings(profile, backend, precision, shapes, Path(work_dir) / cache, variant_kind)
 
 
-def run_worker(module: str, job_path: Path, timeout_s: float) -> tuple[int, str, bool]:
+@dataclass(frozen=True)
+class WorkerRun:
+    """What came back from one worker process."""
+
+    returncode: int
+    stderr_tail: str
+    timed_out: bool
+    result: dict[str, Any] | None  # its result document, None when there is none or it does not parse
+
+
+def worker_memory_cap(profile: HardwareProfile) -> tuple[float, str]:
+    """The worker's resident-memory cap in MiB and where it comes from (``bench.worker_max_rss_mb``, else a
+    share of this host's physical memory)."""
+    if profile.bench.worker_max_rss_mb is not None:
+        return float(profile.bench.worker_max_rss_mb), "bench.worker_max_rss_mb"
+    total = psutil.virtual_memory().total / 2**20
+    return DEFAULT_RSS_SHARE * total, f"bench.worker_max_rss_mb unset: {DEFAULT_RSS_SHARE:.0%} of {total:.0f} MiB"
+
+
+def run_worker(module: str, job: dict[str, Any], timeout_s: float, *, memory_cap: tuple[float, str] | None = None,
+               outputs: Sequence[Path] = (), owned: Sequence[Path] = ()) -> WorkerRun:
     """Run ``python -m module JOB`` in its own process group with the package importable; kill the group
-    after ``timeout_s``.  Returns (return code, stderr tail, timed out)."""
+    after ``timeout_s``, or when this process is interrupted or fails while it waits.
+
+    The job (with ``result_path`` and the ``lifeline`` added) and the result live in a private scratch
+    folder that is removed afterwards, with the temporaries of interrupted atomic writes of ``outputs``.
+    The lifeline tells the worker this process's pid, its deadline, its memory cap (MiB, source) and what to
+    remove if this process dies first: the scratch folder, ``owned`` paths, the write temporaries and this
+    process's run-folder locks."""
+    scratch = Path(tempfile.mkdtemp(prefix="edgeopt-worker-"))
+    result_path = scratch / "result.json"
+    cap, cap_source = memory_cap or (None, None)
+    job = {**job, "result_path": str(result_path), "lifeline": {
+        "parent_pid": os.getpid(), "deadline": time.time() + timeout_s + DEADLINE_GRACE_S, "timeout_s": timeout_s,
+        "max_rss_mb": cap, "max_rss_source": cap_source, "remove": [str(scratch), *map(str, owned)],
+        "atomic_targets": [str(p) for p in outputs], "locks": [str(p) for p in held_locks()]}}
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
-    process = subprocess.Popen([sys.executable, "-m", module, str(job_path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    process: subprocess.Popen[str] | None = None
     try:
-        _, stderr = process.communicate(timeout=timeout_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
+        write_json_atomic(scratch / "job.json", job)
+        process = subprocess.Popen([sys.executable, "-m", module, str(scratch / "job.json")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                   start_new_session=True)
+        try:
+            _, stderr = process.communicate(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            _, stderr = process.communicate()
+            timed_out = True
+        result: dict[str, Any] | None = None
+        with contextlib.suppress(OSError, ValueError):
+            document = read_json(result_path)
+            result = document if isinstance(document, dict) else None
+        return WorkerRun(process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out, result)
+    except BaseException:  # SIGINT, SIGTERM (the CLI raises it as an exception) or our own error: the worker goes
+        if process is not None and process.returncode is None:
+            _kill_group(process)
+            with contextlib.suppress(Exception):
+                process.communicate(timeout=10)
+        raise
+    finally:
+        remove_worker_files([scratch], outputs)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the worker's process group (it leads its own session), or the worker alone where there are none."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg"):
             os.killpg(process.pid, signal.SIGKILL)
-        _, stderr = process.communicate()
-        timed_out = True
-    return process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out
+        else:
+            process.kill()
 
 
 def _failure_kind(recorded: Any) -> FailureKind:
@@ -151,18 +219,16 @@ def measure_variant(
     bench = profile.bench.model_dump(mode="json")
     bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     outputs_file = f"{stem}.outputs.npz"
-    job_path = work_dir / f".{stem}.job.json"
-    result_path = work_dir / f".{stem}.result.json"
-    result_path.unlink(missing_ok=True)
     # a torch row runs the PyTorch model itself: the worker builds it from the factory reference
     model_path = model_reference if model_reference else str(variant.path.resolve())
+    extra = [(Path(p).resolve(), (work_dir / extra_outputs_file(stem, name)).resolve())
+             for name, p in (extra_references or {}).items()]
+    outputs = [(work_dir / outputs_file).resolve(), *(target for _, target in extra)]
     job = {"model_path": model_path, "session": session, "bench": bench,
-           "inputs_path": str(Path(timing_inputs).resolve()), "result_path": str(result_path.resolve()),
+           "inputs_path": str(Path(timing_inputs).resolve()),
            "reference_path": str(Path(reference_inputs).resolve()) if reference_inputs else None,
-           "outputs_path": str((work_dir / outputs_file).resolve()),
-           "extra_references": [{"path": str(Path(p).resolve()),
-                                 "outputs_path": str((work_dir / extra_outputs_file(stem, name)).resolve())}
-                                for name, p in (extra_references or {}).items()]}
+           "outputs_path": str(outputs[0]),
+           "extra_references": [{"path": str(source), "outputs_path": str(target)} for source, target in extra]}
     base: dict[str, Any] = {
         "key": measurement_key(variant, profile, reference_sha, session),
         "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
@@ -176,19 +242,13 @@ def measure_variant(
     if not is_available(session["backend"]):
         failure = Failure(kind="unavailable", message=f"{session['backend']}: {availability()[session['backend']]}")
         return Measurement(status="failed", failure=failure, **base)
-    write_json_atomic(job_path, job)
-    try:
-        returncode, tail, timed_out = run_worker("edgeopt.measure.worker", job_path, profile.bench.worker_timeout_s)
-    finally:
-        job_path.unlink(missing_ok=True)
-    if timed_out:
+    run = run_worker("edgeopt.measure.worker", job, profile.bench.worker_timeout_s,
+                     memory_cap=worker_memory_cap(profile), outputs=outputs)
+    returncode, tail, result = run.returncode, run.stderr_tail, run.result
+    if run.timed_out:
         failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"
                           f" on {variant.name}", returncode=returncode, stderr_tail=tail)
         return Measurement(status="failed", failure=failure, **base)
-    result: dict[str, Any] | None = None
-    with contextlib.suppress(OSError, ValueError):
-        result = read_json(result_path)
-    result_path.unlink(missing_ok=True)
     if returncode < 0:
         failure = Failure(kind="crash", message=f"worker crashed ({_signal_name(returncode)}) on "
                           f"{variant.name}", returncode=returncode, stderr_tail=tail)

@@ -10,6 +10,9 @@ time, first-inference time, peak RSS and the RSS the model added over the empty 
 the reference inputs for fidelity, and writes one JSON result atomically.  The system state
 (load average, governors, throttle counters, Jetson power mode; ``edgeopt.core.stability``) is probed
 before the model is loaded, and cheap counters are read right before and after the timed loop.
+
+A job from the launcher carries a ``lifeline`` (``edgeopt.core.lifeline``): the worker dies with its parent,
+stops itself at its deadline, and records a ``memory`` failure when its peak resident set passes its cap.
 """
 
 from __future__ import annotations
@@ -28,32 +31,10 @@ import psutil
 
 from edgeopt.backends import Runner, runner_for
 from edgeopt.core.fileio import write_npz_atomic, write_text_atomic
+from edgeopt.core.lifeline import EXIT_ERROR, WRITE_LOCK, Lifeline, out_of_memory, resident_set
 from edgeopt.core.stability import probe_system, snapshot
 from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
 from edgeopt.errors import failure_kind, first_line
-
-
-def _peak_rss_bytes(process: psutil.Process) -> int:
-    """Peak resident set of this process since it started.
-
-    On Linux this is ``VmHWM`` from /proc/self/status: the high-water mark of this process's own
-    address space.  (``ru_maxrss`` is not used there: Linux carries it across ``exec``, so a worker
-    started from a large parent would report the parent's size.)
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        scale = 1 if sys.platform == "darwin" else 1024
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
-    except ImportError:  # Windows: psutil exposes the peak working set
-        return int(getattr(process.memory_info(), "peak_wset", process.memory_info().rss))
 
 
 def _write_result(path: Path, document: dict[str, Any]) -> None:
@@ -118,7 +99,8 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
     for i, values in enumerate(collected):
         if len({v.shape for v in values}) == 1:  # a data-dependent output shape cannot be stacked: left out
             arrays[f"out{i}"] = np.stack(values)
-    write_npz_atomic(Path(out_path), arrays)
+    with WRITE_LOCK:
+        write_npz_atomic(Path(out_path), arrays)
     return count
 
 
@@ -155,7 +137,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         loop_wall_ns = time.perf_counter_ns() - wall0
         loop_end = snapshot()
         reference_count = _run_references(runner, job)
-        peak = _peak_rss_bytes(process)
+        peak, _ = resident_set(process)  # the high-water mark over everything above (VmHWM on Linux)
         output_names = list(getattr(runner, "output_names", []))
         details = dict(runner.details)
     from edgeopt.core.host import host_fingerprint
@@ -188,18 +170,33 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
-    """Run ``work`` on the JSON job and write its result (or the error, as data) atomically."""
+    """Run ``work`` on the JSON job, under its lifeline when it has one (``edgeopt.core.lifeline``), and write
+    its result (or the error, as data) atomically; returns the exit code."""
     job = json.loads(job_path.read_text(encoding="utf-8"))
     result_path = Path(job["result_path"])
+    lifeline = Lifeline.start(job["lifeline"], result_path) if job.get("lifeline") else None
+    code = 0
     try:
         result = work(job)
+        over = lifeline.over_cap() if lifeline is not None else None
+        if over is not None:
+            result, code = over, EXIT_ERROR
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
-        message = first_line(error)
-        _write_result(result_path, {"status": "error", "error_type": type(error).__name__, "message": message[:2000],
-                                    "failure_kind": failure_kind(error), "traceback": traceback.format_exc()[-4000:]})
-        return 3
-    _write_result(result_path, result)
-    return 0
+        message, kind = first_line(error)[:2000], failure_kind(error)
+        if out_of_memory(error):
+            kind = "memory"
+            message += f" ({lifeline.memory_message()})" if lifeline is not None else ""
+        result, code = {"status": "error", "error_type": type(error).__name__, "message": message,
+                        "failure_kind": kind, "traceback": traceback.format_exc()[-4000:]}, EXIT_ERROR
+    with WRITE_LOCK:
+        try:
+            _write_result(result_path, result)
+        except OSError as error:
+            print(f"edgeopt worker: cannot write its result {result_path}: {error}", file=sys.stderr)
+            code = EXIT_ERROR
+        if lifeline is not None:
+            lifeline.finished = True
+    return code
 
 
 def main(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ segments (stretches between re-opened sessions, see ``edgeopt.measure.ab_worker`
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from edgeopt.core.ratio_stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Threshold, parse_thresholds
+from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, MeasurementError
 from edgeopt.evaluate.compare import Comparison, MeasuredSet, StatComparison, compare_sets
-from edgeopt.measure.launcher import run_worker, session_settings
+from edgeopt.measure.launcher import WorkerRun, run_worker, session_settings, worker_memory_cap
 from edgeopt.models.calibration import InputSpec
 from edgeopt.profiles.schema import HardwareProfile
 
@@ -70,11 +72,19 @@ def _latency_thresholds(items: Iterable[str | Threshold] | None) -> tuple[Thresh
     return tuple(parsed)
 
 
-def _launch(job_path: Path, timeout_s: float) -> tuple[int, str]:
-    returncode, tail, timed_out = run_worker("edgeopt.measure.ab_worker", job_path, timeout_s)
-    if timed_out:
+def _launch(job: dict[str, Any], timeout_s: float, profile: HardwareProfile, scratch: Path) -> dict[str, Any]:
+    """Run the A/B worker; its ok result, else MeasurementError (``scratch``: the inputs, removed by an
+    orphaned worker)."""
+    run: WorkerRun = run_worker("edgeopt.measure.ab_worker", job, timeout_s, memory_cap=worker_memory_cap(profile),
+                                owned=[scratch])
+    if run.timed_out:
         raise MeasurementError(f"ab worker exceeded {timeout_s:g} s and was killed")
-    return returncode, tail
+    if run.result is None or run.result.get("status") != "ok":
+        message = (run.result or {}).get("message")
+        tail = run.stderr_tail.strip()
+        raise MeasurementError(f"ab worker failed (exit {run.returncode}): {message or 'no result'}"
+                               + (f"; stderr: {tail.splitlines()[-1]}" if tail else ""))
+    return run.result
 
 
 AB_TIME_FACTOR = 4  # default time cap of an A/B run, in units of the profile's bench.max_seconds
@@ -116,7 +126,8 @@ def run_ab(
         raise ConfigError(f"--max-seconds must be > 0, got {seconds:g}")
     sessions = [session_settings(profile), session_settings(profile_b)]
     targets = {t.statistic: t.rel * CI_TARGET_FRACTION for t in parsed if t.statistic in ("p50", "p95")}
-    with tempfile.TemporaryDirectory(prefix="edgeopt-ab-") as scratch:
+    lock = run_lock(out_dir, "ab") if out_dir is not None else contextlib.nullcontext()
+    with lock, tempfile.TemporaryDirectory(prefix="edgeopt-ab-") as scratch:
         work = Path(scratch)
         timing = [prepare_timing_inputs(v.path, p, None, work / f"inputs_{arm}.npz", given=inputs)
                   for arm, v, p in (("a", variants[0], profile), ("b", variants[1], profile_b))]
@@ -128,49 +139,37 @@ def run_ab(
             "block_iterations": BLOCK_ITERATIONS, "min_blocks": MIN_BLOCK_PAIRS, "min_segments": MIN_SEGMENTS,
             "seed": 0,
             "min_samples": min_samples_for_ci(PERCENTILES["p95"], confidence), "ci_targets": targets,
-            "confidence": confidence, "result_path": str(work / "result.json"),
+            "confidence": confidence,
         }
-        job_path = work / "job.json"
-        write_json_atomic(job_path, job)
-        returncode, tail = _launch(job_path, seconds + profile.bench.worker_timeout_s)
-        try:
-            from edgeopt.core.fileio import read_json
-
-            result = read_json(work / "result.json")
-        except (OSError, ValueError):
-            result = None
-    if not isinstance(result, dict) or result.get("status") != "ok":
-        message = (result or {}).get("message") if isinstance(result, dict) else None
-        raise MeasurementError(f"ab worker failed (exit {returncode}): {message or 'no result'}"
-                               + (f"; stderr: {tail.strip().splitlines()[-1]}" if tail.strip() else ""))
-    label = f"{variants[0].name}-vs-{variants[1].name}"
-    profile_label = profile.name if profile_b is profile else f"{profile.name}-vs-{profile_b.name}"
-    sets = [MeasuredSet(label, profile_label, arm, np.asarray(result["samples_ns"][i], dtype=np.float64) / 1e6,
-                        blocks=np.asarray(result["segments"][i]), host=result["host"], versions=result["versions"])
-            for i, arm in enumerate(("A", "B"))]
-    comparison = compare_sets([sets[0]], [sets[1]], parsed, confidence=confidence, resamples=resamples)
-    document: dict[str, Any] = {
-        "schema_version": 1, "kind": "ab", "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
-        "base": _arm(variants[0], profile, sessions[0], result, 0),
-        "candidate": _arm(variants[1], profile_b, sessions[1], result, 1),
-        "samples_ns": {"base": result["samples_ns"][0], "candidate": result["samples_ns"][1]},
-        "blocks": {"base": result["blocks"][0], "candidate": result["blocks"][1]},
-        "segments": {"base": result["segments"][0], "candidate": result["segments"][1]},
-        "block_size": result["block_size"], "pairs": result["pairs"], "order": result["order"],
-        "segment_count": result["segment_count"], "segment_pairs": result["segment_pairs"],
-        "reopen_ms": result["reopen_ms"],
-        "stop_reason": result["stop_reason"], "loop_wall_ms": result["loop_wall_ns"] / 1e6,
-        "max_seconds": seconds, "confidence": confidence, "ci_targets": targets,
-        "thresholds": [str(t) for t in parsed], "host": result["host"],
-        "versions": {"edgeopt": __version__, **result["versions"]}, "torch_imported": result["torch_imported"],
-        "rows": [row.to_dict() for row in comparison.rows], "verdict": comparison.verdict,
-        "exit_code": comparison.exit_code,
-    }
-    path = None
-    if out_dir is not None:
-        path = Path(out_dir) / f"ab__{variants[0].name}__vs__{variants[1].name}__{profile_label}.json"
-        write_json_atomic(path, document)
-    return ABResult(comparison, document, path)
+        result = _launch(job, seconds + profile.bench.worker_timeout_s, profile, work)
+        label = f"{variants[0].name}-vs-{variants[1].name}"
+        profile_label = profile.name if profile_b is profile else f"{profile.name}-vs-{profile_b.name}"
+        sets = [MeasuredSet(label, profile_label, arm, np.asarray(result["samples_ns"][i], dtype=np.float64) / 1e6,
+                            blocks=np.asarray(result["segments"][i]), host=result["host"], versions=result["versions"])
+                for i, arm in enumerate(("A", "B"))]
+        comparison = compare_sets([sets[0]], [sets[1]], parsed, confidence=confidence, resamples=resamples)
+        document: dict[str, Any] = {
+            "schema_version": 1, "kind": "ab", "created_at": now_iso(), "commit": git_commit(Path(__file__).parent),
+            "base": _arm(variants[0], profile, sessions[0], result, 0),
+            "candidate": _arm(variants[1], profile_b, sessions[1], result, 1),
+            "samples_ns": {"base": result["samples_ns"][0], "candidate": result["samples_ns"][1]},
+            "blocks": {"base": result["blocks"][0], "candidate": result["blocks"][1]},
+            "segments": {"base": result["segments"][0], "candidate": result["segments"][1]},
+            "block_size": result["block_size"], "pairs": result["pairs"], "order": result["order"],
+            "segment_count": result["segment_count"], "segment_pairs": result["segment_pairs"],
+            "reopen_ms": result["reopen_ms"],
+            "stop_reason": result["stop_reason"], "loop_wall_ms": result["loop_wall_ns"] / 1e6,
+            "max_seconds": seconds, "confidence": confidence, "ci_targets": targets,
+            "thresholds": [str(t) for t in parsed], "host": result["host"],
+            "versions": {"edgeopt": __version__, **result["versions"]}, "torch_imported": result["torch_imported"],
+            "rows": [row.to_dict() for row in comparison.rows], "verdict": comparison.verdict,
+            "exit_code": comparison.exit_code,
+        }
+        path = None
+        if out_dir is not None:
+            path = Path(out_dir) / f"ab__{variants[0].name}__vs__{variants[1].name}__{profile_label}.json"
+            write_json_atomic(path, document)
+        return ABResult(comparison, document, path)
 
 
 def _arm(variant: Any, profile: HardwareProfile, session: dict[str, Any], result: dict[str, Any],

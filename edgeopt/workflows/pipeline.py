@@ -2,7 +2,8 @@
 
 Resumable: the exported model, each variant and each measurement is on disk (atomically)
 before the next step starts, and a rerun reuses whatever still matches its inputs
-(``force=True`` redoes everything).
+(``force=True`` redoes everything).  One run per output folder at a time: the run holds the folder's
+lock (``edgeopt.core.run_lock``) from its first check to its last report.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edgeopt.core.fileio import (
 )
 from edgeopt.core.host import host_fingerprint
 from edgeopt.core.logs import Log, warnings_to_file
+from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement, judge_outputs
@@ -300,6 +302,13 @@ def _profiles(config: RunConfig) -> list[HardwareProfile]:
 
 
 def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
+    """Validate every input, then make, measure, judge and report, holding the output folder's lock throughout
+    (a second command on the folder stops at once: ``FolderBusyError``, exit 2)."""
+    with run_lock(config.out_dir, "run"):
+        return _run_locked(config, log)
+
+
+def _run_locked(config: RunConfig, log: Log) -> RunResult:
     out = Path(config.out_dir)
     if not 0.0 < config.decision_threshold < 1.0:
         raise ConfigError(f"--decision-threshold must lie between 0 and 1, got {config.decision_threshold:g}")

@@ -3,10 +3,12 @@ whether the reruns agree (``edgeopt rerun``)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError, InputRejectedError
 
 __all__ = ["RERUN_AGREEMENT", "RerunReport", "rerun_measurement"]
@@ -54,7 +56,8 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     """Measure the stored result's variant again under its stored profile settings, ``times`` times.
 
     The model file must still exist with the recorded sha256 (else InputRejectedError).  Timing inputs
-    are regenerated with ``prepare_timing_inputs`` at the shapes the stored measurement records.
+    are regenerated with ``prepare_timing_inputs`` at the shapes the stored measurement records.  With
+    ``out_dir`` the re-measurements are kept there, under the folder's lock.
     """
     import tempfile
 
@@ -93,7 +96,8 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     sentences: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="edgeopt-rerun-") as scratch:
+    lock = run_lock(out_dir, "rerun") if out_dir is not None else contextlib.nullcontext()
+    with lock, tempfile.TemporaryDirectory(prefix="edgeopt-rerun-") as scratch:
         work = Path(out_dir) if out_dir is not None else Path(scratch)
         stem = result_stem(variant.name, profile.name)
         shapes = [InputSpec(name, tuple(shape), "float32") for name, shape in stored.input_shapes.items()]

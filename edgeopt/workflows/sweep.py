@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeopt.core.fileio import atomic_path, write_json_atomic
 from edgeopt.core.logs import Log
+from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_BACKEND_FAILURE, ConfigError
 from edgeopt.evaluate.fidelity import worst
 from edgeopt.models.calibration import InputSpec
@@ -180,7 +181,13 @@ def plot_front(points: Sequence[SweepPoint], path: Path, title: str) -> Path:
 
 
 def run_sweep(config: SweepConfig, log: Log = print) -> SweepResult:
-    """Make and measure every recipe (plus fp32) with ``run_pipeline``; write ``sweep.json`` and a plot per profile."""
+    """Make and measure every recipe (plus fp32) with ``run_pipeline``; write ``sweep.json`` and a plot per profile,
+    holding the output folder's lock throughout."""
+    with run_lock(config.out_dir, "sweep"):
+        return _sweep_locked(config, log)
+
+
+def _sweep_locked(config: SweepConfig, log: Log) -> SweepResult:
     from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 
     variants = ("fp32", *[r for r in config.recipes if r != "fp32"])

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
 from edgeopt.core.logs import Log
+from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, EdgeoptError
 from edgeopt.models.calibration import InputSpec
+
+if TYPE_CHECKING:
+    from edgeopt.models.quantize import Recipe
 
 EXIT_BUDGET_NOT_MET = 1
 BOOTSTRAP_RESAMPLES = 2000
@@ -205,8 +209,7 @@ def _latency(measurement: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | 
 
 
 def tune(config: TuneConfig, log: Log = print) -> TuneResult:
-    """Search, measure, write ``tune.json``, ``tune.md`` and ``tune.png`` under ``config.out_dir``."""
-    from edgeopt.evaluate.sensitivity import analyse_sensitivity, reference_model_for
+    """Search, measure, write ``tune.json``, ``tune.md`` and ``tune.png`` under ``config.out_dir``, holding its lock."""
     from edgeopt.models.quantize import Recipe
 
     if config.metric not in ("top1", "cosine"):
@@ -216,6 +219,15 @@ def tune(config: TuneConfig, log: Log = print) -> TuneResult:
     base_recipe = Recipe.parse(config.recipe)
     if base_recipe.kind != "int8-static":
         raise ConfigError(f"--recipe {config.recipe}: tune works on int8-static recipes")
+    with run_lock(config.out_dir, "tune"):
+        return _tune_locked(config, base_recipe, log)
+
+
+def _tune_locked(config: TuneConfig, base_recipe: Recipe, log: Log) -> TuneResult:
+    """The search of :func:`tune`, in the output folder it holds the lock of."""
+    from edgeopt.evaluate.sensitivity import analyse_sensitivity, reference_model_for
+    from edgeopt.models.quantize import Recipe
+
     runner = _TuneBench(config, log)
     fp32 = runner.make(Recipe.parse("fp32"))
     fp32_measurement = runner.measure(fp32)

@@ -1,0 +1,204 @@
+"""One writing command per output folder (``edgeopt.core.run_lock``), and output folders that cannot be written.
+
+The lock's holders are real processes: a second ``python`` that takes the lock, a killed one that leaves a stale
+lock file, two concurrent ``edgeopt run`` on one folder.  An unwritable output folder is exit 2 naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from edgeopt.core.run_lock import LOCK_NAME, FolderBusyError, held_locks, remove_if_abandoned, run_lock
+from edgeopt.errors import ConfigError
+from edgeopt.measure.run_folder import load_measurement, load_summary
+from tests import profiles, zoo
+
+EDGEOPT = [sys.executable, "-m", "edgeopt"]
+HOLDER = """\
+import sys, time
+from edgeopt.core.run_lock import run_lock
+with run_lock(sys.argv[1], "run"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+AS_ROOT = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                             reason="root ignores file permissions")
+
+
+@pytest.fixture()
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock of ``tmp_path / 'out'``."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "out")], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert process.stdout is not None and process.stdout.readline().strip() == "locked"
+    yield process
+    process.kill()
+    process.communicate()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_second_holder_is_refused_naming_the_folder_and_the_holder(tmp_path: Path,
+                                                                     holder: subprocess.Popen[str]) -> None:
+    started = time.monotonic()
+    with pytest.raises(FolderBusyError) as refused, run_lock(tmp_path / "out", "tune"):
+        pass
+    assert time.monotonic() - started < 1
+    message = str(refused.value)
+    assert str(tmp_path / "out") in message and f"pid {holder.pid}" in message and "edgeopt run" in message
+    assert refused.value.exit_code == 2
+    assert (tmp_path / "out" / LOCK_NAME).is_file()  # the holder's lock is untouched
+
+
+def test_a_stale_lock_is_taken_over_with_a_notice(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert (tmp_path / "out" / LOCK_NAME).is_file()  # a killed holder leaves its file; the OS freed its lock
+    notices: list[str] = []
+    with run_lock(tmp_path / "out", "run", notice=notices.append) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert len(notices) == 1 and f"stale lock left by pid {holder.pid}" in notices[0], notices
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
+
+
+def test_the_lock_is_reentrant_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out"
+    with run_lock(out, "sweep") as outer:
+        with run_lock(out, "run") as inner:
+            assert inner == outer and held_locks() == [outer]
+            assert json.loads(outer.read_text())["command"] == "sweep"
+        assert outer.is_file()
+    assert held_locks() == [] and not (tmp_path / "new").exists()  # the folders it made, empty, are gone
+    with run_lock(out, "run"):
+        (out / "summary.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_a_killed_commands_lock_is_removed_only_by_its_name(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    lock = tmp_path / "out" / LOCK_NAME
+    assert not remove_if_abandoned(lock, holder.pid)  # held: left alone
+    holder.kill()
+    holder.wait()
+    assert not remove_if_abandoned(lock, dead_pid())  # another command's: left alone
+    assert remove_if_abandoned(lock, holder.pid) and not lock.exists()
+
+
+def test_an_output_path_under_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create this output folder"), run_lock(tmp_path / "file" / "out",
+                                                                                       "run"):
+        pass
+
+
+# ------------------------------------------------------------------------------------------------- the command
+
+
+def edgeopt(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EDGEOPT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    assert done.returncode == code, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("edgeopt: ")]
+    assert len(lines) == 1 and lines[0].startswith("edgeopt: error: ") and "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def hidden_files(out: Path) -> list[Path]:
+    return sorted(p for p in out.rglob(".*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_folder_the_second_stops_at_once_and_the_first_is_whole(tmp_path: Path) -> None:
+    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
+    profile = tmp_path / "fast.yaml"  # each measurement runs its full 1.5 s: the first run is still busy later
+    text = profiles.profile_yaml("fast", max_seconds=1.5)
+    profile.write_text(text.replace("bench:\n", "bench:\n  target_ci_rel: 0.000001\n"))
+    out = tmp_path / "out"
+    args = ["run", model, "--profile", profile, "--out", out, "--variant", "fp32", "--variant", "fp16",
+            "--variant", "int8-dynamic"]
+    first = subprocess.Popen([*EDGEOPT, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "measurements").is_dir() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:  # a second run, and a report that would read the folder half-written
+            second, report = pool.map(lambda command: edgeopt(*command), [args, ["report", out]])
+        line = one_line_error(second, 2, str(out), f"pid {first.pid}", "edgeopt run")
+        assert time.monotonic() - started < 15, line  # the time to start python and import edgeopt
+        one_line_error(report, 2, str(out), f"pid {first.pid}")
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, stderr
+    summary = load_summary(out)
+    rows = {(r["variant"], r["profile"]): r for r in summary.rows}
+    files = {p.name for p in (out / "measurements").glob("*.json")}
+    assert files == {f"{variant}__{profile}.json" for variant, profile in rows} and len(files) == 3
+    for (variant, profile_name), row in rows.items():
+        measurement = load_measurement(out / "measurements" / f"{variant}__{profile_name}.json")
+        assert measurement.ok and measurement.latency is not None
+        assert row["p50_ms"]["value"] == measurement.latency.summary().percentiles["p50"].value
+    assert not hidden_files(out) and not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.slow
+@AS_ROOT
+def test_a_read_only_output_folder_is_exit_2_naming_it(tmp_path: Path) -> None:
+    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
+    out = tmp_path / "read-only"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        done = edgeopt("run", model, "--profile", profiles.write_profile(tmp_path, "fast"), "--out", out,
+                       "--variant", "fp32")
+        one_line_error(done, 2, str(out), "Permission denied")
+        junit = edgeopt("report", tmp_path, "--junit", out / "junit.xml")
+        assert junit.returncode in (2, 3), junit.stderr  # 3: tmp_path is no run folder; never 4
+        assert list(out.iterdir()) == []
+    finally:
+        out.chmod(0o755)
+
+
+def test_an_output_folder_under_a_file_is_exit_2_naming_it(tmp_path: Path) -> None:
+    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
+    (tmp_path / "file").write_text("not a folder")
+    done = edgeopt("run", model, "--profile", profiles.write_profile(tmp_path, "fast"), "--out",
+                   tmp_path / "file" / "out", "--variant", "fp32", timeout=120)
+    one_line_error(done, 2, str(tmp_path / "file" / "out"))
+
+
+def _small_files() -> None:
+    """In the child: files may not grow past 32 KiB (EFBIG, as a full disk gives ENOSPC; Python ignores SIGXFSZ).
+    The 16 reference inputs of tiny_conv take 48 KiB."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))
+
+
+@pytest.mark.slow
+def test_a_write_the_file_system_refuses_is_exit_2_naming_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
+    out = tmp_path / "out"
+    done = subprocess.run([*EDGEOPT, "run", str(model), "--profile", str(profiles.write_profile(tmp_path, "fast")),
+                           "--out", str(out), "--variant", "fp32"], capture_output=True, text=True, timeout=300,
+                          preexec_fn=_small_files)
+    line = one_line_error(done, 2, "File too large", str(out))
+    assert ".tmp" not in line  # the file meant, not the temporary an atomic write was making
+    assert not hidden_files(out) and not (out / LOCK_NAME).exists()
