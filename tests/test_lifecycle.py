@@ -1,5 +1,6 @@
 """The worker's lifecycle, run for real: the real ``edgeopt run`` on a model that never finishes, stopped by SIGTERM,
-SIGINT or SIGKILL; the worker's own deadline; its memory cap.  Processes are found with psutil, nothing is mocked.
+SIGINT or SIGKILL; the worker's own deadline; SIGTERM to the worker; a parent stuck in a native call; the worker's
+memory cap.  Processes are found with psutil, nothing is mocked.
 
 The model (:func:`never_ending_model`) runs an ONNX ``Loop`` of real work (a 64x64 MatMul and a Tanh) whose trip
 count is ``(batch - 1) * 2**62``: at batch 1, the shape edgeopt checks a variant with in-process, it ends at
@@ -47,8 +48,9 @@ def _batch_minus_one() -> list[onnx.NodeProto]:
             helper.make_node("Sub", ["batch", "one"], ["extra"], name="extra")]
 
 
-def never_ending_model(path: Path) -> Path:
-    """``input [batch, 64]`` → a Loop of MatMul+Tanh, ``(batch - 1) * 2**62`` times → ``output [batch, 64]``."""
+def never_ending_model(path: Path, *, ends_at_batch_1: bool = True) -> Path:
+    """``input [batch, 64]`` → a Loop of MatMul+Tanh, ``(batch - 1) * 2**62`` times (``batch * 2**62`` unless
+    ``ends_at_batch_1``) → ``output [batch, 64]``."""
     state = [helper.make_tensor_value_info("x_in", TensorProto.FLOAT, ["batch", WIDTH])]
     body = helper.make_graph(
         [helper.make_node("MatMul", ["x_in", "w"], ["mm"], name="body_matmul"),
@@ -60,7 +62,8 @@ def never_ending_model(path: Path) -> Path:
         [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info("x_out", TensorProto.FLOAT, ["batch", WIDTH])],
         [numpy_helper.from_array(np.eye(WIDTH, dtype=np.float32) * 0.9, "w")])
-    nodes = [*_batch_minus_one(), helper.make_node("Mul", ["extra", "huge"], ["trips"], name="trips"),
+    factor = "extra" if ends_at_batch_1 else "batch"
+    nodes = [*_batch_minus_one(), helper.make_node("Mul", [factor, "huge"], ["trips"], name="trips"),
              helper.make_node("Loop", ["trips", "true", "input"], ["output"], name="forever", body=body)]
     graph = helper.make_graph(
         nodes, "never_ending", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", WIDTH])],
@@ -175,6 +178,32 @@ def test_stopping_the_parent_leaves_no_process_and_no_hidden_file(
     assert not any(p.suffix == ".json" for p in (out / "measurements").glob("*")), "a measurement was recorded"
     if stop != signal.SIGKILL:
         assert f"edgeopt: {'interrupted' if stop == signal.SIGINT else 'stopped by SIGTERM'}" in log.read_text()
+
+
+def test_sigterm_stops_a_parent_stuck_in_a_native_call(tmp_path: Path) -> None:
+    """The model never ends in the parent's own one-shot check of the variant: no worker yet, and Python's
+    handler cannot run; the command still exits 143 after the grace period, and its lock file goes."""
+    from edgeopt.cli.main import STOP_GRACE_S
+
+    model = never_ending_model(tmp_path / "never_ending.onnx", ends_at_batch_1=False)
+    profile = profiles.write_profile(tmp_path, "batch1", worker_timeout_s=WORKER_TIMEOUT_S)
+    out, log = tmp_path / "out", tmp_path / "run.log"
+    parent = start_run(model, profile, out, log)
+    try:
+        deadline = time.monotonic() + 60
+        while not any((out / "variants" / ".work").glob(".scratch-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # inside onnxruntime's run
+        assert parent.poll() is None and not any(map(is_worker, psutil.Process(parent.pid).children()))
+        stopped = time.monotonic()
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=STOP_GRACE_S + 10) == 143, log.read_text()
+        assert time.monotonic() - stopped < STOP_GRACE_S + 3
+    finally:
+        parent.kill()
+        parent.wait()
+    assert "still not stopped" in log.read_text()
+    assert not (out / ".edgeopt.lock").exists()
 
 
 def test_the_worker_keeps_its_own_deadline_when_the_parent_cannot(

@@ -14,7 +14,9 @@ import contextlib
 import errno
 import importlib
 import json
+import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -350,13 +352,18 @@ class Stopped(BaseException):
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_GRACE_S = 5.0  # a stop signal unwinds the command; past this, it exits without waiting for the unwinding
 
 
 @contextlib.contextmanager
 def orderly_stop() -> Iterator[None]:
     """While the block runs, SIGINT raises KeyboardInterrupt and SIGTERM or SIGHUP raise :class:`Stopped`, once:
     further stop signals are ignored so that the unwinding finishes.  A signal this process was started with
-    ignored (``nohup``) stays ignored.  The handlers before are restored afterwards."""
+    ignored (``nohup``) stays ignored.  The handlers before are restored afterwards.
+
+    Python runs a handler only when the main thread runs Python: stuck in a native call (a model that never
+    ends, run in this process), it would never stop.  So a thread woken by the signal (``set_wakeup_fd``)
+    gives the unwinding :data:`STOP_GRACE_S`, then removes this process's run-folder lock files and exits."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
@@ -372,11 +379,37 @@ def orderly_stop() -> Iterator[None]:
 
     for number in caught:
         signal.signal(number, stop)
+    wake, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    finished = threading.Event()
+    threading.Thread(target=_backstop, args=(wake, finished), name="edgeopt-stop", daemon=True).start()
     try:
         yield
     finally:
+        finished.set()
+        signal.set_wakeup_fd(previous)
         for number, handler in saved.items():
             signal.signal(number, handler)
+        os.close(write_end)  # wakes the thread, which closes ``wake``
+
+
+def _backstop(wake: int, finished: threading.Event) -> None:
+    """Exit 128 + N (130 for SIGINT) when stop signal N came and the command has not finished unwinding
+    :data:`STOP_GRACE_S` later."""
+    from edgeopt.core.run_lock import abandon_held_locks
+
+    try:
+        while not finished.is_set():
+            select.select([wake], [], [])
+            received = [n for n in os.read(wake, 64) if n in STOP_SIGNALS]
+            if received and not finished.wait(STOP_GRACE_S):
+                print(f"edgeopt: still not stopped {STOP_GRACE_S:g} s after {signal.Signals(received[0]).name} (a "
+                      "native call that does not return): exiting now", file=sys.stderr, flush=True)
+                abandon_held_locks()
+                os._exit(128 + received[0])
+    finally:
+        os.close(wake)
 
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # edgeopt.core.fileio.atomic_path's temporary of NAME

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from edgeopt.errors import ConfigError
 
-__all__ = ["LOCK_NAME", "FolderBusyError", "Holder", "held_locks", "remove_if_abandoned", "run_lock"]
+__all__ = ["LOCK_NAME", "FolderBusyError", "Holder", "abandon_held_locks", "held_locks", "remove_if_abandoned",
+           "run_lock"]
 
 LOCK_NAME = ".edgeopt.lock"
 _WINDOWS_LOCK_OFFSET = 1 << 20  # msvcrt locks a byte range that readers cannot read: one far past the record
@@ -97,6 +98,14 @@ def held_locks() -> list[Path]:
     """The lock files this process holds (a measurement worker removes them if this process is killed)."""
     with _GUARD:
         return [held.path for held in _HELD.values()]
+
+
+def abandon_held_locks() -> None:
+    """Remove every lock file this process holds, for an exit that skips its ``finally`` blocks (``os._exit``);
+    the locks themselves go with the process."""
+    for path in held_locks():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def remove_if_abandoned(path: Path | str, pid: int) -> bool:
