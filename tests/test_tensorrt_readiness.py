@@ -172,6 +172,16 @@ def test_foreign_domain_nodes(tmp_path: Path) -> None:
     assert result and rules(result, "warning") >= {"foreign-domain"}
 
 
+def test_an_input_type_the_table_does_not_list_is_a_warning(tmp_path: Path) -> None:
+    flags = [helper.make_tensor_value_info("x", TensorProto.BOOL, [4])]
+    path = _save(tmp_path / "equal.onnx", [helper.make_node("Equal", ["x", "x"], ["y"], name="eq")], flags,
+                 [helper.make_tensor_value_info("y", TensorProto.BOOL, [4])])
+    result = check_tensorrt_readiness(path, "10.3")
+    assert result and [(f.rule, f.node, f.input) for f in result.of("warning")] == [
+        ("operator-type", "'eq'", "0 = 'x'")]
+    assert "BOOL is not among the types operators.md lists for Equal" in result.of("warning")[0].message
+
+
 def test_opset_above_the_parsers_range(tmp_path: Path) -> None:
     value = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])]
     out = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]
