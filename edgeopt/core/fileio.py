@@ -1,15 +1,43 @@
-"""Atomic file writes and content hashing: nothing edgeopt writes is ever half-written."""
+"""Atomic file writes, the one JSON encoder and bounded JSON reader, and content hashing.
+
+Nothing edgeopt writes is ever half-written: every file goes to a temporary name beside its target and
+is renamed over it.
+
+**JSON, and the rule for non-finite numbers.**  Every JSON document edgeopt writes goes through
+:func:`dumps_json` (:func:`write_json_atomic` uses it).  A measured quantity can be NaN or infinite (an
+fp16 variant whose outputs overflow has a NaN cosine and an infinite max abs error); such a float is
+*data*, never a crash and never dropped: it is written as the JSON string ``"NaN"``, ``"Infinity"`` or
+``"-Infinity"`` (the spellings Python's ``float()`` and JavaScript's ``Number()`` read back).  ``null``
+keeps its one meaning, "not computed / not applicable", so a non-finite number is never written as
+``null``.  Every typed reader turns the three strings back into floats: pydantic ``float`` fields do it
+themselves, the dataclass readers through :func:`json_float` / :func:`restore_floats`; pandas reads them
+as NaN/inf from ``results.csv``.  Where a figure is non-finite because of the outputs it was computed
+from, the record beside it says why (``nan_values``/``inf_values`` of an output's fidelity,
+``nonfinite_scores`` of a metric).  Anything else the encoder cannot represent (a set, an object) raises
+``TypeError`` naming where it sits in the document; numpy scalars and arrays are written as numbers and
+lists.  Readers also accept the bare tokens ``NaN``/``Infinity`` Python's ``json`` module writes by default.
+
+**Bounded reading.**  :func:`read_json` / :func:`parse_json` refuse, before parsing, a document larger
+than :data:`MAX_JSON_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH` with :class:`JsonLimitError` (a
+``ValueError`` naming the file), so a hostile results file costs neither the memory nor the stack.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+MAX_JSON_BYTES = 256 * 2**20  # a results document larger than this is refused unread
+MAX_JSON_DEPTH = 64  # nesting (objects and arrays) deeper than this is refused before parsing
+NONFINITE_STRINGS: dict[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -57,8 +85,50 @@ def write_text_atomic(target: Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
 
 
+def _float_text(value: float) -> str | float:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "(top level)"
+
+
+def jsonable(document: Any, _path: tuple[str | int, ...] = ()) -> Any:
+    """``document`` with every non-finite float as its string (see the module docstring), tuples as lists and
+    numpy values as plain numbers and lists; TypeError, naming where, for anything JSON cannot hold."""
+    if document is None or isinstance(document, (str, bool, int)):
+        return document
+    if isinstance(document, float):
+        return _float_text(document)
+    if isinstance(document, Mapping):
+        result = {}
+        for key, value in document.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise TypeError(f"JSON document: key {key!r} at {_where(_path)} is a {type(key).__name__}, "
+                                "not a string")
+            result[key] = jsonable(value, (*_path, str(key)))
+        return result
+    if isinstance(document, (list, tuple)):
+        if all(type(item) is int for item in document):  # raw samples: a long list of plain ints
+            return list(document)
+        return [jsonable(item, (*_path, index)) for index, item in enumerate(document)]
+    if hasattr(document, "dtype") and hasattr(document, "tolist"):  # numpy scalar or array
+        return jsonable(document.tolist(), _path)
+    raise TypeError(f"JSON document: {type(document).__name__} at {_where(_path)} is not JSON serialisable")
+
+
+def dumps_json(document: Any, *, indent: int | None = 2, sort_keys: bool = True,
+               separators: tuple[str, str] | None = None) -> str:
+    """The one JSON encoder: ``document`` as JSON text, non-finite floats as ``"NaN"``/``"Infinity"``/
+    ``"-Infinity"`` (module docstring); never writes ``NaN`` tokens, never drops a value."""
+    return json.dumps(jsonable(document), indent=indent, sort_keys=sort_keys, separators=separators,
+                      allow_nan=False)
+
+
 def write_json_atomic(target: Path, document: Any) -> None:
-    write_text_atomic(target, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_text_atomic(target, dumps_json(document) + "\n")
 
 
 def write_npz_atomic(target: Path, arrays: Mapping[str, Any]) -> Path:
@@ -73,9 +143,79 @@ def write_npz_atomic(target: Path, arrays: Mapping[str, Any]) -> Path:
     return Path(target)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+class JsonLimitError(ValueError):
+    """A JSON document refused before parsing: too large or nested too deep (the message names the file)."""
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text ``data`` nests objects and arrays more than ``limit`` deep (strings skipped),
+    decided without parsing and without recursion."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # cannot nest deeper than it opens
+    depth = 0
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def parse_json(data: bytes | str, source: str | Path, *, max_bytes: int = MAX_JSON_BYTES,
+               max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``data`` parsed, after the size and depth checks (:class:`JsonLimitError` naming ``source``); a
+    document that is not UTF-8 or not JSON raises ``ValueError`` (``json.JSONDecodeError``)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise JsonLimitError(f"{source}: {len(raw) / 2**20:.1f} MiB is larger than the {max_bytes / 2**20:g} MiB "
+                             "a results file may hold; not read")
+    if too_deep(raw, max_depth):
+        raise JsonLimitError(f"{source}: JSON nested deeper than {max_depth} levels; not an edgeopt results file")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError as error:  # only if the caller's own stack was already deep
+        raise JsonLimitError(f"{source}: JSON nested too deep to parse") from error
+
+
+def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON document at ``path``, size- and depth-checked before parsing (:func:`parse_json`); a file over
+    ``max_bytes`` is refused without being read.  OSError when unreadable, ValueError when not JSON."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_bytes:
+            raise JsonLimitError(f"{path}: {size / 2**20:.1f} MiB is larger than the {max_bytes / 2**20:g} MiB "
+                                 "a results file may hold; not read")
+        data = handle.read(max_bytes + 1)  # a file that grows (or a device) still stops at the cap
+    return parse_json(data, path, max_bytes=max_bytes, max_depth=max_depth)
+
+
+def json_float(value: Any) -> float | None:
+    """A float read back from JSON: a number, one of the strings of :data:`NONFINITE_STRINGS`, or None;
+    ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value in NONFINITE_STRINGS:
+            return NONFINITE_STRINGS[value]
+        raise ValueError(f"expected a number, got the string {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def restore_floats(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``data`` with the fields ``names`` (those present) read by :func:`json_float`."""
+    result = dict(data)
+    for name in names:
+        if name in result:
+            result[name] = json_float(result[name])
+    return result
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -87,4 +227,4 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def sha256_json(document: Any) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(dumps_json(document, indent=None, separators=(",", ":")).encode()).hexdigest()

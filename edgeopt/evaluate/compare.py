@@ -108,7 +108,14 @@ def _from_pytest_benchmark(document: Mapping[str, Any], path: Path) -> list[Meas
         if not data:
             raise InputRejectedError(f"{path}: pytest-benchmark entry {name!r} has no raw data (stats.data); "
                                      "save the run with --benchmark-save-data to compare it")
-        samples = np.asarray(data, dtype=np.float64) * 1e3
+        try:
+            samples = np.asarray(data, dtype=np.float64).ravel() * 1e3
+        except (TypeError, ValueError) as error:
+            raise InputRejectedError(f"{path}: pytest-benchmark entry {name!r}: stats.data is not a list of "
+                                     f"numbers ({first_line(error)})") from error
+        if not bool(np.all(np.isfinite(samples))) or bool(np.any(samples < 0)):
+            raise InputRejectedError(f"{path}: pytest-benchmark entry {name!r}: stats.data holds NaN, infinite or "
+                                     "negative times; the results file was modified or is corrupt")
         sets.append(MeasuredSet(name, "pytest-benchmark", str(path), samples, host={k: v for k, v in host.items()
                                                                                     if v is not None},
                                 versions={k: v for k, v in versions.items() if v is not None}))
@@ -118,16 +125,17 @@ def _from_pytest_benchmark(document: Mapping[str, Any], path: Path) -> list[Meas
 
 
 def _load_file(path: Path) -> list[MeasuredSet]:
-    import json
-
+    from edgeopt.core.fileio import JsonLimitError, read_json
     from edgeopt.measure.run_folder import load_measurement
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        document = read_json(path)  # size- and depth-checked before parsing
+    except JsonLimitError as error:
+        raise InputRejectedError(first_line(error)) from error
+    except UnicodeDecodeError as error:
+        raise InputRejectedError(f"{path}: cannot read: not UTF-8 text ({first_line(error)})") from error
+    except OSError as error:
         raise InputRejectedError(f"{path}: cannot read: {first_line(error)}") from error
-    try:
-        document = json.loads(text)
     except ValueError as error:
         raise InputRejectedError(f"{path}: not valid JSON (truncated or corrupt?): {first_line(error)}") from error
     if not isinstance(document, dict):

@@ -1,23 +1,30 @@
 """``Measurement``: one (variant, profile) result as a value that keeps its raw samples.
 
-Stored as one JSON document per measurement (``schema_version`` 1), written atomically.
-A document that cannot be read back (truncated, foreign, another ``schema_version``) is treated
-as absent, so a resumed run measures it again instead of trusting it.
+Stored as one JSON document per measurement (``schema_version`` 1), written atomically with the one
+JSON encoder (``edgeopt.core.fileio``: a non-finite float is the string ``"NaN"``/``"Infinity"``).
+
+A stored measurement is checked when it is read, not trusted: ``latency.summary_ms`` is typed
+(:class:`LatencySummary`: every number finite, ``n`` >= 1), ``samples_ns`` must hold ``n`` non-negative
+samples, and the summary is recomputed from the samples and must agree with the stored one (to a
+relative 1e-9, room for another JSON formatter, none for an edit).  A document that fails any of this
+was modified or is corrupt: the gate, report and compare loaders (``edgeopt.measure.run_folder``) refuse
+it (exit 3), while :func:`try_load` (a resumed run) treats it, like a truncated, foreign or other
+``schema_version`` document, as absent and measures again.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edgeopt.core.fileio import write_json_atomic
+from edgeopt.core.fileio import read_json, write_json_atomic
 from edgeopt.core.stability import StabilityReport, stability_report
-from edgeopt.core.stats import SampleSummary, summarize
+from edgeopt.core.stats import CI_METHOD, ESTIMATOR, PERCENTILES, SampleSummary, summarize
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -47,30 +54,109 @@ class Failure(BaseModel):
     exit_code: int = 4
 
 
-class Latency(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class PercentileSummary(BaseModel):
+    """One stored percentile with its confidence interval (``edgeopt.core.stats.PercentileEstimate``), in ms."""
 
-    samples_ns: list[int]
-    summary_ms: dict[str, Any]
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: str
+    q: float = Field(gt=0, le=1)
+    value: float = Field(ge=0)
+    lower: float | None = Field(default=None, ge=0)
+    upper: float | None = Field(default=None, ge=0)
+    lower_rank: int | None = Field(default=None, ge=1)
+    upper_rank: int | None = Field(default=None, ge=1)
+    confidence: float = Field(gt=0, lt=1)
+
+
+class LatencySummary(BaseModel):
+    """``latency.summary_ms``: the statistics of the samples in ms (``edgeopt.core.stats.SampleSummary``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    n: int = Field(ge=1)
+    mean: float = Field(ge=0)
+    std: float = Field(ge=0)
+    cv: float = Field(ge=0)
+    min: float = Field(ge=0)
+    max: float = Field(ge=0)
+    percentiles: dict[str, PercentileSummary]
+    confidence: float = Field(gt=0, lt=1)
+    estimator: str = ESTIMATOR
+    ci_method: str = CI_METHOD
+
+    def sample_summary(self) -> SampleSummary:
+        return SampleSummary.from_dict(self.model_dump())
+
+
+SUMMARY_REL_TOL = 1e-9  # stored vs recomputed statistics: float formatting, not an edit
+
+
+def summary_differences(stored: LatencySummary, samples_ns: list[int]) -> list[str]:
+    """Where ``stored`` disagrees with the summary recomputed from ``samples_ns`` (empty when it agrees)."""
+    fresh = summarize([s / 1e6 for s in samples_ns], confidence=stored.confidence)
+    found: list[str] = []
+
+    def differ(a: float | int | None, b: float | int | None) -> bool:
+        if a is None or b is None:
+            return a is not b
+        return not math.isclose(float(a), float(b), rel_tol=SUMMARY_REL_TOL, abs_tol=1e-12)
+
+    if stored.n != fresh.n:
+        found.append(f"summary_ms.n is {stored.n} but samples_ns holds {fresh.n} samples")
+    for name in ("mean", "std", "cv", "min", "max"):
+        if differ(getattr(stored, name), getattr(fresh, name)):
+            found.append(f"summary_ms.{name} is {getattr(stored, name)!r}, the samples give {getattr(fresh, name)!r}")
+    if set(stored.percentiles) != set(PERCENTILES):
+        found.append(f"summary_ms.percentiles holds {sorted(stored.percentiles)}, expected {sorted(PERCENTILES)}")
+    for key, estimate in fresh.percentiles.items():
+        kept = stored.percentiles.get(key)
+        if kept is None:
+            continue
+        for name in ("q", "value", "lower", "upper", "lower_rank", "upper_rank", "confidence"):
+            if differ(getattr(kept, name), getattr(estimate, name)):
+                found.append(f"summary_ms.percentiles.{key}.{name} is {getattr(kept, name)!r}, the samples give "
+                              f"{getattr(estimate, name)!r}")
+    return found
+
+
+class Latency(BaseModel):
+    """The raw samples of the timed loop and their summary, which must be the samples' (checked on every
+    construction and load: :func:`summary_differences`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    samples_ns: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    summary_ms: LatencySummary
     stop_reason: str
-    loop_wall_ms: float
-    throughput_per_s: float
+    loop_wall_ms: float = Field(ge=0)
+    throughput_per_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _summary_is_the_samples(self) -> Latency:
+        found = summary_differences(self.summary_ms, self.samples_ns)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise ValueError(f"the stored statistics are not those of the stored samples: {found[0]}{more}")
+        return self
 
     def summary(self) -> SampleSummary:
-        return SampleSummary.from_dict(self.summary_ms)
+        return self.summary_ms.sample_summary()
 
     @classmethod
     def from_samples(cls, samples_ns: list[int], stop_reason: str, loop_wall_ns: int, confidence: float) -> Latency:
         summary = summarize([s / 1e6 for s in samples_ns], confidence=confidence)
         throughput = len(samples_ns) / (loop_wall_ns / 1e9) if loop_wall_ns > 0 else 0.0
-        return cls(samples_ns=samples_ns, summary_ms=summary.to_dict(), stop_reason=stop_reason,
-                   loop_wall_ms=loop_wall_ns / 1e6, throughput_per_s=throughput)
+        return cls(samples_ns=samples_ns, summary_ms=LatencySummary.model_validate(summary.to_dict()),
+                   stop_reason=stop_reason, loop_wall_ms=loop_wall_ns / 1e6, throughput_per_s=throughput)
 
 
 class Measurement(BaseModel):
     """Everything one measurement of one variant on one profile produced, or why it failed."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # non-finite floats stay floats in model_dump(mode="json") (pydantic's default writes null in the
+    # dict-valued fields); the JSON encoder then writes them as strings (edgeopt.core.fileio)
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["measurement"] = "measurement"
@@ -103,6 +189,32 @@ class Measurement(BaseModel):
     failure: Failure | None = None
     created_at: str
     commit: str | None = None
+
+    @model_validator(mode="after")
+    def _what_readers_rely_on(self) -> Measurement:
+        """The keys of the untyped sections every reader uses (gate, reports, compare) are there and sane."""
+        problems = [f"variant.{key} is missing or not a string" for key in ("name", "precision")
+                    if not isinstance(self.variant.get(key), str)]
+        size = self.variant.get("size_bytes")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            problems.append(f"variant.size_bytes must be a non-negative integer, got {size!r}")
+        if not isinstance(self.profile.get("name"), str):
+            problems.append("profile.name is missing or not a string")
+        if self.status == "ok" and self.latency is None:
+            problems.append("status is 'ok' but there is no latency")
+        if self.status == "failed" and self.failure is None:
+            problems.append("status is 'failed' but there is no failure")
+        memory = self.memory or {}
+        if self.status == "ok" and self.memory is not None and "peak_rss_mb" not in memory:
+            problems.append("memory.peak_rss_mb is missing")
+        for key in ("peak_rss_mb", "baseline_rss_mb", "model_added_mb"):
+            value = memory.get(key)
+            if key in memory and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+                problems.append(f"memory.{key} must be a finite number >= 0, got {value!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def ok(self) -> bool:
@@ -148,11 +260,14 @@ class Measurement(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> Measurement:
-        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        """The measurement at ``path``, bounded-read and validated (OSError, ValueError or ValidationError).
+        ``edgeopt.measure.run_folder.load_measurement`` is the loader that names the file in one error."""
+        return cls.model_validate(read_json(Path(path)))
 
 
 def try_load(path: Path) -> Measurement | None:
-    """The stored measurement at ``path``, or None when absent or unreadable."""
+    """The stored measurement at ``path``, or None when absent, unreadable, too large or deep, invalid, or
+    modified (its statistics not those of its samples): a resumed run measures it again."""
     try:
         return Measurement.load(path)
     except (OSError, ValueError, ValidationError):

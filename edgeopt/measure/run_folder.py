@@ -1,9 +1,12 @@
 """The run folder: where each file of a run lives (:class:`RunLayout`), the typed run document
 (:class:`RunSummary`, ``summary.json``), and the one loader of each, with one error for a bad file.
 
-A file that is missing, truncated, not JSON, of another kind or schema, or fails validation raises
+A file that is missing, truncated, not JSON, larger than ``edgeopt.core.fileio.MAX_JSON_BYTES`` or nested
+deeper than ``MAX_JSON_DEPTH``, of another kind or schema, or fails validation raises
 :class:`~edgeopt.errors.InputRejectedError` (exit 3) naming the file and the field, whichever command
-reads it (``report``, ``gate``, ``compare``, ``log-mlflow``, ``rerun``, the pytest plugin).
+reads it (``report``, ``gate``, ``compare``, ``log-mlflow``, ``rerun``, the pytest plugin).  A measurement
+whose statistics are not those of its raw samples, or hold a non-finite number, is refused as "modified
+or corrupt" (``edgeopt.measure.results``).
 
 The layout and the summary live here, below ``evaluate`` and ``reports``, because ``compare`` (in
 ``evaluate``) reads run folders as well as the reports do.
@@ -11,13 +14,13 @@ The layout and the summary live here, below ``evaluate`` and ``reports``, becaus
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from edgeopt.core.fileio import JsonLimitError, read_json
 from edgeopt.errors import InputRejectedError, first_line
 from edgeopt.measure.results import SCHEMA_VERSION, Measurement
 
@@ -71,7 +74,9 @@ class RunLayout:
 class RunSummary(BaseModel):
     """``summary.json``: what a run made, measured and decided (rows and gates as their ``to_dict()``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # rows and gates hold measured figures that may be NaN/inf (an fp16 variant's overflowing outputs): they
+    # stay floats in model_dump(mode="json") and the JSON encoder writes them as strings (edgeopt.core.fileio)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
     schema_version: Literal[1] = 1  # RUN_SCHEMA_VERSION
     kind: Literal["run"] = "run"
@@ -93,10 +98,14 @@ class RunSummary(BaseModel):
 
 def _read_document(path: Path, what: str) -> dict[str, Any]:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_json(path)
     except FileNotFoundError as error:
         raise InputRejectedError(f"{path}: no {what} here") from error
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except IsADirectoryError as error:
+        raise InputRejectedError(f"{path}: a directory, not a {what}") from error
+    except JsonLimitError as error:
+        raise InputRejectedError(f"{first_line(error)} (refused as a {what})") from error
+    except (OSError, ValueError) as error:
         raise InputRejectedError(f"{path}: unreadable {what} (truncated or not JSON): {first_line(error)}") from error
     if not isinstance(document, dict):
         raise InputRejectedError(f"{path}: not an edgeopt {what} (the top level is not an object)")
@@ -106,7 +115,8 @@ def _read_document(path: Path, what: str) -> dict[str, Any]:
 def _invalid(path: Path, what: str, error: ValidationError) -> InputRejectedError:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return InputRejectedError(f"{path}: invalid {what}: {where}: {first['msg']}")
+    more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
+    return InputRejectedError(f"{path}: invalid {what}: {where}: {first['msg']}{more}")
 
 
 def load_summary(path: Path | str) -> RunSummary:
@@ -137,4 +147,5 @@ def load_measurement(path: Path | str, document: dict[str, Any] | None = None) -
     try:
         return Measurement.model_validate(document)
     except ValidationError as error:
-        raise _invalid(path, "measurement", error) from error
+        # everything edgeopt writes validates: a document that does not was edited or damaged since
+        raise _invalid(path, "measurement (the results file was modified or is corrupt)", error) from error
