@@ -164,3 +164,29 @@ def test_scores_come_from_the_first_float_output() -> None:
     embedding = np.array([[0.1, 0.9], [0.8, 0.2]], dtype=np.float32)
     np.testing.assert_array_equal(_logits([ids, embedding]), embedding.astype(np.float64))
     np.testing.assert_array_equal(_logits([ids]), ids.astype(np.float64))  # no float output: the first
+
+
+def test_labels_must_be_class_indices_of_the_model(tmp_path: Path) -> None:
+    """Labels -1 ... -976 used to score top-1 0 % and pass; labels past the classes likewise (issue 12, item 9)."""
+    from edgeopt.evaluate.fidelity import top1_accuracy
+    from edgeopt.evaluate.metrics import check_metrics
+    from edgeopt.models.calibration import InputSpec
+
+    images = np.random.default_rng(0).random((6, 1, 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "negative.npz", images=images, labels=-(np.arange(6) * 25 + 1))
+    with pytest.raises(CalibrationError, match=r"negative\.npz: array 'labels': 6 of 6 label\(s\) negative"):
+        load_eval_set(tmp_path / "negative.npz")  # before anything runs: no model needed
+    np.savez(tmp_path / "past.npz", images=images, labels=np.arange(6) + 10)
+    eval_set = load_eval_set(tmp_path / "past.npz")
+    outputs = [InputSpec("ids", (1, 3), "int64"), InputSpec("logits", (1, 10), "float32")]
+    with pytest.raises(CalibrationError, match=r"past\.npz: array 'labels': 6 of 6 label\(s\) outside 0\.\.9"):
+        check_metrics([parse_metric("top1")], eval_set, outputs)  # before anything runs, given the model
+    check_metrics([parse_metric("top1")], eval_set, [InputSpec("logits", (1, "classes"), "float32")])  # symbolic
+    check_metrics([parse_metric("mae")], eval_set, outputs)  # labels as regression targets: not class indices
+    logits = np.random.default_rng(1).standard_normal((6, 10))
+    with pytest.raises(CalibrationError, match=r"past\.npz: .*outside 0\.\.9 \(smallest 10, largest 15\)"):
+        _score("top1", logits, eval_set.truth)  # when scored: the file is still named
+    assert _score("top1", logits, eval_set.truth - 10).shape == (6,)
+    np.savez(tmp_path / "outputs.npz", out0=logits)
+    with pytest.raises(ValueError, match="outside 0..9"):  # the legacy accuracy is left out, never 0 %
+        top1_accuracy(tmp_path / "outputs.npz", eval_set.truth)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from edgeopt.errors import (
     EXIT_OK,
     ConfigError,
 )
-from edgeopt.evaluate.fidelity import OutputFidelity
+from edgeopt.evaluate.fidelity import OutputFidelity, nonfinite_problems, worst
 from edgeopt.evaluate.metrics import MetricResult
 from edgeopt.evaluate.stability_policy import check_policy
 from edgeopt.measure.results import Measurement
@@ -193,6 +193,8 @@ def _check_latency(metric: str, limit: float, latency: SampleSummary | None, ctx
     if latency is None or est is None:
         return _missing(metric, limit, label, "ms", ctx)
     value, lower, upper = est.value, est.lower, est.upper
+    if not all(math.isfinite(v) for v in (value, lower, upper) if v is not None):
+        return _not_a_number(metric, limit, value, lower, upper, f"{label} {value} ms [{lower}, {upper}]", "ms", ctx)
     if lower is None or upper is None:
         numbers = f"{label} {_fmt(value)} ms (no CI)"
         if not ctx.host_matches and not ctx.proxy:
@@ -223,10 +225,23 @@ def _check_latency(metric: str, limit: float, latency: SampleSummary | None, ctx
     return BudgetCheck(metric, limit, value, lower, upper, verdict, ctx.finish(text), needed, ctx.proxy)
 
 
+def _not_a_number(metric: str, limit: float, value: float | None, lower: float | None, upper: float | None,
+                  numbers: str, unit: str, ctx: _Context) -> BudgetCheck:
+    """A latency, memory or size figure that is NaN/Inf: never compared with its budget (NaN is neither under
+    nor over it); inconclusive.  (Stored measurements never get here: their loader refuses such a file.)"""
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, lower, upper, numbers, ctx)
+    sentence = ctx.finish(f"{numbers} is not a finite number, cannot judge budget {_fmt(limit)} {unit}"
+                          f"{ctx.where()}: inconclusive")
+    return BudgetCheck(metric, limit, value, lower, upper, Verdict.INCONCLUSIVE, sentence, None, ctx.proxy)
+
+
 def _check_direct(metric: str, limit: float, value: float | None, ctx: _Context) -> BudgetCheck:
     label = _DIRECT_METRICS[metric]
     if value is None:
         return _missing(metric, limit, label, "MB", ctx)
+    if not math.isfinite(value):
+        return _not_a_number(metric, limit, value, None, None, f"{label} {value} MB", "MB", ctx)
     numbers = f"{label} {_fmt(value)} MB"
     if not ctx.host_matches and not ctx.proxy:
         return _not_applicable(metric, limit, value, None, None, numbers, ctx)
@@ -309,6 +324,9 @@ def evaluate_budgets(
 def _check_floor(metric: str, limit: float, value: float, interval: tuple[float, float] | None, detail: str,
                  ctx: _Context) -> BudgetCheck:
     label = _OUTPUT_METRICS[metric]
+    if not math.isfinite(value):  # never compared: a NaN is neither under nor over a floor
+        return _undecidable(metric, limit, value, f"{label} {value}{detail} is not a finite number, cannot judge "
+                            f"floor {limit:g}", ctx)
     numbers = f"{label} {value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "") + detail
     lower, upper = interval if interval else (value, value)
     if not ctx.host_matches and not ctx.proxy:
@@ -323,6 +341,29 @@ def _check_floor(metric: str, limit: float, value: float, interval: tuple[float,
     return BudgetCheck(metric, limit, value, lower, upper, verdict, ctx.finish(text), None, ctx.proxy)
 
 
+def _undecidable(metric: str, limit: float, value: float | None, numbers: str, ctx: _Context) -> BudgetCheck:
+    """An output budget whose figure is not a number for a reason that is not the variant's (fp32's own
+    outputs hold NaN/Inf): inconclusive, never pass."""
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, None, None, numbers, ctx)
+    return BudgetCheck(metric, limit, value, None, None, Verdict.INCONCLUSIVE,
+                       ctx.finish(f"{numbers}{ctx.where()}: inconclusive"), None, ctx.proxy)
+
+
+def _nonfinite_failure(metric: str, limit: float, value: float | None, broken: Sequence[OutputFidelity],
+                       ctx: _Context) -> BudgetCheck:
+    """An output budget of a variant whose outputs hold NaN/Inf where fp32's do not: FAIL, saying where."""
+    label = _OUTPUT_METRICS.get(metric, "task metric drop vs fp32")
+    problems = nonfinite_problems(broken)
+    more = f" (and {len(problems) - 1} more output(s))" if len(problems) > 1 else ""
+    bound = f"budget {limit:g}" if metric == _DROP_METRIC else f"floor {limit:g}"
+    numbers = f"{label}: outputs contain NaN/Inf: {problems[0]}{more}"
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, None, None, numbers, ctx)
+    return BudgetCheck(metric, limit, value, None, None, Verdict.FAIL,
+                       ctx.finish(f"{numbers}; fails {bound}{ctx.where()}"), None, ctx.proxy)
+
+
 def _agreement(share: float, count: int) -> tuple[float, tuple[float, float]]:
     lower, upper = wilson_interval(round(share * count), count, 0.95)
     return share, (lower, upper)
@@ -334,48 +375,85 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
     and decision agreement with fp32, and the ceiling on the eval metric's paired drop vs fp32.
 
     A budget whose figure no output has (a cosine on a 1-element output, a metric without --eval) is
-    not checked; with no fidelity at all (the fp32 reference itself) nothing is added."""
+    not checked; with no fidelity at all (the fp32 reference itself) nothing is added.  NaN and infinity
+    never pass: a variant whose outputs hold NaN/Inf (or whose metric scored NaN/Inf) FAILS every output
+    budget set, the sentence naming the output and the counts, fp32's included (NaN outputs are never
+    what a model should deliver, whoever else produces them too); where only fp32's outputs hold them,
+    the comparison cannot be judged (inconclusive)."""
     ctx = _Context(gate.profile, "this host", gate.host_matches, gate.proxy, gate.mismatch_reasons)
+    introduced = [f for f in found if f.nonfinite]  # this variant's outputs are not all finite
+    inherited = [f for f in found if f.reference_nonfinite and not f.nonfinite]  # only fp32's are not
+    figures = worst(found)
     checks: list[BudgetCheck] = []
     for name in _OUTPUT_METRICS:
         limit = budgets.get(name)
         if limit is None:
             continue
+        key = {"min_cosine": "cosine", "min_top1_agreement": "top1", "min_decision_agreement": "decision"}[name]
+        if introduced:
+            checks.append(_nonfinite_failure(name, float(limit), figures.get(key), introduced, ctx))
+            continue
+        if inherited and key in figures:
+            problem = inherited[0].problem()
+            checks.append(_undecidable(name, float(limit), figures.get(key),
+                                       f"{_OUTPUT_METRICS[name]}: {problem}, cannot judge floor {limit:g}", ctx))
+            continue
         if name == "min_cosine":
             scored = [(f.cosine, f) for f in found if f.cosine is not None]
             if scored:
-                value, item = min(scored, key=lambda pair: pair[0])
+                value, item = min(scored, key=lambda pair: (not math.isnan(pair[0]), pair[0]))  # NaN first
                 checks.append(_check_floor(name, float(limit), value, None, f" (output {item.output})", ctx))
             continue
         counted = [(f.top1_agreement, f.top1_positions, f) if name == "min_top1_agreement"
                    else (f.decision_agreement, f.samples * f.elements_per_sample, f) for f in found]
         counted = [c for c in counted if c[0] is not None and c[1] > 0]
         if counted:
-            share, count, item = min(counted, key=lambda c: float(c[0] or 0.0))
+            share, count, item = min(counted, key=lambda c: (not math.isnan(float(c[0] or 0.0)), float(c[0] or 0.0)))
+            detail = f" over {count} decisions (output {item.output})"
+            if not math.isfinite(float(share or 0.0)):
+                checks.append(_check_floor(name, float(limit), float(share or 0.0), None, detail, ctx))
+                continue
             value, interval = _agreement(float(share or 0.0), int(count))
-            checks.append(_check_floor(name, float(limit), value, interval,
-                                       f" over {count} decisions (output {item.output})", ctx))
+            checks.append(_check_floor(name, float(limit), value, interval, detail, ctx))
     limit = budgets.get(_DROP_METRIC)
     if limit is not None and metric is not None and metric.delta is not None:
-        sign = 1 if metric.higher_is_better else -1
-        scale = 100.0 if metric.percent else 1.0
-        drop = -sign * metric.delta * scale
-        ends = [-sign * d * scale for d in (metric.delta_lower, metric.delta_upper) if d is not None]
-        lower, upper = (min(ends), max(ends)) if len(ends) == 2 else (drop, drop)
-        unit = " points" if metric.percent else ""
-        numbers = f"{metric.metric} drop vs fp32 {drop:.3g}{unit} [{lower:.3g}, {upper:.3g}] (paired)"
-        if not ctx.host_matches and not ctx.proxy:
-            checks.append(_not_applicable(_DROP_METRIC, float(limit), drop, lower, upper, numbers, ctx))
-        else:
-            if upper <= limit:
-                verdict, text = Verdict.PASS, f"{numbers} <= budget {limit:g}{unit}{ctx.where()}"
-            elif lower > limit:
-                verdict, text = Verdict.FAIL, f"{numbers} > budget {limit:g}{unit}{ctx.where()}"
-            else:
-                verdict, text = Verdict.INCONCLUSIVE, f"{numbers} straddles budget {limit:g}{unit}{ctx.where()}"
-            checks.append(BudgetCheck(_DROP_METRIC, float(limit), drop, lower, upper, verdict, ctx.finish(text),
-                                      None, ctx.proxy))
+        checks.append(_check_drop(float(limit), metric, introduced, inherited, ctx))
     return dataclasses.replace(gate, checks=gate.checks + tuple(checks)) if checks else gate
+
+
+def _check_drop(limit: float, metric: MetricResult, introduced: Sequence[OutputFidelity],
+                inherited: Sequence[OutputFidelity], ctx: _Context) -> BudgetCheck:
+    """The eval metric's paired drop vs fp32 against ``max_metric_drop`` (NaN/Inf: see :func:`judge_outputs`)."""
+    assert metric.delta is not None
+    sign = 1 if metric.higher_is_better else -1
+    scale = 100.0 if metric.percent else 1.0
+    drop = -sign * metric.delta * scale
+    ends = [-sign * d * scale for d in (metric.delta_lower, metric.delta_upper) if d is not None]
+    lower, upper = (min(ends), max(ends)) if len(ends) == 2 else (drop, drop)
+    unit = " points" if metric.percent else ""
+    variant_broken = metric.nonfinite_scores > 0 or not math.isfinite(metric.value)
+    if introduced or variant_broken:
+        if introduced:
+            return _nonfinite_failure(_DROP_METRIC, limit, drop, introduced, ctx)
+        numbers = f"{metric.metric}: {metric.problem() or 'value ' + str(metric.value)}"
+        if not ctx.host_matches and not ctx.proxy:
+            return _not_applicable(_DROP_METRIC, limit, drop, None, None, numbers, ctx)
+        return BudgetCheck(_DROP_METRIC, limit, drop, None, None, Verdict.FAIL,
+                           ctx.finish(f"{numbers}; fails budget {limit:g}{unit}{ctx.where()}"), None, ctx.proxy)
+    if not all(math.isfinite(v) for v in (drop, lower, upper)):  # fp32's own metric is NaN/Inf
+        why = inherited[0].problem() if inherited else f"fp32's {metric.metric} is not a finite number"
+        return _undecidable(_DROP_METRIC, limit, drop, f"{metric.metric} drop vs fp32: {why}, cannot judge budget "
+                            f"{limit:g}{unit}", ctx)
+    numbers = f"{metric.metric} drop vs fp32 {drop:.3g}{unit} [{lower:.3g}, {upper:.3g}] (paired)"
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(_DROP_METRIC, limit, drop, lower, upper, numbers, ctx)
+    if upper <= limit:
+        verdict, text = Verdict.PASS, f"{numbers} <= budget {limit:g}{unit}{ctx.where()}"
+    elif lower > limit:
+        verdict, text = Verdict.FAIL, f"{numbers} > budget {limit:g}{unit}{ctx.where()}"
+    else:
+        verdict, text = Verdict.INCONCLUSIVE, f"{numbers} straddles budget {limit:g}{unit}{ctx.where()}"
+    return BudgetCheck(_DROP_METRIC, limit, drop, lower, upper, verdict, ctx.finish(text), None, ctx.proxy)
 
 
 def exit_code_for(results: Sequence[GateResult], *, failures: int = 0) -> int:

@@ -12,8 +12,14 @@ Built-in names: ``top1``, ``top5`` (integer ``labels``), ``mae``, ``rmse`` (floa
 ``cosine_to_fp32`` and ``retrieval_agreement@K`` (no labels: compared with the fp32 outputs).
 A user metric is ``package.module:function`` called as ``function(outputs, targets)`` with
 ``outputs`` the list of the model's outputs (each stacked, samples first) and ``targets`` the eval
-set's ``labels`` or ``targets`` array (or None); it returns one finite score per sample.  An
+set's ``labels`` or ``targets`` array (or None); it returns one score per sample.  An
 optional attribute ``function.higher_is_better = False`` says lower is better (default: higher).
+
+Labels are class indices: ``top1``/``top5`` refuse (exit 3, naming the eval file) a label outside
+``[0, classes)`` of the scored output, which would otherwise only count as a wrong answer.  NaN and
+infinity are data: a score that is NaN/Inf (MAE of an output holding Inf, a user metric's NaN) is kept,
+the value and interval become whatever the arithmetic gives, and ``MetricResult.nonfinite_scores``
+counts such samples, so the table flags the metric and the gate fails ``max_metric_drop``.
 """
 
 from __future__ import annotations
@@ -21,11 +27,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from edgeopt.core.fileio import restore_floats
 from edgeopt.errors import CalibrationError, ConfigError
+from edgeopt.evaluate.fidelity import check_labels
+
+if TYPE_CHECKING:
+    from edgeopt.models.calibration import InputSpec
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -38,6 +49,24 @@ ScoreFn = Callable[[list[np.ndarray], "np.ndarray | None", "list[np.ndarray] | N
 
 
 # ----------------------------------------------------------------------------------------- eval set
+
+
+class Labels(np.ndarray):
+    """Integer class labels that remember the eval file they came from (``source``), so a check made when
+    they are scored against a model's classes names the file (:func:`edgeopt.evaluate.fidelity.check_labels`)."""
+
+    source: str = ""
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.source = getattr(obj, "source", "")
+
+
+def _labels_of(file: Path | str, labels: np.ndarray | None) -> np.ndarray | None:
+    if labels is None:
+        return None
+    tagged = np.asarray(labels).view(Labels)
+    tagged.source = str(file)
+    return tagged
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,9 +82,13 @@ class EvalSet:
     source: str = ""
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.labels is not None and not isinstance(self.labels, Labels):
+            object.__setattr__(self, "labels", _labels_of(self.source, self.labels))
+
     @property
     def truth(self) -> np.ndarray | None:
-        """What metrics compare against: the labels, else the targets."""
+        """What metrics compare against: the labels (:class:`Labels`, naming the file), else the targets."""
         return self.labels if self.labels is not None else self.targets
 
     @property
@@ -77,7 +110,7 @@ def load_eval_set(path: str | Path) -> EvalSet:
     if "labels" in arrays:
         images, labels = load_eval_split(file)
         targets = arrays.get("targets")
-        return EvalSet(images, labels, _checked_targets(file, targets, len(images)), str(file))
+        return EvalSet(images, _checked_labels(file, labels), _checked_targets(file, targets, len(images)), str(file))
     if "images" not in arrays:
         raise CalibrationError(f"{file}: array 'images' missing (the file holds {sorted(arrays)})")
     images = arrays["images"]
@@ -105,8 +138,18 @@ def _per_input_eval_set(file: Path, arrays: dict[str, np.ndarray]) -> EvalSet:
     if labels is not None and (labels.dtype.kind not in "iu" or labels.ndim != 1 or len(labels) != count):
         raise CalibrationError(f"{file}: array 'labels': dtype {labels.dtype} shape {labels.shape}; expected "
                                f"{count} integers, one per sample")
-    return EvalSet(next(iter(inputs.values())), labels, _checked_targets(file, arrays.get("targets"), count),
-                   str(file), inputs)
+    return EvalSet(next(iter(inputs.values())), _checked_labels(file, labels),
+                   _checked_targets(file, arrays.get("targets"), count), str(file), inputs)
+
+
+def _checked_labels(file: Path, labels: np.ndarray | None) -> np.ndarray | None:
+    """Labels are class indices: a negative one is refused now; one past the model's classes when the model
+    is known (:func:`check_metrics` with the model's outputs, and when ``top1``/``top5`` score them)."""
+    if labels is not None and labels.size and int(labels.min()) < 0:
+        negative = int(np.count_nonzero(labels < 0))
+        raise CalibrationError(f"{file}: array 'labels': {negative} of {labels.size} label(s) negative (smallest "
+                               f"{int(labels.min())}); a label is a class index, 0 or more")
+    return labels
 
 
 def _checked_targets(file: Path, targets: np.ndarray | None, count: int) -> np.ndarray | None:
@@ -149,6 +192,7 @@ def _topk(k: int) -> ScoreFn:
             raise ConfigError(f"top{k} needs integer 'labels' in the eval file")
         if logits.shape[1] < k:
             raise ConfigError(f"top{k}: the first output has {logits.shape[1]} value(s) per sample; needs >= {k}")
+        check_labels(truth, int(logits.shape[1]))  # exit 3 naming the eval file: not class indices
         labels = np.asarray(truth).reshape(-1).astype(np.int64)
         # stable order: among equal logits the lower class index ranks first (same as argmax)
         ranked = np.argsort(-logits, axis=1, kind="stable")[:, :k]
@@ -224,9 +268,8 @@ def _user_metric(reference: str) -> MetricSpec:
         except Exception as error:  # noqa: BLE001 - reported as the metric's failure
             raise ConfigError(f"metric {reference} raised {type(error).__name__}: {error}") from error
         count = int(np.asarray(outputs[0]).shape[0])
-        if values.shape != (count,) or not np.all(np.isfinite(values)):
-            raise ConfigError(f"metric {reference}: must return {count} finite per-sample scores, "
-                              f"got shape {values.shape}")
+        if values.shape != (count,):  # NaN/Inf scores are kept: data, counted in MetricResult.nonfinite_scores
+            raise ConfigError(f"metric {reference}: must return {count} per-sample scores, got shape {values.shape}")
         return values
 
     return MetricSpec(reference, score, higher_is_better=bool(getattr(function, "higher_is_better", True)))
@@ -264,13 +307,21 @@ def default_metrics(eval_set: EvalSet) -> tuple[str, ...]:
     return ("cosine_to_fp32",)
 
 
-def check_metrics(specs: Sequence[MetricSpec], eval_set: EvalSet) -> None:
-    """Refuse, before anything runs, a metric the eval file cannot feed."""
+def check_metrics(specs: Sequence[MetricSpec], eval_set: EvalSet, outputs: Sequence[InputSpec] = ()) -> None:
+    """Refuse, before anything runs, a metric the eval file cannot feed.  Given the model's ``outputs``
+    (``edgeopt.models.graph.output_specs``), the labels of a metric that reads them as class indices
+    (``top1``, ``top5``) must lie below the first floating-point output's last dimension when that is fixed
+    (CalibrationError, exit 3, naming the eval file); a symbolic one is checked when the outputs are scored."""
     for spec in specs:
         if spec.needs == "labels" and eval_set.labels is None:
             raise ConfigError(f"--metric {spec.name}: needs integer 'labels' in {eval_set.source}")
         if spec.needs == "targets" and eval_set.truth is None:
             raise ConfigError(f"--metric {spec.name}: needs 'targets' (or 'labels') in {eval_set.source}")
+    if eval_set.labels is not None and any(spec.needs == "labels" for spec in specs):
+        first = next((o for o in outputs if o.dtype.startswith(("float", "bfloat"))), None)
+        classes = first.shape[-1] if first is not None and first.shape else None
+        if isinstance(classes, int) and classes >= 1:
+            check_labels(eval_set.labels, classes, eval_set.source)
 
 
 # ---------------------------------------------------------------------------------------- bootstrap
@@ -291,10 +342,11 @@ def bootstrap_interval(scores: np.ndarray, how: str = "mean", indices: np.ndarra
     """(value, lower, upper): the aggregate and its percentile bootstrap interval over samples."""
     scores = np.asarray(scores, dtype=np.float64)
     indices = resample_indices(scores.size) if indices is None else indices
-    stats = aggregate(scores[indices], how, axis=1)
-    tail = (1 - confidence) / 2
-    lower, upper = np.quantile(stats, [tail, 1 - tail])
-    return float(aggregate(scores, how)), float(lower), float(upper)
+    with np.errstate(all="ignore"):  # NaN/Inf scores give NaN/Inf figures: recorded, flagged, never raised
+        stats = aggregate(scores[indices], how, axis=1)
+        tail = (1 - confidence) / 2
+        lower, upper = np.quantile(stats, [tail, 1 - tail])
+        return float(aggregate(scores, how)), float(lower), float(upper)
 
 
 def paired_delta(variant: np.ndarray, reference: np.ndarray, how: str = "mean", indices: np.ndarray | None = None,
@@ -304,10 +356,11 @@ def paired_delta(variant: np.ndarray, reference: np.ndarray, how: str = "mean", 
     if variant.shape != reference.shape:
         raise ValueError(f"paired scores differ in shape: {variant.shape} vs {reference.shape}")
     indices = resample_indices(variant.size) if indices is None else indices
-    stats = aggregate(variant[indices], how, axis=1) - aggregate(reference[indices], how, axis=1)
-    tail = (1 - confidence) / 2
-    lower, upper = np.quantile(stats, [tail, 1 - tail])
-    return float(aggregate(variant, how) - aggregate(reference, how)), float(lower), float(upper)
+    with np.errstate(all="ignore"):
+        stats = aggregate(variant[indices], how, axis=1) - aggregate(reference[indices], how, axis=1)
+        tail = (1 - confidence) / 2
+        lower, upper = np.quantile(stats, [tail, 1 - tail])
+        return float(aggregate(variant, how) - aggregate(reference, how)), float(lower), float(upper)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -328,19 +381,29 @@ class MetricResult:
     delta_lower: float | None = None
     delta_upper: float | None = None
     interval: str = INTERVAL_METHOD
+    nonfinite_scores: int = 0  # samples whose score is NaN/Inf (the outputs held NaN/Inf): value and interval too
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricResult:
+        """Inverse of :meth:`to_dict`, from JSON (non-finite figures as their strings)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        floats = ("value", "lower", "upper", "delta", "delta_lower", "delta_upper")
+        return cls(**restore_floats({k: v for k, v in data.items() if k in names}, floats))
+
+    def problem(self) -> str | None:
+        """``mae: 3 of 24 samples scored NaN/Inf``, or None when every score was finite."""
+        if not self.nonfinite_scores:
+            return None
+        return f"{self.metric}: {self.nonfinite_scores} of {self.samples} samples scored NaN/Inf"
 
     def format_value(self) -> str:
+        flag = f" ({self.nonfinite_scores} NaN/Inf scores)" if self.nonfinite_scores else ""
         if self.percent:
-            return f"{100 * self.value:.1f}% [{100 * self.lower:.1f}, {100 * self.upper:.1f}]"
-        return f"{self.value:.4g} [{self.lower:.4g}, {self.upper:.4g}]"
+            return f"{100 * self.value:.1f}% [{100 * self.lower:.1f}, {100 * self.upper:.1f}]{flag}"
+        return f"{self.value:.4g} [{self.lower:.4g}, {self.upper:.4g}]{flag}"
 
     def format_delta(self) -> str:
         if self.delta is None or self.delta_lower is None or self.delta_upper is None:
@@ -383,7 +446,8 @@ def summarise(scores: Scores, reference: Scores | None, indices: np.ndarray | No
         delta = paired_delta(scores.values, reference.values, spec.aggregate, indices)
     return MetricResult(metric=spec.name, value=value, lower=lower, upper=upper, samples=int(n),
                         higher_is_better=spec.higher_is_better, percent=spec.percent,
-                        delta=delta[0], delta_lower=delta[1], delta_upper=delta[2])
+                        delta=delta[0], delta_lower=delta[1], delta_upper=delta[2],
+                        nonfinite_scores=int(np.count_nonzero(~np.isfinite(scores.values))))
 
 
 def evaluate(specs: Sequence[MetricSpec], outputs: list[np.ndarray], truth: np.ndarray | None,

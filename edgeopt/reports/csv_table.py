@@ -2,7 +2,9 @@
 
 ``results.csv`` (:data:`RESULT_COLUMNS`): latencies in ms (``p50_ms``, ``p50_ms_lower``,
 ``p50_ms_upper``, ... for p50/p90/p95/p99), memory and size in MiB, speed-up vs fp32 with its
-conservative interval, fidelity of the first output, accuracy with its Wilson interval, the first task
+conservative interval, fidelity of the first output (with its count of NaN and Inf values; a NaN/Inf
+figure is the cell ``NaN``/``Infinity``/``-Infinity``, which pandas reads as a float), accuracy with its
+Wilson interval, the first task
 metric (``metric``, ``metric_value`` with its bootstrap interval, ``metric_delta`` vs fp32 with its paired
 interval), the overall verdict and, per budget metric, its limit and verdict; the broken stability rules
 of an invalid measurement and the stability diagnosis line, when the run has them.  A run with task
@@ -38,7 +40,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "confidence", "estimator", "ci_method", "stop_reason", "throughput_per_s", "load_ms", "first_inference_ms",
     "peak_rss_mb", "model_added_mb", "size_mb", "speedup", "speedup_lower", "speedup_upper",
     "fidelity_output", "fidelity_cosine", "fidelity_min_cosine", "fidelity_sqnr_db", "fidelity_max_abs_error",
-    "fidelity_top1_agreement", "accuracy", "accuracy_lower", "accuracy_upper", "accuracy_samples",
+    "fidelity_top1_agreement", "fidelity_nan_values", "fidelity_inf_values",
+    "accuracy", "accuracy_lower", "accuracy_upper", "accuracy_samples",
     "metric", "metric_value", "metric_lower", "metric_upper", "metric_delta", "metric_delta_lower",
     "metric_delta_upper", "metric_samples",
     *(f"{m}_{what}" for m in BUDGET_METRICS for what in ("budget", "verdict")),
@@ -76,7 +79,8 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
             rec.update(fidelity_output=first.get("output"), fidelity_cosine=first.get("cosine"),
                        fidelity_min_cosine=first.get("min_cosine"), fidelity_sqnr_db=first.get("sqnr_db"),
                        fidelity_max_abs_error=first.get("max_abs_error"),
-                       fidelity_top1_agreement=first.get("top1_agreement"))
+                       fidelity_top1_agreement=first.get("top1_agreement"),
+                       fidelity_nan_values=first.get("nan_values", 0), fidelity_inf_values=first.get("inf_values", 0))
         if row.get("accuracy"):
             a = row["accuracy"]
             rec.update(accuracy=a.get("value"), accuracy_lower=a.get("lower"), accuracy_upper=a.get("upper"),

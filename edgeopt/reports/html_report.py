@@ -180,8 +180,8 @@ def _worst_headline(fidelity: list[dict[str, Any]]) -> float | None:
     """The lowest most-meaningful figure (agreement or cosine) across a row's outputs, None without one."""
     from edgeopt.evaluate.fidelity import OutputFidelity
 
-    figures = [h[1] for entry in fidelity if (h := OutputFidelity(**entry).headline()) is not None]
-    return min(figures) if figures else None
+    figures = [h[1] for entry in fidelity if (h := OutputFidelity.from_dict(entry).headline()) is not None]
+    return min(figures, key=lambda v: (not math.isnan(v), v)) if figures else None  # NaN is the worst
 
 
 def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
@@ -191,7 +191,7 @@ def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
         return None
     accuracy = all(r.get("accuracy") for r in rows)
     worst_figure = [_worst_headline(r.get("fidelity") or []) for r in rows]
-    fidelity = all(v is not None for v in worst_figure)
+    fidelity = all(v is not None and math.isfinite(v) for v in worst_figure)  # a NaN has no colour: none then
     fig = _figure(7.5, 4.6)
     ax = fig.subplots()
     sizes = np.array([float(r["size_mb"]) for r in rows])
@@ -353,7 +353,7 @@ def _measurement_details(m: Measurement) -> list[tuple[str, Any]]:
 
 
 def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
-    from edgeopt.reports.run_document import profile_header
+    from edgeopt.reports.run_document import profile_header, row_from_dict
 
     first = run.first_measurement(profile)
     parts = [f"<section><h2>profile <code>{_e(profile)}</code>{_label(first)}</h2>",
@@ -403,6 +403,10 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
                 for c in checks) + "</ul>")
         if row.get("failure"):
             parts.append(f'<p class="v-error">error: {_e(row["failure"])}</p>')
+        problems = row_from_dict(row).problems()  # outputs or metric scores holding NaN/Inf
+        if problems:
+            parts.append('<ul class="checks">' + "".join(
+                f'<li class="v-fail"><b>not a number</b>: {_e(p)}</li>' for p in problems) + "</ul>")
         if m is not None and m.failure is not None and m.failure.stderr_tail:
             parts.append(f"<details><summary>worker output</summary><pre>{_e(m.failure.stderr_tail)}</pre></details>")
         if m is not None and m.latency is not None and m.latency.samples_ns:

@@ -131,6 +131,9 @@ def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -
             "edgeopt.verdict": str(row.get("verdict")), "edgeopt.status": str(row.get("status"))}
     if row.get("failure"):
         tags["edgeopt.failure"] = str(row["failure"])
+    nonfinite = _not_numbers(_row_values(row))
+    if nonfinite:
+        tags["edgeopt.nonfinite"] = nonfinite
     gate = next((g for g in summary.get("gates", []) if g.get("variant") == variant and g.get("profile") == profile),
                 None)
     for check in (gate or {}).get("checks", []):
@@ -182,6 +185,10 @@ def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 def _row_metrics(row: dict[str, Any]) -> dict[str, float]:
     """What summary.json adds to a measurement: size, speed-up vs fp32, fidelity, accuracy."""
+    return _numbers(_row_values(row))
+
+
+def _row_values(row: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {"size_mb": row.get("size_mb")}
     speedup = row.get("speedup")
     if speedup:
@@ -196,7 +203,21 @@ def _row_metrics(row: dict[str, Any]) -> dict[str, float]:
         metric = accuracy.get("metric", "top1")
         metrics.update({f"accuracy_{metric}": accuracy.get("value"), f"accuracy_{metric}_lower": accuracy.get("lower"),
                         f"accuracy_{metric}_upper": accuracy.get("upper"), "accuracy_samples": accuracy.get("samples")})
-    return _numbers(metrics)
+    return metrics
+
+
+def _not_numbers(values: dict[str, Any]) -> str:
+    """``fidelity.cosine=NaN, fidelity.max_abs_error=Infinity``: the figures that are NaN/Inf, which are not
+    logged as metrics (MLflow stores finite numbers best) but named in a tag instead, never dropped unseen."""
+    from edgeopt.core.fileio import NONFINITE_STRINGS, jsonable
+
+    found = []
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = jsonable(value)
+        if isinstance(value, str) and value in NONFINITE_STRINGS:
+            found.append(f"{key}={value}")
+    return ", ".join(found)
 
 
 def _measurement_params(m: Measurement) -> dict[str, Any]:

@@ -78,7 +78,8 @@ def load_run(run_dir: Path) -> RunData:
 
 
 def row_from_dict(data: dict[str, Any]) -> Row:
-    """A ``summary.json`` row back as :class:`edgeopt.reports.table.Row` (inverse of ``Row.to_dict``)."""
+    """A ``summary.json`` row back as :class:`edgeopt.reports.table.Row` (inverse of ``Row.to_dict``; a NaN/Inf
+    figure, written as ``"NaN"``/``"Infinity"``, is a float again: ``edgeopt.core.fileio``)."""
     import dataclasses
 
     from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity
@@ -96,8 +97,8 @@ def row_from_dict(data: dict[str, Any]) -> Row:
         samples=data.get("samples"), p50_ms=data.get("p50_ms"), p95_ms=data.get("p95_ms"),
         peak_rss_mb=data.get("peak_rss_mb"), model_added_mb=data.get("model_added_mb"), size_mb=data.get("size_mb"),
         speedup=None if speedup is None else (float(speedup[0]), float(speedup[1]), float(speedup[2])),
-        fidelity=tuple(OutputFidelity(**f) for f in data.get("fidelity") or ()),
-        accuracy=None if accuracy is None else Accuracy(**accuracy),
+        fidelity=tuple(OutputFidelity.from_dict(f) for f in data.get("fidelity") or ()),
+        accuracy=None if accuracy is None else Accuracy.from_dict(accuracy),
         verdict=str(data.get("verdict", "n/a")), sentences=tuple(data.get("sentences") or ()),
         failure=data.get("failure"), proxy=bool(data.get("proxy", False)), **extra,
     )

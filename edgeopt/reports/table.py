@@ -3,19 +3,22 @@
 Every latency is shown with its confidence interval and sample count; the estimator and the
 interval method are named in the header, and a proxy run says so on every line.  A measurement that
 broke its profile's stability policy shows ``invalid``, and the Markdown spells out the broken rule and
-the run's stability diagnosis.
+the run's stability diagnosis.  A variant whose outputs hold NaN/Inf says so in its fidelity cell
+("outputs contain NaN/Inf: ...") and in the Markdown's details; a metric with NaN/Inf scores says so in
+its accuracy cell.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from tabulate import tabulate
 
+from edgeopt.core.fileio import restore_floats
 from edgeopt.core.stats import CI_METHOD, ESTIMATOR, PercentileEstimate, ratio_interval
-from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, worst
+from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, nonfinite_problems, worst
 from edgeopt.evaluate.gate import GateResult
 from edgeopt.evaluate.metrics import MetricResult, short_cell
 from edgeopt.evaluate.robustness import ShiftResult
@@ -49,11 +52,18 @@ class Row:
     metrics: tuple[MetricResult, ...] = ()  # task metrics on the eval set (first = the table's accuracy column)
     shifts: tuple[ShiftResult, ...] = ()  # every metric under every input shift (edgeopt.evaluate.robustness)
 
-    def __post_init__(self) -> None:  # rows read back from summary.json carry plain dicts
+    def __post_init__(self) -> None:  # rows read back from summary.json carry plain dicts (NaN/Inf as strings)
+        object.__setattr__(self, "fidelity", tuple(
+            f if isinstance(f, OutputFidelity) else OutputFidelity.from_dict(f) for f in self.fidelity or ()))
         object.__setattr__(self, "metrics", tuple(
             m if isinstance(m, MetricResult) else MetricResult.from_dict(m) for m in self.metrics or ()))
         object.__setattr__(self, "shifts", tuple(
-            s if isinstance(s, ShiftResult) else ShiftResult.from_dict(s) for s in self.shifts or ()))
+            s if isinstance(s, ShiftResult) else ShiftResult.from_dict(restore_floats(s, _SHIFT_FLOATS))
+            for s in self.shifts or ()))
+
+    def problems(self) -> list[str]:
+        """What is not a number in this row, in words: outputs holding NaN/Inf, metrics scoring NaN/Inf."""
+        return [*nonfinite_problems(self.fidelity), *(text for m in self.metrics if (text := m.problem()))]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,6 +72,9 @@ class Row:
         data["metrics"] = [m.to_dict() for m in self.metrics]
         data["shifts"] = [s.to_dict() for s in self.shifts]
         return data
+
+
+_SHIFT_FLOATS = tuple(f.name for f in fields(ShiftResult) if "float" in str(f.type))
 
 
 def build_row(measurement: Measurement, gate: GateResult | None, reference: Measurement | None,
@@ -107,15 +120,32 @@ def _speedup(value: tuple[float, float, float] | None) -> str:
     return "-" if value is None else f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
 
 
+def _nonfinite_cell(found: tuple[OutputFidelity, ...]) -> str | None:
+    """``outputs contain NaN/Inf: 3 NaN, 5 Inf of 32 values``, or None when every output is finite."""
+    nan, inf = sum(f.nan_values for f in found), sum(f.inf_values for f in found)
+    fp32 = sum(f.reference_nonfinite for f in found)
+    if not nan and not inf and not fp32:
+        return None
+    counts = ", ".join(f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "Inf")) if n)
+    values = sum(f.values for f in found)
+    text = f"outputs contain NaN/Inf: {counts} of {values} values" if counts else "outputs finite"
+    return text + (f" (fp32's too: {fp32})" if fp32 else "")
+
+
 def _fidelity(row: Row) -> str:
-    """The worst figure of each kind across the row's outputs (cosine, top-1 and decision agreement)."""
+    """The worst figure of each kind across the row's outputs (cosine, top-1 and decision agreement), led by
+    the count of NaN/Inf values when an output holds any."""
     figures = worst(row.fidelity)
+    flag = _nonfinite_cell(row.fidelity)
     if not figures:
-        return "-" if not row.fidelity else f"max abs {max(f.max_abs_error for f in row.fidelity):.3g}"
+        if not row.fidelity:
+            return "-"
+        worst_abs = max((f.max_abs_error for f in row.fidelity), key=lambda v: (v != v, v))  # NaN counts as largest
+        return "; ".join([*([flag] if flag else []), f"max abs {worst_abs:.3g}"])
     parts = [f"cos {figures['cosine']:.4f}"] if "cosine" in figures else []
     parts += [f"top1 {100 * figures['top1']:.1f}%"] if "top1" in figures else []
     parts += [f"decision {100 * figures['decision']:.1f}%"] if "decision" in figures else []
-    return ", ".join(parts)
+    return "; ".join([*([flag] if flag else []), ", ".join(parts)])
 
 
 def _accuracy(row: Row) -> str:
@@ -228,7 +258,10 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
         if robustness:
             title, _, body = robustness.partition("\n")
             lines += [title, "", body, ""]
-        notes = [s for r in rows for s in r.sentences if " > budget" in s or "inconclusive" in s or _invalid(s)]
+        notes = [f"{r.variant}: {s}" for r in rows for s in r.sentences
+                 if " > budget" in s or " < floor" in s or "fails " in s or "inconclusive" in s or _invalid(s)]
+        notes += [f"{r.variant}: {p}" for r in rows for p in r.problems()
+                  if not any(p in s for s in r.sentences)]  # said once: not again where a check says it
         notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]
         notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]
         if notes:
