@@ -236,13 +236,17 @@ def test_sigterm_to_the_worker_is_a_recorded_crash(
     assert not hidden_files(out), hidden_files(out)
 
 
-def test_a_model_past_the_memory_cap_is_a_memory_failure(tmp_path: Path) -> None:
-    model = memory_hungry_model(tmp_path / "hungry.onnx", megabytes=600)
+@pytest.mark.parametrize(("megabytes", "says"), [
+    (600, "worker peak resident memory"),  # grows past the cap: the watchdog stops it
+    (4 * 2**20, "an allocation failed"),  # 4 TiB at once: the allocation itself fails
+], ids=["past-the-cap", "allocation-fails"])
+def test_a_model_past_the_memory_cap_is_a_memory_failure(tmp_path: Path, megabytes: int, says: str) -> None:
+    model = memory_hungry_model(tmp_path / "hungry.onnx", megabytes=megabytes)
     profile = profile_at_batch_2(tmp_path, "capped", extra="  worker_max_rss_mb: 300\n", worker_timeout_s=60)
     out, log = tmp_path / "out", tmp_path / "run.log"
     run = start_run(model, profile, out, log)
     assert run.wait(timeout=120) == 4, log.read_text()
-    document = json.loads((out / "measurements" / "fp32__capped.json").read_text())
-    assert document["failure"]["kind"] == "memory", document["failure"]
-    assert "memory cap of 300 MiB (bench.worker_max_rss_mb)" in document["failure"]["message"]
+    failure = json.loads((out / "measurements" / "fp32__capped.json").read_text())["failure"]
+    assert failure["kind"] == "memory" and says in failure["message"], failure
+    assert "memory cap" in failure["message"] and "300 MiB (bench.worker_max_rss_mb)" in failure["message"]
     assert not hidden_files(out), hidden_files(out)

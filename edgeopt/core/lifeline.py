@@ -194,10 +194,12 @@ class Lifeline:
             near = self.cap_bytes is not None and current > NEAR_CAP * self.cap_bytes
             interval = NEAR_CAP_POLL_S if near else POLL_S
 
-    def memory_message(self, peak: int | None = None) -> str:
-        cap = f"{self.cap_bytes / 2**20:.0f} MiB ({self.cap_source})" if self.cap_bytes else "none"
-        seen = "" if peak is None else f"peak resident memory {peak / 2**20:.0f} MiB "
-        return f"worker {seen}exceeded its memory cap of {cap}"
+    def cap_text(self) -> str:
+        """The memory cap and where it comes from, e.g. ``300 MiB (bench.worker_max_rss_mb)``."""
+        return f"{self.cap_bytes / 2**20:.0f} MiB ({self.cap_source})" if self.cap_bytes else "none"
+
+    def memory_message(self, peak: int) -> str:
+        return f"worker peak resident memory {peak / 2**20:.0f} MiB exceeded its memory cap of {self.cap_text()}"
 
     def over_cap(self) -> dict[str, Any] | None:
         """The ``memory`` failure result when the peak resident set passed the cap (checked before an ok result:

@@ -18,7 +18,8 @@ It stops when the segment-bootstrap intervals of the p50 and p95 ratios are tigh
 half-width <= threshold / 3), or at the time cap, or at the iteration cap, never before ``min_segments``
 segments, each arm has the samples a p95 interval needs, and ``min_blocks`` pairs.  It imports numpy,
 psutil, the backend's runtime and edgeopt's numpy-only modules, never torch, and writes one JSON
-result atomically.
+result atomically.  Like the measurement worker it runs under its job's lifeline (``edgeopt.core.lifeline``,
+started by ``worker.run_job``): it dies with its parent, keeps its own deadline and its memory cap.
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
         message, kind = first_line(error)[:2000], failure_kind(error)
         if out_of_memory(error):
             kind = "memory"
-            message += f" ({lifeline.memory_message()})" if lifeline is not None else ""
+            message += f" (an allocation failed; the worker's memory cap: {lifeline.cap_text()})" if lifeline else ""
         result, code = {"status": "error", "error_type": type(error).__name__, "message": message,
                         "failure_kind": kind, "traceback": traceback.format_exc()[-4000:]}, EXIT_ERROR
     with WRITE_LOCK:
