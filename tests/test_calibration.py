@@ -337,7 +337,8 @@ def test_symlinks_out_of_the_folder_are_refused_and_links_inside_allowed(tmp_pat
     outside = per_file_set(tmp_path / "outside")
     source = per_file_set(tmp_path / "set")
     (source / "sample_009.npz").symlink_to(source / "sample_000.npz")  # inside: fine
-    assert load_calibration(source, min_samples=1).count == 5
+    linked = load_calibration(source, min_samples=1)
+    assert linked.count == 5 and linked.metadata["files"][-1] == "sample_009.npz"  # the name as matched
     (source / "sample_010.npz").symlink_to(outside / "sample_000.npz")
     rejected(source, f"{source / 'sample_010.npz'}: resolves to {outside / 'sample_000.npz'}",
              "outside the calibration")
@@ -389,6 +390,7 @@ def test_an_alias_bomb_manifest_is_refused_at_once(tmp_path: Path) -> None:
     (b"\x80\x04\x95\x10\x00\x00", "is a Python pickle; refused, edgeopt never unpickles data files"),
     (b"\x89PNG\r\n\x1a\n\x00\x00", "holds a PNG image, not a .npz or .npy array file"),
     (b"\x00\x01\x02\xff\xfe", "holds binary data, not a .npz or .npy array file"),
+    ("é".encode() * 400, "is a text file (starts '" + "é" * 40 + "'), not a .npz or .npy array file"),
 ])
 def test_an_array_file_that_is_not_one_says_what_it_is(tmp_path: Path, content: bytes, phrase: str) -> None:
     path = tmp_path / "eval.npz"

@@ -406,8 +406,7 @@ def load_calibration(
         if specs is not None:
             validate_samples(samples, specs, min_samples=min_samples, source_label=str(directory),
                              sample_labels=labels)
-    root = directory.resolve()
-    hashes = {f.resolve().relative_to(root).as_posix(): sha256_file(f) for f in files}
+    hashes = {f.relative_to(directory).as_posix(): sha256_file(f) for f in files}  # names as matched
     metadata = {"kind": manifest.kind, "description": manifest.description, "source_url": manifest.source_url,
                 "files": list(hashes), "file_sha256": hashes, "files_sha256": files_digest(hashes)}
     return CalibrationSet(manifest.name, str(directory), tuple(samples), manifest.provenance,
@@ -471,17 +470,16 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), an empty one
 
 
-def _sniff(path: Path, head: bytes) -> str:
+def _sniff(head: bytes) -> str:
     """What a file that is neither .npz nor .npy looks like, for the refusal message."""
     if not head:
         return "is empty (0 bytes)"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return "is a Python pickle; refused, edgeopt never unpickles data files"
-    sample = head[:512]
     try:
-        text = sample.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a character cut at the end of the head is still text
+        text = head[:e.start].decode("utf-8") if e.start >= len(head) - 3 else ""
     if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
         first = " ".join(text.split())[:40]
         return f"is a text file (starts {first!r}), not a .npz or .npy array file"
@@ -502,7 +500,7 @@ def _load_array_file(path: Path) -> dict[str, np.ndarray]:
             if head.startswith(_NPY_MAGIC):
                 return {"": np.load(handle, allow_pickle=False)}
             if not head.startswith(_ZIP_MAGIC):
-                raise CalibrationError(f"{path}: {_sniff(path, head)}")
+                raise CalibrationError(f"{path}: {_sniff(head)}")
             with np.load(handle, allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
     except CalibrationError:

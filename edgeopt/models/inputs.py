@@ -248,7 +248,7 @@ def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None =
             if "mask" in spec.name.lower():
                 feeds[spec.name] = np.ones(shape, dtype=dtype)
             elif spec.name in tables:
-                high = min(tables[spec.name], int(np.iinfo(dtype).max) + 1)
+                high = max(1, min(tables[spec.name], int(np.iinfo(dtype).max) + 1))  # an empty table: 0s
                 feeds[spec.name] = rng.integers(0, high, size=shape, dtype=dtype)
             elif not shape:
                 raise ConfigError(f"input '{spec.name}': an integer scalar (a rate, a count, a flag?) cannot be "
