@@ -333,7 +333,7 @@ def _forever(path: Path) -> Path:
 
 
 @case("model-never-finishes", "model", 4, r"tim(e|ed) ?out", stream="stdout", out_untouched=False,
-      files=("out/summary.json",), timeout=45,
+      files=("out/summary.json",), timeout=30,
       note="worker_timeout_s 3: the measurement fails as a timeout (exit 4), the worker and its files are gone")
 def build_model_never_finishes(ws: Workspace) -> list[str]:
     text = fast_profile_text("slow").replace("worker_timeout_s: 60", "worker_timeout_s: 3")

@@ -1,7 +1,8 @@
 """Issue 12's hostile-input campaign, table-driven: every row of ``tests/hostile_cases.py`` through the real CLI.
 
 Each case writes its hostile file(s) into a fresh folder, runs ``python -m edgeopt ...`` there as a real
-subprocess (its own session, a time limit: a hang fails the row) and checks, besides the row's own
+subprocess (its own session, a time limit: a hang fails the row, and the command then gets SIGTERM, as a
+cancelled CI job does, and SIGKILL 10 s later) and checks, besides the row's own
 expectations (exit code; phrases of the one-line ``edgeopt: error: ...`` message, usually the file and
 the field):
 
@@ -20,6 +21,7 @@ each row also appends one JSON line (case, exit code, message, verdict) to FILE,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,6 +46,7 @@ MARKER = "EDGEOPT_HOSTILE_CASE"  # environment variable every process of a case 
 HIDDEN_TEMP = re.compile(r"^\..*(\.tmp|\.job\.json|\.result\.json)$|^\..*\.tmp\b|^\.edgeopt\.lock$")
 ERROR_PREFIX = "edgeopt: error: "
 LONGEST_MESSAGE = 4000  # characters: an error that echoes a hostile file back is not one line
+TERM_GRACE_S = 10.0  # a command that hangs gets SIGTERM, then SIGKILL this much later
 GRACE_S = 1.0  # a killed worker is given this long to be reaped before it counts as having outlived the command
 RUNTIME_TMP_FILES = {".ses"}  # onnxruntime's own marker, written into TMPDIR by ``import onnxruntime``
 
@@ -59,6 +62,7 @@ class Outcome:
     stderr: str
     seconds: float
     timed_out: bool
+    stopped_by_term: bool = False
     survivors: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +95,20 @@ def _describe(process: psutil.Process) -> str:
         return f"pid {process.pid}"
 
 
+def _stop(process: subprocess.Popen[bytes]) -> bool:
+    """Stop a command that ran past its time as CI would: SIGTERM to its group, SIGKILL after
+    :data:`TERM_GRACE_S`.  True when SIGTERM was enough."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=TERM_GRACE_S)
+        return True
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return False
+
+
 def _file_size_limit(limit: int | None) -> Callable[[], None] | None:
     if limit is None:
         return None
@@ -109,7 +127,7 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int
     env = {k: v for k, v in os.environ.items() if k not in ("EDGEOPT_PROFILE_PATH", "GITHUB_STEP_SUMMARY")}
     env.update({MARKER: marker, "TMPDIR": str(tmpdir), "PYTHONDONTWRITEBYTECODE": "1"})
     seen: dict[int, psutil.Process] = {}
-    timed_out = False
+    timed_out = stopped_by_term = False
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, "-m", "edgeopt", *argv], cwd=cwd, env=env, stdout=out,
@@ -118,7 +136,7 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int
         while process.poll() is None:
             if time.monotonic() - started > timeout:
                 timed_out = True
-                os.killpg(process.pid, signal.SIGKILL)
+                stopped_by_term = _stop(process)
                 break
             try:
                 for child in psutil.Process(process.pid).children(recursive=True):
@@ -144,7 +162,8 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int
             leftover.kill()
         except psutil.Error:
             pass
-    return Outcome(argv, None if timed_out else process.returncode, stdout, stderr, seconds, timed_out, survivors)
+    return Outcome(argv, None if timed_out else process.returncode, stdout, stderr, seconds, timed_out,
+                   stopped_by_term, survivors)
 
 
 # ----------------------------------------------------------------------------------------------- the checks
@@ -159,7 +178,8 @@ def judge(case: Case, ws: Workspace, outcome: Outcome) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     everything = outcome.stdout + outcome.stderr
     if outcome.timed_out:
-        problems.append(("bad", f"hang: no exit within {case.timeout:g} s"))
+        how = "SIGTERM stopped it" if outcome.stopped_by_term else f"SIGTERM did not stop it in {TERM_GRACE_S:g} s"
+        problems.append(("bad", f"hang: no exit within {case.timeout:g} s ({how})"))
     if "Traceback" in everything:
         problems.append(("bad", "a traceback was printed"))
     if "internal error" in everything:
