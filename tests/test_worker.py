@@ -142,6 +142,7 @@ def test_shipped_host_cpu_profile_drives_the_worker(identity_model: Path, tmp_pa
     shipped = load_profile("host-cpu")
     bench = shipped.bench.model_dump(mode="json")
     bench.pop("input_shapes")  # None: not expressible as a YAML scalar line, and not needed
+    bench.pop("worker_max_rss_mb")  # None too: the default (75 % of the host's memory) applies
     bench["max_seconds"] = 1.0
     profile = write_profile(
         tmp_path, "host-cpu-quick", bench=bench, providers=tuple(shipped.runtime.execution_providers)
