@@ -127,6 +127,11 @@ def test_a_variant_with_nan_outputs_fails_every_output_budget_it_has() -> None:
     assert "output 'logits' holds 10 NaN of 200 values (fp32: none)" in judged.checks[0].sentence
     elsewhere = judge_outputs(_gate(host_matches=False), budgets, found)  # off target: not applicable, said
     assert elsewhere.verdict is Verdict.NOT_APPLICABLE and "NaN" in elsewhere.checks[0].sentence
+    shipped = {"min_cosine": 0.95, "min_top1_agreement": 0.5, "min_decision_agreement": 0.8}
+    assert [c.metric for c in judge_outputs(_gate(), shipped, found).checks] == ["min_cosine", "min_top1_agreement"]
+    scalar = [compare(np.ones((6, 1)), np.full((6, 1), np.inf), "score")]  # no figure applies to it
+    (check,) = judge_outputs(_gate(), {"min_cosine": 0.95}, scalar).checks  # the NaN still never passes
+    assert check.verdict is Verdict.FAIL and "6 Inf of 6 values" in check.sentence
 
 
 def test_nan_outputs_fail_even_when_fp32_holds_them_too_and_fp32_alone_is_inconclusive() -> None:

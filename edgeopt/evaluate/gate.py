@@ -377,32 +377,36 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
     A budget whose figure no output has (a cosine on a 1-element output, a metric without --eval) is
     not checked; with no fidelity at all (the fp32 reference itself) nothing is added.  NaN and infinity
     never pass: a variant whose outputs hold NaN/Inf (or whose metric scored NaN/Inf) FAILS every output
-    budget set, the sentence naming the output and the counts, fp32's included (NaN outputs are never
-    what a model should deliver, whoever else produces them too); where only fp32's outputs hold them,
-    the comparison cannot be judged (inconclusive)."""
+    budget set that has a figure (the first floor set when none has), the sentence naming the output and
+    the counts, fp32's included (NaN outputs are never what a model should deliver, whoever else produces
+    them too); where only fp32's outputs hold them, the comparison cannot be judged (inconclusive)."""
     ctx = _Context(gate.profile, "this host", gate.host_matches, gate.proxy, gate.mismatch_reasons)
     introduced = [f for f in found if f.nonfinite]  # this variant's outputs are not all finite
     inherited = [f for f in found if f.reference_nonfinite and not f.nonfinite]  # only fp32's are not
     figures = worst(found)
+    keys = {"min_cosine": "cosine", "min_top1_agreement": "top1", "min_decision_agreement": "decision"}
+    floors = [name for name in _OUTPUT_METRICS if budgets.get(name) is not None]
+    # with NaN/Inf outputs every floor whose figure exists fails; when none has one (a 1-element output),
+    # the first floor set fails anyway: a NaN never passes unjudged
+    failing = [name for name in floors if keys[name] in figures] or floors[:1]
     checks: list[BudgetCheck] = []
-    for name in _OUTPUT_METRICS:
-        limit = budgets.get(name)
-        if limit is None:
-            continue
-        key = {"min_cosine": "cosine", "min_top1_agreement": "top1", "min_decision_agreement": "decision"}[name]
+    for name in floors:
+        floor = float(budgets[name])
+        key = keys[name]
         if introduced:
-            checks.append(_nonfinite_failure(name, float(limit), figures.get(key), introduced, ctx))
+            if name in failing:
+                checks.append(_nonfinite_failure(name, floor, figures.get(key), introduced, ctx))
             continue
         if inherited and key in figures:
             problem = inherited[0].problem()
-            checks.append(_undecidable(name, float(limit), figures.get(key),
-                                       f"{_OUTPUT_METRICS[name]}: {problem}, cannot judge floor {limit:g}", ctx))
+            checks.append(_undecidable(name, floor, figures.get(key),
+                                       f"{_OUTPUT_METRICS[name]}: {problem}, cannot judge floor {floor:g}", ctx))
             continue
         if name == "min_cosine":
             scored = [(f.cosine, f) for f in found if f.cosine is not None]
             if scored:
                 value, item = min(scored, key=lambda pair: (not math.isnan(pair[0]), pair[0]))  # NaN first
-                checks.append(_check_floor(name, float(limit), value, None, f" (output {item.output})", ctx))
+                checks.append(_check_floor(name, floor, value, None, f" (output {item.output})", ctx))
             continue
         counted = [(f.top1_agreement, f.top1_positions, f) if name == "min_top1_agreement"
                    else (f.decision_agreement, f.samples * f.elements_per_sample, f) for f in found]
@@ -411,10 +415,10 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
             share, count, item = min(counted, key=lambda c: (not math.isnan(float(c[0] or 0.0)), float(c[0] or 0.0)))
             detail = f" over {count} decisions (output {item.output})"
             if not math.isfinite(float(share or 0.0)):
-                checks.append(_check_floor(name, float(limit), float(share or 0.0), None, detail, ctx))
+                checks.append(_check_floor(name, floor, float(share or 0.0), None, detail, ctx))
                 continue
             value, interval = _agreement(float(share or 0.0), int(count))
-            checks.append(_check_floor(name, float(limit), value, interval, detail, ctx))
+            checks.append(_check_floor(name, floor, value, interval, detail, ctx))
     limit = budgets.get(_DROP_METRIC)
     if limit is not None and metric is not None and metric.delta is not None:
         checks.append(_check_drop(float(limit), metric, introduced, inherited, ctx))
