@@ -145,7 +145,8 @@ class Case:
     stream: str = "error"
     out_untouched: bool = True
     files: tuple[str, ...] = ()
-    non_root: bool = False  # permissions mean nothing to root: skipped there
+    read_only: str | None = None  # a folder (relative) made read-only for the command: chmod, or for root a
+    # read-only bind mount in a mount namespace of the command's own
     file_size_limit: int | None = None  # RLIMIT_FSIZE of the command, in bytes: a disk that fills up
     timeout: float = 60.0
     note: str = ""
@@ -727,18 +728,16 @@ def build_rerun_nan_p95(ws: Workspace) -> list[str]:
 # =========================================================================================== output folder
 
 
-@case("out-read-only", "output", 2, r"locked", non_root=True, out_untouched=False)
+@case("out-read-only", "output", 2, r"<case>/locked", read_only="locked", out_untouched=False)
 def build_out_read_only(ws: Workspace) -> list[str]:
     locked = ws.path("locked/x").parent
-    locked.chmod(0o555)
     return ["run", str(ws.model), "--profile", str(ws.profile), "--variant", "fp32", "--out", str(locked)]
 
 
-@case("report-into-read-only-folder", "output", 2, r"locked", non_root=True, out_untouched=False)
+@case("report-into-read-only-folder", "output", 2, r"<case>/locked", read_only="locked", out_untouched=False)
 def build_report_into_read_only_folder(ws: Workspace) -> list[str]:
     run = ws.run_dir()
     locked = ws.path("locked/x").parent
-    locked.chmod(0o555)
     return ["report", str(run), "--junit", str(locked / "junit.xml")]
 
 

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,7 +120,23 @@ def _file_size_limit(limit: int | None) -> Callable[[], None] | None:
     return apply
 
 
-def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int | None = None) -> Outcome:
+READ_ONLY_MOUNT = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 99; shift; exec "$@"'
+NO_MOUNT = 99  # the exit status of READ_ONLY_MOUNT when this host cannot mount
+
+
+def _read_only_prefix(folder: Path | None) -> list[str]:
+    """What runs the command with ``folder`` read-only: nothing for a user (the folder is chmod-ed), for root
+    (whom permissions do not bind) ``unshare -m`` and a read-only bind mount seen by the command alone."""
+    if folder is None or os.geteuid() != 0:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("root ignores file permissions, and there is no unshare for a read-only mount")
+    return [unshare, "-m", "sh", "-c", READ_ONLY_MOUNT, "sh", str(folder)]
+
+
+def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int | None = None,
+                read_only: Path | None = None) -> Outcome:
     """``python -m edgeopt ARGV`` in ``cwd`` with a private TMPDIR and a marker in its environment."""
     marker = uuid.uuid4().hex
     tmpdir = cwd / "TMPDIR"
@@ -130,7 +147,8 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int
     timed_out = stopped_by_term = False
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-m", "edgeopt", *argv], cwd=cwd, env=env, stdout=out,
+        command = [*_read_only_prefix(read_only), sys.executable, "-m", "edgeopt", *argv]
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
                                    stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=_file_size_limit(file_size_limit))
         while process.poll() is None:
@@ -268,15 +286,20 @@ def base_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a call
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(case: Case, tmp_path: Path, base_run) -> None:  # noqa: ANN001 - the fixture's callable
-    if case.non_root and os.geteuid() == 0:
-        pytest.skip("permissions do not bind root")
     ws = Workspace(tmp_path / "case", base_run)
     ws.root.mkdir()
+    read_only = ws.root / case.read_only if case.read_only else None
     try:
         argv = [str(a) for a in case.build(ws)]
-        outcome = run_edgeopt(argv, ws.root, case.timeout, case.file_size_limit)
+        if read_only is not None and os.geteuid() != 0:
+            read_only.chmod(0o555)
+        outcome = run_edgeopt(argv, ws.root, case.timeout, case.file_size_limit, read_only)
     finally:
         ws.close()
+        if read_only is not None:
+            read_only.chmod(0o755)
+    if read_only is not None and outcome.returncode == NO_MOUNT and "edgeopt" not in outcome.stderr:
+        pytest.skip(f"root ignores file permissions, and cannot mount here: {outcome.stderr.strip()[:200]}")
     problems = judge(case, ws, outcome)
     log = os.environ.get("HOSTILE_LOG")
     if log:
