@@ -220,7 +220,8 @@ def test_a_write_the_file_system_refuses_is_exit_2_naming_the_file_and_leaves_no
     out = tmp_path / "out"
     done = subprocess.run([*EDGEOPT, "run", str(model), "--profile", str(profiles.write_profile(tmp_path, "fast")),
                            "--out", str(out), "--variant", "fp32"], capture_output=True, text=True, timeout=300,
-                          preexec_fn=_small_files)
+                          preexec_fn=_small_files,  # and no .pyc: Python would write a truncated one, for everyone
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     line = one_line_error(done, 2, "File too large", str(out))
     assert ".tmp" not in line  # the file meant, not the temporary an atomic write was making
     assert not hidden_files(out) and not (out / LOCK_NAME).exists()
