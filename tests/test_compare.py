@@ -16,6 +16,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from edgeopt.core.ratio_stats import bootstrap_ratio, latency_verdict, parse_threshold, parse_thresholds, scalar_verdict
+from edgeopt.core.stats import summarize
 from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.evaluate.compare import MeasuredSet, compare_measurements, compare_paths, compare_sets, load_sets
 from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
@@ -251,7 +252,9 @@ def test_cross_host_warns_and_refuses_tight_thresholds(real_measurement: Path, t
 
 def test_cli_compare_exit_codes(real_measurement: Path, tmp_path: Path) -> None:
     slower = json.loads(real_measurement.read_text())
-    slower["latency"]["samples_ns"] = [int(s * 1.3) for s in slower["latency"]["samples_ns"]]
+    samples = [int(s * 1.3) for s in slower["latency"]["samples_ns"]]
+    slower["latency"]["samples_ns"] = samples  # and the statistics with them: a stale summary is refused
+    slower["latency"]["summary_ms"] = summarize([s / 1e6 for s in samples], confidence=0.95).to_dict()
     (tmp_path / "slower.json").write_text(json.dumps(slower))
     run = [sys.executable, "-m", "edgeopt", "compare"]
     same = subprocess.run([*run, real_measurement, real_measurement, "--threshold", "p50:5%", "--json",

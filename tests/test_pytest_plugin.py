@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeopt.core.stats import summarize
 from edgeopt.measure.results import Measurement
 from tests import profiles, zoo
 from tests.profiles import ANY_HOST, CALM
@@ -233,7 +234,9 @@ def test_baseline_comparison_fails_a_regression_and_passes_an_improvement(projec
     samples = document["latency"]["samples_ns"]
 
     def baseline_scaled(factor: float) -> None:
-        latency = {**document["latency"], "samples_ns": [int(s * factor) for s in samples]}
+        scaled = [int(s * factor) for s in samples]  # the statistics follow: a stale summary is refused
+        latency = {**document["latency"], "samples_ns": scaled,
+                   "summary_ms": summarize([s / 1e6 for s in scaled], confidence=0.95).to_dict()}
         stored.write_text(json.dumps({**document, "latency": latency}))
 
     # factors far outside the session-to-session spread of a sub-millisecond model (up to ~2x here)
