@@ -132,6 +132,10 @@ def test_a_variant_with_nan_outputs_fails_every_output_budget_it_has() -> None:
     scalar = [compare(np.ones((6, 1)), np.full((6, 1), np.inf), "score")]  # no figure applies to it
     (check,) = judge_outputs(_gate(), {"min_cosine": 0.95}, scalar).checks  # the NaN still never passes
     assert check.verdict is Verdict.FAIL and "6 Inf of 6 values" in check.sentence
+    (check,) = judge_outputs(_gate(), {}, found).checks  # no output budget at all: NaN outputs still fail
+    assert check.metric == "finite_outputs" and check.verdict is Verdict.FAIL
+    assert "no output budget is set" in check.sentence
+    assert judge_outputs(_gate(), {}, [compare(reference, reference, "logits")]).checks == ()
 
 
 def test_nan_outputs_fail_even_when_fp32_holds_them_too_and_fp32_alone_is_inconclusive() -> None:

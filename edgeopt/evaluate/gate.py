@@ -53,6 +53,7 @@ _DIRECT_METRICS: dict[str, str] = {"peak_rss_mb": "peak RSS", "model_size_mb": "
 _OUTPUT_METRICS: dict[str, str] = {"min_cosine": "cosine vs fp32", "min_top1_agreement": "top-1 agreement with fp32",
                                    "min_decision_agreement": "decision agreement with fp32"}
 _DROP_METRIC = "max_metric_drop"  # the eval metric's drop vs fp32 (paired interval); points for percent metrics
+_FINITE_CHECK = "finite_outputs"  # the check a NaN/Inf-producing variant fails when no output budget is set
 BUDGET_METRICS: tuple[str, ...] = (*_LATENCY_METRICS, *_DIRECT_METRICS, *_OUTPUT_METRICS, _DROP_METRIC)
 OUTPUT_BUDGETS: tuple[str, ...] = (*_OUTPUT_METRICS, _DROP_METRIC)
 _UNITS: dict[str, str] = {**dict.fromkeys(_LATENCY_METRICS, "ms"), **dict.fromkeys(_DIRECT_METRICS, "MB"),
@@ -353,10 +354,11 @@ def _undecidable(metric: str, limit: float, value: float | None, numbers: str, c
 def _nonfinite_failure(metric: str, limit: float, value: float | None, broken: Sequence[OutputFidelity],
                        ctx: _Context) -> BudgetCheck:
     """An output budget of a variant whose outputs hold NaN/Inf where fp32's do not: FAIL, saying where."""
-    label = _OUTPUT_METRICS.get(metric, "task metric drop vs fp32")
+    label = _OUTPUT_METRICS.get(metric, "outputs" if metric == _FINITE_CHECK else "task metric drop vs fp32")
     problems = nonfinite_problems(broken)
     more = f" (and {len(problems) - 1} more output(s))" if len(problems) > 1 else ""
-    bound = f"budget {limit:g}" if metric == _DROP_METRIC else f"floor {limit:g}"
+    bound = (f"budget {limit:g}" if metric == _DROP_METRIC else "the rule that outputs are finite (no output "
+             "budget is set)" if metric == _FINITE_CHECK else f"floor {limit:g}")
     numbers = f"{label}: outputs contain NaN/Inf: {problems[0]}{more}"
     if not ctx.host_matches and not ctx.proxy:
         return _not_applicable(metric, limit, value, None, None, numbers, ctx)
@@ -377,7 +379,8 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
     A budget whose figure no output has (a cosine on a 1-element output, a metric without --eval) is
     not checked; with no fidelity at all (the fp32 reference itself) nothing is added.  NaN and infinity
     never pass: a variant whose outputs hold NaN/Inf (or whose metric scored NaN/Inf) FAILS every output
-    budget set that has a figure (the first floor set when none has), the sentence naming the output and
+    budget set that has a figure (the first floor set when none has; a ``finite_outputs`` check when no
+    output budget is set at all), the sentence naming the output and
     the counts, fp32's included (NaN outputs are never what a model should deliver, whoever else produces
     them too); where only fp32's outputs hold them, the comparison cannot be judged (inconclusive)."""
     ctx = _Context(gate.profile, "this host", gate.host_matches, gate.proxy, gate.mismatch_reasons)
@@ -422,6 +425,8 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
     limit = budgets.get(_DROP_METRIC)
     if limit is not None and metric is not None and metric.delta is not None:
         checks.append(_check_drop(float(limit), metric, introduced, inherited, ctx))
+    if introduced and not checks:  # no output budget is set: NaN/Inf outputs still never pass
+        checks.append(_nonfinite_failure(_FINITE_CHECK, 0.0, None, introduced, ctx))
     return dataclasses.replace(gate, checks=gate.checks + tuple(checks)) if checks else gate
 
 
