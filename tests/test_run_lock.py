@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -208,20 +208,27 @@ def test_an_output_folder_under_a_file_is_exit_2_naming_it(tmp_path: Path) -> No
     one_line_error(done, 2, str(tmp_path / "file" / "out"))
 
 
-def _small_files() -> None:
-    """In the child: files may not grow past 32 KiB (EFBIG, as a full disk gives ENOSPC; Python ignores SIGXFSZ).
-    The 16 reference inputs of tiny_conv take 48 KiB."""
-    resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))
+def _small_files(kib: int) -> Callable[[], None]:
+    """In the child: files may not grow past ``kib`` KiB (EFBIG, as a full disk gives ENOSPC; Python ignores
+    SIGXFSZ)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, kib * 1024))
 
 
 @pytest.mark.slow
-def test_a_write_the_file_system_refuses_is_exit_2_naming_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
-    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
-    out = tmp_path / "out"
+@pytest.mark.parametrize(("kib", "named"), [
+    (32, "out"),  # tiny_conv's 16 reference inputs take 48 KiB: the command's own write
+    (12, "result.json"),  # identity_add's fit; the worker's result (its samples) does not: the worker's write
+], ids=["command", "worker"])
+def test_a_write_the_file_system_refuses_is_exit_2_naming_the_file_and_leaves_no_temporary(
+        tmp_path: Path, kib: int, named: str) -> None:
+    model = (zoo.tiny_conv_model if kib == 32 else zoo.identity_add)(tmp_path / "model.onnx")
+    out, scratch = tmp_path / "out", tmp_path / "tmp"
+    scratch.mkdir()
     done = subprocess.run([*EDGEOPT, "run", str(model), "--profile", str(profiles.write_profile(tmp_path, "fast")),
                            "--out", str(out), "--variant", "fp32"], capture_output=True, text=True, timeout=300,
-                          preexec_fn=_small_files,  # and no .pyc: Python would write a truncated one, for everyone
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    line = one_line_error(done, 2, "File too large", str(out))
+                          preexec_fn=_small_files(kib),  # and no .pyc: Python would write a truncated one, for all
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(scratch)})
+    line = one_line_error(done, 2, "File too large", named)
     assert ".tmp" not in line  # the file meant, not the temporary an atomic write was making
     assert not hidden_files(out) and not (out / LOCK_NAME).exists()
+    assert not list(scratch.glob("edgeopt-*"))  # the worker's scratch folder is gone

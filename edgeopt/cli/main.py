@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import importlib
 import json
 import os
@@ -413,16 +412,17 @@ def _backstop(wake: int, finished: threading.Event) -> None:
 
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # edgeopt.core.fileio.atomic_path's temporary of NAME
-_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}  # no room for what is written
 
 
 def file_problem(error: OSError, args: argparse.Namespace) -> str | None:
     """One line for an OSError about a file: the file meant (not an atomic write's temporary) and the reason; for
     a write into a full file system that names no file, the command's ``--out``.  None for any other OSError."""
+    from edgeopt.core.lifeline import NO_ROOM
+
     reason = error.strerror or type(error).__name__
     if error.filename is None:
         out = getattr(args, "out", None)
-        return f"{out}: cannot write the output: {reason}" if error.errno in _FULL and out is not None else None
+        return f"{out}: cannot write the output: {reason}" if error.errno in NO_ROOM and out is not None else None
     path = Path(str(error.filename))
     match = _TEMPORARY.match(path.name)
     if match:

@@ -20,6 +20,7 @@ first: it neither leaves nor removes a half-written file.  Standard library and 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import math
@@ -39,8 +40,8 @@ import psutil
 from edgeopt.core.fileio import write_text_atomic
 from edgeopt.core.run_lock import remove_if_abandoned
 
-__all__ = ["EXIT_ABANDONED", "EXIT_ERROR", "WRITE_LOCK", "Lifeline", "atomic_temporaries", "out_of_memory",
-           "remove_worker_files", "resident_set"]
+__all__ = ["EXIT_ABANDONED", "EXIT_ERROR", "NO_ROOM", "WRITE_LOCK", "Lifeline", "atomic_temporaries", "no_room",
+           "out_of_memory", "read_no_room", "remove_worker_files", "resident_set"]
 
 EXIT_ERROR = 3  # an error result was written: a caught exception, the memory cap, the deadline, a SIGTERM
 EXIT_ABANDONED = 125  # the parent is gone: the worker removed its files and left (nobody reads this code)
@@ -53,6 +54,7 @@ PDEATH_SIGNAL = getattr(signal, "SIGUSR1", None)  # not SIGTERM: the exit of the
 _PR_SET_PDEATHSIG = 1
 _OUT_OF_MEMORY = ("bad_alloc", "bad allocation", "Failed to allocate memory", "Unable to allocate")
 WRITE_LOCK = threading.Lock()  # held while the worker writes a file
+NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})  # a full file system
 
 
 def _proc_status(*fields: str) -> list[int] | None:
@@ -106,6 +108,25 @@ def remove_worker_files(remove: Iterable[str | Path], atomic_targets: Iterable[s
         for temporary in atomic_temporaries(target):
             with contextlib.suppress(OSError):
                 temporary.unlink()
+
+
+def no_room(error: OSError, path: Path | str) -> str:
+    """A worker that cannot write a file (``path`` unless the error names one) says so on stdout, a pipe that
+    needs no disk, as one JSON line for :func:`read_no_room`; the parent raises it as that OSError."""
+    return json.dumps({"status": "unwritable", "path": str(error.filename or path), "errno": error.errno,
+                       "strerror": error.strerror or str(error)})
+
+
+def read_no_room(stdout: str) -> OSError | None:
+    """The OSError a worker reported with :func:`no_room` (its last line of stdout), else None."""
+    lines = stdout.strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if not isinstance(report, dict) or report.get("status") != "unwritable":
+        return None
+    return OSError(report.get("errno"), report.get("strerror"), report.get("path"))
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -30,7 +30,7 @@ from edgeopt import __version__
 from edgeopt.backends import availability, cache_folder, is_available, settings_for
 from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic, write_npz_atomic
 from edgeopt.core.host import host_fingerprint
-from edgeopt.core.lifeline import remove_worker_files
+from edgeopt.core.lifeline import read_no_room, remove_worker_files
 from edgeopt.core.run_lock import held_locks
 from edgeopt.core.stability import stability_report
 from edgeopt.measure.results import Failure, FailureKind, Latency, Measurement, git_commit, now_iso
@@ -129,7 +129,8 @@ def run_worker(module: str, job: dict[str, Any], timeout_s: float, *, memory_cap
     folder that is removed afterwards, with the temporaries of interrupted atomic writes of ``outputs``.
     The lifeline tells the worker this process's pid, its deadline, its memory cap (MiB, source) and what to
     remove if this process dies first: the scratch folder, ``owned`` paths, the write temporaries and this
-    process's run-folder locks."""
+    process's run-folder locks.  A worker that had no room to write a file (a full disk) makes this raise
+    that OSError, naming the file."""
     scratch = Path(tempfile.mkdtemp(prefix="edgeopt-worker-"))
     result_path = scratch / "result.json"
     cap, cap_source = memory_cap or (None, None)
@@ -144,19 +145,22 @@ def run_worker(module: str, job: dict[str, Any], timeout_s: float, *, memory_cap
     try:
         write_json_atomic(scratch / "job.json", job)
         process = subprocess.Popen([sys.executable, "-m", module, str(scratch / "job.json")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                    start_new_session=True)
         try:
-            _, stderr = process.communicate(timeout=timeout_s)
+            stdout, stderr = process.communicate(timeout=timeout_s)
             timed_out = False
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            _, stderr = process.communicate()
+            stdout, stderr = process.communicate()
             timed_out = True
         result: dict[str, Any] | None = None
         with contextlib.suppress(OSError, ValueError):
             document = read_json(result_path)
             result = document if isinstance(document, dict) else None
+        unwritable = read_no_room(stdout or "") if result is None else None
+        if unwritable is not None:  # a full disk is no failure of the variant: the command stops, naming the file
+            raise unwritable
         return WorkerRun(process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out, result)
     except BaseException:  # SIGINT, SIGTERM (the CLI raises it as an exception) or our own error: the worker goes
         if process is not None and process.returncode is None:

@@ -31,7 +31,7 @@ import psutil
 
 from edgeopt.backends import Runner, runner_for
 from edgeopt.core.fileio import write_npz_atomic, write_text_atomic
-from edgeopt.core.lifeline import EXIT_ERROR, WRITE_LOCK, Lifeline, out_of_memory, resident_set
+from edgeopt.core.lifeline import EXIT_ERROR, NO_ROOM, WRITE_LOCK, Lifeline, no_room, out_of_memory, resident_set
 from edgeopt.core.stability import probe_system, snapshot
 from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
 from edgeopt.errors import failure_kind, first_line
@@ -100,7 +100,10 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
         if len({v.shape for v in values}) == 1:  # a data-dependent output shape cannot be stacked: left out
             arrays[f"out{i}"] = np.stack(values)
     with WRITE_LOCK:
-        write_npz_atomic(Path(out_path), arrays)
+        try:
+            write_npz_atomic(Path(out_path), arrays)
+        except OSError as error:  # a write into an open file names none: name the one meant
+            raise OSError(error.errno, error.strerror, error.filename or out_path) from error
     return count
 
 
@@ -171,17 +174,22 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """Run ``work`` on the JSON job, under its lifeline when it has one (``edgeopt.core.lifeline``), and write
-    its result (or the error, as data) atomically; returns the exit code."""
+    its result (or the error, as data) atomically; returns the exit code.  No room to write a file (its
+    outputs, its result) is no measurement failure but the parent's error: reported on stdout
+    (``lifeline.no_room``)."""
     job = json.loads(job_path.read_text(encoding="utf-8"))
     result_path = Path(job["result_path"])
     lifeline = Lifeline.start(job["lifeline"], result_path) if job.get("lifeline") else None
-    code = 0
+    code, unwritable = 0, None
     try:
         result = work(job)
         over = lifeline.over_cap() if lifeline is not None else None
         if over is not None:
             result, code = over, EXIT_ERROR
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
+        if isinstance(error, OSError) and error.errno in NO_ROOM:  # named by now, else the outputs' folder
+            unwritable = error if error.filename else OSError(error.errno, error.strerror,
+                                                              str(Path(job.get("outputs_path") or result_path).parent))
         message, kind = first_line(error)[:2000], failure_kind(error)
         if out_of_memory(error):
             kind = "memory"
@@ -190,9 +198,12 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
                         "failure_kind": kind, "traceback": traceback.format_exc()[-4000:]}, EXIT_ERROR
     with WRITE_LOCK:
         try:
-            _write_result(result_path, result)
+            if unwritable is None:
+                _write_result(result_path, result)
         except OSError as error:
-            print(f"edgeopt worker: cannot write its result {result_path}: {error}", file=sys.stderr)
+            unwritable = error
+        if unwritable is not None:
+            print(no_room(unwritable, result_path), flush=True)
             code = EXIT_ERROR
         if lifeline is not None:
             lifeline.finished = True
