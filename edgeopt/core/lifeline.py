@@ -14,7 +14,9 @@ the main thread sits in a native call that released the GIL (onnxruntime's ``run
 
 A failure is written as the worker's result for the parent; then ``os._exit``, so no other thread runs
 another line.  Every file the worker writes is written under :data:`WRITE_LOCK`, which the watchdog takes
-first: it neither leaves nor removes a half-written file.  Standard library and psutil only.
+first: it neither leaves nor removes a half-written file.  A worker with no room to write (a full disk,
+:data:`NO_ROOM`) says so on stdout (:func:`no_room`), and the parent raises that OSError
+(:func:`read_no_room`).  Standard library and psutil only.
 """
 
 from __future__ import annotations
