@@ -60,7 +60,8 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
     specs = specs or input_specs(model)
     samples = calibration.samples if calibration is not None else ()
     resolved = resolve_shapes(specs, given=given, profile_shapes=profile.bench.input_shapes, samples=samples,
-                              batch_size=profile.bench.batch_size, where=str(model_path))
+                              batch_size=profile.bench.batch_size, where=str(model_path),
+                              max_input_mb=profile.bench.max_input_mb)
     shapes = {r.name: r.shape for r in resolved}
     feeds: dict[str, np.ndarray] | None = None
     if samples:
@@ -68,7 +69,8 @@ def prepare_timing_inputs(model_path: Path, profile: HardwareProfile, calibratio
         if set(sample) == set(shapes) and all(tuple(sample[n].shape) == shapes[n] for n in shapes):
             feeds = {name: np.require(value, requirements="C") for name, value in sample.items()}  # keeps rank 0
     if feeds is None:
-        feeds = synthetic_feeds([r.spec() for r in resolved], model, seed=0)
+        feeds = synthetic_feeds([r.spec() for r in resolved], model, seed=0, max_input_mb=profile.bench.max_input_mb,
+                                where=str(model_path))
     return write_npz_atomic(target, feeds)
 
 

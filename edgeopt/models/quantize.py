@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -302,8 +303,16 @@ def _probe_feeds(model_path: Path, calibration: CalibrationSet | None) -> dict[s
     return random_feeds(specs, seed=0)
 
 
-def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Open and run the variant once in ONNX Runtime; any failure names the variant and the node."""
+VALIDATION_TIMEOUT_S = 300.0  # the shipped profiles' worker_timeout_s: no one inference may take longer
+
+
+def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray],
+                     timeout_s: float = VALIDATION_TIMEOUT_S) -> list[np.ndarray]:
+    """Open and run the variant once in ONNX Runtime; any failure names the variant and the node.
+
+    The run is stopped after ``timeout_s`` (ONNX Runtime's ``RunOptions.terminate``, which control-flow
+    operators check on every iteration too): a model that never finishes is a failed variant, not a hung
+    command."""
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as error:
@@ -311,14 +320,27 @@ def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray]) -> lis
         raise QuantizationError(
             f"variant {name}: produced an invalid ONNX graph{f' at node {node}' if node else ''}: {first_line(error)}"
         ) from error
+    import onnxruntime as ort  # the parent's run of the variant; imported where it is needed
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # the stop is reported below, once, not as an ONNX Runtime error line
+    stop = threading.Timer(timeout_s, lambda: setattr(options, "terminate", True))
+    stop.daemon = True
+    stop.start()
     try:
-        return list(_session(path).run(None, feeds))
+        return list(_session(path).run(None, feeds, options))
     except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        if options.terminate:
+            raise QuantizationError(
+                f"variant {name}: timed out: one inference did not finish within {timeout_s:g} s in ONNX Runtime "
+                "(stopped; a model that never finishes cannot be measured)") from error
         node = _node_in(str(error))
         raise QuantizationError(
             f"variant {name}: ONNX Runtime cannot run the result{f' (node {node})' if node else ''}: "
             f"{first_line(error)}"
         ) from error
+    finally:
+        stop.cancel()
 
 
 def lift_constants(model: onnx.ModelProto) -> int:
@@ -559,8 +581,9 @@ def _finish_for_tensorrt(staged: Path, name: str, notes: list[dict[str, str]]) -
 
 def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration: CalibrationSet | None,
                      ranges: RangeCache, notes: list[dict[str, str]], feeds: dict[str, np.ndarray],
-                     upgrade_opset: bool = False) -> None:
-    """Build one variant from ``model`` into ``staged`` and open and run it once; errors name the variant."""
+                     upgrade_opset: bool = False, timeout_s: float = VALIDATION_TIMEOUT_S) -> None:
+    """Build one variant from ``model`` into ``staged`` and open and run it once (stopped after ``timeout_s``);
+    errors name the variant."""
     try:
         _build(recipe, model, staged, scratch, calibration, ranges, notes, upgrade_opset)
     except EdgeoptError:
@@ -573,7 +596,7 @@ def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, c
                  "Runtime's own optimisation: quantize the original export" if fused else first_line(error))
         raise QuantizationError(f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: "
                                 f"{cause}") from error
-    validate_variant(staged, recipe.name, feeds)
+    validate_variant(staged, recipe.name, feeds, timeout_s)
 
 
 _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
@@ -614,6 +637,7 @@ def make_variant(
     force: bool = False,
     probe_feeds: dict[str, np.ndarray] | None = None,
     chosen_by: str | None = None,
+    validation_timeout_s: float = VALIDATION_TIMEOUT_S,
 ) -> Variant:
     """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``.
 
@@ -663,7 +687,8 @@ def make_variant(
         for candidate, upgrade in attempts:
             notes.clear()
             try:
-                _build_and_check(recipe, candidate, staged, scratch, calibration, cache, notes, feeds, upgrade)
+                _build_and_check(recipe, candidate, staged, scratch, calibration, cache, notes, feeds, upgrade,
+                                 validation_timeout_s)
             except QuantizationError as error:
                 first_error = first_error or error
                 continue
@@ -713,6 +738,7 @@ def make_variants(
     force: bool = False,
     probe_feeds: dict[str, np.ndarray] | None = None,
     chosen_by: Mapping[str, str] | None = None,
+    validation_timeout_s: float = VALIDATION_TIMEOUT_S,
 ) -> list[Variant | VariantFailure]:
     """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run.
     ``chosen_by``: recipe name -> the rule that chose it, recorded in its provenance."""
@@ -721,7 +747,8 @@ def make_variants(
     for recipe in recipes:
         try:
             results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges, force=force,
-                                        probe_feeds=probe_feeds, chosen_by=(chosen_by or {}).get(recipe.name)))
+                                        probe_feeds=probe_feeds, chosen_by=(chosen_by or {}).get(recipe.name),
+                                        validation_timeout_s=validation_timeout_s))
         except EdgeoptError as error:
             results.append(VariantFailure(recipe.name, str(error), error.exit_code))
     return results

@@ -61,7 +61,7 @@ from edgeopt.measure.launcher import (
 from edgeopt.measure.results import Measurement
 from edgeopt.measure.run_folder import RunLayout, RunSummary
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
-from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model
+from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model, output_specs
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
 from edgeopt.models.quantize import Recipe, Variant, VariantFailure, default_variants, make_variants
@@ -127,7 +127,8 @@ def plan_evaluation(config: RunConfig) -> EvalPlan | None:
         return None
     eval_set = load_eval_set(config.eval_set)
     specs = tuple(parse_metric(name) for name in (config.metrics or default_metrics(eval_set)))
-    check_metrics(specs, eval_set)
+    onnx_path = ModelReference.parse(config.model).onnx_path  # labels are checked against its classes when known
+    check_metrics(specs, eval_set, output_specs(load_model(onnx_path)) if onnx_path is not None else ())
     shifts = parse_shifts(config.shifts)
     space = None
     if shifts and eval_set.inputs:
@@ -266,7 +267,8 @@ def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[st
 
 
 def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: CalibrationSet | None,
-                      target: Path, plan: EvalPlan | None = None) -> tuple[Path, np.ndarray | None]:
+                      target: Path, plan: EvalPlan | None = None,
+                      max_input_mb: float | None = None) -> tuple[Path, np.ndarray | None]:
     """Inputs every variant runs for fidelity (and task metrics, when an eval set is given)."""
     labels = None
     if plan is not None:
@@ -279,7 +281,8 @@ def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: Ca
     else:
         concrete = [r.spec() for r in resolve_shapes(specs, where=config.model)]
         model = load_model(Path(config.model)) if ModelReference.parse(config.model).onnx_path else None
-        feeds = [synthetic_feeds(concrete, model, seed=100 + i) for i in range(config.reference_samples)]
+        feeds = [synthetic_feeds(concrete, model, seed=100 + i, max_input_mb=max_input_mb, where=config.model)
+                 for i in range(config.reference_samples)]
         arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in concrete}
     return write_npz_atomic(target, arrays), labels
 
@@ -293,7 +296,8 @@ def _check_shapes(config: RunConfig, specs: list[InputSpec], profiles: list[Hard
         samples = list(evaluated.samples) if evaluated is not None else []
     for profile in profiles:
         resolve_shapes(specs, profile_shapes=profile.bench.input_shapes, samples=samples,
-                       batch_size=profile.bench.batch_size, where=f"{config.model} on profile {profile.name}")
+                       batch_size=profile.bench.batch_size, where=f"{config.model} on profile {profile.name}",
+                       max_input_mb=profile.bench.max_input_mb)
 
 
 def _profiles(config: RunConfig) -> list[HardwareProfile]:
@@ -355,18 +359,22 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     out = Path(config.out_dir)
     model_path = resolve_model(config, specs, log)
     probe = None
+    max_input_mb = max(p.bench.max_input_mb for p in profiles)  # each profile's own cap was checked up front
     if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
         probe = calibration.samples[0] if calibration is not None else synthetic_feeds(
-            [r.spec() for r in resolve_shapes(specs, where=config.model)], load_model(model_path), seed=7)
+            [r.spec() for r in resolve_shapes(specs, where=config.model)], load_model(model_path), seed=7,
+            max_input_mb=max_input_mb, where=config.model)
     made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force,
-                         probe_feeds=dict(probe) if probe is not None else None, chosen_by=chosen_by)
+                         probe_feeds=dict(probe) if probe is not None else None, chosen_by=chosen_by,
+                         validation_timeout_s=min(p.bench.worker_timeout_s for p in profiles))
     variants = [v for v in made if isinstance(v, Variant)]
     variant_failures = [v for v in made if isinstance(v, VariantFailure)]
     for item in made:
         log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
                                          else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
     class_outputs = class_score_outputs(load_model(model_path))  # where top-1 agreement means something
-    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan)
+    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan,
+                                              max_input_mb)
     reference_sha = sha256_file(reference_path)
     shifted = _shifted_inputs(plan, specs[0], out) if plan is not None and plan.shifts else {}
     if shifted:  # a stored measurement is reused only when it ran the same shifted sets
@@ -411,7 +419,10 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     failures = len(variant_failures) + sum(
         1 for m in measurements if not m.ok and not (m.unsupported and not _is_reference_runtime(m)))
     exit_code = exit_code_for(gates, failures=failures)
-    verdict_line = _verdict_line(gates, failures, exit_code)
+    reasons = [f.message for f in variant_failures] + [
+        m.failure.message for m in measurements
+        if m.failure is not None and not (m.unsupported and not _is_reference_runtime(m))]
+    verdict_line = _verdict_line(gates, failures, exit_code, reasons)
     extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
                       failure=f.message, verdict="error") for f in variant_failures]
     layout = RunLayout(out)
@@ -560,13 +571,17 @@ def _evaluation_record(plan: EvalPlan | None) -> dict[str, Any] | None:
                             "95% interval wholly above 0"}
 
 
-def _verdict_line(gates: list[GateResult], failures: int, exit_code: int) -> str:
+def _verdict_line(gates: list[GateResult], failures: int, exit_code: int,
+                  reasons: tuple[str, ...] | list[str] = ()) -> str:
+    """The run's one-line verdict; ``reasons``: why each failed variant or measurement failed (the first
+    named in the line, so the reader of the table sees why without opening run.log)."""
     counts: dict[str, int] = {}
     for gate in gates:
         counts[gate.verdict.value] = counts.get(gate.verdict.value, 0) + 1
     parts = [f"{n} {v}" for v, n in sorted(counts.items())]
     if failures:
-        parts.append(f"{failures} failed to build or measure")
+        more = f"; and {len(reasons) - 1} more" if len(reasons) > 1 else ""
+        parts.append(f"{failures} failed to build or measure" + (f" ({reasons[0]}{more})" if reasons else ""))
     word = {EXIT_OK: "PASS"}.get(exit_code, {1: "FAIL", 4: "ERROR", 5: "INCONCLUSIVE"}.get(exit_code, "ERROR"))
     if exit_code == EXIT_OK and counts and set(counts) == {"not-applicable"}:
         word = "NOT APPLICABLE"
