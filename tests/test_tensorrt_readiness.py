@@ -26,15 +26,9 @@ RECIPES = ("int8-trt-qdq", "int8-static-minmax", "int8-static-minmax-asym")
 
 
 def trt_check(*args: object) -> subprocess.CompletedProcess[str]:
-    """``edgeopt trt-check ARGS`` in a subprocess, through edgeopt.cli.main's handler (exit codes, messages).
-
-    The shim adds edgeopt.cli.tensorrt to COMMAND_MODULES while edgeopt.cli.main does not list it yet; once it
-    does, the shim changes nothing and this is exactly ``python -m edgeopt trt-check``."""
-    code = ("import sys; from edgeopt.cli import main as m; name = 'edgeopt.cli.tensorrt'\n"
-            "m.COMMAND_MODULES = m.COMMAND_MODULES if name in m.COMMAND_MODULES else (*m.COMMAND_MODULES, name)\n"
-            "sys.exit(m.main(sys.argv[1:]))")
-    return subprocess.run([sys.executable, "-c", code, "trt-check", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    """``edgeopt trt-check ARGS`` in a subprocess (exit codes, messages)."""
+    return subprocess.run([sys.executable, "-m", "edgeopt", "trt-check", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
 
 
 def rules(result: Readiness, severity: str = "blocker") -> set[str]:

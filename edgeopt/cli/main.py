@@ -192,9 +192,8 @@ def handle_quantize(args: argparse.Namespace) -> int:
                (args.variant or DEFAULT_VARIANTS)]
     calibration = None
     if args.calibration:
-        calibration = load_calibration(args.calibration, expected_inputs=specs,
-                                       min_samples=args.min_calibration_samples,
-                                       max_samples=args.max_calibration_samples)
+        low, high = options.sample_limits(args)
+        calibration = load_calibration(args.calibration, expected_inputs=specs, min_samples=low, max_samples=high)
     results = make_variants(args.model, recipes, args.out, calibration=calibration, force=args.force)
     code = 0
     for item in results:
@@ -318,7 +317,8 @@ def handle_run(args: argparse.Namespace) -> int:
         variants=tuple(args.variant or ()), eval_set=args.eval_set,
         inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
         budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
-        min_calibration_samples=args.min_calibration_samples, max_calibration_samples=args.max_calibration_samples,
+        min_calibration_samples=options.sample_limits(args)[0],
+        max_calibration_samples=options.sample_limits(args)[1],
         metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
         decision_threshold=args.decision_threshold,
     )
@@ -337,6 +337,7 @@ def handle_run(args: argparse.Namespace) -> int:
 # needs when it runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "edgeopt.cli.report", "edgeopt.cli.compare", "edgeopt.cli.tracking", "edgeopt.cli.research",
+    "edgeopt.cli.tensorrt",
 )
 
 

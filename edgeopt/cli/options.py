@@ -27,6 +27,16 @@ COMPARE_THRESHOLDS = ("p50:5%", "p95:5%", "peak_rss_mb:10%", "model_size_mb:1%")
 AB_THRESHOLDS = ("p50:5%", "p95:5%")
 
 
+def sample_limits(args: Any) -> tuple[int, int | None]:
+    """``--min-calibration-samples`` and ``--max-calibration-samples``, each a whole number >= 1 (else exit 2
+    naming the option)."""
+    low, high = args.min_calibration_samples, args.max_calibration_samples
+    for option, value in (("--min-calibration-samples", low), ("--max-calibration-samples", high)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} {value}: must be a whole number >= 1")
+    return low, high
+
+
 def _help(text: str, *, repeatable: bool = False, default: object = None) -> str:
     """``text``, then ``; repeatable`` and ``(default: ...)`` when they apply."""
     if repeatable:

@@ -119,7 +119,8 @@ def resolve_shapes(declared: Sequence[InputSpec], *, given: Sequence[InputSpec] 
         rank = len(spec.shape)
         for source, shape in (("--input", by_name[spec.name].shape if spec.name in by_name else None),
                               ("profile bench.input_shapes", profile_shapes.get(spec.name))):
-            if shape is not None and (len(shape) != rank or any(not _symbolic(d) and isinstance(o, int) and o != d
+            # a fixed dim must be given as itself: a name (--input x:1xthreex16x16) where the model fixes 3 is refused
+            if shape is not None and (len(shape) != rank or any(not _symbolic(d) and o != d
                                                                 for d, o in zip(spec.shape, shape, strict=True))):
                 raise ConfigError(f"{source} {spec.name}: shape {list(shape)} does not fit {where}'s "
                                   f"{list(spec.shape)}")

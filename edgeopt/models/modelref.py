@@ -40,7 +40,16 @@ def parse_input_spec(text: str) -> InputSpec:
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0]:
         raise ConfigError(f"--input {text!r}: expected name:DIMxDIM[:dtype], e.g. input:1x3x224x224:float32")
-    dims: list[int | str] = [int(d) if d.isdigit() else d for d in parts[1].split("x")]
+    dims: list[int | str] = []
+    for dim in parts[1].split("x"):
+        if re.fullmatch(r"[+-]?\d+", dim.strip()):
+            if int(dim) < 1:
+                raise ConfigError(f"--input {text!r}: dimension {dim!r} must be a whole number >= 1")
+            dims.append(int(dim))
+        elif re.fullmatch(r"[A-Za-z_]\w*", dim):
+            dims.append(dim)  # a symbolic name: left for the model's own value or the other sources to set
+        else:
+            raise ConfigError(f"--input {text!r}: dimension {dim!r} is neither a whole number nor a name")
     return InputSpec(name=parts[0], shape=tuple(dims), dtype=parts[2] if len(parts) == 3 else "float32")
 
 
