@@ -38,6 +38,8 @@ def test_default_variants_follow_each_profiles_cpu() -> None:
     assert list(pi) == list(DEFAULT_VARIANTS)  # an Arm target: S8S8 is its native format
     vnni = default_variants([load_profile("x86-avx512vnni-2core")], host("aarch64", PI5))
     assert "VNNI" in vnni["int8-static-minmax-asym"]  # the profile's declared CPU, not the host's
+    jetson = default_variants([load_profile("jetson-orin-nano-8gb")], host("x86_64", ZEN3))
+    assert "INT32 bias" in jetson["int8-trt-qdq"] and "int8-trt-qdq" not in pi  # TensorRT's own Q/DQ file
 
 
 def test_native_column_of_an_any_host_profile_is_the_hosts_isa() -> None:

@@ -366,15 +366,17 @@ def test_each_backend_offers_its_cells(tmp_path: Path) -> None:
     from edgeopt.backends import cells_for
     from edgeopt.models.quantize import Variant
 
-    def variant(name: str, kind: str) -> Variant:
+    def variant(name: str, kind: str, **recipe: str) -> Variant:
         return Variant(name=name, path=tmp_path / f"{name}.onnx", precision="fp32",
-                       provenance={"recipe": {"kind": kind}})
+                       provenance={"recipe": {"kind": kind, **recipe}})
 
-    variants = [variant("fp32", "fp32"), variant("fp16", "fp16"), variant("int8", "int8-static")]
+    variants = [variant("fp32", "fp32"), variant("fp16", "fp16"), variant("int8", "int8-static"),
+                variant("int8-trt-qdq", "int8-static", target="tensorrt")]
     names = lambda cells: [(b, v.name, p) for b, v, p in cells]  # noqa: E731
-    assert names(cells_for(_profile(), variants)) == [("onnxruntime", n, None) for n in ("fp32", "fp16", "int8")]
-    assert names(cells_for(_profile(backend="tensorrt"), variants)) == [
-        ("tensorrt", "fp32", "fp32"), ("tensorrt", "fp32", "fp16"), ("tensorrt", "int8", "int8")]
+    assert names(cells_for(_profile(), variants)) == [
+        ("onnxruntime", n, None) for n in ("fp32", "fp16", "int8", "int8-trt-qdq")]
+    assert names(cells_for(_profile(backend="tensorrt"), variants)) == [  # ORT's own int8 file: not for TensorRT
+        ("tensorrt", "fp32", "fp32"), ("tensorrt", "fp32", "fp16"), ("tensorrt", "int8-trt-qdq", "int8")]
     assert names(cells_for(_profile(backends=["torch"], native_precisions=["fp32", "fp16"]), variants,
                            "pkg.mod:make")) == [("torch", "fp32", "fp32"), ("torch", "fp32", "fp16")]
     assert cells_for(_profile(backends=["torch"]), variants) == []  # no factory reference: nothing to run

@@ -43,18 +43,21 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
 
 def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None = None) -> list[Cell]:
     """fp32 (and fp16 by builder flag on 10.x) from the fp32 variant, fp16 from the fp16 variant on 11.x
-    (strongly typed), int8 from each QDQ variant (explicit quantization on both)."""
+    (strongly typed), int8 from each TensorRT-bound Q/DQ variant (recipe target ``tensorrt``: symmetric, no
+    INT32 bias dequantization; explicit quantization on both).  ONNX Runtime's own INT8 files are not offered:
+    TensorRT's parser refuses their INT32 bias DequantizeLinear (onnx/onnx-tensorrt#850)."""
     settings = profile.tensorrt
     if settings is None:
         return []
     found: list[Cell] = []
     for variant in variants:
-        kind = variant.provenance.get("recipe", {}).get("kind")
+        recipe = variant.provenance.get("recipe", {})
+        kind = recipe.get("kind")
         if kind == "fp32":
             found += [(BACKEND, variant, p) for p in settings.precisions
                       if p == "fp32" or (p == "fp16" and settings.version_family == 10)]
         elif kind == "fp16" and "fp16" in settings.precisions and settings.version_family == 11:
             found.append((BACKEND, variant, "fp16"))
-        elif kind == "int8-static" and "int8" in settings.precisions:
+        elif kind == "int8-static" and recipe.get("target") == BACKEND and "int8" in settings.precisions:
             found.append((BACKEND, variant, "int8"))
     return found

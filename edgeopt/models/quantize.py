@@ -71,9 +71,13 @@ TENSORRT_MAX_OPSET = 20
 
 def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint) -> dict[str, str]:
     """Variant name -> the rule that chose it: :data:`DEFAULT_VARIANTS` for every target, plus the INT8
-    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`)."""
+    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`), and the
+    TensorRT-bound Q/DQ file for a profile that builds TensorRT engines."""
     chosen = dict.fromkeys(DEFAULT_VARIANTS, DEFAULT_RULE)
     for profile in profiles:
+        if profile.tensorrt is not None and "int8" in profile.tensorrt.precisions:
+            chosen.setdefault(TENSORRT_QDQ, f"TensorRT builds INT8 only from explicit, symmetric Q/DQ without INT32 "
+                                            f"bias dequantization (profile {profile.name})")
         arch, flags = profile.target_cpu(host)
         for recipe in int8_recipes(arch, flags):
             chosen.setdefault(recipe.name, f"{recipe.rule} (profile {profile.name})")
