@@ -98,9 +98,12 @@ def profile_at_batch_2(directory: Path, name: str, extra: str = "", **options: o
 
 
 def start_run(model: Path, profile: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
+    # SIGINT at its default, as in a terminal: a test suite started as a background job (``cmd &``) inherits
+    # SIGINT ignored, and Python then installs no Ctrl-C handler in the child, so it could not be interrupted
     with open(log, "wb") as sink:  # a file, not a pipe: nobody has to drain it
         return subprocess.Popen([*EDGEOPT, "run", str(model), "--profile", str(profile), "--out", str(out),
-                                 "--variant", "fp32"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                                 "--variant", "fp32"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def is_worker(process: psutil.Process) -> bool:
