@@ -14,7 +14,6 @@ import contextlib
 import importlib
 import json
 import os
-import re
 import select
 import signal
 import sys
@@ -412,22 +411,17 @@ def _backstop(wake: int, finished: threading.Event) -> None:
         os.close(wake)
 
 
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # edgeopt.core.fileio.atomic_path's temporary of NAME
-
-
 def file_problem(error: OSError, args: argparse.Namespace) -> str | None:
     """One line for an OSError about a file: the file meant (not an atomic write's temporary) and the reason; for
     a write into a full file system that names no file, the command's ``--out``.  None for any other OSError."""
+    from edgeopt.core.fileio import target_of_temporary
     from edgeopt.core.lifeline import NO_ROOM
 
     reason = error.strerror or type(error).__name__
     if error.filename is None:
         out = getattr(args, "out", None)
         return f"{out}: cannot write the output: {reason}" if error.errno in NO_ROOM and out is not None else None
-    path = Path(str(error.filename))
-    match = _TEMPORARY.match(path.name)
-    if match:
-        path = path.with_name(match["name"])
+    path = target_of_temporary(Path(str(error.filename)))
     return f"{path}: {reason}" + (f" (and {error.filename2})" if error.filename2 else "")
 
 

@@ -25,6 +25,7 @@ than :data:`MAX_JSON_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH` with :c
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -52,6 +53,23 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+_TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # what atomic_path names the temporary of NAME
+
+
+def atomic_temporaries(target: Path | str) -> list[Path]:
+    """The temporary files an interrupted :func:`atomic_path` write of ``target`` leaves beside it
+    (``.{name}.*.tmp``)."""
+    target = Path(target)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*{_TEMPORARY_SUFFIX}"))
+
+
+def target_of_temporary(path: Path) -> Path:
+    """The file an :func:`atomic_path` temporary stands for (``path`` itself when it is none)."""
+    match = _TEMPORARY.match(path.name)
+    return path.with_name(match["name"]) if match else path
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
@@ -60,7 +78,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=_TEMPORARY_SUFFIX)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from edgeopt.core.fileio import write_text_atomic
+from edgeopt.core.fileio import atomic_temporaries, dumps_json, write_text_atomic
 from edgeopt.core.run_lock import remove_if_abandoned
 
 __all__ = ["EXIT_ABANDONED", "EXIT_ERROR", "NO_ROOM", "WRITE_LOCK", "Lifeline", "atomic_temporaries", "no_room",
@@ -89,13 +88,6 @@ def resident_set(process: psutil.Process) -> tuple[int, int]:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, int(current.rss)
     except ImportError:
         return int(getattr(current, "peak_wset", current.rss)), int(current.rss)
-
-
-def atomic_temporaries(target: Path | str) -> list[Path]:
-    """The temporary files an interrupted :func:`edgeopt.core.fileio.atomic_path` write of ``target`` leaves
-    beside it (``.{name}.*.tmp``)."""
-    target = Path(target)
-    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
 
 
 def remove_worker_files(remove: Iterable[str | Path], atomic_targets: Iterable[str | Path]) -> None:
@@ -240,7 +232,7 @@ class Lifeline:
                 WRITE_LOCK.release()
             return
         with contextlib.suppress(OSError):
-            write_text_atomic(self.result_path, json.dumps(_error(kind, message)))
+            write_text_atomic(self.result_path, dumps_json(_error(kind, message), indent=None))
         remove_worker_files([], self.atomic_targets)
         os._exit(EXIT_ERROR)
 

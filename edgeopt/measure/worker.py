@@ -30,7 +30,7 @@ import numpy as np
 import psutil
 
 from edgeopt.backends import Runner, runner_for
-from edgeopt.core.fileio import write_npz_atomic, write_text_atomic
+from edgeopt.core.fileio import dumps_json, write_npz_atomic, write_text_atomic
 from edgeopt.core.lifeline import EXIT_ERROR, NO_ROOM, WRITE_LOCK, Lifeline, no_room, out_of_memory, resident_set
 from edgeopt.core.stability import probe_system, snapshot
 from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
@@ -38,7 +38,7 @@ from edgeopt.errors import failure_kind, first_line
 
 
 def _write_result(path: Path, document: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(document))
+    write_text_atomic(path, dumps_json(document, indent=None))
 
 
 def load_feeds(path: str) -> dict[str, np.ndarray]:
