@@ -41,7 +41,7 @@ import psutil
 from edgeopt.core.fileio import atomic_temporaries, dumps_json, write_text_atomic
 from edgeopt.core.run_lock import remove_if_abandoned
 
-__all__ = ["EXIT_ABANDONED", "EXIT_ERROR", "NO_ROOM", "WRITE_LOCK", "Lifeline", "atomic_temporaries", "no_room",
+__all__ = ["EXIT_ABANDONED", "EXIT_ERROR", "NO_ROOM", "WRITE_LOCK", "Lifeline", "no_room",
            "out_of_memory", "read_no_room", "remove_worker_files", "resident_set"]
 
 EXIT_ERROR = 3  # an error result was written: a caught exception, the memory cap, the deadline, a SIGTERM
