@@ -128,7 +128,8 @@ def plan_evaluation(config: RunConfig) -> EvalPlan | None:
     eval_set = load_eval_set(config.eval_set)
     specs = tuple(parse_metric(name) for name in (config.metrics or default_metrics(eval_set)))
     onnx_path = ModelReference.parse(config.model).onnx_path  # labels are checked against its classes when known
-    check_metrics(specs, eval_set, output_specs(load_model(onnx_path)) if onnx_path is not None else ())
+    check_metrics(specs, eval_set, output_specs(load_model(onnx_path, load_external_data=False, check=False))
+                  if onnx_path is not None else ())
     shifts = parse_shifts(config.shifts)
     space = None
     if shifts and eval_set.inputs:
