@@ -37,9 +37,13 @@ from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json
 from edgeopt.core.host import HostFingerprint
 from edgeopt.core.isa import int8_recipes
 from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_line
+from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import compare_outputs, random_feeds
 from edgeopt.models.graph import cpu_session, input_specs, load_model, model_size_bytes
+from edgeopt.models.modelopt import PURPOSE as MODELOPT_PURPOSE
+from edgeopt.models.modelopt import QUANTIZER as MODELOPT
+from edgeopt.models.modelopt import RECIPE as TENSORRT_MODELOPT
 from edgeopt.models.ranges import (
     CALIBRATION_METHODS,
     collect_tensor_stats,
@@ -52,6 +56,7 @@ from edgeopt.profiles.schema import HardwareProfile
 
 VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 TARGETS = ("onnxruntime", "tensorrt")  # the runtime an int8-static file's Q/DQ is built for
+QUANTIZERS = ("onnxruntime", MODELOPT)  # what makes an int8-static file: ONNX Runtime's, or NVIDIA ModelOpt (optional)
 DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
                     "int8-static-percentile")
 PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
@@ -91,7 +96,8 @@ class Recipe:
     Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
     ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
     ``-x<k>-<hash>`` k nodes kept in float.  ``target="tensorrt"`` is ``int8-trt-qdq[-<method>][-pt][-n<count>]``
-    (minmax unless named): symmetric only, so ``-asym`` and ``-rr`` do not apply.
+    (minmax unless named): symmetric only, so ``-asym`` and ``-rr`` do not apply.  ``quantizer="modelopt"`` is
+    ``int8-trt-modelopt``: NVIDIA ModelOpt in its own venv (:mod:`edgeopt.models.modelopt`), optional.
     """
 
     kind: str
@@ -103,10 +109,14 @@ class Recipe:
     exclude_nodes: tuple[str, ...] = ()
     calibration_samples: int | None = None
     target: str = "onnxruntime"
+    quantizer: str = "onnxruntime"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"recipe target '{self.target}': choose from {', '.join(TARGETS)}")
+        if self.quantizer not in QUANTIZERS or (self.quantizer == MODELOPT and self.target != "tensorrt"):
+            raise ConfigError(f"recipe quantizer '{self.quantizer}': choose from {', '.join(QUANTIZERS)} "
+                              f"({MODELOPT} makes TensorRT-bound files only)")
         if self.target == "tensorrt" and (self.kind != "int8-static" or not self.activation_symmetric
                                           or not self.weight_symmetric or self.reduce_range):
             raise ConfigError(f"{TENSORRT_QDQ}: TensorRT takes symmetric INT8 Q/DQ only (static, no -asym, no -rr)")
@@ -121,12 +131,16 @@ class Recipe:
         """What an int8-static file is for (recorded in provenance); None for the other kinds."""
         if self.kind != "int8-static":
             return None
+        if self.quantizer == MODELOPT:
+            return MODELOPT_PURPOSE
         return TENSORRT_PURPOSE if self.tensorrt_bound else ONNXRUNTIME_PURPOSE
 
     @property
     def name(self) -> str:
         if self.kind != "int8-static":
             return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
+        if self.quantizer == MODELOPT:
+            return TENSORRT_MODELOPT + self._exclusion_suffix()
         if self.tensorrt_bound:
             parts = [TENSORRT_QDQ] + ([self.calibration_method] if self.calibration_method not in (None, "minmax")
                                       else [])
@@ -161,12 +175,14 @@ class Recipe:
         data["exclude_nodes"] = list(self.exclude_nodes)
         if self.target == "onnxruntime":  # the default stays out, so keys of variants made before it are unchanged
             del data["target"]
+        if self.quantizer == "onnxruntime":
+            del data["quantizer"]
         return data
 
     @classmethod
     def parse(cls, name: str) -> Recipe:
         """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax), ``int8-static-<method>[-options]`` or
-        ``int8-trt-qdq[-<method>][-pt][-n<count>]``.
+        ``int8-trt-qdq[-<method>][-pt][-n<count>]`` or ``int8-trt-modelopt`` (ModelOpt's entropy calibration).
 
         An unknown name or option is a usage error: ConfigError (exit 2).
         """
@@ -176,6 +192,8 @@ class Recipe:
             return cls(kind=name, per_channel=False)
         if name == "int8-static":
             return cls(kind="int8-static", calibration_method="minmax")
+        if name == TENSORRT_MODELOPT:
+            return cls(kind="int8-static", calibration_method="entropy", target="tensorrt", quantizer=MODELOPT)
         parts = name.split("-")
         if name == TENSORRT_QDQ or name.startswith(TENSORRT_QDQ + "-"):
             return cls._parse_tensorrt(name, parts[3:])
@@ -193,7 +211,7 @@ class Recipe:
                 else:
                     raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
             return cls(**options)
-        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ])
+        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT])
         raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
                           "-pt, -asym, -rr, -n<count>")
 
@@ -447,6 +465,7 @@ def _variant_key(source_sha: str, recipe: Recipe, calibration: CalibrationSet | 
         "recipe": recipe.to_dict(),
         "calibration": calibration.content_hash if calibration is not None and recipe.kind == "int8-static" else None,
         "versions": _versions(),
+        **({MODELOPT: list(modelopt.REQUIREMENTS)} if recipe.quantizer == MODELOPT else {}),
     })
 
 
@@ -671,6 +690,11 @@ def make_variant(
     if recipe.kind == "int8-static" and calibration is not None:
         validate_samples(list(calibration.samples), input_specs(onnx.load(str(source), load_external_data=False)),
                          min_samples=1, source_label=calibration.source)
+    if recipe.quantizer == MODELOPT:  # NVIDIA's quantizer, in its own venv
+        feeds = probe_feeds or _probe_feeds(source, calibration)
+        return modelopt.make_modelopt_variant(source, recipe, target, key=key, source_sha=source_sha, feeds=feeds,
+                                              calibration=calibration, chosen_by=chosen_by,
+                                              timeout_s=validation_timeout_s)
     work_dir = out_dir / ".work"
     started = time.perf_counter()
     model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(
