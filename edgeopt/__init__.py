@@ -1,15 +1,20 @@
 """edgeopt: export, quantize and profile neural networks for edge hardware, with decision-grade gates.
 
 ``import edgeopt`` is light: it imports neither torch nor onnxruntime.  The public names below
-are loaded on first use.
+are loaded on first use.  ``__version__`` is the installed distribution's version
+(``importlib.metadata``); it is part of every measurement's cache key.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # the one literal is pyproject.toml's ``version``; this reads it from the installed distribution
+    __version__ = importlib.metadata.version("edgeopt")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 _PUBLIC = {
     "EdgeoptError": "edgeopt.errors",

@@ -17,95 +17,165 @@ import os
 import select
 import signal
 import sys
+import textwrap
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from edgeopt.cli import options
-from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, ConfigError, EdgeoptError
+from edgeopt.cli import ascii_fallback, options
+from edgeopt.cli.json_output import add_json_option, print_json
+from edgeopt.cli.parsing import WIDTH, add_command_parser, exit_code_lines, global_options_parent
+from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, BackendUnavailableError, ConfigError, EdgeoptError
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``export``, ``inspect``, ``quantize``, ``profiles``, ``profile``, ``gate`` and ``run``."""
-    p = subparsers.add_parser("export", help="export a torch factory (package.module:function) to ONNX")
-    p.add_argument("factory")
+    p = add_command_parser(
+        subparsers, "export", summary="export a torch factory (package.module:function) to ONNX",
+        description="Call FACTORY (a function returning a torch.nn.Module), export the module to ONNX with "
+        "torch.onnx, check the ONNX file against PyTorch on the same inputs (max abs/rel error, cosine) and "
+        "write the file and its provenance JSON (versions, parity, the factory's source hash) beside it. Needs "
+        "pip install 'edgeopt[torch]'.",
+        example="edgeopt export edgeopt.zoo.resnet:resnet18 --out model.onnx")
+    p.add_argument("factory", metavar="FACTORY", help="package.module:function returning the torch module; its "
+                   "module may define input_spec() returning [(name, shape, dtype)]")
     options.add_out_options(p.add_argument, required=True, what="the ONNX file to write (its provenance JSON "
                             "is written beside it)")
     options.add_export_options(p.add_argument)
-    p.add_argument("--dynamic-batch", action="store_true")
-    p.add_argument("--max-abs", type=float, default=1e-3)
-    p.add_argument("--max-rel", type=float, default=1e-3)
-    p.add_argument("--min-cosine", type=float, default=0.9999)
+    p.add_argument("--dynamic-batch", action="store_true", help="export the batch dimension as symbolic "
+                   "(default: every dimension as given)")
+    p.add_argument("--max-abs", type=float, default=1e-3, metavar="E",
+                   help="largest absolute output error vs PyTorch accepted (default: %(default)s)")
+    p.add_argument("--max-rel", type=float, default=1e-3, metavar="E",
+                   help="largest relative output error vs PyTorch accepted (default: %(default)s)")
+    p.add_argument("--min-cosine", type=float, default=0.9999, metavar="C",
+                   help="smallest cosine similarity of each output vs PyTorch accepted (default: %(default)s)")
     p.set_defaults(handler=handle_export)
 
-    p = subparsers.add_parser("inspect", help="inputs, outputs, opsets, parameters, size and MACs of an ONNX file")
-    p.add_argument("model", type=Path)
-    p.add_argument("--shape", action="append", help="fix a dynamic input for MAC counting: name:1x3x48x192")
+    p = add_command_parser(
+        subparsers, "inspect", summary="inputs, outputs, opsets, parameters, size and MACs of an ONNX file",
+        description="Read MODEL and print its inputs and outputs (name, type, shape), opsets, producer, size on "
+        "disk, parameter and node counts, operator counts and the MACs of its Conv, Gemm and MatMul nodes; for "
+        "symbolic input dimensions, how a run on --profile would resolve them.",
+        example="""
+            edgeopt inspect model.onnx
+            edgeopt inspect ocr.onnx --shape x:1x3x48x192 --json""")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the ONNX file")
+    p.add_argument("--shape", action="append", metavar="NAME:SHAPE", help="fix a dynamic input for MAC counting, "
+                   "e.g. x:1x3x48x192; repeatable (default: the shapes in the file)")
     options.add_profile_options(p.add_argument, note="whose bench.input_shapes and batch_size resolve symbolic dims",
                                 default_help="host-cpu")
     options.add_calibration_options(p.add_argument)
-    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
+    add_json_option(p, "the inspection")
     p.set_defaults(handler=handle_inspect)
 
-    p = subparsers.add_parser("quantize", help="make variants of an ONNX file")
-    p.add_argument("model", type=Path)
+    p = add_command_parser(
+        subparsers, "quantize", summary="make variants of an ONNX file",
+        description="Make the variants of MODEL that --variant names (fp32, fp16, int8 dynamic, int8 static QDQ "
+        "with calibration) in the --out folder, each opened and run once before it is written, each with its "
+        "provenance JSON. A variant that fails is reported and the others are still made.",
+        example="edgeopt quantize model.onnx --out variants --calibration calibration_data/images")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the fp32 ONNX file to make variants of")
     options.add_out_options(p.add_argument, required=True, what="folder for the variant files")
     options.add_variant_options(p.add_argument)
     options.add_calibration_options(p.add_argument, sample_limits=True)
-    p.add_argument("--exclude-node", action="append", default=[], help="keep this node in float (int8 variants)")
+    p.add_argument("--exclude-node", action="append", default=[], metavar="NODE",
+                   help="keep this node in float (int8 variants); repeatable (default: quantize every node)")
     options.add_force_options(p.add_argument)
     p.set_defaults(handler=handle_quantize)
 
-    p = subparsers.add_parser("profiles", help="list, show or check hardware profiles")
-    p.add_argument("action", choices=["list", "show", "check"])
-    p.add_argument("name", nargs="?")
+    p = add_command_parser(
+        subparsers, "profiles", summary="list, show or check hardware profiles; print their JSON Schema",
+        description="list: every profile found (./hardware_profiles, $EDGEOPT_PROFILE_PATH, the shipped ones) "
+        "and whether this host is its hardware; show NAME: one profile as JSON and why this host matches it or "
+        "not; check: validate every profile file (exit 2 when one is invalid); schema: the JSON Schema of a "
+        "profile file, for editors and other tools.",
+        example="""
+            edgeopt profiles list
+            edgeopt profiles show raspberry-pi-5
+            edgeopt profiles check --json
+            edgeopt profiles schema > hardware-profile.schema.json""")
+    p.add_argument("action", choices=["list", "show", "check", "schema"], help="what to do: %(choices)s")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the profile for show: a name or a YAML path")
+    add_json_option(p, "the list, the profile or the check")
     p.set_defaults(handler=handle_profiles)
 
-    p = subparsers.add_parser("profile", help="measure ONNX file(s) as they are on hardware profile(s)")
-    p.add_argument("models", nargs="+", type=Path)
+    p = add_command_parser(
+        subparsers, "profile", summary="measure ONNX file(s) as they are on hardware profile(s)",
+        description="Measure each MODEL as it is (no variants made) on each --profile, each in an isolated "
+        "worker process, store one measurement JSON per (model, profile) in --out, judge it against the "
+        "profile's budgets and print the table.",
+        example="edgeopt profile some.onnx --profile host-cpu --out results")
+    p.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="ONNX file(s) to measure")
     options.add_out_options(p.add_argument, default=Path("edgeopt-out/measurements"))
     options.add_profile_options(p.add_argument, repeatable=True, required=True)
     options.add_budget_options(p.add_argument)
     options.add_proxy_options(p.add_argument)
+    add_json_option(p, "the rows, gates and measurement files")
     p.set_defaults(handler=handle_profile)
 
-    p = subparsers.add_parser("gate", help="judge stored measurement JSON files against their profile's budgets")
-    p.add_argument("results", nargs="+", type=Path)
+    p = add_command_parser(
+        subparsers, "gate", summary="judge stored measurement JSON files against their profile's budgets",
+        description="Judge each stored measurement against the budgets of the profile stored in it (or of "
+        "--profile, with --budget overrides) without measuring again, and exit with the verdict.",
+        example="edgeopt gate results/some__host-cpu.json --budget p95_ms=20")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULT", help="measurement JSON file(s)")
     options.add_profile_options(p.add_argument, note="whose budgets to judge against",
                                 default_help="the profile stored in each result")
     options.add_budget_options(p.add_argument)
     options.add_proxy_options(p.add_argument)
+    add_json_option(p, "the verdicts and checks")
     p.set_defaults(handler=handle_gate)
 
-    p = subparsers.add_parser("run", help="the whole pipeline: export → variants → measure → gate → report")
-    p.add_argument("model", help="package.module:factory or path/to/model.onnx")
+    p = add_command_parser(
+        subparsers, "run", summary="the whole pipeline: export → variants → measure → gate → report",
+        description="Export MODEL (a PyTorch factory) or take it (an ONNX file), make its variants, measure each "
+        "on every runtime of each --profile, compare its outputs with fp32 (and its task metric on --eval), "
+        "judge every budget, write summary.json, summary.md, the measurements and the reports into --out, print "
+        "the table and exit with the verdict. A rerun reuses finished steps.",
+        example="""
+            edgeopt run some.onnx --profile host-cpu
+            edgeopt run edgeopt.zoo.digits:digits_cnn --profile x86-avx512vnni-2core \\
+                --calibration calibration_data/digits --eval calibration_data/digits/eval.npz --out out/""")
+    p.add_argument("model", metavar="MODEL", help="package.module:factory or path/to/model.onnx")
     options.add_profile_options(p.add_argument, repeatable=True, required=True)
     options.add_budget_options(p.add_argument)
     options.add_proxy_options(p.add_argument)
     options.add_out_options(p.add_argument, default=Path("edgeopt-out"))
     options.add_calibration_options(p.add_argument, sample_limits=True)
-    options.add_eval_options(p.add_argument)
+    options.add_eval_options(p.add_argument, default_help="none: no task metric")
     p.add_argument("--metric", action="append", help="task metric on --eval, repeatable: top1, top5, mae, rmse, "
                    "cosine_to_fp32, retrieval_agreement@K or package.module:function (default: top1 with "
                    "integer labels, mae with targets, else cosine_to_fp32); the first is the table's column")
     p.add_argument("--shift", action="append", help="also evaluate on shifted eval images, repeatable: brightness, "
-                   "contrast, noise, blur (NAME:SEVERITY to change the default) or all")
+                   "contrast, noise, blur (NAME:SEVERITY to change the default) or all (default: no shift)")
     p.add_argument("--shift-range", metavar="LOW:HIGH", help="pixel value range the shifts act in (default: from "
                    "the calibration manifest's normalisation, else [0,1] when the eval values fit, else min:max)")
     p.add_argument("--decision-threshold", type=float, default=0.5, metavar="T",
-                   help="threshold of the decision agreement reported for outputs in [0, 1] (default: 0.5)")
+                   help="threshold of the decision agreement reported for outputs in [0, 1] (default: %(default)s)")
     options.add_variant_options(p.add_argument)
     options.add_export_options(p.add_argument)
     options.add_force_options(p.add_argument)
+    add_json_option(p, "the run summary (summary.json)")
     p.set_defaults(handler=handle_run)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="edgeopt", formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[global_options_parent(in_subcommand=False)],
+        description=textwrap.fill("Export, quantize and measure neural networks on declared hardware profiles, "
+                                  "and gate them on latency, memory and accuracy budgets with confidence "
+                                  "intervals.", WIDTH),
+        epilog=exit_code_lines() + "\n\n'edgeopt COMMAND --help' describes each command, with an example.")
+    from edgeopt import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     add_command(sub)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_command(sub)
@@ -140,7 +210,7 @@ def handle_inspect(args: argparse.Namespace) -> int:
     shapes = {s.name: tuple(int(d) for d in s.shape) for s in map(parse_input_spec, args.shape or [])}
     info = inspect_model(args.model, shapes or None)
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2))
+        print_json("inspect", info.to_dict())
         return 0
     print(f"{info.path}: {info.size_bytes / 2**20:.2f} MB on disk, IR {info.ir_version}, producer {info.producer}")
     print("opsets: " + ", ".join(f"{d} {v}" for d, v in info.opsets.items()))
@@ -208,31 +278,52 @@ def handle_profiles(args: argparse.Namespace) -> int:
     from edgeopt.core.host import host_fingerprint
     from edgeopt.profiles.schema import check_profile_files, list_profiles, load_profile, match_identity
 
+    if args.action == "schema":
+        from edgeopt.cli.schemas import shipped_schema
+
+        print(shipped_schema("hardware-profile"), end="")
+        return 0
     host = host_fingerprint()
     if args.action == "show":
         if not args.name:
             raise ConfigError("profiles show: give a profile name")
         profile = load_profile(args.name)
-        print(json.dumps(profile.model_dump(mode="json"), indent=2))
         match = match_identity(profile, host)
+        if args.json:
+            print_json("profile", {"host": host.summary(), "host_matches": match.matches,
+                                   "reasons": list(match.reasons), "profile": profile.model_dump(mode="json")})
+            return 0
+        print(json.dumps(profile.model_dump(mode="json"), indent=2))
         print(f"this host ({host.summary()}) {'IS' if match.matches else 'is NOT'} {profile.name}: "
               + "; ".join(match.reasons))
         return 0
     if args.action == "list":
-        for profile in list_profiles():
-            match = match_identity(profile, host)
+        listed = [(profile, match_identity(profile, host)) for profile in list_profiles()]
+        if args.json:
+            print_json("profiles", {"host": host.summary(), "profiles": [
+                {"name": profile.name, "description": profile.description, "host_matches": match.matches,
+                 "reasons": list(match.reasons)} for profile, match in listed]})
+            return 0
+        for profile, match in listed:
             print(f"{profile.name:28s} {'matches this host' if match.matches else 'other hardware':18s} "
                   f"{profile.description}")
         return 0
-    code = 0
+    code, files = 0, []
     for path, outcome in check_profile_files():
         if isinstance(outcome, ConfigError):
-            print(f"INVALID {outcome}")
+            files.append({"path": str(path), "valid": False, "error": str(outcome)})
+            if not args.json:
+                print(f"INVALID {outcome}")
             code = EXIT_USAGE
         else:
             match = match_identity(outcome, host)
+            files.append({"path": str(path), "valid": True, "name": outcome.name, "host_matches": match.matches,
+                          "reasons": list(match.reasons)})
             where = "matches this host" if match.matches else "not this host: " + "; ".join(match.reasons)
-            print(f"ok      {path}: {where}")
+            if not args.json:
+                print(f"ok      {path}: {where}")
+    if args.json:
+        print_json("profiles-check", {"host": host.summary(), "files": files, "exit_code": code})
     return code
 
 
@@ -249,7 +340,7 @@ def handle_profile(args: argparse.Namespace) -> int:
     profiles = [load_profile(name) for name in args.profile]
     profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
     variants = [Variant.from_file(path) for path in args.models]
-    gates, failures, rows = [], 0, []
+    gates, failures, rows, written = [], 0, [], []
     with run_lock(args.out, "profile"):
         for profile in profiles:
             for variant in variants:
@@ -264,10 +355,16 @@ def handle_profile(args: argparse.Namespace) -> int:
                 else:
                     gates.append(gate)
                 rows.append(build_row(measurement, gate, None, [], None))
-                for check in gate.checks if gate is not None else []:
+                written.append(str(args.out / f"{stem}.json"))
+                for check in gate.checks if gate is not None and not args.json else []:
                     print(check.sentence)
-    print(render_table(rows))
-    return exit_code_for(gates, failures=failures)
+    code = exit_code_for(gates, failures=failures)
+    if args.json:
+        print_json("profile-measurements", {"measurements": written, "rows": [row.to_dict() for row in rows],
+                                            "gates": [gate.to_dict() for gate in gates], "exit_code": code})
+    else:
+        print(render_table(rows))
+    return code
 
 
 def handle_gate(args: argparse.Namespace) -> int:
@@ -277,6 +374,8 @@ def handle_gate(args: argparse.Namespace) -> int:
 
     budgets = options.parse_budgets(args.budget)
     gates, failures = [], 0
+    judged: list[dict[str, Any]] = []
+    say = (lambda line: None) if args.json else print
     for path in args.results:
         measurement = load_measurement(path)  # InputRejectedError (exit 3) naming the file and field
         if args.proxy:
@@ -286,14 +385,20 @@ def handle_gate(args: argparse.Namespace) -> int:
         profile = profile.with_budgets(budgets) if budgets else profile
         if not measurement.ok:
             failures += 1
-            print(f"{path}: measurement failed: {measurement.failure.message if measurement.failure else '?'}")
+            message = measurement.failure.message if measurement.failure else "?"
+            judged.append({"result": str(path), "failure": message, "gate": None})
+            say(f"{path}: measurement failed: {message}")
             continue
         gate = gate_measurement(measurement, profile)
         gates.append(gate)
-        print(f"{measurement.variant_name} on {profile.name}: {gate.verdict.value}")
+        judged.append({"result": str(path), "failure": None, "gate": gate.to_dict()})
+        say(f"{measurement.variant_name} on {profile.name}: {gate.verdict.value}")
         for check in gate.checks:
-            print(f"  {check.sentence}")
-    return exit_code_for(gates, failures=failures)
+            say(f"  {check.sentence}")
+    code = exit_code_for(gates, failures=failures)
+    if args.json:
+        print_json("gate", {"results": judged, "exit_code": code})
+    return code
 
 
 def _shift_range(text: str | None) -> tuple[float, float] | None:
@@ -322,6 +427,9 @@ def handle_run(args: argparse.Namespace) -> int:
         decision_threshold=args.decision_threshold,
     )
     result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
+    if args.json:  # summary.json as written: it has its own schema_version and kind
+        print_json("run", json.loads(result.summary_path.read_text()))
+        return result.exit_code
     for table in result.tables:
         print(table)
         print()
@@ -425,9 +533,20 @@ def file_problem(error: OSError, args: argparse.Namespace) -> str | None:
     return f"{path}: {reason}" + (f" (and {error.filename2})" if error.filename2 else "")
 
 
+def _check_onnxruntime() -> None:
+    """Exit 4 naming the fix when several ONNX Runtime builds are installed side by side."""
+    from edgeopt.cli.onnxruntime_flavour import flavour_problem, installed_flavours
+
+    problem = flavour_problem(installed_flavours())
+    if problem is not None:
+        raise BackendUnavailableError(problem)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    ascii_fallback.install()  # before argparse writes help or a usage error
     args = _parser().parse_args(argv)
     try:
+        _check_onnxruntime()
         with orderly_stop():
             return int(args.handler(args))
     except EdgeoptError as error:
@@ -444,6 +563,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
         if args.debug:
             traceback.print_exc()
+        if isinstance(error, ModuleNotFoundError) and error.name == "onnxruntime":  # no ONNX Runtime build
+            from edgeopt.cli.onnxruntime_flavour import installed_flavours, missing_runtime_message
+
+            print(f"edgeopt: error: {missing_runtime_message(installed_flavours(), str(error))}", file=sys.stderr)
+            return BackendUnavailableError.exit_code
         problem = file_problem(error, args) if isinstance(error, OSError) else None
         if problem is not None:  # a file that cannot be written or read: the folder or file given is unusable
             print(f"edgeopt: error: {problem}", file=sys.stderr)

@@ -134,12 +134,13 @@ def add_calibration_options(addoption: AddOption, prefix: str = "", *, required:
 
 
 def add_eval_options(addoption: AddOption, prefix: str = "", *, required: bool = False,
-                     note: str | None = None) -> None:
-    """``--eval`` (attribute ``eval_set``): a held-out evaluation set."""
+                     note: str | None = None, default_help: str = "none") -> None:
+    """``--eval`` (attribute ``eval_set``): a held-out evaluation set; ``default_help`` says what applies
+    without it."""
     _add(addoption, "eval", prefix, required=required, dest=f"{prefix.replace('-', '_')}eval_set",
          metavar="NPZ", default=None,
-         help="eval set: .npz with images and labels (int classes) or targets (floats), or images alone for "
-              "embedding metrics" + (f"; {note}" if note else ""))
+         help=_help("eval set: .npz with images and labels (int classes) or targets (floats), or images alone for "
+                    "embedding metrics" + (f"; {note}" if note else ""), default=None if required else default_help))
 
 
 # ------------------------------------------------------------------------------------- models and variants

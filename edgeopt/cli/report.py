@@ -12,6 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from edgeopt.cli.parsing import add_command_parser
 from edgeopt.reports.run_document import (
     CSV_NAME,
     HTML_NAME,
@@ -26,18 +27,27 @@ from edgeopt.reports.run_document import (
 
 def add_command(subparsers: Any) -> None:
     """Add ``edgeopt report`` to the ``edgeopt`` command's subparsers."""
-    p = subparsers.add_parser("report", help="write HTML, JUnit XML, CSV or Markdown reports of a finished run",
-                              description="Read RUN_DIR (the --out folder of 'edgeopt run': summary.json and "
-                              "measurements/*.json) and write the reports asked for; with no option, write "
-                              f"{HTML_NAME}, {JUNIT_NAME} and {CSV_NAME} into RUN_DIR.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p = add_command_parser(
+        subparsers, "report", summary="write HTML, JUnit XML, CSV or Markdown reports of a finished run",
+        description="Read RUN_DIR (the --out folder of 'edgeopt run': summary.json and measurements/*.json) and "
+        f"write the reports asked for; with no option, write {HTML_NAME}, {JUNIT_NAME} and {CSV_NAME} into "
+        "RUN_DIR. The run's verdict is inside the reports: the command exits 0 once they are written.",
+        example="edgeopt report out/ --html report.html --junit junit.xml --github-summary")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the --out folder of 'edgeopt run' (or its "
+                   "summary.json)")
+    written = "not written unless no report option is given: then RUN_DIR/{{}}"
     p.add_argument("--html", type=Path, metavar="FILE", help="self-contained HTML report with plots (needs "
-                   "matplotlib: pip install 'edgeopt[report]')")
-    p.add_argument("--junit", type=Path, metavar="FILE", help="JUnit XML, one test case per (variant, profile, budget)")
-    p.add_argument("--csv", type=Path, metavar="FILE", help="one row per (variant, profile) with every statistic")
-    p.add_argument("--samples-csv", type=Path, metavar="FILE", help="long format: one row per latency sample")
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="Markdown for a PR comment ('-' prints it)")
-    p.add_argument("--github-summary", action="store_true", help="append the Markdown to $GITHUB_STEP_SUMMARY")
+                   f"matplotlib: pip install 'edgeopt[report]') (default: {written.format(HTML_NAME)})")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="JUnit XML, one test case per (variant, profile, "
+                   f"budget) (default: {written.format(JUNIT_NAME)})")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="one row per (variant, profile) with every statistic "
+                   f"(default: {written.format(CSV_NAME)})")
+    p.add_argument("--samples-csv", type=Path, metavar="FILE", help="long format: one row per latency sample "
+                   "(default: not written)")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="Markdown for a PR comment ('-' prints it) "
+                   "(default: not written)")
+    p.add_argument("--github-summary", action="store_true", help="append the Markdown to $GITHUB_STEP_SUMMARY "
+                   "(default: off)")
     p.set_defaults(handler=handle_report)
 
 

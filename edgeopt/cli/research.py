@@ -11,59 +11,91 @@ import sys
 from pathlib import Path
 
 from edgeopt.cli import options
+from edgeopt.cli.json_output import add_json_option, print_json
+from edgeopt.cli.parsing import add_command_parser
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``sensitivity``, ``tune`` and ``sweep`` to the ``edgeopt`` subparsers."""
-    p = subparsers.add_parser("sensitivity", help="per-node quantization error of a QDQ variant (SQNR), ranked")
-    p.add_argument("model", type=Path, help="the fp32 ONNX model the QDQ variant was made from")
-    p.add_argument("qdq", type=Path, help="the QDQ variant (e.g. variants/int8-static-minmax.onnx)")
+    p = add_command_parser(
+        subparsers, "sensitivity", summary="per-node quantization error of a QDQ variant (SQNR), ranked",
+        description="Run MODEL (fp32) and QDQ (its quantized variant) on the same inputs, stream the "
+        "signal-to-quantization-noise ratio of every quantized activation, map each to its node, and print the "
+        "nodes ranked from the most damaging; write sensitivity.json and a plot into --out. With --isolated N, "
+        "also quantize N variants each keeping one top node in float and report the output SQNR each wins back.",
+        example="edgeopt sensitivity model.onnx variants/int8-static-minmax.onnx --calibration calibration_data/images")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the fp32 ONNX model the QDQ variant was made from")
+    p.add_argument("qdq", type=Path, metavar="QDQ", help="the QDQ variant (e.g. variants/int8-static-minmax.onnx)")
     options.add_calibration_options(p.add_argument, required=True)
-    options.add_eval_options(p.add_argument, note="its images are the inputs run (default: the calibration set)")
-    p.add_argument("--samples", type=int, default=64, help="inputs to run (default 64)")
-    p.add_argument("--top", type=int, default=20, help="rows in the table and plot (default 20)")
+    options.add_eval_options(p.add_argument, note="its images are the inputs run", default_help="the calibration set")
+    p.add_argument("--samples", type=int, default=64, metavar="N", help="inputs to run (default: %(default)s)")
+    p.add_argument("--top", type=int, default=20, metavar="N", help="rows in the table and plot (default: "
+                   "%(default)s)")
     p.add_argument("--isolated", type=int, default=0, metavar="N", help="also build one variant per top-N node "
-                   "with only that node in float and report the output SQNR it wins back (N quantizer runs)")
+                   "with only that node in float and report the output SQNR it wins back (N quantizer runs) "
+                   "(default: %(default)s, none)")
     options.add_recipe_options(p.add_argument, note="of the QDQ variant, for --isolated")
     options.add_out_options(p.add_argument, default=Path("edgeopt-out/sensitivity"))
+    add_json_option(p, "the ranked nodes (sensitivity.json)")
     p.set_defaults(handler=handle_sensitivity)
 
-    p = subparsers.add_parser("tune", help="fastest int8 variant within an accuracy budget (fp32 fallback of "
-                              "the most sensitive nodes)")
-    p.add_argument("model", type=Path)
+    p = add_command_parser(
+        subparsers, "tune", summary="fastest int8 variant within an accuracy budget (fp32 fallback of "
+        "the most sensitive nodes)",
+        description="Quantize MODEL with --recipe, rank its nodes by sensitivity, and search (bisecting over how "
+        "many of the most damaging nodes stay in float) for the int8 candidates whose drop in --metric on --eval, "
+        "judged by a paired bootstrap interval, is within --max-drop; each candidate's latency is measured on "
+        "--profile and the fastest (or fewest-nodes) passing one is chosen.",
+        example="edgeopt tune model.onnx --calibration DIR --eval eval.npz --profile host-cpu --max-drop 0.5")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the fp32 ONNX model")
     options.add_calibration_options(p.add_argument, required=True)
     options.add_eval_options(p.add_argument, required=True, note="--metric top1 needs its labels")
     options.add_input_options(p.add_argument)
     options.add_profile_options(p.add_argument, required=True)
-    p.add_argument("--max-drop", type=float, required=True, help="top1: points; cosine: 1 - mean cosine; "
-                   "with --relative: %% of the fp32 value")
-    p.add_argument("--metric", choices=["top1", "cosine"], default="top1")
-    p.add_argument("--relative", action="store_true")
+    p.add_argument("--max-drop", type=float, required=True, metavar="D", help="largest accepted drop: top1 in "
+                   "points, cosine as 1 - mean cosine; with --relative: %% of the fp32 value (required)")
+    p.add_argument("--metric", choices=["top1", "cosine"], default="top1", help="task metric the drop is "
+                   "measured in: %(choices)s (default: %(default)s)")
+    p.add_argument("--relative", action="store_true", help="--max-drop is a percentage of the fp32 value "
+                   "(default: absolute)")
     p.add_argument("--rule", choices=["upper", "point"], default="upper", help="pass when the upper end of the "
-                   "95%% paired interval (default) or the point estimate of the drop is within budget")
+                   "95%% paired interval or the point estimate of the drop is within budget (default: %(default)s)")
     options.add_recipe_options(p.add_argument, note="the candidates are made from")
-    p.add_argument("--max-exclude", type=int, help="most nodes to keep in float (default: every ranked node)")
+    p.add_argument("--max-exclude", type=int, metavar="N", help="most nodes to keep in float (default: every "
+                   "ranked node)")
     p.add_argument("--select", choices=["fastest", "fewest"], default="fastest", help="among passing candidates: "
-                   "the lowest p50 (default) or the fewest nodes kept in float")
+                   "the lowest p50 or the fewest nodes kept in float (default: %(default)s)")
     options.add_proxy_options(p.add_argument)
     options.add_force_options(p.add_argument)
     options.add_out_options(p.add_argument, default=Path("edgeopt-out/tune"))
+    add_json_option(p, "the candidates and the choice (tune.json)")
     p.set_defaults(handler=handle_tune)
 
-    p = subparsers.add_parser("sweep", help="recipe grid → variants, measurements, the Pareto front")
-    p.add_argument("model", help="package.module:factory or path/to/model.onnx")
+    p = add_command_parser(
+        subparsers, "sweep", summary="recipe grid → variants, measurements, the Pareto front",
+        description="Make one int8 variant per point of the recipe grid (calibration methods × per-channel × "
+        "activation symmetry × calibration sample counts × reduce-range), measure each on every --profile, "
+        "score its quality (accuracy on --eval, else fidelity vs fp32) and print the latency/quality Pareto front.",
+        example="edgeopt sweep model.onnx --calibration DIR --eval eval.npz --profile host-cpu --per-channel both")
+    p.add_argument("model", metavar="MODEL", help="package.module:factory or path/to/model.onnx")
     options.add_calibration_options(p.add_argument, required=True)
-    options.add_eval_options(p.add_argument)
+    options.add_eval_options(p.add_argument, default_help="none: quality is fidelity vs fp32")
     options.add_input_options(p.add_argument)
     options.add_profile_options(p.add_argument, repeatable=True, required=True)
-    p.add_argument("--methods", default="minmax,entropy,percentile")
-    p.add_argument("--per-channel", choices=["yes", "no", "both"], default="yes")
-    p.add_argument("--activations", default="sym", help="sym, asym or sym,asym")
-    p.add_argument("--samples", default="", help="calibration sample counts, e.g. 16,64,128 (default: all)")
-    p.add_argument("--reduce-range", choices=["yes", "no", "both"], default="no")
+    p.add_argument("--methods", default="minmax,entropy,percentile", metavar="LIST",
+                   help="calibration methods, comma-separated (default: %(default)s)")
+    p.add_argument("--per-channel", choices=["yes", "no", "both"], default="yes",
+                   help="per-channel weight scales: %(choices)s (default: %(default)s)")
+    p.add_argument("--activations", default="sym", metavar="LIST", help="activation quantization: sym, asym or "
+                   "sym,asym (default: %(default)s)")
+    p.add_argument("--samples", default="", metavar="LIST", help="calibration sample counts, e.g. 16,64,128 "
+                   "(default: all samples)")
+    p.add_argument("--reduce-range", choices=["yes", "no", "both"], default="no",
+                   help="7-bit weights (reduce_range): %(choices)s (default: %(default)s)")
     options.add_proxy_options(p.add_argument)
     options.add_force_options(p.add_argument)
     options.add_out_options(p.add_argument, default=Path("edgeopt-out/sweep"))
+    add_json_option(p, "the points and the front (sweep.json)")
     p.set_defaults(handler=handle_sweep)
 
 
@@ -106,6 +138,12 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
         rows = isolated_gains(args.model.resolve(), Recipe.parse(args.recipe), calibration,
                               report.ranked_nodes()[:args.isolated], feeds, out / "isolated")
         report = replace(report, isolated=tuple(rows))
+    document = {**report.to_dict(), "inputs": where}
+    write_json_atomic(out / "sensitivity.json", document)
+    plot_sensitivity(report, out / "sensitivity.png", args.top)
+    if args.json:
+        print_json("sensitivity", document)
+        return 0
     print(f"sensitivity of {args.qdq} vs {float_model}, on {where}")
     print(report.method)
     print(render_sensitivity_table(report, args.top))
@@ -113,8 +151,6 @@ def handle_sensitivity(args: argparse.Namespace) -> int:
         gain = row["gain_db"]
         print(f"isolated: {row['node']} in float → output SQNR {row['output_sqnr_db']} dB "
               f"({'exact' if gain is None else f'{gain:+.1f} dB'} vs plain)")
-    write_json_atomic(out / "sensitivity.json", {**report.to_dict(), "inputs": where})
-    plot_sensitivity(report, out / "sensitivity.png", args.top)
     print(f"reports: {out / 'sensitivity.json'}, {out / 'sensitivity.png'}")
     return 0
 
@@ -129,6 +165,9 @@ def handle_tune(args: argparse.Namespace) -> int:
                         proxy=args.proxy, force=args.force,
                         inputs=tuple(parse_input_spec(text) for text in args.input or []))
     result = tune(config, log=_log)
+    if args.json:
+        print_json("tune", result.to_dict())
+        return result.exit_code
     print(render_tune_table(result))
     for line in summary_lines(result):
         print(line)
@@ -153,6 +192,11 @@ def handle_sweep(args: argparse.Namespace) -> int:
                          proxy=args.proxy, force=args.force,
                          inputs=tuple(parse_input_spec(text) for text in args.input or []))
     result = run_sweep(config, log=_log)
+    if args.json:  # sweep.json as written: it has its own schema_version and kind
+        from edgeopt.core.fileio import read_json
+
+        print_json("sweep", read_json(result.json_path))
+        return result.exit_code
     for table in result.tables:
         print(table)
         print()

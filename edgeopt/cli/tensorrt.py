@@ -12,27 +12,30 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeopt.cli.parsing import add_command_parser
+
 #: Findings of one rule printed before "... and N more" (``--all`` prints every one).
 SHOWN_PER_RULE = 5
 
 
 def add_command(subparsers: Any) -> None:
     """Add ``edgeopt trt-check`` to the ``edgeopt`` command's subparsers."""
-    p = subparsers.add_parser(
-        "trt-check", help="static TensorRT readiness of an ONNX file (no GPU, no TensorRT needed)",
+    p = add_command_parser(
+        subparsers, "trt-check", summary="static TensorRT readiness of an ONNX file (no GPU, no TensorRT needed)",
         description="Check every node of MODEL against the operator table of TensorRT's ONNX parser for the "
         "given release (shipped, from onnx-tensorrt docs/operators.md) and its Q/DQ against TensorRT's explicit-"
-        "quantization rules. Passing is necessary, not sufficient: no engine is built. Exit 0 ready, 1 blocked, "
-        "2 unknown version, 3 unreadable model.")
-    p.add_argument("model", type=Path, metavar="MODEL")
+        "quantization rules. Passing is necessary, not sufficient: no engine is built.",
+        example="edgeopt trt-check variants/int8-trt-qdq.onnx --tensorrt 10.3 --tensorrt 11",
+        notes="exit codes: 0 statically ready, 1 blocked, 2 unknown TensorRT version, 3 unreadable model")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the ONNX file to check")
     p.add_argument("--tensorrt", action="append", metavar="VERSION",
                    help="TensorRT release: 10.3, 10.x (newest 10), 11 (newest 11) or any N.M; repeatable "
                    "(default: 10.x)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (one document, a list when "
-                   "several --tensorrt are given)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON with schema_version (one "
+                   "document, a list when several --tensorrt are given) (default: the findings as text)")
     p.add_argument("--all", action="store_true", help=f"print every finding (default: {SHOWN_PER_RULE} per rule)")
     p.add_argument("--notes", action="store_true", help="also print the notes: operators.md restrictions of each "
-                   "operator used, which are not checked statically")
+                   "operator used, which are not checked statically (default: only their count)")
     p.set_defaults(handler=handle_trt_check)
 
 
