@@ -252,3 +252,44 @@ def test_module_imports_no_runtime() -> None:
             "print(sorted(m for m in ('onnxruntime', 'torch', 'tensorrt') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _gpu_smoke():  # benchmarks/gpu_smoke.py, loaded as a module (it is a script, not a package)
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "gpu_smoke.py"
+    spec = importlib.util.spec_from_file_location("gpu_smoke_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_int8_layer_report_reads_both_inspector_schemas() -> None:
+    report = _gpu_smoke().int8_layer_report
+    # TensorRT 10.x: one "Format/Datatype" text per tensor (the keys Polygraphy's backend/trt/util.py reads)
+    v10 = {"Layers": [
+        {"Name": "input_quantize", "LayerType": "Scale",
+         "Inputs": [{"Name": "x", "Dimensions": [1, 3, 8, 8], "Format/Datatype": "Row major linear FP32 format"}],
+         "Outputs": [{"Name": "xq", "Dimensions": [1, 3, 8, 8], "Format/Datatype": "Row major linear Int8 format"}]},
+        {"Name": "conv1 + relu", "LayerType": "CaskConvolution",
+         "Inputs": [{"Name": "xq", "Dimensions": [1, 3, 8, 8],
+                     "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format"}],
+         "Outputs": [{"Name": "y", "Dimensions": [1, 8, 8, 8], "Format/Datatype": "Row major linear FP32 format"}]},
+        {"Name": "reformat", "LayerType": "Reformat",
+         "Inputs": [{"Name": "y8", "Dimensions": [1], "Format/Datatype": "Row major linear Int8 format"}],
+         "Outputs": [{"Name": "y32", "Dimensions": [1], "Format/Datatype": "Row major linear FP32 format"}]}],
+        "Bindings": ["x", "y"]}
+    found = report(json.dumps(v10))
+    assert found["layers"] == 3 and found["int8_compute"] == ["conv1 + relu (CaskConvolution)"]
+    assert len(found["int8_layers"]) == 3
+    # TensorRT 11.x: "Format" and "DataType" apart
+    v11 = {"Layers": [{"Name": "gemm", "LayerType": "gemm",
+                       "Inputs": [{"Name": "a", "DataType": "Float", "Format": "Row major linear FP32 format"}],
+                       "Outputs": [{"Name": "b", "DataType": "Float", "Format": "Row major linear FP32 format"}]}],
+           "I/O Tensors": []}
+    assert report(json.dumps(v11))["int8_compute"] == []  # a float engine: the smoke row fails on it
+    v11["Layers"][0]["Inputs"][0]["DataType"] = "Int8"
+    assert report(json.dumps(v11))["int8_compute"] == ["gemm (gemm)"]
+    with pytest.raises(ValueError, match="DETAILED"):
+        report(json.dumps({"Layers": ["conv1 + relu", "gemm"], "Bindings": []}))
