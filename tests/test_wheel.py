@@ -1,15 +1,20 @@
 """The board install: the wheel alone, in a fresh venv without torch, lists and checks the shipped profiles
-and measures an ONNX file on host-cpu (what an embedded engineer does on a Raspberry Pi or a Jetson)."""
+and measures an ONNX file on host-cpu (what an embedded engineer does on a Raspberry Pi or a Jetson); the
+wheel's dependencies: the ONNX Runtime flavour is an extra ([cpu] or [gpu]), never both, and torch is pinned."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests import profiles, zoo
 
@@ -30,6 +35,59 @@ def test_the_wheel_carries_profiles_types_and_licence(wheel: Path) -> None:
     assert "edgeopt/profiles/shipped/host-cpu.yaml" in names and "edgeopt/profiles/shipped/raspberry-pi-5.yaml" in names
     assert "edgeopt/py.typed" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert {f"edgeopt/schemas/{n}.schema.json" for n in ("hardware-profile", "measurement", "run-summary")} <= names
+
+
+ONNXRUNTIMES = {"onnxruntime", "onnxruntime-gpu"}
+
+
+def requirements(wheel: Path) -> list[Requirement]:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        message = Parser().parsestr(archive.read(metadata).decode())
+    return [Requirement(text) for text in message.get_all("Requires-Dist") or []]
+
+
+def required(wheel: Path, *extras: str) -> set[str]:
+    """The distributions ``pip install 'edgeopt[extras]'`` asks for (markers evaluated for each extra)."""
+    found = set()
+    for requirement in requirements(wheel):
+        if requirement.marker is None or any(requirement.marker.evaluate({"extra": e}) for e in extras or ("",)):
+            found.add(requirement.name)
+    return found
+
+
+def test_the_onnxruntime_flavour_is_an_explicit_extra(wheel: Path) -> None:
+    assert not required(wheel) & ONNXRUNTIMES  # plain edgeopt: beside a board vendor's build (JetPack)
+    assert required(wheel, "cpu") & ONNXRUNTIMES == {"onnxruntime"}
+    assert required(wheel, "gpu") & ONNXRUNTIMES == {"onnxruntime-gpu"}
+    assert required(wheel, "gpu", "torch", "openvino", "tensorrt", "report") & ONNXRUNTIMES == {"onnxruntime-gpu"}
+
+
+def test_the_torch_extra_is_pinned(wheel: Path) -> None:
+    (torch,) = [r for r in requirements(wheel) if r.name == "torch"]
+    assert str(torch.specifier) == "==2.13.0"
+
+
+def _index_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, runtime", [("gpu", "onnxruntime-gpu"), ("cpu", "onnxruntime")])
+def test_pip_resolves_one_onnxruntime_per_extra(wheel: Path, extra: str, runtime: str) -> None:
+    """What pip itself would install (--dry-run --report, into nothing: --ignore-installed)."""
+    if not _index_reachable():
+        pytest.skip("pypi.org is not reachable: pip cannot resolve the extras here")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                           "--report", "-", f"{wheel}[{extra}]"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = {item["metadata"]["name"].lower() for item in json.loads(done.stdout)["install"]}
+    assert "edgeopt" in names and names & ONNXRUNTIMES == {runtime}, sorted(names)
 
 
 @pytest.mark.slow
@@ -37,7 +95,7 @@ def test_a_torch_free_venv_runs_the_board_commands(wheel: Path, tmp_path: Path) 
     venv = tmp_path / "board"
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of the checkout's may leak in
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[cpu]"],
                          capture_output=True, text=True, timeout=900, env=clean)
     assert pip.returncode == 0, pip.stderr[-2000:]
     python = str(venv / "bin" / "python")
