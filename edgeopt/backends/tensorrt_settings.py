@@ -44,7 +44,8 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
 def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None = None) -> list[Cell]:
     """fp32 (and fp16 by builder flag on 10.x) from the fp32 variant, fp16 from the fp16 variant on 11.x
     (strongly typed), int8 from each TensorRT-bound Q/DQ variant (recipe target ``tensorrt``: symmetric, no
-    INT32 bias dequantization; explicit quantization on both).  ONNX Runtime's own INT8 files are not offered:
+    INT32 bias dequantization; explicit quantization on both): ``int8-trt-qdq`` and, when asked for, ModelOpt's
+    ``int8-trt-modelopt``.  ONNX Runtime's own INT8 files are not offered:
     TensorRT's parser refuses their INT32 bias DequantizeLinear (onnx/onnx-tensorrt#850)."""
     settings = profile.tensorrt
     if settings is None:

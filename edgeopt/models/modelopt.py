@@ -97,9 +97,9 @@ def venv_path() -> Path:
 def how_to_enable(venv: Path) -> str:
     """The sentence every failure to provide ModelOpt ends with."""
     pip = " ".join(f"'{r}'" if "[" in r else r for r in REQUIREMENTS)
-    return (f"{RECIPE} is optional: it needs network access to PyPI once (about 1.5 GB) to create {venv} "
-            f"(python -m venv, then pip install {pip}); set {VENV_ENV} to a writable folder to put it elsewhere, "
-            f"or leave out --variant {RECIPE}")
+    return (f"{RECIPE} is optional: it needs network access to PyPI once to create {venv} "
+            f"(python -m venv, then pip install {pip}; about 2 GB on disk); set {VENV_ENV} to a writable folder to "
+            f"put it elsewhere, or leave out --variant {RECIPE}")
 
 
 def _unavailable(venv: Path, why: str, detail: str = "") -> BackendUnavailableError:
@@ -132,7 +132,7 @@ def _locked(venv: Path) -> Iterator[None]:
         venv.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock, "a+")  # noqa: SIM115 - held for the whole block
     except OSError as error:
-        raise _unavailable(venv, f"cannot write {lock}: {error.strerror or error}") from error
+        raise _unavailable(venv, f"cannot write {lock}: {error}") from error
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -197,7 +197,7 @@ def _create(venv: Path, log: Log) -> dict[str, Any]:
         venv.mkdir(parents=True, exist_ok=True)
         (venv / MARKER).write_text("made by edgeopt (edgeopt.models.modelopt); safe to delete\n")
     except OSError as error:
-        raise _unavailable(venv, f"cannot write there: {error.strerror or error}") from error
+        raise _unavailable(venv, f"cannot write there: {error}") from error
     install_log = venv / INSTALL_LOG
     log(f"{RECIPE}: creating ModelOpt's environment at {venv} (once; log {install_log})")
     started = time.perf_counter()
