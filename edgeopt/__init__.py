@@ -1,20 +1,14 @@
 """edgeopt: export, quantize and profile neural networks for edge hardware, with decision-grade gates.
 
 ``import edgeopt`` is light: it imports neither torch nor onnxruntime.  The public names below
-are loaded on first use.  ``__version__`` is the installed distribution's version
-(``importlib.metadata``); it is part of every measurement's cache key.
+are loaded on first use, and so is ``__version__``: the installed distribution's version
+(``importlib.metadata``), part of every measurement's cache key.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import Any
-
-try:  # the one literal is pyproject.toml's ``version``; this reads it from the installed distribution
-    __version__ = importlib.metadata.version("edgeopt")
-except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
-    __version__ = "0+unknown"
 
 _PUBLIC = {
     "EdgeoptError": "edgeopt.errors",
@@ -46,7 +40,20 @@ _PUBLIC = {
 __all__ = sorted([*_PUBLIC, "__version__"])
 
 
+def _installed_version() -> str:
+    """pyproject.toml's ``version`` (the one literal), read from the installed distribution's metadata."""
+    import importlib.metadata  # here, not at the top: 30-60 ms and the email package, which a worker never needs
+
+    try:
+        return importlib.metadata.version("edgeopt")
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = version = _installed_version()
+        return version
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'edgeopt' has no attribute {name!r}")
