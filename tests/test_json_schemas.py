@@ -85,10 +85,11 @@ def test_a_run_folder_validates_against_the_result_schemas(tmp_path: Path) -> No
     profile = profiles.write_profile(tmp_path, "fast", max_seconds=0.3)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "edgeopt", "run", str(model), "--profile", str(profile), "--variant",
-                           "fp32", "--variant", "int8-dynamic", "--out", str(out)], capture_output=True, text=True,
-                          timeout=600)
+                           "fp32", "--variant", "int8-dynamic", "--out", str(out), "--json"], capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
+    assert json.loads(done.stdout) == summary  # run --json prints summary.json: its schema_version, kind "run"
     assert not [e.message for e in validator("run-summary").iter_errors(summary)]
     measurements = sorted((out / "measurements").glob("*.json"))
     assert len(measurements) == 2
