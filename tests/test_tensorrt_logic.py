@@ -373,8 +373,9 @@ def test_each_backend_offers_its_cells(tmp_path: Path) -> None:
     variants = [variant("fp32", "fp32"), variant("fp16", "fp16"), variant("int8", "int8-static"),
                 variant("int8-trt-qdq", "int8-static", target="tensorrt")]
     names = lambda cells: [(b, v.name, p) for b, v, p in cells]  # noqa: E731
+    # the TensorRT-bound file gets no CPU time: its accuracy is emulated (edgeopt.measure.emulation)
     assert names(cells_for(_profile(), variants)) == [
-        ("onnxruntime", n, None) for n in ("fp32", "fp16", "int8", "int8-trt-qdq")]
+        ("onnxruntime", n, None) for n in ("fp32", "fp16", "int8")]
     assert names(cells_for(_profile(backend="tensorrt"), variants)) == [  # ORT's own int8 file: not for TensorRT
         ("tensorrt", "fp32", "fp32"), ("tensorrt", "fp32", "fp16"), ("tensorrt", "int8-trt-qdq", "int8")]
     assert names(cells_for(_profile(backends=["torch"], native_precisions=["fp32", "fp16"]), variants,

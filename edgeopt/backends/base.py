@@ -31,6 +31,12 @@ OMIT_IF_NONE = {"omit_if_none": True}  # field metadata: left out of the job whi
 S = TypeVar("S", bound="BackendSettings")
 
 
+def tensorrt_bound(variant: Any) -> bool:
+    """Whether ``variant`` (an ``edgeopt.models.quantize.Variant``) is a file made for TensorRT (recipe target
+    ``tensorrt``: ``int8-trt-qdq``, ``int8-trt-modelopt``), not for a CPU runtime."""
+    return bool(variant.provenance.get("recipe", {}).get("target") == "tensorrt")
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendSettings:
     """The settings one runner reads, as the worker's job carries them (``session``, with ``backend`` first)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from edgeopt.backends.base import BackendSettings
+from edgeopt.backends.base import BackendSettings, tensorrt_bound
 
 if TYPE_CHECKING:
     from edgeopt.models.quantize import Variant
@@ -52,7 +52,8 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
 def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None = None) -> list[Cell]:
     """OpenVINO reads the same files as ONNX Runtime: the fp32 variant at each inference precision the profile
     lists and the device reports (fp32 always), and each int8-static (QDQ) variant with fp32 for its
-    non-quantized parts; fp16 and int8-dynamic variants are ONNX Runtime formats and are not repeated there."""
+    non-quantized parts; fp16 and int8-dynamic variants are ONNX Runtime formats and are not repeated there, and
+    TensorRT-bound files (recipe target ``tensorrt``) are TensorRT's: a CPU time of theirs means nothing."""
     from edgeopt.backends import is_available
 
     precisions = ["fp32"]
@@ -64,6 +65,6 @@ def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None
         kind = variant.provenance.get("recipe", {}).get("kind")
         if kind == "fp32":
             found += [(BACKEND, variant, precision) for precision in precisions]
-        elif kind == "int8-static":
+        elif kind == "int8-static" and not tensorrt_bound(variant):
             found.append((BACKEND, variant, "fp32"))
     return found

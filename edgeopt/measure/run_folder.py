@@ -28,6 +28,7 @@ __all__ = ["RUN_SCHEMA_VERSION", "RunLayout", "RunSummary", "load_measurement", 
 
 RUN_SCHEMA_VERSION = 1
 UNMADE_PROFILE = "-"  # the profile of a row for a variant that could not be made
+EMULATED_STATUS = "emulated"  # the status of an accuracy-only row (edgeopt.measure.emulation): no measurement
 
 
 def result_stem(variant: str, profile: str) -> str:
@@ -91,9 +92,10 @@ class RunSummary(BaseModel):
     verdict: str
 
     def measured_rows(self) -> list[tuple[str, str]]:
-        """(variant, profile) of every row that has a measurement document."""
+        """(variant, profile) of every row that has a measurement document (not a variant that could not be made,
+        not an accuracy emulation: ``edgeopt.measure.emulation`` keeps those under ``emulated/``)."""
         return [(str(r.get("variant")), str(r.get("profile"))) for r in self.rows
-                if r.get("profile") != UNMADE_PROFILE]
+                if r.get("profile") != UNMADE_PROFILE and r.get("status") != EMULATED_STATUS]
 
 
 def _read_document(path: Path, what: str) -> dict[str, Any]:

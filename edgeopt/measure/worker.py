@@ -172,6 +172,27 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def outputs_only(job: dict[str, Any]) -> dict[str, Any]:
+    """Run the reference inputs (and the extra sets) and nothing else: no warm-up, no timed loop.  What an
+    accuracy emulation (``edgeopt.measure.emulation``) asks for; its result carries no latency."""
+    runner = runner_for(job["session"]["backend"], job["model_path"], job["session"])
+    with runner:
+        reference_count = _run_references(runner, job)
+        output_names = list(getattr(runner, "output_names", []))
+        details = dict(runner.details)
+    from edgeopt.core.host import host_fingerprint
+
+    return {"status": "ok", "output_names": output_names, "reference_count": reference_count,
+            "providers_active": details.get("providers_active", []),
+            "versions": {**details.get("versions", {}), "numpy": np.__version__, "python": sys.version.split()[0]},
+            "host": host_fingerprint().to_dict(), "torch_imported": "torch" in sys.modules}
+
+
+def work_of(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's work: a measurement, or (``"mode": "outputs"``) the reference outputs alone."""
+    return outputs_only(job) if job.get("mode") == "outputs" else measure(job)
+
+
 def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """Run ``work`` on the JSON job, under its lifeline when it has one (``edgeopt.core.lifeline``), and write
     its result (or the error, as data) atomically; returns the exit code.  No room to write a file (its
@@ -211,7 +232,7 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
 
 
 def main(argv: list[str]) -> int:
-    return run_job(Path(argv[0]), measure)
+    return run_job(Path(argv[0]), work_of)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -29,18 +30,15 @@ import numpy as np
 import onnx
 
 from edgeopt.core.fileio import (
-    atomic_path,
     read_json,
     sha256_file,
     write_json_atomic,
     write_npz_atomic,
 )
 from edgeopt.errors import BackendUnavailableError, CalibrationError, QuantizationError
-from edgeopt.models.graph import model_size_bytes
 
 if TYPE_CHECKING:
     from edgeopt.models.calibration import CalibrationSet
-    from edgeopt.models.quantize import Recipe, Variant
 
 #: What the venv holds.  torch is pinned like edgeopt's own (an unpinned torch pulls a multi-GB CUDA build).
 REQUIREMENTS = ("torch==2.13.0", "nvidia-modelopt[onnx]==0.47.0")
@@ -302,61 +300,33 @@ def _stage_model(source: Path, scratch: Path) -> Path:
     return staged
 
 
-def make_modelopt_variant(source: Path, recipe: Recipe, target: Path, *, key: str, source_sha: str,
-                          calibration: CalibrationSet | None, feeds: dict[str, np.ndarray], chosen_by: str | None,
-                          timeout_s: float, log: Log | None = None) -> Variant:
-    """Make ``target`` (``int8-trt-modelopt.onnx``) with ModelOpt from ``source``; its provenance records the
-    ModelOpt version, the exact arguments, the venv, the calibration file's sha256, the log and the peak RSS."""
-    from edgeopt.models import quantize as q
-
+def quantize_with_modelopt(source: Path, name: str, exclude_nodes: tuple[str, ...],
+                           calibration: CalibrationSet | None, scratch: Path, log_path: Path,
+                           log: Log | None = None) -> ModelOptRun:
+    """ModelOpt's INT8 Q/DQ file of ``source`` in ``scratch`` (``quantized.onnx``), made in its own venv on the
+    calibration set, ModelOpt's output in ``log_path``; what ran (version, exact arguments, venv, calibration file
+    sha256, log, time, peak RSS) in
+    :class:`ModelOptRun`.  The caller (``edgeopt.models.quantize``) finishes the file for TensorRT and checks it."""
     if calibration is None:
-        raise QuantizationError(f"variant {recipe.name}: ModelOpt's INT8 calibration needs a calibration set")
+        raise QuantizationError(f"variant {name}: ModelOpt's INT8 calibration needs a calibration set")
     venv, stamp = ensure_venv(log or logging.getLogger(__name__).info)
-    started = time.perf_counter()
-    log_path = target.with_name(f"{recipe.name}.modelopt.log")
-    notes: list[dict[str, str]] = []
-    with q.scratch_directory(target.parent / ".work") as scratch:
-        model = _stage_model(source, scratch)
-        npz_sha, shapes = write_calibration(calibration, scratch / "calibration.npz")
-        args = modelopt_arguments(model.name, "calibration.npz", "quantized.onnx", shapes, recipe.exclude_nodes)
-        run = run_modelopt(venv, args, scratch, log_path, RUN_TIMEOUT_S)
-        staged = scratch / "quantized.onnx"
-        if not staged.is_file():
-            raise QuantizationError(f"variant {recipe.name}: ModelOpt wrote no model; log {log_path}:\n"
-                                    f"{tail(log_path)}")
-        q._finish_for_tensorrt(staged, recipe.name, notes)
-        q.validate_variant(staged, recipe.name, feeds, timeout_s)
-        with atomic_path(target) as tmp:
-            shutil.copyfile(staged, tmp)
-    provenance: dict[str, Any] = {
-        "kind": "variant",
-        "name": recipe.name,
-        "precision": recipe.precision,
-        "recipe": recipe.to_dict(),
-        "chosen_by": chosen_by,
-        "purpose": recipe.purpose,
-        "target": recipe.target,
-        "key": key,
-        "parent": {"path": str(source), "sha256": source_sha},
-        "preprocessing": "not applicable: ModelOpt pre-processes the float model itself",
-        "calibration": calibration.describe(),
-        "excluded": notes,
-        "modelopt": {
-            "version": run["version"],
-            "command": "python -m modelopt.onnx.quantization",
-            "arguments": args,
-            "venv": str(venv),
-            "requirements": list(REQUIREMENTS),
-            "calibration_npz_sha256": npz_sha,
-            "log": str(log_path),
-            "seconds": run["seconds"],
-            "peak_rss_mb": run["peak_rss_mb"],
-            "venv_created_in_s": stamp.get("seconds"),
-        },
-        "versions": {**q._versions(), "nvidia-modelopt": run["version"]},
-        "seconds": round(time.perf_counter() - started, 3),
-        "sha256": sha256_file(target),
-        "size_bytes": model_size_bytes(target),
-    }
-    write_json_atomic(q.provenance_path(target), provenance)
-    return q.Variant(name=recipe.name, path=target, precision=recipe.precision, provenance=provenance)
+    model = _stage_model(source, scratch)
+    npz_sha, shapes = write_calibration(calibration, scratch / "calibration.npz")
+    args = modelopt_arguments(model.name, "calibration.npz", "quantized.onnx", shapes, exclude_nodes)
+    run = run_modelopt(venv, args, scratch, log_path, RUN_TIMEOUT_S)
+    staged = scratch / "quantized.onnx"
+    if not staged.is_file():
+        raise QuantizationError(f"variant {name}: ModelOpt wrote no model; log {log_path}:\n{tail(log_path)}")
+    section = {"version": run["version"], "command": "python -m modelopt.onnx.quantization", "arguments": args,
+               "venv": str(venv), "requirements": list(REQUIREMENTS), "calibration_npz_sha256": npz_sha,
+               "log": str(log_path), "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
+               "venv_created_in_s": stamp.get("seconds")}
+    return ModelOptRun(staged, section)
+
+
+@dataclass(frozen=True)
+class ModelOptRun:
+    """ModelOpt's output file and the provenance section (``modelopt``) saying how it was made."""
+
+    path: Path
+    provenance: dict[str, Any]

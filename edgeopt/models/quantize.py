@@ -583,6 +583,35 @@ def strip_unused_domains(model: onnx.ModelProto) -> list[str]:
     return removed
 
 
+def _make_modelopt_variant(source: Path, recipe: Recipe, target: Path, *, key: str, source_sha: str,
+                           calibration: CalibrationSet | None, feeds: dict[str, np.ndarray], chosen_by: str | None,
+                           timeout_s: float) -> Variant:
+    """``target`` (``int8-trt-modelopt.onnx``) made by ModelOpt (:mod:`edgeopt.models.modelopt`), finished for
+    TensorRT like ``int8-trt-qdq`` and checked under ONNX Runtime; its provenance records what ModelOpt ran."""
+    started = time.perf_counter()
+    notes: list[dict[str, str]] = []
+    with scratch_directory(target.parent / ".work") as scratch:
+        run = modelopt.quantize_with_modelopt(source, recipe.name, recipe.exclude_nodes, calibration, scratch,
+                                              target.with_name(f"{recipe.name}.modelopt.log"))
+        _finish_for_tensorrt(run.path, recipe.name, notes)
+        validate_variant(run.path, recipe.name, feeds, timeout_s)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(run.path, tmp)
+    assert calibration is not None  # quantize_with_modelopt refuses to run without one
+    provenance: dict[str, Any] = {
+        "kind": "variant", "name": recipe.name, "precision": recipe.precision, "recipe": recipe.to_dict(),
+        "chosen_by": chosen_by, "purpose": recipe.purpose, "target": recipe.target, "key": key,
+        "parent": {"path": str(source), "sha256": source_sha},
+        "preprocessing": "not applicable: ModelOpt pre-processes the float model itself",
+        "calibration": calibration.describe(), "excluded": notes, "modelopt": run.provenance,
+        "versions": {**_versions(), "nvidia-modelopt": run.provenance["version"]},
+        "seconds": round(time.perf_counter() - started, 3), "sha256": sha256_file(target),
+        "size_bytes": model_size_bytes(target),
+    }
+    write_json_atomic(provenance_path(target), provenance)
+    return Variant(name=recipe.name, path=target, precision=recipe.precision, provenance=provenance)
+
+
 def _finish_for_tensorrt(staged: Path, name: str, notes: list[dict[str, str]]) -> None:
     """Only the opset domains the graph uses; no operator outside the ONNX domain (TensorRT's parser dispatches on
     the op type and has no importer for ONNX Runtime's fused ops); opset within every shipped parser's range."""
@@ -692,9 +721,8 @@ def make_variant(
                          min_samples=1, source_label=calibration.source)
     if recipe.quantizer == MODELOPT:  # NVIDIA's quantizer, in its own venv
         feeds = probe_feeds or _probe_feeds(source, calibration)
-        return modelopt.make_modelopt_variant(source, recipe, target, key=key, source_sha=source_sha, feeds=feeds,
-                                              calibration=calibration, chosen_by=chosen_by,
-                                              timeout_s=validation_timeout_s)
+        return _make_modelopt_variant(source, recipe, target, key=key, source_sha=source_sha, feeds=feeds,
+                                      calibration=calibration, chosen_by=chosen_by, timeout_s=validation_timeout_s)
     work_dir = out_dir / ".work"
     started = time.perf_counter()
     model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(

@@ -223,15 +223,30 @@ class TensorRtSettings(_Section):
     ``version_family`` is the TensorRT major version the target runs: 10 (JetPack 6) keeps the FP16
     builder flag; 11 builds every network strongly typed, so FP16 comes from the fp16 ONNX variant.
     INT8 always comes from the int8-static (Q/DQ) variant, never from a calibrator.
+    ``version`` is the TensorRT release the target runs (``10.3`` on JetPack 6.1/6.2): the static readiness
+    check (``edgeopt trt-check``, the readiness line of each TensorRT row) reads that release's operator table;
+    unset, the newest shipped table of ``version_family``.
     """
 
     version_family: Literal[10, 11]
+    version: str | None = Field(default=None, pattern=r"^\d+(\.x|(\.\d+)+)?$")
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default=["fp32"], min_length=1)
     workspace_mb: PositiveFloat | None = None
     builder_optimization_level: int = Field(default=3, ge=0, le=5)
     timing_cache: bool = True
     shape_profile: dict[str, ShapeRange] | None = None
     power_mode: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _version_in_family(self) -> TensorRtSettings:
+        if self.version is not None and int(self.version.split(".")[0]) != self.version_family:
+            raise ValueError(f"version {self.version} is not TensorRT {self.version_family}.x (version_family)")
+        return self
+
+    @property
+    def readiness_target(self) -> str:
+        """The TensorRT release the static readiness check judges against: ``version``, else ``<family>.x``."""
+        return self.version or f"{self.version_family}.x"
 
 
 class HardwareProfile(_Section):

@@ -140,14 +140,14 @@ def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -
         params[f"budget.{check['metric']}"] = check.get("limit")
         tags[f"edgeopt.budget.{check['metric']}"] = str(check.get("verdict"))
     measurement_path = None
-    if profile != "-":
+    if profile != "-" and row.get("status") != "emulated":  # an emulated row has outputs, no measurement
         measurement_path = RunLayout(run_dir).measurement(variant, profile)
         measurement = load_measurement(measurement_path)
         params.update(_measurement_params(measurement))
         metrics.update(_measurement_metrics(measurement))
         if measurement.latency is not None:
             tags["edgeopt.stop_reason"] = measurement.latency.stop_reason
-    ok = row.get("status") == "ok" and profile != "-"
+    ok = row.get("status") in ("ok", "emulated") and profile != "-"
     return _Child(variant, profile, ok, params, metrics, tags, measurement_path)
 
 

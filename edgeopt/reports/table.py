@@ -23,6 +23,7 @@ from edgeopt.evaluate.gate import GateResult
 from edgeopt.evaluate.metrics import MetricResult, short_cell
 from edgeopt.evaluate.robustness import ShiftResult
 from edgeopt.measure.results import Measurement
+from edgeopt.measure.run_folder import EMULATED_STATUS
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Row:
     runtime: str = "onnxruntime"  # backend, and for OpenVINO the inference precision asked for
     metrics: tuple[MetricResult, ...] = ()  # task metrics on the eval set (first = the table's accuracy column)
     shifts: tuple[ShiftResult, ...] = ()  # every metric under every input shift (edgeopt.evaluate.robustness)
+    evidence: str | None = None  # TensorRT rows: "built on GPU" | "statically verified" | ... (workflows.tensorrt_rows)
+    readiness: str | None = None  # TensorRT rows: the static readiness verdict of the file it builds
+    blockers: tuple[str, ...] = ()  # TensorRT rows: the first blockers the static check found
 
     def __post_init__(self) -> None:  # rows read back from summary.json carry plain dicts (NaN/Inf as strings)
         object.__setattr__(self, "fidelity", tuple(
@@ -60,6 +64,7 @@ class Row:
         object.__setattr__(self, "shifts", tuple(
             s if isinstance(s, ShiftResult) else ShiftResult.from_dict(restore_floats(s, _SHIFT_FLOATS))
             for s in self.shifts or ()))
+        object.__setattr__(self, "blockers", tuple(self.blockers or ()))
 
     def problems(self) -> list[str]:
         """What is not a number in this row, in words: outputs holding NaN/Inf, metrics scoring NaN/Inf."""
@@ -161,13 +166,27 @@ def _delta(row: Row) -> str:
     return row.metrics[0].format_delta() if row.metrics else "-"
 
 
+def _tensorrt_cell(row: Row) -> str:
+    """``statically verified for TensorRT 10.3; not built: ...`` (or the blockers' rules) for a TensorRT row."""
+    readiness = row.readiness or ""
+    if row.evidence == "statically verified":
+        return readiness.split(" (")[0].replace("statically ready", "statically verified: ready")
+    return readiness.split("; static check")[0]
+
+
 def _cells(row: Row) -> list[str]:
     native = "yes" if row.expected_fast else "no"
+    size = f"{row.size_mb:.2f}" if row.size_mb else "-"
+    if row.status == EMULATED_STATUS:  # accuracy only: a CPU time of a TensorRT-bound file means nothing
+        return [row.variant.split("@")[0], row.runtime, "-", "-", "-", "-", "-", size, "-", _fidelity(row),
+                _accuracy(row), _delta(row), ("PROXY " if row.proxy else "") + row.verdict]
     if row.status != "ok":
         label = "unsupported" if row.status == "unsupported" else "error"
-        size = f"{row.size_mb:.2f}" if row.size_mb else "-"
+        text = f"{label}: {row.failure}"
+        if row.readiness and row.evidence != "built on GPU":
+            text = f"{_tensorrt_cell(row)}; not built: {str(row.failure).rsplit(': ', 1)[-1]}"
         return [row.variant.split("@")[0], row.runtime, native, "-", "-", "-", "-", size, "-", "-", "-", "-",
-                f"{label}: {row.failure}"[:110]]
+                text[:110]]
     verdict = ("PROXY " if row.proxy else "") + row.verdict
     return [row.variant.split("@")[0], row.runtime, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
             f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
@@ -264,6 +283,9 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
                   if not any(p in s for s in r.sentences)]  # said once: not again where a check says it
         notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]
         notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]
+        notes += [f"{r.variant}: {r.readiness}" for r in rows if r.readiness and r.status != EMULATED_STATUS]
+        notes += [f"{r.variant}: TensorRT would refuse: {b}" for r in rows if r.status != EMULATED_STATUS
+                  for b in r.blockers]
         if notes:
             lines += ["Details:", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)

@@ -76,6 +76,7 @@ from edgeopt.reports.table import (
     settings_line,
 )
 from edgeopt.workflows.reuse import measure_or_reuse
+from edgeopt.workflows.tensorrt_rows import tensorrt_rows
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,7 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     sections: list[tuple[list[str], list[Row]]] = []
     tables: list[str] = []
     timing_samples = calibration or _eval_samples(plan, specs)  # real samples first: calibration, else eval
+    emulation_failures: list[str] = []
     for profile in profiles:
         timing = prepare_timing_inputs(model_path, profile, timing_samples, out / "inputs" / f"{profile.name}.npz",
                                        specs=specs if config.inputs else None)
@@ -400,8 +402,15 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
                 reference_sha=reference_sha, proxy=config.proxy, force=config.force, log=log, backend=backend,
                 precision=precision, extra_references=shifted,
                 model_reference=factory if backend == "torch" else None))
-        profile_rows = _evaluate(measured, profile, out / "measurements", labels, gates, config.proxy, plan, log,
-                                 class_outputs, config.decision_threshold)
+        reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
+        figures = _Figures(reference, out / "measurements", labels, plan, log, class_outputs,
+                           config.decision_threshold)
+        profile_rows = _evaluate(measured, profile, figures, gates, config.proxy)
+        if profile.tensorrt is not None:
+            trt = tensorrt_rows(profile, measured, variants, profile_rows, out, figures.of, gates, log,
+                                reference_path=reference_path, reference_sha=reference_sha,
+                                extra_references=shifted, force=config.force)
+            profile_rows, emulation_failures = trt.rows, emulation_failures + trt.failures
         measurements += measured
         rows += profile_rows
         first = measured[0] if measured else None
@@ -417,12 +426,12 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
         tables.append("\n".join([*header, render_table(profile_rows), *([robustness] if robustness else [])]))
     # a model a secondary runtime refuses (or a runtime not installed) is a row with its reason; the
     # profile's own reference runtime refusing is a failure
-    failures = len(variant_failures) + sum(
+    failures = len(variant_failures) + len(emulation_failures) + sum(
         1 for m in measurements if not m.ok and not (m.unsupported and not _is_reference_runtime(m)))
     exit_code = exit_code_for(gates, failures=failures)
     reasons = [f.message for f in variant_failures] + [
         m.failure.message for m in measurements
-        if m.failure is not None and not (m.unsupported and not _is_reference_runtime(m))]
+        if m.failure is not None and not (m.unsupported and not _is_reference_runtime(m))] + emulation_failures
     verdict_line = _verdict_line(gates, failures, exit_code, reasons)
     extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
                       failure=f.message, verdict="error") for f in variant_failures]
@@ -464,11 +473,39 @@ def _host_summary(measurement: Measurement | None) -> str:
     return HostFingerprint.from_dict(measurement.host).summary()
 
 
-def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: Path, labels: np.ndarray | None,
-              gates: list[GateResult], proxy: bool, plan: EvalPlan | None = None, log: Log = print,
-              class_outputs: set[str] | None = None, decision_threshold: float = 0.5) -> list[Row]:
-    reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
-    scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
+Figures = tuple[list[OutputFidelity], Accuracy | None, tuple[MetricResult, ...], tuple[ShiftResult, ...]]
+
+
+class _Figures:
+    """Fidelity vs the profile's fp32 row, top-1 accuracy, task metrics and shift results of one outputs file."""
+
+    def __init__(self, reference: Measurement | None, directory: Path, labels: np.ndarray | None,
+                 plan: EvalPlan | None, log: Log, class_outputs: set[str] | None, decision_threshold: float) -> None:
+        self.reference, self.directory, self.labels = reference, directory, labels
+        self.class_outputs, self.decision_threshold = class_outputs, decision_threshold
+        self.scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
+
+    def of(self, directory: Path, outputs_file: str, output_names: list[str]) -> Figures:
+        found: list[OutputFidelity] = []
+        accuracy: Accuracy | None = None
+        metrics: tuple[MetricResult, ...] = ()
+        shifts: tuple[ShiftResult, ...] = ()
+        outputs = directory / outputs_file
+        reference = self.reference
+        if reference is not None and reference.outputs_file and outputs.exists():
+            with contextlib.suppress(EdgeoptError, OSError, ValueError):
+                found = fidelity(self.directory / reference.outputs_file, outputs, output_names,
+                                 self.decision_threshold, self.class_outputs)
+        if self.labels is not None and self.labels.dtype.kind in "iu" and outputs.exists():
+            with contextlib.suppress(KeyError, ValueError):
+                accuracy = top1_accuracy(outputs, self.labels)
+        if self.scorer is not None and outputs.exists():
+            metrics, shifts = self.scorer.score(directory, outputs_file)
+        return found, accuracy, metrics, shifts
+
+
+def _evaluate(measured: list[Measurement], profile: HardwareProfile, figures: _Figures,
+              gates: list[GateResult], proxy: bool) -> list[Row]:
     rows = []
     budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
     for measurement in measured:
@@ -477,22 +514,14 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, directory: 
         metrics: tuple[MetricResult, ...] = ()
         shifts: tuple[ShiftResult, ...] = ()
         if measurement.ok and measurement.outputs_file:
-            outputs = directory / measurement.outputs_file
-            if reference is not None and reference.outputs_file and outputs.exists():
-                with contextlib.suppress(EdgeoptError, OSError, ValueError):
-                    found = fidelity(directory / reference.outputs_file, outputs, measurement.output_names,
-                                     decision_threshold, class_outputs)
-            if labels is not None and labels.dtype.kind in "iu" and outputs.exists():
-                with contextlib.suppress(KeyError, ValueError):
-                    accuracy = top1_accuracy(outputs, labels)
-            if scorer is not None and outputs.exists():
-                metrics, shifts = scorer.score(measurement)
+            found, accuracy, metrics, shifts = figures.of(figures.directory, measurement.outputs_file,
+                                                          measurement.output_names)
         gate = None
         if measurement.ok:
             gate = judge_outputs(gate_measurement(measurement, profile, proxy=proxy), budgets, found,
                                  metrics[0] if metrics else None)
             gates.append(gate)
-        rows.append(build_row(measurement, gate, reference, found, accuracy, metrics=metrics, shifts=shifts))
+        rows.append(build_row(measurement, gate, figures.reference, found, accuracy, metrics=metrics, shifts=shifts))
     return rows
 
 
@@ -508,16 +537,15 @@ class _Scorer:
         self.fp32_outputs: dict[str | None, list[np.ndarray]] = {}
         if reference is not None:
             for key in (None, *self.stems):
-                outputs = self._outputs(reference, key)
+                outputs = self._outputs(directory, reference.outputs_file, key) if reference.outputs_file else None
                 if outputs is not None:
                     self.fp32_outputs[key] = outputs
                     self.fp32[key] = self._scores(outputs, outputs)
 
-    def _outputs(self, measurement: Measurement, shift: str | None) -> list[np.ndarray] | None:
-        assert measurement.outputs_file is not None
-        name = (measurement.outputs_file if shift is None
-                else extra_outputs_file(measurement.outputs_file.removesuffix(".outputs.npz"), self.stems[shift]))
-        path = self.directory / name
+    def _outputs(self, directory: Path, outputs_file: str, shift: str | None) -> list[np.ndarray] | None:
+        name = (outputs_file if shift is None
+                else extra_outputs_file(outputs_file.removesuffix(".outputs.npz"), self.stems[shift]))
+        path = directory / name
         if not path.exists():
             return None
         try:
@@ -537,8 +565,9 @@ class _Scorer:
             self._problem(line)
         return found
 
-    def score(self, measurement: Measurement) -> tuple[tuple[MetricResult, ...], tuple[ShiftResult, ...]]:
-        clean_outputs = self._outputs(measurement, None)
+    def score(self, directory: Path, outputs_file: str) -> tuple[tuple[MetricResult, ...], tuple[ShiftResult, ...]]:
+        """The metrics of the outputs file ``outputs_file`` in ``directory`` (and of its shifted sets)."""
+        clean_outputs = self._outputs(directory, outputs_file, None)
         if not clean_outputs:
             return (), ()
         clean = self._scores(clean_outputs, self.fp32_outputs.get(None))
@@ -550,7 +579,7 @@ class _Scorer:
         shifts: list[ShiftResult] = []
         by_name = {s.spec.name: s for s in clean}
         for label in self.stems:
-            outputs = self._outputs(measurement, label)
+            outputs = self._outputs(directory, outputs_file, label)
             if not outputs:
                 continue
             fp32_shifted = {s.spec.name: s for s in self.fp32.get(label, [])}
