@@ -192,18 +192,40 @@ def test_a_folder_edgeopt_did_not_make_is_never_deleted(monkeypatch: pytest.Monk
     assert (venv / "keep.txt").read_text() == "mine"
 
 
-def test_the_cli_prints_how_to_enable_it_and_exits_4(tmp_path: Path, conv_model: Path) -> None:
+def _calibration_folder(model: Path, folder: Path) -> Path:
+    """A calibration folder (arrays + manifest) of the tiny seeded samples for ``model``."""
     import yaml
 
-    calibration = tmp_path / "calib"
-    calibration.mkdir()
-    samples = _tiny_calibration(conv_model).samples
+    folder.mkdir()
+    samples = _tiny_calibration(model).samples
     (name,) = samples[0]
     for index, sample in enumerate(samples):
-        np.savez(calibration / f"sample_{index}.npz", **sample)
-    (calibration / "manifest.yaml").write_text(yaml.safe_dump({
+        np.savez(folder / f"sample_{index}.npz", **sample)
+    (folder / "manifest.yaml").write_text(yaml.safe_dump({
         "name": "tiny", "kind": "arrays", "description": "d", "provenance": "seeded random", "licence": "CC0",
         "inputs": [{"name": name, "dtype": "float32", "shape": list(samples[0][name].shape)}]}))
+    return folder
+
+
+def test_a_run_without_modelopt_shows_a_row_saying_how_to_enable_it(tmp_path: Path, conv_model: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+    from tests.test_tensorrt_rows import jetson_like
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(modelopt.VENV_ENV, str(blocker / "venv"))
+    config = RunConfig(model=str(conv_model), profiles=(str(jetson_like(tmp_path, budgets="  p95_ms: 1000")),),
+                       out_dir=tmp_path / "run", calibration=str(_calibration_folder(conv_model, tmp_path / "calib")),
+                       variants=("fp32", "int8-trt-modelopt"), min_calibration_samples=4)
+    result = run_pipeline(config, log=lambda _: None)
+    assert result.exit_code == 4
+    (table,) = [t for t in result.tables if t.startswith("variants that could not be made")]
+    assert "int8-trt-modelopt" in table and "EDGEOPT_MODELOPT_VENV" in table
+
+
+def test_the_cli_prints_how_to_enable_it_and_exits_4(tmp_path: Path, conv_model: Path) -> None:
+    calibration = _calibration_folder(conv_model, tmp_path / "calib")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     done = subprocess.run([sys.executable, "-m", "edgeopt", "quantize", str(conv_model), "--variant",
@@ -269,3 +291,19 @@ def test_modelopt_on_a_real_third_party_cnn(tmp_path: Path) -> None:
     _check_modelopt_variant(variant, item.model, calibration)
     assert isinstance(variant, Variant)
     print(json.dumps({CORPUS_MODEL: variant.provenance["modelopt"]}))
+    # in a run for a TensorRT profile: no CPU latency row, a TensorRT row statically verified, its accuracy emulated
+    from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+    from tests.test_tensorrt_rows import jetson_like, rows_of
+
+    profile = jetson_like(tmp_path, budgets="  min_top1_agreement: 0.5")
+    config = RunConfig(model=str(item.model), profiles=(str(profile),),
+                       out_dir=tmp_path / "run", calibration=str(item.calibration),
+                       variants=("fp32", "int8-trt-modelopt"), min_calibration_samples=8)
+    run_pipeline(config, log=lambda _: None)
+    rows = rows_of(tmp_path / "run")
+    assert "int8-trt-modelopt" not in rows
+    assert rows["int8-trt-modelopt@tensorrt-int8"]["evidence"] == "statically verified"
+    emulated = rows["int8-trt-modelopt@tensorrt-int8-emulated"]
+    assert emulated["status"] == "emulated" and emulated["verdict"] == "pass" and emulated["p50_ms"] is None
+    (output,) = emulated["fidelity"]  # 4 class scores: top-1 agreement and SQNR (a cosine needs more elements)
+    assert output["top1_agreement"] >= 0.875 and output["sqnr_db"] > 20

@@ -13,6 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeopt.backends.tensorrt_goldens import read_goldens
 from edgeopt.measure.emulation import LABEL
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests.profiles import profile_yaml
@@ -86,6 +87,16 @@ def test_the_tensorrt_int8_file_has_its_accuracy_emulated_without_latency(digits
     assert document["variant"]["name"] == "int8-trt-qdq"
     with np.load(run / "emulated" / document["outputs_file"]) as outputs:
         assert outputs["out0"].shape[0] == document["reference_count"] == 360  # every eval digit
+    # the goldens for the first GPU run: the first reference inputs and these very outputs, in Polygraphy's format
+    inputs, golden = read_goldens(run / "tensorrt-goldens" / "int8-trt-qdq")
+    emulated_outputs = run / "emulated" / document["outputs_file"]
+    with np.load(run / "reference_inputs.npz") as reference, np.load(emulated_outputs) as out:
+        assert len(inputs) == len(golden) == 4
+        np.testing.assert_array_equal(inputs[2]["input"], reference["input"][2])
+        np.testing.assert_array_equal(golden[2][document["output_names"][0]], out["out0"][2])
+    metadata = json.loads((run / "tensorrt-goldens" / "int8-trt-qdq" / "goldens.json").read_text())
+    assert metadata["model_sha256"] == document["variant"]["sha256"]
+    assert metadata["polygraphy_command"].startswith("polygraphy run ")
     junit = (run / "junit.xml").read_text()
     assert 'classname="edgeopt.trt-test.int8-trt-qdq@tensorrt-int8-emulated" name="min_cosine"' in junit
 

@@ -3,7 +3,7 @@
 ModelOpt (``nvidia-modelopt[onnx]``) needs torch and pins onnx ~1.21 and onnxruntime-gpu, so it never runs in
 edgeopt's environment: :func:`ensure_venv` creates (once, under a lock; ready only when its stamp file, written
 last, matches :data:`REQUIREMENTS`) or reuses a venv at ``$EDGEOPT_MODELOPT_VENV`` or in the user cache, and
-:func:`make_modelopt_variant` runs ``python -m modelopt.onnx.quantization`` there as a subprocess on the
+:func:`quantize_with_modelopt` runs ``python -m modelopt.onnx.quantization`` there as a subprocess on the
 calibration set written as ``.npz``, its output in a log beside the variant.  When the venv cannot be created,
 the error (exit 4) says how to enable it.  The result is statically checked for TensorRT only; no engine is built.
 """

@@ -185,8 +185,9 @@ def _cells(row: Row) -> list[str]:
         text = f"{label}: {row.failure}"
         if row.readiness and row.evidence != "built on GPU":
             text = f"{_tensorrt_cell(row)}; not built: {str(row.failure).rsplit(': ', 1)[-1]}"
+        first = text.splitlines()[0] if text else text  # a variant that could not be made: its whole first line
         return [row.variant.split("@")[0], row.runtime, native, "-", "-", "-", "-", size, "-", "-", "-", "-",
-                text[:110]]
+                first if row.profile == "-" else text[:110]]
     verdict = ("PROXY " if row.proxy else "") + row.verdict
     return [row.variant.split("@")[0], row.runtime, native, str(row.samples), _ci(row.p50_ms), _ci(row.p95_ms),
             f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",

@@ -435,6 +435,8 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     verdict_line = _verdict_line(gates, failures, exit_code, reasons)
     extra_rows = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
                       failure=f.message, verdict="error") for f in variant_failures]
+    if extra_rows:  # e.g. int8-trt-modelopt without its venv: the row says how to enable it
+        tables.append("variants that could not be made\n" + render_table(extra_rows))
     layout = RunLayout(out)
     summary = RunSummary(model=config.model, model_path=str(model_path),
                          calibration=calibration.describe() if calibration else None,
