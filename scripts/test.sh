@@ -12,6 +12,6 @@ if [ -n "$stubs" ]; then
   fi
   .venv/bin/python scripts/tensorrt_typings.py .venv/tensorrt-typings 2>/dev/null
   MYPYPATH=.venv/tensorrt-typings .venv/bin/python -m mypy edgeopt/backends/tensorrt.py edgeopt/backends/tensorrt_engines.py \
-    edgeopt/backends/tensorrt_plan.py
+    edgeopt/backends/tensorrt_plan.py benchmarks/gpu_smoke.py
 fi
 exec .venv/bin/python -m pytest -q "$@"
