@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeopt"
 LAYERS = ("errors", "core", "profiles", "models", "zoo", "backends", "measure", "evaluate", "reports",
-          "workflows", "cli", "roof")
+          "workflows", "lab", "cli", "roof")
 ROOF = {"edgeopt", "edgeopt.pytest_plugin", "edgeopt.__main__"}  # the package's lazy __init__, the plugin, -m
 WORKERS = {"edgeopt.measure.worker", "edgeopt.measure.ab_worker"}
 WORKER_ALLOWANCE = {"errors", "core", "backends"}

@@ -140,6 +140,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
             edgeopt run some.onnx --profile host-cpu
             edgeopt run edgeopt.zoo.digits:digits_cnn --profile x86-avx512vnni-2core \\
                 --calibration calibration_data/digits --eval calibration_data/digits/eval.npz --out out/""")
+    add_run_arguments(p)
+    p.set_defaults(handler=handle_run)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """MODEL and every option of ``edgeopt run`` (``edgeopt lab run`` takes the same)."""
     p.add_argument("model", metavar="MODEL", help="package.module:factory or path/to/model.onnx")
     options.add_profile_options(p.add_argument, repeatable=True, required=True)
     options.add_budget_options(p.add_argument)
@@ -160,7 +166,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     options.add_export_options(p.add_argument)
     options.add_force_options(p.add_argument)
     add_json_option(p, "the run summary (summary.json)")
-    p.set_defaults(handler=handle_run)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -444,7 +449,7 @@ def handle_run(args: argparse.Namespace) -> int:
 # needs when it runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "edgeopt.cli.report", "edgeopt.cli.compare", "edgeopt.cli.tracking", "edgeopt.cli.research",
-    "edgeopt.cli.tensorrt",
+    "edgeopt.cli.tensorrt", "edgeopt.cli.lab",
 )
 
 

@@ -187,6 +187,9 @@ class Measurement(BaseModel):
     stability: dict[str, Any] | None = None  # StabilityReport.to_dict(); absent in documents before it existed
     input_shapes: dict[str, list[int]] = {}  # the concrete shape of every timed input; absent in older documents
     failure: Failure | None = None
+    # measured by the device lab (edgeopt.lab): node_id, node_ip, hostname, started_at, ended_at (ISO 8601 UTC),
+    # attempts, lost_nodes; absent for a measurement made on this host
+    lab: dict[str, Any] | None = None
     created_at: str
     commit: str | None = None
 

@@ -75,7 +75,7 @@ from edgeopt.reports.table import (
     render_table,
     settings_line,
 )
-from edgeopt.workflows.reuse import measure_or_reuse
+from edgeopt.workflows.cells import Cell, CellContext, MeasureCells, measure_cells
 from edgeopt.workflows.tensorrt_rows import tensorrt_rows
 
 
@@ -103,6 +103,7 @@ class RunConfig:
     metrics: tuple[str, ...] = ()  # task metrics on the eval set (edgeopt.evaluate.metrics); default by the eval file
     shifts: tuple[str, ...] = ()  # eval-set input shifts (edgeopt.evaluate.robustness): "noise", "blur:1.5", "all"
     shift_range: tuple[float, float] | None = None  # pixel value range the shifts act in; default: inferred
+    measure: MeasureCells | None = None  # measures the run's cells; default: measure_cells, here in order (lab: Ray)
 
 
 @dataclass(frozen=True)
@@ -391,17 +392,16 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     tables: list[str] = []
     timing_samples = calibration or _eval_samples(plan, specs)  # real samples first: calibration, else eval
     emulation_failures: list[str] = []
+    factory = ModelReference.parse(config.model).factory
+    timings = {profile.name: prepare_timing_inputs(model_path, profile, timing_samples,
+                                                   out / "inputs" / f"{profile.name}.npz",
+                                                   specs=specs if config.inputs else None) for profile in profiles}
+    cells = [Cell(variant, profile, timings[profile.name], backend, precision, factory if backend == "torch" else None)
+             for profile in profiles for backend, variant, precision in runtime_matrix(profile, variants, factory)]
+    all_measured = (config.measure or measure_cells)(cells, CellContext(
+        out / "measurements", reference_path, reference_sha, shifted, config.proxy, config.force, log))
     for profile in profiles:
-        timing = prepare_timing_inputs(model_path, profile, timing_samples, out / "inputs" / f"{profile.name}.npz",
-                                       specs=specs if config.inputs else None)
-        measured: list[Measurement] = []
-        factory = ModelReference.parse(config.model).factory
-        for backend, variant, precision in runtime_matrix(profile, variants, factory):
-            measured.append(measure_or_reuse(
-                variant, profile, out / "measurements", timing_inputs=timing, reference_inputs=reference_path,
-                reference_sha=reference_sha, proxy=config.proxy, force=config.force, log=log, backend=backend,
-                precision=precision, extra_references=shifted,
-                model_reference=factory if backend == "torch" else None))
+        measured = [m for cell, m in zip(cells, all_measured, strict=True) if cell.profile is profile]
         reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
         figures = _Figures(reference, out / "measurements", labels, plan, log, class_outputs,
                            config.decision_threshold)

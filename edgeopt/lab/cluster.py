@@ -1,0 +1,128 @@
+"""The lab's Ray cluster: ``ray start`` for the head and for a joining device, the connection of the driver, and
+the nodes' status.  Ray is imported only inside functions (:func:`edgeopt.lab.resources.require_ray`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeopt.core.host import HostFingerprint, host_fingerprint
+from edgeopt.errors import ConfigError
+from edgeopt.lab.resources import (
+    DEVICE_RESOURCE,
+    node_host_id,
+    node_profiles,
+    node_resources,
+    require_ray,
+)
+from edgeopt.profiles.schema import list_profiles, load_profile, match_identity
+
+DEFAULT_PORT = 6379
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (ConfigError on anything else; ``0.0.0.0`` is refused: bind to an address you mean)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT, e.g. 192.168.1.10:{DEFAULT_PORT}")
+    if host in ("0.0.0.0", "::", "[::]"):
+        raise ConfigError(f"--address {address!r}: give the one address the lab should use, not every interface")
+    return host, int(port)
+
+
+def ray_executable() -> str:
+    """The ``ray`` command of this Python's environment."""
+    beside = Path(sys.executable).parent / "ray"
+    found = str(beside) if beside.is_file() else shutil.which("ray")
+    if not found:
+        raise ConfigError("the 'ray' command is missing: pip install edgeopt[lab]")
+    return found
+
+
+def head_command(address: str, *, dashboard: bool = False) -> list[str]:
+    """``ray start --head`` on ``HOST:PORT``: no CPUs to schedule on (nothing of edgeopt's runs on the head's
+    Ray node), no dashboard unless asked, no usage statistics."""
+    host, port = split_address(address)
+    return [ray_executable(), "start", "--head", f"--node-ip-address={host}", f"--port={port}", "--num-cpus=0",
+            "--num-gpus=0", f"--include-dashboard={'true' if dashboard else 'false'}", "--disable-usage-stats"]
+
+
+@dataclass(frozen=True)
+class JoinPlan:
+    """What ``edgeopt lab join`` advertises: the profiles this host is and the Ray resources that say so."""
+
+    fingerprint: HostFingerprint
+    profiles: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]  # (profile, why this host is not it)
+    resources: dict[str, float]
+
+
+def plan_join(names: list[str] | None = None, host: HostFingerprint | None = None) -> JoinPlan:
+    """The profiles among ``names`` (default: every shipped and user profile) whose identity this host matches."""
+    host = host or host_fingerprint()
+    candidates = [load_profile(n) for n in names] if names else list_profiles()
+    matched, skipped = [], []
+    for profile in candidates:
+        found = match_identity(profile, host)
+        if found:
+            matched.append(profile.name)
+        else:
+            skipped.append((profile.name, "; ".join(found.reasons)))
+    return JoinPlan(host, tuple(matched), tuple(skipped), node_resources(matched, host.to_dict()))
+
+
+def join_command(address: str, plan: JoinPlan, node_ip: str | None = None) -> list[str]:
+    """``ray start --address`` with the plan's resources; no CPUs (only edgeopt's cells, which ask for none)."""
+    split_address(address)
+    command = [ray_executable(), "start", f"--address={address}", f"--resources={json.dumps(plan.resources)}",
+               "--num-cpus=0", "--num-gpus=0", "--disable-usage-stats"]
+    return command + ([f"--node-ip-address={node_ip}"] if node_ip else [])
+
+
+def run_ray(command: list[str]) -> int:
+    """Run a ``ray start`` command, its output passed through; its exit status."""
+    return subprocess.run(command, check=False).returncode
+
+
+def connect(address: str) -> Any:
+    """Connect this process to the lab at ``HOST:PORT`` as its driver; the ``ray`` module."""
+    ray = require_ray()
+    split_address(address)
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, logging_level="warning")
+    return ray
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node_id: str
+    address: str
+    alive: bool
+    head: bool
+    profiles: list[str]
+    host_id: str | None
+    busy: bool | None  # a cell holds the device's slot; None for a node that is no device
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lab_status(ray: Any) -> list[NodeStatus]:
+    """Every node the lab's head knows, with the profiles it advertises and whether a cell runs on it."""
+    from ray._private.state import available_resources_per_node  # no public per-node view in Ray 2.60
+
+    available = available_resources_per_node()
+    found = []
+    for node in ray.nodes():
+        resources = node.get("Resources", {})
+        device = DEVICE_RESOURCE in resources
+        free = available.get(node["NodeID"], {}).get(DEVICE_RESOURCE, 0.0)
+        found.append(NodeStatus(node["NodeID"], str(node.get("NodeManagerAddress")), bool(node.get("Alive")),
+                                "node:__internal_head__" in resources, node_profiles(resources),
+                                node_host_id(resources), (free < 1.0) if device and node.get("Alive") else None))
+    return found

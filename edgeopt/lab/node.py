@@ -1,0 +1,88 @@
+"""What a lab node does for one cell: check the shipped bytes, measure with edgeopt's own isolated worker
+(:func:`edgeopt.measure.launcher.measure_variant`, exactly as ``edgeopt run`` does locally) in a node-local
+temporary folder, and hand back the measurement document and the outputs files it wrote.  No Ray here: the
+Ray task in :mod:`edgeopt.lab.dispatch` calls :func:`measure_cell`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeopt.errors import InputRejectedError
+from edgeopt.measure.launcher import measure_variant
+from edgeopt.models.quantize import Variant
+from edgeopt.profiles.schema import HardwareProfile
+
+
+def now_ms() -> str:
+    """Now, ISO 8601 UTC to the millisecond (a cell's start and end)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+WORKDIR_VARIABLE = "EDGEOPT_LAB_WORKDIR"  # where a node keeps its per-cell folders (default: the system temp)
+
+
+def cell_payload(variant: Variant, profile: HardwareProfile, timing_inputs: Path, *, stem: str,
+                 reference_inputs: Path | None, reference_sha: str | None, extra_references: dict[str, Path],
+                 proxy: bool, backend: str | None, precision: str | None,
+                 model_reference: str | None) -> dict[str, Any]:
+    """Everything one cell needs on the node, as plain data (the files by content)."""
+    def file(path: Path) -> dict[str, Any]:
+        data = Path(path).read_bytes()
+        return {"name": Path(path).name, "data": data, "sha256": hashlib.sha256(data).hexdigest()}
+
+    return {"variant": {"name": variant.name, "precision": variant.precision, "provenance": variant.provenance,
+                        "file": file(variant.path)},
+            "profile": profile.model_dump(mode="json"), "timing": file(timing_inputs), "stem": stem,
+            "reference": file(reference_inputs) if reference_inputs is not None else None,
+            "reference_sha": reference_sha, "extra": {name: file(p) for name, p in extra_references.items()},
+            "proxy": proxy, "backend": backend, "precision": precision, "model_reference": model_reference}
+
+
+def _write_checked(folder: Path, entry: dict[str, Any], expected_sha256: str | None = None) -> Path:
+    data: bytes = entry["data"]
+    digest = hashlib.sha256(data).hexdigest()
+    for wanted in {entry["sha256"], expected_sha256} - {None}:
+        if digest != wanted:
+            raise InputRejectedError(f"{entry['name']}: content hash {digest[:12]} on arrival, "
+                                     f"expected {str(wanted)[:12]}")
+    path = folder / Path(entry["name"]).name  # a bare name: nothing outside the cell's folder
+    path.write_bytes(data)
+    return path
+
+
+def measure_cell(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
+    """Measure one cell here; returns ``measurement`` (the JSON document), ``files`` (outputs file name →
+    bytes) and ``lab`` (node id, host name, start and end time)."""
+    started = now_ms()
+    base = os.environ.get(WORKDIR_VARIABLE) or None
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"edgeopt-cell-{node_id[:12]}-", dir=base))
+    try:
+        described = payload["variant"]
+        variant_path = _write_checked(folder, described["file"], described["provenance"].get("sha256"))
+        variant = Variant(described["name"], variant_path, described["precision"], described["provenance"])
+        timing = _write_checked(folder, payload["timing"])
+        reference = _write_checked(folder, payload["reference"]) if payload["reference"] else None
+        extra = {name: _write_checked(folder, entry) for name, entry in payload["extra"].items()}
+        profile = HardwareProfile.model_validate(payload["profile"])
+        measurements = folder / "measurements"
+        measurement = measure_variant(variant, profile, measurements, timing_inputs=timing,
+                                      reference_inputs=reference, reference_sha=payload["reference_sha"],
+                                      proxy=payload["proxy"], stem=payload["stem"], backend=payload["backend"],
+                                      precision=payload["precision"], extra_references=extra,
+                                      model_reference=payload["model_reference"])
+        files = {path.name: path.read_bytes() for path in sorted(measurements.glob("*.outputs.npz"))}
+        return {"measurement": measurement.model_dump(mode="json"), "files": files,
+                "lab": {"node_id": node_id, "hostname": socket.gethostname(), "started_at": started,
+                        "ended_at": now_ms()}}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,194 @@
+"""The device lab on a real local Ray cluster (``ray.cluster_utils.Cluster``): nodes joined as test profiles with
+the resources ``edgeopt lab join`` computes, ``edgeopt lab run`` through the CLI, node loss mid-cell.
+
+Skipped without Ray (the extra ``edgeopt[lab]``), except the check that ``edgeopt lab`` then exits 2."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import zoo
+from tests.profiles import write_profile
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install edgeopt[lab])")
+EDGEOPT = [sys.executable, "-m", "edgeopt"]
+
+
+def test_lab_without_ray_exits_2_naming_the_extra(tmp_path: Path) -> None:
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nclass _NoRay:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ray' or name.startswith('ray.'):\n            raise ImportError('No module named ray')\n"
+        "        return None\nsys.meta_path.insert(0, _NoRay())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    for args in (["lab", "status", "--address", "127.0.0.1:6379"], ["lab", "join", "--address", "127.0.0.1:6379"],
+                 ["lab", "run", "m.onnx", "--profile", "host-cpu", "--address", "127.0.0.1:6379"]):
+        done = subprocess.run(EDGEOPT + args, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert "pip install edgeopt[lab]" in done.stderr
+
+
+def test_head_refuses_every_interface() -> None:
+    done = subprocess.run(EDGEOPT + ["lab", "head", "--address", "0.0.0.0:6379", "--print-command"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not every interface" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not HAVE_RAY:
+        pytest.skip("Ray is not installed")
+    from ray.cluster_utils import Cluster
+
+    from edgeopt.lab.cluster import plan_join
+
+    root = tmp_path_factory.mktemp("lab")
+    profiles = root / "profiles"
+    profiles.mkdir()
+    for name in ("lab-a", "lab-b", "lab-c"):
+        write_profile(profiles, name)
+    slow = write_profile(profiles, "lab-slow")  # a cell of 4 s at least: time to lose its node
+    slow.write_text(slow.read_text().replace("bench:\n", "bench:\n  warmup_seconds: 4\n"))
+    workdir = root / "cells"
+    saved = {k: os.environ.get(k) for k in ("EDGEOPT_PROFILE_PATH", "EDGEOPT_LAB_WORKDIR")}
+    os.environ["EDGEOPT_PROFILE_PATH"] = str(profiles)
+    os.environ["EDGEOPT_LAB_WORKDIR"] = str(workdir)  # inherited by the nodes' workers
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes: dict[str, Any] = {}
+    try:
+        for label, profile in (("a", "lab-a"), ("b", "lab-b")):
+            plan = plan_join([profile])
+            assert plan.profiles == (profile,)
+            nodes[label] = cluster.add_node(num_cpus=0, resources=plan.resources)
+        cluster.wait_for_nodes()
+        yield {"cluster": cluster, "nodes": nodes, "address": cluster.address, "profiles": profiles,
+               "workdir": workdir, "root": root, "plan_join": plan_join}
+    finally:
+        cluster.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _lab_run(lab: dict[str, Any], model: Path, out: Path, *profiles: str, extra: tuple[str, ...] = (),
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    args = ["lab", "run", str(model), "--address", lab["address"], "--out", str(out), "--variant", "fp32",
+            "--variant", "int8-dynamic", *[x for p in profiles for x in ("--profile", p)], *extra]
+    return subprocess.run(EDGEOPT + args, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def _measurements(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((out / "measurements").glob("*.json"))]
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_matrix_runs_each_cell_on_a_node_of_its_profile(lab: dict[str, Any], tmp_path: Path) -> None:
+    node_of = {"lab-a": lab["nodes"]["a"].node_id, "lab-b": lab["nodes"]["b"].node_id}
+    models = {"conv": zoo.tiny_conv_model(tmp_path / "conv.onnx"), "mlp": zoo.tiny_mlp(tmp_path / "mlp.onnx")}
+    runs: dict[str, Path] = {}
+    cells: list[dict[str, Any]] = []
+    for name, model in models.items():
+        out = tmp_path / f"out-{name}"
+        done = _lab_run(lab, model, out, "lab-a", "lab-b")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "where each cell ran" in done.stdout
+        runs[name] = out
+        found = _measurements(out)
+        assert len(found) == 4  # fp32, int8-dynamic on lab-a and lab-b
+        for document in found:
+            assert document["status"] == "ok" and document["host_matches"]
+            profile = document["profile"]["name"]
+            assert document["lab"]["node_id"] == node_of[profile], (profile, document["lab"])
+            assert document["host"]["cpu_model"]
+            assert (out / "measurements" / document["outputs_file"]).is_file()
+        cells += found
+    for node in node_of.values():  # one measurement at a time per device
+        spans = sorted((_when(c["lab"]["started_at"]), _when(c["lab"]["ended_at"])) for c in cells
+                       if c["lab"]["node_id"] == node)
+        assert len(spans) == 4
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert end <= start, spans
+    out = runs["conv"]
+    report = subprocess.run(EDGEOPT + ["report", str(out)], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    gate = subprocess.run(EDGEOPT + ["gate", *map(str, sorted((out / "measurements").glob("*.json")))],
+                          capture_output=True, text=True, timeout=120)
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    # a rerun reuses every cell; a profile without a node is a not-applicable row, not a hang
+    again = _lab_run(lab, models["conv"], out, "lab-a", "lab-b", "lab-c", extra=("--wait-for-devices", "1"))
+    assert "sent to the lab" not in again.stderr.replace("lab-c)", ""), again.stderr
+    assert again.stderr.count("done earlier, skipped") == 4, again.stderr
+    assert "not-applicable: no device of profile lab-c in the lab" in again.stdout + again.stderr
+    assert again.returncode == 4, again.stdout  # lab-c's reference runtime could not be measured
+    status = subprocess.run(EDGEOPT + ["lab", "status", "--address", lab["address"], "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    listed = {n["node_id"]: n for n in json.loads(status.stdout)["nodes"]}
+    assert listed[node_of["lab-a"]]["profiles"] == ["lab-a"] and listed[node_of["lab-a"]]["busy"] is False
+    assert listed[node_of["lab-b"]]["profiles"] == ["lab-b"]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_node_lost_mid_cell_is_retried_on_another_node_of_its_profile(lab: dict[str, Any], tmp_path: Path) -> None:
+    cluster = lab["cluster"]
+    plan = lab["plan_join"](["lab-slow"])
+    slow = [cluster.add_node(num_cpus=0, resources=plan.resources) for _ in range(2)]
+    cluster.wait_for_nodes()
+    by_id = {n.node_id: n for n in slow}
+    killed: list[str] = []
+
+    def kill_the_first_busy_node() -> None:
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline and not killed:
+            for folder in lab["workdir"].glob("edgeopt-cell-*"):
+                prefix = folder.name.split("-")[2]
+                node = next((n for i, n in by_id.items() if i.startswith(prefix)), None)
+                if node is not None:
+                    time.sleep(1.0)  # its worker is in its 4 s warm-up
+                    cluster.remove_node(node, allow_graceful=False)
+                    killed.append(node.node_id)
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_first_busy_node, daemon=True)
+    killer.start()
+    out = tmp_path / "out"
+    try:
+        done = _lab_run(lab, zoo.tiny_conv_model(tmp_path / "conv.onnx"), out, "lab-slow")
+    finally:
+        killer.join(timeout=5)
+        for node in slow:
+            if node.node_id not in killed:
+                cluster.remove_node(node)
+    assert killed, "no cell started"
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = _measurements(out)
+    assert len(found) == 2 and all(d["status"] == "ok" for d in found), done.stderr
+    survivor = next(i for i in by_id if i != killed[0])
+    retried = [d for d in found if d["lab"]["attempts"] == 2]
+    assert len(retried) == 1, [d["lab"] for d in found]
+    assert retried[0]["lab"]["lost_nodes"] == [killed[0][:12]]
+    assert all(d["lab"]["node_id"] == survivor for d in retried)
+    assert "node lost" in done.stderr
