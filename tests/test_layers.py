@@ -3,7 +3,8 @@ modules that run on boards stay light.
 
 The layers, ground floor first (``docs/architecture.md``)::
 
-    errors → core → profiles → models → zoo → backends → measure → evaluate → reports → workflows → cli → roof
+    errors → core → profiles → models → zoo → backends → measure → evaluate → reports → workflows → lab → cli
+    → roof
 
 A module may import its own layer and any layer to its left.  Every import counts, function-local and
 ``TYPE_CHECKING`` ones included: a local import that dodges a cycle is still a dependency.  The worker
