@@ -101,6 +101,26 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _kill_first_busy_node(cluster: Any, workdir: Path, by_id: dict[str, Any], killed: list[str]) -> threading.Thread:
+    """A thread that kills (no grace) the first of ``by_id``'s nodes seen running a cell, 1 s into it."""
+    def kill() -> None:
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:
+            for folder in workdir.glob("edgeopt-cell-*"):
+                prefix = folder.name.split("-")[2]
+                node = next((n for i, n in by_id.items() if i.startswith(prefix)), None)
+                if node is not None:
+                    time.sleep(1.0)  # its worker is in its 4 s warm-up
+                    cluster.remove_node(node, allow_graceful=False)
+                    killed.append(node.node_id)
+                    return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
 @needs_ray
 @pytest.mark.slow
 def test_matrix_runs_each_cell_on_a_node_of_its_profile(lab: dict[str, Any], tmp_path: Path) -> None:
@@ -158,22 +178,7 @@ def test_a_node_lost_mid_cell_is_retried_on_another_node_of_its_profile(lab: dic
     cluster.wait_for_nodes()
     by_id = {n.node_id: n for n in slow}
     killed: list[str] = []
-
-    def kill_the_first_busy_node() -> None:
-        deadline = time.monotonic() + 200
-        while time.monotonic() < deadline and not killed:
-            for folder in lab["workdir"].glob("edgeopt-cell-*"):
-                prefix = folder.name.split("-")[2]
-                node = next((n for i, n in by_id.items() if i.startswith(prefix)), None)
-                if node is not None:
-                    time.sleep(1.0)  # its worker is in its 4 s warm-up
-                    cluster.remove_node(node, allow_graceful=False)
-                    killed.append(node.node_id)
-                    return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_the_first_busy_node, daemon=True)
-    killer.start()
+    killer = _kill_first_busy_node(cluster, lab["workdir"], by_id, killed)
     out = tmp_path / "out"
     try:
         done = _lab_run(lab, zoo.tiny_conv_model(tmp_path / "conv.onnx"), out, "lab-slow")
@@ -192,3 +197,29 @@ def test_a_node_lost_mid_cell_is_retried_on_another_node_of_its_profile(lab: dic
     assert retried[0]["lab"]["lost_nodes"] == [killed[0][:12]]
     assert all(d["lab"]["node_id"] == survivor for d in retried)
     assert "node lost" in done.stderr
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_node_lost_with_no_other_of_its_profile_is_recorded_and_the_run_goes_on(lab: dict[str, Any],
+                                                                                   tmp_path: Path) -> None:
+    cluster = lab["cluster"]
+    node = cluster.add_node(num_cpus=0, resources=lab["plan_join"](["lab-slow"]).resources)
+    cluster.wait_for_nodes()
+    killed: list[str] = []
+    killer = _kill_first_busy_node(cluster, lab["workdir"], {node.node_id: node}, killed)
+    out = tmp_path / "out"
+    try:  # lab-a's cells run on their own node meanwhile
+        done = _lab_run(lab, zoo.tiny_conv_model(tmp_path / "conv.onnx"), out, "lab-slow", "lab-a",
+                        extra=("--wait-for-devices", "2"))
+    finally:
+        killer.join(timeout=5)
+    assert killed == [node.node_id]
+    assert done.returncode == 4, done.stdout + done.stderr
+    found = {(d["profile"]["name"], d["variant"]["name"]): d for d in _measurements(out)}
+    assert len(found) == 4
+    for variant in ("fp32", "int8-dynamic"):
+        assert found[("lab-a", variant)]["status"] == "ok"
+        lost = found[("lab-slow", variant)]
+        assert lost["status"] == "failed" and lost["failure"]["message"] == f"node lost ({node.node_id[:12]})"
+    assert (out / "summary.json").is_file() and "node lost" in done.stdout

@@ -44,6 +44,10 @@ def alive_nodes(ray: Any, profile: str) -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n.get("Alive") and profile_resource(profile) in n.get("Resources", {})}
 
 
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
 @dataclass
 class _Pending:
     index: int
@@ -125,7 +129,7 @@ class LabMeasure:
         except (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError) as error:
             gone = self._lost_nodes(ray, str(error), state.nodes_at_dispatch, cell.profile.name)
-            lost = state.lost + ([n[:12] for n in gone] or [type(error).__name__])
+            lost = _unique(state.lost + ([n[:12] for n in gone] or [type(error).__name__]))
             if state.attempt < self.max_attempts and alive_nodes(ray, cell.profile.name):
                 context.log(f"measure {stem}: node lost ({', '.join(lost)}); sending it to another node")
                 submit(state.index, state.attempt + 1, lost)
@@ -181,7 +185,7 @@ class LabMeasure:
                 continue
             ray.cancel(ref, force=True)
             del pending[ref]
-            gone = state.lost + [n[:12] for n in sorted(state.nodes_at_dispatch)]
+            gone = _unique(state.lost + [n[:12] for n in sorted(state.nodes_at_dispatch)])
             message = f"node lost ({', '.join(gone) or 'no node left'})"
             context.log(f"measure {keys[state.index][0]}: FAILED: {message}")
             results[state.index] = self._failed(cell, keys[state.index], directory, context, "crash", message)
