@@ -14,8 +14,6 @@ from typing import Any
 
 from edgeopt.cli.parsing import add_command_parser
 
-DEFAULT_HEAD = "127.0.0.1:6379"
-
 
 def add_command(subparsers: Any) -> None:
     """Add ``edgeopt lab`` and its subcommands."""
@@ -36,8 +34,9 @@ def add_command(subparsers: Any) -> None:
                            description="Start the head of the lab on HOST:PORT (never every interface). Nothing "
                            "of edgeopt's is measured on the head.",
                            example="edgeopt lab head --address 192.168.1.10:6379")
-    p.add_argument("--address", default=DEFAULT_HEAD, metavar="HOST:PORT",
-                   help="the address to start the head on (default: %(default)s, this machine only)")
+    p.add_argument("--address", required=True, metavar="HOST:PORT",
+                   help="the address the head advertises (Ray 2.60 replaces a loopback address with this host's own "
+                   "and its ports listen on every interface: firewall them, docs/lab.md)")
     p.add_argument("--dashboard", action="store_true", help="also start Ray's dashboard (default: none)")
     p.add_argument("--print-command", action="store_true", help="print the ray command instead of running it")
     p.set_defaults(handler=handle_head)

@@ -1,0 +1,58 @@
+"""``edgeopt lab head``, ``join`` and ``status`` start and read a real Ray cluster (``ray start`` processes), then
+``ray stop --force`` ends them.  Its own module: ``ray stop`` ends every Ray process of this user on the machine,
+so it must not run beside the cluster of tests/test_lab.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.profiles import write_profile
+
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed"),
+              pytest.mark.slow]
+EDGEOPT = [sys.executable, "-m", "edgeopt"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_head_join_status_with_ray_start(tmp_path: Path) -> None:
+    write_profile(tmp_path, "lab-cli")
+    env = {**os.environ, "EDGEOPT_PROFILE_PATH": str(tmp_path)}
+    address = f"127.0.0.1:{_free_port()}"
+    ray = str(Path(sys.executable).parent / "ray")
+    try:
+        head = subprocess.run(EDGEOPT + ["lab", "head", "--address", address], env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert head.returncode == 0, head.stdout + head.stderr
+        assert f"edgeopt lab join --address {address}" in head.stdout
+        join = subprocess.run(EDGEOPT + ["lab", "join", "--address", address, "--profile", "lab-cli",
+                                        "--node-ip-address", "127.0.0.1"], env=env,
+                              capture_output=True, text=True, timeout=180)
+        assert join.returncode == 0, join.stdout + join.stderr
+        assert "joining as: lab-cli" in join.stdout
+        status = subprocess.run(EDGEOPT + ["lab", "status", "--address", address, "--json"], env=env,
+                                capture_output=True, text=True, timeout=180)
+        assert status.returncode == 0, status.stderr
+        nodes = json.loads(status.stdout)["nodes"]
+        devices = [n for n in nodes if n["profiles"]]
+        assert [n["profiles"] for n in devices] == [["lab-cli"]] and devices[0]["busy"] is False
+        assert [n["head"] for n in nodes if not n["profiles"]] == [True]
+        # Ray 2.60 advertises this host's own address for a loopback one (services.resolve_ip_for_localhost)
+        assert len({n["address"] for n in nodes}) == 1, nodes
+        table = subprocess.run(EDGEOPT + ["lab", "status", "--address", address], env=env, capture_output=True,
+                               text=True, timeout=180)
+        assert table.returncode == 0 and "lab-cli" in table.stdout and "idle" in table.stdout
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
