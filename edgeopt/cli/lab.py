@@ -129,25 +129,14 @@ def handle_status(args: argparse.Namespace) -> int:
 
 
 def handle_lab_run(args: argparse.Namespace) -> int:
-    from edgeopt.cli import options
-    from edgeopt.cli.main import _shift_range
+    from edgeopt.cli.main import run_config
     from edgeopt.lab.cluster import connect
     from edgeopt.lab.dispatch import LabMeasure
-    from edgeopt.models.modelref import parse_input_spec
-    from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+    from edgeopt.workflows.pipeline import run_pipeline
 
     ray = connect(args.address)
     try:
-        config = RunConfig(
-            model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
-            variants=tuple(args.variant or ()), eval_set=args.eval_set,
-            inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
-            budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
-            min_calibration_samples=options.sample_limits(args)[0],
-            max_calibration_samples=options.sample_limits(args)[1],
-            metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()),
-            shift_range=_shift_range(args.shift_range), decision_threshold=args.decision_threshold,
-            measure=LabMeasure(wait_for_devices=args.wait_for_devices))
+        config = run_config(args, measure=LabMeasure(wait_for_devices=args.wait_for_devices))
         result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
     finally:
         ray.shutdown()

@@ -23,7 +23,10 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeopt.workflows.pipeline import RunConfig
 
 from edgeopt.cli import ascii_fallback, options
 from edgeopt.cli.json_output import add_json_option, print_json
@@ -417,11 +420,12 @@ def _shift_range(text: str | None) -> tuple[float, float] | None:
     raise ConfigError(f"--shift-range {text!r}: expected LOW:HIGH, e.g. 0:1 or 0:255")
 
 
-def handle_run(args: argparse.Namespace) -> int:
+def run_config(args: argparse.Namespace, **extra: Any) -> RunConfig:
+    """The ``RunConfig`` the run options (``add_run_arguments``) ask for; ``extra`` fields added (``lab run``)."""
     from edgeopt.models.modelref import parse_input_spec
-    from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+    from edgeopt.workflows.pipeline import RunConfig
 
-    config = RunConfig(
+    return RunConfig(
         model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
         variants=tuple(args.variant or ()), eval_set=args.eval_set,
         inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
@@ -429,8 +433,13 @@ def handle_run(args: argparse.Namespace) -> int:
         min_calibration_samples=options.sample_limits(args)[0],
         max_calibration_samples=options.sample_limits(args)[1],
         metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
-        decision_threshold=args.decision_threshold,
-    )
+        decision_threshold=args.decision_threshold, **extra)
+
+
+def handle_run(args: argparse.Namespace) -> int:
+    from edgeopt.workflows.pipeline import run_pipeline
+
+    config = run_config(args)
     result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
     if args.json:  # summary.json as written: it has its own schema_version and kind
         print_json("run", json.loads(result.summary_path.read_text()))
