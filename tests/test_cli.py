@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -409,9 +410,14 @@ def test_every_subcommand_dispatches_through_one_handler_named_after_it() -> Non
     subparsers = _subparsers()
     assert {"export", "inspect", "quantize", "profiles", "profile", "gate", "run", "report", "compare", "ab",
             "rerun", "log-mlflow", "sensitivity", "tune", "sweep"} <= set(subparsers)
+    import argparse
+
     for name, parser in subparsers.items():
-        handler = parser.get_default("handler")  # type: ignore[attr-defined]
-        assert handler is not None and handler.__name__ == f"handle_{name.replace('-', '_')}", name
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # type: ignore[attr-defined]
+        commands = ({f"{name} {sub}": p for sub, p in nested[0].choices.items()} if nested else {name: parser})
+        for command, command_parser in commands.items():  # "lab run" dispatches through handle_lab_run
+            handler = command_parser.get_default("handler")
+            assert handler is not None and handler.__name__ == "handle_" + re.sub(r"[- ]", "_", command), command
 
 
 def test_shared_options_have_one_help_text_everywhere() -> None:

@@ -4,7 +4,6 @@ with no latency.  Real models, real ONNX Runtime and quantizer; TensorRT itself 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeopt.backends import is_available
 from edgeopt.backends.tensorrt_goldens import read_goldens
 from edgeopt.measure.emulation import LABEL
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
@@ -23,7 +23,7 @@ DIGITS = ROOT / "calibration_data" / "digits"
 TENSORRT = ("  backends: [onnxruntime, tensorrt]\n  native_precisions: [fp32, int8]")
 SECTION = "tensorrt:\n  version_family: 10\n  version: '10.3'\n  precisions: [fp32, int8]\n"
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+pytestmark = pytest.mark.skipif(is_available("tensorrt"),
                                 reason="TensorRT is installed: its rows are built, not only checked")
 
 

@@ -39,7 +39,7 @@ def add_command(subparsers: Any) -> None:
                    "and its ports listen on every interface: firewall them, docs/lab.md)")
     p.add_argument("--dashboard", action="store_true", help="also start Ray's dashboard (default: none)")
     p.add_argument("--print-command", action="store_true", help="print the ray command instead of running it")
-    p.set_defaults(handler=handle_head)
+    p.set_defaults(handler=handle_lab_head)
 
     p = add_command_parser(sub, "join", summary="join this device to a lab as the profiles it is",
                            description="Find which profiles (shipped, ./hardware_profiles, EDGEOPT_PROFILE_PATH) "
@@ -52,7 +52,7 @@ def add_command(subparsers: Any) -> None:
     p.add_argument("--node-ip-address", metavar="IP", help="this device's address as the head reaches it "
                    "(default: Ray's guess)")
     p.add_argument("--print-command", action="store_true", help="print the ray command instead of running it")
-    p.set_defaults(handler=handle_join)
+    p.set_defaults(handler=handle_lab_join)
 
     p = add_command_parser(sub, "status", summary="the lab's nodes, their profiles, busy or idle",
                            description="List every node the head knows: id, address, alive, the profiles it "
@@ -60,7 +60,7 @@ def add_command(subparsers: Any) -> None:
                            example="edgeopt lab status --address 192.168.1.10:6379 --json")
     p.add_argument("--address", required=True, metavar="HOST:PORT", help="the lab's head")
     p.add_argument("--json", action="store_true", help="print the nodes as JSON (default: a table)")
-    p.set_defaults(handler=handle_status)
+    p.set_defaults(handler=handle_lab_status)
 
     p = add_command_parser(sub, "run", summary="edgeopt run, each cell measured on a lab node of its profile",
                            description="The pipeline of 'edgeopt run' (same options, same run folder); variants "
@@ -76,7 +76,7 @@ def add_command(subparsers: Any) -> None:
     p.set_defaults(handler=handle_lab_run)
 
 
-def handle_head(args: argparse.Namespace) -> int:
+def handle_lab_head(args: argparse.Namespace) -> int:
     from edgeopt.lab.cluster import head_command, run_ray
     from edgeopt.lab.resources import require_ray
 
@@ -91,7 +91,7 @@ def handle_head(args: argparse.Namespace) -> int:
     return code
 
 
-def handle_join(args: argparse.Namespace) -> int:
+def handle_lab_join(args: argparse.Namespace) -> int:
     from edgeopt.lab.cluster import join_command, plan_join, run_ray
     from edgeopt.lab.resources import require_ray
 
@@ -108,7 +108,7 @@ def handle_join(args: argparse.Namespace) -> int:
     return run_ray(command)
 
 
-def handle_status(args: argparse.Namespace) -> int:
+def handle_lab_status(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from edgeopt.lab.cluster import connect, lab_status
