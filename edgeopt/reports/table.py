@@ -237,7 +237,8 @@ def settings_line(measurement: Measurement) -> str:
     versions = " ".join(f"{k} {v}" for k, v in measurement.versions.items() if k in ("onnxruntime", "numpy"))
     return (f"settings: {session.get('backend')} ({versions}), {session.get('intra_op_threads')} intra-op thread(s), "
             f"providers {','.join(measurement.providers_active) or '-'}, "
-            f"warm-up {bench.get('warmup_iterations')} calls and >= {bench.get('warmup_seconds', 0)} s, "
+            f"warm-up {bench.get('warmup_iterations')} calls (reference inputs included) and >= "
+            f"{bench.get('warmup_seconds', 0)} s, "
             f"stop when the {bench.get('stop_percentile')} CI is within "
             f"±{100 * float(bench.get('target_ci_rel', 0)):g}%"
             f" or after {bench.get('max_seconds')} s (min {bench.get('min_iterations')} samples)"

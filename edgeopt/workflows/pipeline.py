@@ -88,6 +88,7 @@ class RunConfig:
     out_dir: Path
     calibration: str | None = None
     variants: tuple[str, ...] = ()  # empty: the defaults for the profiles' CPU classes (default_variants)
+    skip_variants: tuple[str, ...] = ()  # default variants left out (bench.py's latency job: same-graph recipes)
     eval_set: str | None = None
     inputs: tuple[InputSpec, ...] = ()
     opset: int = 17
@@ -321,6 +322,11 @@ def _run_locked(config: RunConfig, log: Log) -> RunResult:
         raise ConfigError(f"--decision-threshold must lie between 0 and 1, got {config.decision_threshold:g}")
     profiles = _profiles(config)
     chosen_by = {} if config.variants else default_variants(profiles, host_fingerprint())
+    unknown = set(config.skip_variants) - set(chosen_by)
+    if unknown:
+        raise ConfigError(f"skip_variants: {', '.join(sorted(unknown))} not among the default variants "
+                          f"({', '.join(chosen_by) or 'variants were named explicitly'})")
+    chosen_by = {name: rule for name, rule in chosen_by.items() if name not in config.skip_variants}
     recipes = [Recipe.parse(name) for name in config.variants or chosen_by]
     specs = model_input_specs(config)
     calibration = None
