@@ -132,7 +132,9 @@ def test_matrix_runs_each_cell_on_a_node_of_its_profile(lab: dict[str, Any], tmp
         out = tmp_path / f"out-{name}"
         done = _lab_run(lab, model, out, "lab-a", "lab-b")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "where each cell ran" in done.stdout
+        header = next(line for line in done.stdout.splitlines() if line.startswith("variant "))
+        assert header.split()[-1] == "node", header  # the table's node column names each row's board
+        assert all(node_id[:12] in done.stdout for node_id in node_of.values()), done.stdout
         runs[name] = out
         found = _measurements(out)
         assert len(found) == 4  # fp32, int8-dynamic on lab-a and lab-b

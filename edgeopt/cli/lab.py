@@ -144,16 +144,9 @@ def handle_lab_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return result.exit_code
-    for table in result.tables:
+    for table in result.tables:  # its node column says which board measured each row
         print(table)
         print()
-    print("where each cell ran:")
-    for m in result.measurements:
-        lab = m.lab or {}
-        where = (f"node {str(lab.get('node_id'))[:12]} ({lab.get('hostname')}), "
-                 f"{lab.get('started_at')} → {lab.get('ended_at')}") if lab.get("node_id") else m.failure.message \
-            if m.failure else "-"
-        print(f"  {m.variant_name} on {m.profile_name}: {where}")
     print(summary["verdict"])
     print(f"reports: {result.summary_path}, {result.markdown_path}")
     return result.exit_code

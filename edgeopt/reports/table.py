@@ -55,6 +55,7 @@ class Row:
     evidence: str | None = None  # TensorRT rows: "built on GPU" | "statically verified" | ... (workflows.tensorrt_rows)
     readiness: str | None = None  # TensorRT rows: the static readiness verdict of the file it builds
     blockers: tuple[str, ...] = ()  # TensorRT rows: the first blockers the static check found
+    node: str | None = None  # lab runs: the node that measured the row, "<hostname> (<node id, 12 hex>)"
 
     def __post_init__(self) -> None:  # rows read back from summary.json carry plain dicts (NaN/Inf as strings)
         object.__setattr__(self, "fidelity", tuple(
@@ -88,7 +89,8 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
     common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
                   precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
                   size_mb=measurement.variant["size_bytes"] / 2**20,
-                  proxy=gate.proxy if gate is not None else False, runtime=measurement.runtime_label)
+                  proxy=gate.proxy if gate is not None else False, runtime=measurement.runtime_label,
+                  node=lab_node(measurement))
     if not measurement.ok or measurement.latency is None:
         message = measurement.failure.message if measurement.failure else "failed"
         if measurement.unsupported:
@@ -110,6 +112,14 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
         sentences=sentences, stability=report.describe() if report is not None else None,
         **common,  # type: ignore[arg-type]
     )
+
+
+def lab_node(measurement: Measurement) -> str | None:
+    """``<hostname> (<node id, 12 hex>)`` of the lab node a measurement ran on; None for a local one."""
+    lab = measurement.lab or {}
+    if not lab.get("node_id"):
+        return None
+    return f"{lab.get('hostname') or '?'} ({str(lab['node_id'])[:12]})"
 
 
 def _ci(estimate: dict[str, Any] | None) -> str:
@@ -262,7 +272,11 @@ def header_lines(profile: str, host_summary: str, host_matches: bool, reasons: l
 
 
 def render_table(rows: list[Row], *, markdown: bool = False) -> str:
+    """The variant table; a lab run's table gains a ``node`` column (which board measured each row)."""
     fmt = "github" if markdown else "simple"
+    if any(r.node for r in rows):
+        return tabulate([[*_cells(r), r.node or "-"] for r in rows], headers=[*HEADERS, "node"], tablefmt=fmt,
+                        disable_numparse=True)
     return tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt=fmt, disable_numparse=True)
 
 
