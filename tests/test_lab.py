@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -225,3 +226,47 @@ def test_a_node_lost_with_no_other_of_its_profile_is_recorded_and_the_run_goes_o
         lost = found[("lab-slow", variant)]
         assert lost["status"] == "failed" and lost["failure"]["message"] == f"node lost ({node.node_id[:12]})"
     assert (out / "summary.json").is_file() and "node lost" in done.stdout
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ctrl_c_stops_a_lab_run_keeping_finished_cells_and_frees_the_board(lab: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    cluster = lab["cluster"]
+    node = cluster.add_node(num_cpus=0, resources=lab["plan_join"](["lab-slow"]).resources)
+    cluster.wait_for_nodes()
+    model = zoo.tiny_conv_model(tmp_path / "conv.onnx")
+    out = tmp_path / "out"
+    args = ["lab", "run", str(model), "--address", lab["address"], "--out", str(out), "--variant", "fp32",
+            "--variant", "int8-dynamic", "--profile", "lab-slow"]
+    try:
+        # SIGINT at its default, as in a terminal (a suite started as a background job inherits it ignored)
+        run = subprocess.Popen(EDGEOPT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline and not list((out / "measurements").glob("*.json")):
+            time.sleep(0.1)
+        finished = list((out / "measurements").glob("*.json"))
+        assert len(finished) == 1, "no cell finished"
+        time.sleep(1.0)  # the second cell is in its 4 s warm-up on the board
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+        assert run.returncode == 130, stdout + stderr
+        assert "edgeopt: interrupted" in stderr
+        kept = _measurements(out)
+        assert len(kept) == 1 and kept[0]["status"] == "ok", kept
+        assert not [p for p in out.rglob("*") if ".tmp" in p.name], "a half-written file was left"
+        busy = None
+        for _ in range(60):  # the board's slot is free again: nothing of the stopped run still runs on it
+            status = subprocess.run(EDGEOPT + ["lab", "status", "--address", lab["address"], "--json"],
+                                    capture_output=True, text=True, timeout=120)
+            busy = {n["node_id"]: n["busy"] for n in json.loads(status.stdout)["nodes"]}.get(node.node_id)
+            if busy is False:
+                break
+            time.sleep(0.5)
+        assert busy is False
+        again = _lab_run(lab, model, out, "lab-slow")  # the lock was released; the finished cell is reused
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stderr.count("done earlier, skipped") == 1, again.stderr
+    finally:
+        cluster.remove_node(node)
