@@ -174,6 +174,19 @@ def test_matrix_runs_each_cell_on_a_node_of_its_profile(lab: dict[str, Any], tmp
 
 @needs_ray
 @pytest.mark.slow
+def test_a_model_with_external_data_is_measured_on_a_node(lab: dict[str, Any], tmp_path: Path) -> None:
+    """Its variants are made self-contained on the head (weights inside the file), so one file travels whole."""
+    model = zoo.external_data_model(tmp_path / "model", "weights/w.bin")  # a nested location, as exporters write
+    out = tmp_path / "out"
+    done = _lab_run(lab, model, out, "lab-a")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = {d["variant"]["name"]: d for d in _measurements(out)}
+    assert found["fp32"]["status"] == "ok", found["fp32"].get("failure")
+    assert found["fp32"]["lab"]["node_id"] == lab["nodes"]["a"].node_id
+
+
+@needs_ray
+@pytest.mark.slow
 def test_a_node_lost_mid_cell_is_retried_on_another_node_of_its_profile(lab: dict[str, Any], tmp_path: Path) -> None:
     cluster = lab["cluster"]
     plan = lab["plan_join"](["lab-slow"])

@@ -441,3 +441,27 @@ def test_tensorrt_variant_converts_the_opset_into_every_parsers_range(tmp_path: 
         model = onnx.load(str(variant.path))
         assert next(e.version for e in model.opset_import if e.domain in ("", "ai.onnx")) == expected
         assert any(f"from {opset} to {expected}" in n["reason"] for n in variant.provenance["excluded"])
+
+
+# ------------------------------------------------------------------------------------ external data
+
+
+def test_variants_of_a_model_with_external_data_are_self_contained_and_follow_its_weights(tmp_path: Path) -> None:
+    """Exporters write big weights beside the graph (``model.onnx`` + ``weights/...``): each variant is one file
+    (ONNX Runtime's optimiser would leave the references dangling), remade when only the weights change."""
+    from edgeopt.models.graph import external_data_files
+
+    model = zoo.external_data_model(tmp_path / "model", "weights/w.bin")
+    feeds = {"input": np.arange(4, dtype=np.float32).reshape(1, 4)}
+    (reference,) = run(model, feeds)
+    made = {name: make_variant(model, Recipe.parse(name), tmp_path / "variants") for name in ("fp32", "int8-dynamic")}
+    for name, variant in made.items():
+        assert external_data_files(variant.path) == [], name
+        (got,) = run(variant.path, feeds)
+        assert compare_outputs(name, reference, got).cosine > 0.99, name
+    assert make_variant(model, Recipe.parse("fp32"), tmp_path / "variants").sha256 == made["fp32"].sha256
+    weights = tmp_path / "model" / "weights" / "w.bin"
+    weights.write_bytes(bytes(reversed(weights.read_bytes())))  # new weights, the same model.onnx
+    remade = make_variant(model, Recipe.parse("fp32"), tmp_path / "variants")
+    assert remade.provenance["parent"]["sha256"] != made["fp32"].provenance["parent"]["sha256"]
+    assert remade.sha256 != made["fp32"].sha256

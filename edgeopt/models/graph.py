@@ -256,21 +256,24 @@ def output_specs(model: onnx.ModelProto) -> list[InputSpec]:
     ]
 
 
-def model_size_bytes(path: Path) -> int:
-    """Size on disk of the model file plus its external data files."""
-    path = Path(path).resolve()  # external data sits beside the resolved file (load_model)
-    total = path.stat().st_size
-    model = onnx.load(str(path), load_external_data=False)
-    seen: set[str] = set()
+def external_data_files(path: Path | str) -> list[str]:
+    """The external data locations the model's tensors name, each once, in order (relative to its folder;
+    :func:`load_model` checks them: relative, inside the folder, no symlink)."""
+    model = onnx.load(str(Path(path).resolve()), load_external_data=False)
+    found: dict[str, None] = {}
     for tensor in external_data_helper._get_all_tensors(model):
         if external_data_helper.uses_external_data(tensor):
             location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
-            if location and location not in seen:
-                seen.add(location)
-                target = path.parent / location
-                if target.is_file():
-                    total += target.stat().st_size
-    return total
+            if location:
+                found[location] = None
+    return list(found)
+
+
+def model_size_bytes(path: Path) -> int:
+    """Size on disk of the model file plus its external data files."""
+    path = Path(path).resolve()  # external data sits beside the resolved file (load_model)
+    beside = (path.parent / location for location in external_data_files(path))
+    return path.stat().st_size + sum(target.stat().st_size for target in beside if target.is_file())
 
 
 def _shape_map(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...]]:

@@ -40,7 +40,7 @@ from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_l
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import compare_outputs, random_feeds
-from edgeopt.models.graph import cpu_session, input_specs, load_model, model_size_bytes
+from edgeopt.models.graph import cpu_session, external_data_files, input_specs, load_model, model_size_bytes
 from edgeopt.models.modelopt import PURPOSE as MODELOPT_PURPOSE
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
 from edgeopt.models.modelopt import RECIPE as TENSORRT_MODELOPT
@@ -679,6 +679,40 @@ def _consumers(graph: onnx.ModelProto, tensor: str) -> list[str]:
     return [node.name for node in graph.graph.node if node.name and (tensor in node.input or tensor in node.output)]
 
 
+def source_digest(source: Path) -> str:
+    """sha256 of the model file, or, for a model with external data, of the file and every data file it names
+    (a variant must be remade when its weights change, even when the ``.onnx`` file does not)."""
+    locations = external_data_files(source)
+    if not locations:
+        return sha256_file(source)
+    base = source.resolve().parent
+    parts = [sha256_file(source), *(f"{loc}={sha256_file(base / loc)}" for loc in locations)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+PROTOBUF_LIMIT = 2**31 - 1  # bytes: a model whose weights do not fit must keep its external data
+
+
+def self_contained(source: Path, digest: str, work_dir: Path) -> Path:
+    """``source`` itself, or for a model with external data a copy with its weights inside the file (cached by
+    ``digest`` under ``work_dir``): ONNX Runtime's optimiser and quantizers write their output elsewhere and
+    would leave its external references dangling, and a variant that is one file travels whole (a lab node)."""
+    if not external_data_files(source):
+        return source
+    inline = work_dir / "inline" / f"{source.stem}-{digest[:16]}.onnx"
+    if inline.is_file():
+        return inline
+    graph = load_model(source)  # checked (inside its folder, no symlink), then read in
+    size = graph.ByteSize()
+    if size > PROTOBUF_LIMIT:
+        raise QuantizationError(f"{source}: its weights ({size / 2**30:.1f} GiB) do not fit one ONNX file; variants "
+                                "of models over 2 GiB are not supported yet")
+    inline.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(inline) as tmp:
+        onnx.save(graph, str(tmp))
+    return inline
+
+
 def make_variant(
     source: Path | str,
     recipe: Recipe,
@@ -699,7 +733,7 @@ def make_variant(
     source, out_dir = Path(source).resolve(), Path(out_dir).resolve()  # the quantizer runs in a scratch cwd
     source_graph = load_model(source, load_external_data=False)
     target = out_dir / f"{recipe.name}.onnx"
-    source_sha = sha256_file(source)
+    source_sha = source_digest(source)
     key = _variant_key(source_sha, recipe, calibration)
     if not force and target.exists() and provenance_path(target).exists():
         with contextlib.suppress(Exception):
@@ -725,6 +759,8 @@ def make_variant(
                                       calibration=calibration, chosen_by=chosen_by, timeout_s=validation_timeout_s)
     work_dir = out_dir / ".work"
     started = time.perf_counter()
+    given = source
+    source = self_contained(source, source_sha, work_dir)
     model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(
         source, work_dir, probe_feeds or _probe_feeds(source, calibration))
     notes: list[dict[str, str]] = []
@@ -765,7 +801,7 @@ def make_variant(
         "purpose": recipe.purpose,  # int8-static: which runtime its Q/DQ is built for (None: other kinds)
         "target": recipe.target if recipe.kind == "int8-static" else None,
         "key": key,
-        "parent": {"path": str(source), "sha256": source_sha},
+        "parent": {"path": str(given), "sha256": source_sha},
         "preprocessing": note,
         "calibration": calibration.describe() if calibration is not None and recipe.kind == "int8-static" else None,
         "excluded": notes,
