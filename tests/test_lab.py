@@ -49,6 +49,23 @@ def test_head_refuses_every_interface() -> None:
     assert done.returncode == 2 and "not every interface" in done.stderr
 
 
+@needs_ray
+def test_an_address_where_no_head_answers_fails_fast_with_exit_4() -> None:
+    """Ray retries an address nobody answers for minutes; edgeopt probes the port first."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    for command in (["lab", "status"], ["lab", "run", "m.onnx", "--profile", "host-cpu"]):
+        done = subprocess.run(EDGEOPT + [*command, "--address", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 4, done.stderr
+        assert f"--address 127.0.0.1:{port}: no lab head answers there" in done.stderr
+    assert time.monotonic() - started < 60
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not HAVE_RAY:

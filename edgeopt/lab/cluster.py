@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.core.host import HostFingerprint, host_fingerprint
-from edgeopt.errors import ConfigError
+from edgeopt.errors import BackendUnavailableError, ConfigError
 from edgeopt.lab.resources import (
     DEVICE_RESOURCE,
     node_host_id,
@@ -89,12 +90,32 @@ def run_ray(command: list[str]) -> int:
     return subprocess.run(command, check=False).returncode
 
 
+PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
+
+
 def connect(address: str) -> Any:
-    """Connect this process to the lab at ``HOST:PORT`` as its driver; the ``ray`` module."""
+    """Connect this process to the lab at ``HOST:PORT`` as its driver; the ``ray`` module.
+
+    The head's port is probed first: Ray itself retries an address nobody answers for minutes.  A head
+    that refuses this client's token (Ray token authentication) is named as such."""
     ray = require_ray()
-    split_address(address)
+    host, port = split_address(address)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        raise BackendUnavailableError(
+            f"--address {address}: no lab head answers there ({error.strerror or error}); start one with "
+            f"'edgeopt lab head --address {address}', or check the address and the firewall") from error
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, logging_level="warning")
+        from ray.exceptions import AuthenticationError
+
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="warning")
+        except AuthenticationError as error:
+            raise BackendUnavailableError(
+                f"--address {address}: the lab refused this client's token (Ray token authentication): set "
+                "RAY_AUTH_MODE=token and the lab's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/lab.md)"
+            ) from error
     return ray
 
 
