@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgeopt.cli import output
 from edgeopt.core.host import host_fingerprint
 from edgeopt.errors import EdgeoptError
 from edgeopt.evaluate.gate import exit_code_for
@@ -59,6 +60,11 @@ def main() -> int:
     parser.add_argument("--proxy", action="store_true", help="judge a profile this host is not, as a labelled proxy")
     parser.add_argument("--force", action="store_true", help="redo everything instead of resuming")
     args = parser.parse_args()
+    with output.configured(stream=sys.stdout, fmt="  %(message)s"):  # step lines indented under each job's title
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     profile_name, reason = choose_profile(args.profile)
     profile = load_profile(profile_name)
@@ -75,7 +81,7 @@ def main() -> int:
     for config in jobs:
         print(f"\n== {config.model} ==", flush=True)
         try:
-            result = run_pipeline(config, log=lambda line: print(f"  {line}", flush=True))
+            result = run_pipeline(config)
         except EdgeoptError as error:
             print(f"edgeopt: error: {error}", file=sys.stderr)
             return error.exit_code

@@ -108,7 +108,7 @@ def test_a_multi_input_eval_set_feeds_each_input_by_name(tmp_path: Path) -> None
              targets=rng.random((6, 40), np.float32))
     result = run_pipeline(RunConfig(model=str(model), profiles=(str(write_profile(tmp_path, "p")),),
                                     out_dir=tmp_path / "out", variants=("fp32", "fp16"),
-                                    eval_set=str(tmp_path / "eval.npz")), log=lambda _: None)
+                                    eval_set=str(tmp_path / "eval.npz")))
     assert result.exit_code == 0
     with np.load(tmp_path / "out" / "reference_inputs.npz") as reference:
         assert {name: reference[name].shape for name in reference.files} == {"ids": (6, 1, 5),

@@ -218,7 +218,7 @@ def test_a_run_without_modelopt_shows_a_row_saying_how_to_enable_it(tmp_path: Pa
     config = RunConfig(model=str(conv_model), profiles=(str(jetson_like(tmp_path, budgets="  p95_ms: 1000")),),
                        out_dir=tmp_path / "run", calibration=str(_calibration_folder(conv_model, tmp_path / "calib")),
                        variants=("fp32", "int8-trt-modelopt"), min_calibration_samples=4)
-    result = run_pipeline(config, log=lambda _: None)
+    result = run_pipeline(config)
     assert result.exit_code == 4
     (table,) = [t for t in result.tables if t.startswith("variants that could not be made")]
     assert "int8-trt-modelopt" in table and "EDGEOPT_MODELOPT_VENV" in table
@@ -299,7 +299,7 @@ def test_modelopt_on_a_real_third_party_cnn(tmp_path: Path) -> None:
     config = RunConfig(model=str(item.model), profiles=(str(profile),),
                        out_dir=tmp_path / "run", calibration=str(item.calibration),
                        variants=("fp32", "int8-trt-modelopt"), min_calibration_samples=8)
-    run_pipeline(config, log=lambda _: None)
+    run_pipeline(config)
     rows = rows_of(tmp_path / "run")
     assert "int8-trt-modelopt" not in rows
     assert rows["int8-trt-modelopt@tensorrt-int8"]["evidence"] == "statically verified"

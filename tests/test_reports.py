@@ -70,7 +70,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (base / "elsewhere.yaml").write_text(_profile_yaml("elsewhere", "  arch: [riscv64]"))
     out = base / "out"
     result = run_pipeline(RunConfig(model=str(model), profiles=(str(base / "here.yaml"), str(base / "elsewhere.yaml")),
-                                    out_dir=out, variants=VARIANTS), log=lambda _: None)
+                                    out_dir=out, variants=VARIANTS))
     assert result.exit_code == 1  # fp32 breaks the size budget on 'here'
     return out
 
@@ -205,7 +205,7 @@ def test_report_command_writes_the_files_asked_for(run_dir: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_write_run_reports_leaves_the_three_files_beside_the_summary(run_dir: Path) -> None:
-    written = write_run_reports(run_dir, log=lambda _: None)
+    written = write_run_reports(run_dir)
     assert {p.name for p in written} == {"report.html", "junit.xml", "results.csv"}
     assert all((run_dir / p.name).stat().st_size > 0 for p in written)
 

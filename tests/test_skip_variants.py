@@ -16,7 +16,7 @@ def test_skipped_default_variants_are_not_made_or_measured(tmp_path: Path, mlp_m
     profile = write_profile(tmp_path, "quick")
     out = tmp_path / "out"
     result = run_pipeline(RunConfig(model=str(mlp_model), profiles=(str(profile),), out_dir=out,
-                                    skip_variants=("fp16",)), log=lambda _: None)
+                                    skip_variants=("fp16",)))
     measured = {m.variant_name for m in result.measurements}
     assert "fp16" not in measured and {"fp32", "int8-dynamic"} <= measured
     assert not (out / "variants" / "fp16.onnx").exists()
@@ -30,5 +30,5 @@ def test_skipping_a_variant_that_is_not_a_default_is_refused_before_anything_is_
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match=r"skip_variants: int8-static-typo not among the default variants"):
         run_pipeline(RunConfig(model=str(mlp_model), profiles=(str(profile),), out_dir=out,
-                               skip_variants=("int8-static-typo",)), log=lambda _: None)
+                               skip_variants=("int8-static-typo",)))
     assert not (out / "measurements").exists() and not (out / "variants").exists()

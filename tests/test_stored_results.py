@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -168,21 +169,22 @@ def test_results_files_are_bounded_before_parsing(stored: Path, tmp_path: Path) 
     _one_line_error(_edgeopt("report", run), "summary.json", "nested deeper")
 
 
-def test_a_resumed_run_measures_a_modified_result_again(tmp_path: Path) -> None:
+def test_a_resumed_run_measures_a_modified_result_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 
     model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
     profile = profiles.write_profile(tmp_path, "fast", max_seconds=0.2)
     config = RunConfig(model=str(model), profiles=(str(profile),), out_dir=tmp_path / "out", variants=("fp32",))
-    first = run_pipeline(config, log=lambda _: None)
+    first = run_pipeline(config)
     assert first.exit_code == 0
     stored = tmp_path / "out" / "measurements" / "fp32__fast.json"
     document = json.loads(stored.read_text())
     document["latency"]["summary_ms"]["percentiles"]["p95"]["value"] = float("nan")
     stored.write_text(json.dumps(document))
-    lines: list[str] = []
-    second = run_pipeline(config, log=lines.append)
-    assert "measure fp32__fast: running ..." in lines and second.exit_code == 0
+    caplog.set_level(logging.INFO, logger="edgeopt")
+    caplog.clear()  # the lines of the rerun alone
+    second = run_pipeline(config)
+    assert "measure fp32__fast: running ..." in caplog.messages and second.exit_code == 0
     assert load_measurement(stored).latency is not None  # measured again, valid
     assert read_json(stored)["latency"]["summary_ms"]["percentiles"]["p95"]["value"] > 0
     assert Measurement.load(stored).key == first.measurements[0].key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,12 @@ def test_pareto_front_by_hand() -> None:
 
 
 @pytest.mark.slow
-def test_sweep_marks_the_front_and_resumes(tmp_path: Path) -> None:
+def test_sweep_marks_the_front_and_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     model, profile = ink_model(tmp_path), quick_profile(tmp_path)
     config = SweepConfig(model=str(model), profiles=(str(profile),), out_dir=tmp_path / "sweep",
                          calibration=str(DIGITS), eval_set=str(DIGITS / "eval.npz"),
                          recipes=tuple(sweep_recipes(["minmax"], symmetric=(True, False), samples=(16,))))
-    result = run_sweep(config, log=lambda line: None)
+    result = run_sweep(config)
     assert result.exit_code == 0 and not result.failures
     # (other backends a profile names may add rows such as "fp32@openvino-fp32"; they join the front too)
     assert {"fp32", "int8-static-minmax-n16", "int8-static-minmax-asym-n16"} <= {p.variant for p in result.points}
@@ -58,7 +59,8 @@ def test_sweep_marks_the_front_and_resumes(tmp_path: Path) -> None:
     assert {p["variant"] for p in document["points"] if p["on_front"]} == {p.variant for p in result.points
                                                                            if p.on_front}
     assert result.plot_paths[0].read_bytes()[:4] == b"\x89PNG"
-    lines: list[str] = []
-    run_sweep(config, log=lines.append)  # a rerun reuses every variant and measurement
-    assert sum("done earlier, skipped" in line for line in lines) >= 3
-    assert not any(line.endswith("running ...") for line in lines)
+    caplog.set_level(logging.INFO, logger="edgeopt")
+    caplog.clear()  # the lines of the rerun alone
+    run_sweep(config)  # a rerun reuses every variant and measurement
+    assert sum("done earlier, skipped" in line for line in caplog.messages) >= 3
+    assert not any(line.endswith("running ...") for line in caplog.messages)

@@ -5,6 +5,7 @@ with no latency.  Real models, real ONNX Runtime and quantizer; TensorRT itself 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from edgeopt.backends import is_available
 from edgeopt.backends.tensorrt_goldens import read_goldens
 from edgeopt.measure.emulation import LABEL
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
+from tests.log_lines import edgeopt_lines
 from tests.profiles import profile_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +41,11 @@ def jetson_like(directory: Path, budgets: str = "  min_cosine: 0.95\n  max_metri
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("trt-rows")
-    lines: list[str] = []
     config = RunConfig(model="edgeopt.zoo.digits:digits_cnn", profiles=(str(jetson_like(out)),), out_dir=out / "run",
                        calibration=str(DIGITS), eval_set=str(DIGITS / "eval.npz"),
                        variants=("fp32", "int8-trt-qdq", "int8-static-minmax"))
-    result = run_pipeline(config, log=lines.append)
+    with edgeopt_lines() as lines:  # module scope: no caplog
+        result = run_pipeline(config)
     assert result.exit_code == 0, (result.exit_code, lines[-5:])
     return out / "run", lines
 
@@ -101,15 +103,15 @@ def test_the_tensorrt_int8_file_has_its_accuracy_emulated_without_latency(digits
     assert 'classname="edgeopt.trt-test.int8-trt-qdq@tensorrt-int8-emulated" name="min_cosine"' in junit
 
 
-def test_a_rerun_reuses_the_emulation(digits_run: tuple[Path, list[str]]) -> None:
+def test_a_rerun_reuses_the_emulation(digits_run: tuple[Path, list[str]], caplog: pytest.LogCaptureFixture) -> None:
     run, _ = digits_run
-    lines: list[str] = []
+    caplog.set_level(logging.INFO, logger="edgeopt")
     config = RunConfig(model="edgeopt.zoo.digits:digits_cnn", profiles=(str(run.parent / "trt-test.yaml"),),
                        out_dir=run, calibration=str(DIGITS), eval_set=str(DIGITS / "eval.npz"),
                        variants=("fp32", "int8-trt-qdq", "int8-static-minmax"))
-    run_pipeline(config, log=lines.append)
+    run_pipeline(config)
     assert any(line.startswith("emulate int8-trt-qdq@tensorrt-int8-emulated") and "done earlier" in line
-               for line in lines), lines
+               for line in caplog.messages), caplog.messages
 
 
 def stft_model(path: Path) -> Path:
@@ -129,7 +131,7 @@ def test_a_model_tensorrt_10_3_cannot_parse_lists_its_blockers(tmp_path: Path) -
     model = stft_model(tmp_path / "stft.onnx")
     config = RunConfig(model=str(model), profiles=(str(jetson_like(tmp_path, budgets="  p95_ms: 1000")),),
                        out_dir=tmp_path / "run", variants=("fp32",))
-    result = run_pipeline(config, log=lambda _: None)
+    result = run_pipeline(config)
     rows = rows_of(tmp_path / "run")
     row = rows["fp32@tensorrt-fp32"]
     assert row["evidence"] == "static check: not ready"

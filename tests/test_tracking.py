@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_profile(base, "fast", max_seconds=0.2, worker_timeout_s=60, description="fast tracking-test profile")
     config = RunConfig(model=str(model), profiles=(str(base / "fast.yaml"),), out_dir=base / "out",
                        variants=("fp32", "int8-dynamic"), reference_samples=4)
-    result = run_pipeline(config, log=lambda _: None)
+    result = run_pipeline(config)
     assert result.exit_code == 0 and len(result.measurements) == 2
     return base / "out"
 

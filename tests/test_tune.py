@@ -48,7 +48,7 @@ def test_tune_keeps_a_few_nodes_in_float_and_meets_the_budget(setup: tuple[Path,
     model, profile = setup
     config = TuneConfig(model=model, calibration=str(DIGITS), eval_set=str(DIGITS / "eval.npz"), profile=str(profile),
                         out_dir=tmp_path / "tune", max_drop=1.0, select="fewest")
-    result = tune(config, log=lambda line: None)
+    result = tune(config)
     assert result.exit_code == 0 and result.chosen is not None
     plain = next(c for c in result.candidates if c.k == 0)
     assert plain.drop is not None and plain.drop.lower > 0.5  # plain int8 loses accuracy, and the interval says so
@@ -95,12 +95,11 @@ def test_tune_and_sweep_complete_on_a_dynamic_shape_classifier_with_a_labelled_e
     np.savez(tmp_path / "eval.npz", images=images, labels=rng.integers(0, 10, 24))
     profile = profiles.write_profile(tmp_path, "quick", max_seconds=0.3)
     result = tune(TuneConfig(model=model, calibration=str(calibration), eval_set=str(tmp_path / "eval.npz"),
-                             profile=str(profile), out_dir=tmp_path / "tune", max_drop=50.0, max_exclude=1),
-                  log=lambda line: None)
+                             profile=str(profile), out_dir=tmp_path / "tune", max_drop=50.0, max_exclude=1))
     assert result.exit_code in (0, 1) and result.baseline.p50_ms is not None
     timed = json.loads(next((tmp_path / "tune" / "measurements").glob("fp32__quick.json")).read_text())
     assert timed["input_shapes"] == {"input": [1, 3, 24, 40]}  # the calibration sample's shape
     swept = run_sweep(SweepConfig(model=str(model), profiles=(str(profile),), out_dir=tmp_path / "sweep",
                                   calibration=str(calibration), eval_set=str(tmp_path / "eval.npz"),
-                                  recipes=("int8-static-minmax",)), log=lambda line: None)
+                                  recipes=("int8-static-minmax",)))
     assert swept.points and not [f for f in swept.failures if f["variant"] in ("fp32", "int8-static-minmax")]

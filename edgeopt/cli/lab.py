@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from typing import Any
 
 from edgeopt.cli.parsing import add_command_parser
@@ -137,7 +136,7 @@ def handle_lab_run(args: argparse.Namespace) -> int:
     ray = connect(args.address)
     try:
         config = run_config(args, measure=LabMeasure(wait_for_devices=args.wait_for_devices))
-        result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
+        result = run_pipeline(config)
     finally:
         ray.shutdown()
     summary = json.loads(result.summary_path.read_text())

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from edgeopt.workflows.pipeline import RunConfig
 
-from edgeopt.cli import ascii_fallback, options
+from edgeopt.cli import ascii_fallback, options, output
 from edgeopt.cli.json_output import add_json_option, print_json
 from edgeopt.cli.parsing import WIDTH, add_command_parser, exit_code_lines, global_options_parent
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, BackendUnavailableError, ConfigError, EdgeoptError
@@ -440,15 +440,17 @@ def handle_run(args: argparse.Namespace) -> int:
     from edgeopt.workflows.pipeline import run_pipeline
 
     config = run_config(args)
-    result = run_pipeline(config, log=lambda line: print(line, file=sys.stderr))
+    result = run_pipeline(config)
     if args.json:  # summary.json as written: it has its own schema_version and kind
         print_json("run", json.loads(result.summary_path.read_text()))
         return result.exit_code
-    for table in result.tables:
-        print(table)
-        print()
+    if not args.quiet:
+        for table in result.tables:
+            print(table)
+            print()
     print(json.loads(result.summary_path.read_text())["verdict"])
-    print(f"reports: {result.summary_path}, {result.markdown_path}")
+    if not args.quiet:
+        print(f"reports: {result.summary_path}, {result.markdown_path}")
     return result.exit_code
 
 
@@ -561,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         _check_onnxruntime()
-        with orderly_stop():
+        with orderly_stop(), output.configured(**output.options_of(args)):
             return int(args.handler(args))
     except EdgeoptError as error:
         if args.debug:

@@ -1,6 +1,6 @@
 """How every ``edgeopt`` parser is built: the global options, each subcommand's help page, the exit codes.
 
-- **Global options** (``--debug``; later ``-v/--verbose``, ``-q/--quiet``, ``--log-file``) are declared once in
+- **Global options** (``--debug``, ``-v/--verbose``, ``-q/--quiet``, ``--log-file``) are declared once in
   :data:`GLOBAL_OPTIONS` and reach both the top-level parser and every subcommand through argparse's
   ``parents=``, so ``edgeopt --debug run ...`` and ``edgeopt run --debug ...`` mean the same.  The subcommand's
   copy has ``default=argparse.SUPPRESS``: an option not given after the subcommand leaves the value set before
@@ -18,6 +18,7 @@ import argparse
 import signal
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeopt import errors
@@ -37,11 +38,19 @@ class GlobalOption:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-#: The options every subcommand takes too.  Adding ``-v/--verbose`` (``action="count"``, default 0),
-#: ``-q/--quiet`` or ``--log-file`` is one more entry here.
+#: The options every subcommand takes too (what the logging ones do: :mod:`edgeopt.cli.output`).
 GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
     GlobalOption(("--debug",), False, {"action": "store_true",
                                         "help": "show the traceback of an error (default: one line)"}),
+    GlobalOption(("-v", "--verbose"), 0, {
+        "action": "count", "help": "also show debug lines and the runtimes' warnings (ONNX Runtime, OpenVINO, the "
+        "quantizer) on stderr (default: one line per step; the warnings are counted and kept in the run's run.log)"}),
+    GlobalOption(("-q", "--quiet"), False, {
+        "action": "store_true", "help": "only errors on stderr and no progress bars; stdout keeps the command's "
+        "result, for run only the verdict line (default: one line per step on stderr, bars on a terminal)"}),
+    GlobalOption(("--log-file",), None, {
+        "type": Path, "metavar": "PATH", "help": "append every log line, at debug level with timestamps, to PATH "
+        "(default: none)"}),
 )
 
 

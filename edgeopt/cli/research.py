@@ -7,7 +7,6 @@ returns the exit code.  Importing this module imports nothing heavy (argparse, p
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edgeopt.cli import options
@@ -99,10 +98,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.set_defaults(handler=handle_sweep)
 
 
-def _log(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
 def handle_sensitivity(args: argparse.Namespace) -> int:
     from edgeopt.core.fileio import write_json_atomic
     from edgeopt.evaluate.sensitivity import (
@@ -164,7 +159,7 @@ def handle_tune(args: argparse.Namespace) -> int:
                         recipe=args.recipe, rule=args.rule, max_exclude=args.max_exclude, select=args.select,
                         proxy=args.proxy, force=args.force,
                         inputs=tuple(parse_input_spec(text) for text in args.input or []))
-    result = tune(config, log=_log)
+    result = tune(config)
     if args.json:
         print_json("tune", result.to_dict())
         return result.exit_code
@@ -191,7 +186,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
                          calibration=args.calibration, eval_set=args.eval_set, recipes=tuple(names),
                          proxy=args.proxy, force=args.force,
                          inputs=tuple(parse_input_spec(text) for text in args.input or []))
-    result = run_sweep(config, log=_log)
+    result = run_sweep(config)
     if args.json:  # sweep.json as written: it has its own schema_version and kind
         from edgeopt.core.fileio import read_json
 

@@ -271,28 +271,34 @@ def summarize(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     )
 
 
-def ci_is_tight(
-    sorted_samples: Sequence[float] | np.ndarray, q: float, confidence: float, target_rel: float
-) -> bool:
-    """True when the q-quantile's CI half-width is at most ``target_rel`` of the estimate.
+def ci_half_width_rel(sorted_samples: Sequence[float] | np.ndarray, q: float, confidence: float) -> float | None:
+    """The q-quantile's CI half-width relative to the estimate (the larger side), or None while n is too small
+    for a CI (or the estimate is 0).
 
     Cheap enough for a timing loop: O(n) for the sortedness check (a copy is sorted only if needed)
-    plus O(sqrt(n)) for the ranks (cached per n).  False while n is too small for a CI.
-    """
+    plus O(sqrt(n)) for the ranks (cached per n)."""
     x = np.asarray(sorted_samples, dtype=np.float64).ravel()
     n = int(x.size)
     if n == 0:
-        return False
+        return None
     if n > 1 and bool((x[1:] < x[:-1]).any()):
         x = np.sort(x)
     ranks = percentile_ci_ranks(n, q, confidence)
     if ranks is None:
-        return False
+        return None
     value = float(x[nearest_rank(n, q) - 1])
     if value == 0:
-        return False
-    half = max(value - float(x[ranks[0] - 1]), float(x[ranks[1] - 1]) - value)
-    return half / abs(value) <= target_rel
+        return None
+    return max(value - float(x[ranks[0] - 1]), float(x[ranks[1] - 1]) - value) / abs(value)
+
+
+def ci_is_tight(
+    sorted_samples: Sequence[float] | np.ndarray, q: float, confidence: float, target_rel: float
+) -> bool:
+    """True when the q-quantile's CI half-width is at most ``target_rel`` of the estimate
+    (:func:`ci_half_width_rel`); False while n is too small for a CI."""
+    rel = ci_half_width_rel(sorted_samples, q, confidence)
+    return rel is not None and rel <= target_rel
 
 
 def samples_needed(n: int, estimate: PercentileEstimate, limit: float) -> int | None:

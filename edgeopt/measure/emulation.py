@@ -11,6 +11,7 @@ says what ran, on what, and carries no latency: a CPU time of a TensorRT-bound f
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +22,13 @@ from edgeopt import __version__
 from edgeopt.backends.onnxruntime_settings import OnnxRuntimeSettings
 from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic
 from edgeopt.core.host import host_fingerprint
-from edgeopt.core.logs import Log
 from edgeopt.measure.launcher import extra_outputs_file, run_worker, worker_memory_cap
 from edgeopt.measure.results import Failure, now_iso
 from edgeopt.measure.run_folder import result_stem
 from edgeopt.models.quantize import Variant
 from edgeopt.profiles.schema import HardwareProfile
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Literal[1] = 1
 FOLDER = "emulated"  # under the run folder
@@ -82,8 +84,8 @@ def emulation_key(variant: Variant, reference_sha: str | None, emulates: str) ->
 
 def emulate_or_reuse(variant: Variant, profile: HardwareProfile, run_dir: Path, *, emulates: str,
                      reference_inputs: Path, reference_sha: str | None,
-                     extra_references: dict[str, Path] | None = None, force: bool = False,
-                     log: Log = print) -> tuple[Emulation, Path]:
+                     extra_references: dict[str, Path] | None = None, force: bool = False
+                     ) -> tuple[Emulation, Path]:
     """The emulation of ``variant`` for ``profile`` (and the folder its outputs are in): the stored one when it
     still matches, else a fresh one from an isolated ONNX Runtime worker, saved atomically."""
     directory = Path(run_dir) / FOLDER
@@ -94,13 +96,13 @@ def emulate_or_reuse(variant: Variant, profile: HardwareProfile, run_dir: Path, 
     previous = None if force else _try_load(path)
     complete = all((directory / extra_outputs_file(stem, name)).exists() for name in extra_references or {})
     if previous is not None and previous.ok and previous.key == key and complete:
-        log(f"emulate {stem}: done earlier, skipped (--force to redo)")
+        logger.info(f"emulate {stem}: done earlier, skipped (--force to redo)")
         return previous, directory
-    log(f"emulate {stem}: {LABEL} ...")
+    logger.info(f"emulate {stem}: {LABEL} ...")
     emulation = _emulate(variant, profile, directory, stem, key, emulates, reference_inputs, extra_references)
     write_json_atomic(path, emulation.model_dump(mode="json"))
     if emulation.failure is not None:
-        log(f"emulate {stem}: FAILED: {emulation.failure.message}")
+        logger.warning(f"emulate {stem}: FAILED: {emulation.failure.message}")
     return emulation, directory
 
 

@@ -11,16 +11,18 @@ makes the worker follow its parent when the parent is killed outright.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import IO, Any, get_args
 
 import numpy as np
 import onnx
@@ -122,8 +124,14 @@ def worker_memory_cap(profile: HardwareProfile) -> tuple[float, str]:
     return DEFAULT_RSS_SHARE * total, f"bench.worker_max_rss_mb unset: {DEFAULT_RSS_SHARE:.0%} of {total:.0f} MiB"
 
 
+#: Called with each ``{"n": ..., "ci_rel": ...}`` progress record of a worker (from its reader thread).
+OnProgress = Callable[[dict[str, Any]], None]
+PROGRESS_PREFIX = '{"progress"'  # a worker's progress line (edgeopt.measure.worker.report_progress)
+
+
 def run_worker(module: str, job: dict[str, Any], timeout_s: float, *, memory_cap: tuple[float, str] | None = None,
-               outputs: Sequence[Path] = (), owned: Sequence[Path] = ()) -> WorkerRun:
+               outputs: Sequence[Path] = (), owned: Sequence[Path] = (),
+               on_progress: OnProgress | None = None) -> WorkerRun:
     """Run ``python -m module JOB`` in its own process group with the package importable; kill the group
     after ``timeout_s``, or when this process is interrupted or fails while it waits.
 
@@ -132,7 +140,9 @@ def run_worker(module: str, job: dict[str, Any], timeout_s: float, *, memory_cap
     The lifeline tells the worker this process's pid, its deadline, its memory cap (MiB, source) and what to
     remove if this process dies first: the scratch folder, ``owned`` paths, the write temporaries and this
     process's run-folder locks.  A worker that had no room to write a file (a full disk) makes this raise
-    that OSError, naming the file."""
+    that OSError, naming the file.  Two reader threads drain stdout and stderr while the worker runs; with
+    ``on_progress`` the job gets ``"progress": true`` and each progress line of stdout goes to it (an error in
+    the callback is ignored: a display never stops a measurement), the other lines stay for ``read_no_room``."""
     scratch = Path(tempfile.mkdtemp(prefix="edgeopt-worker-"))
     result_path = scratch / "result.json"
     cap, cap_source = memory_cap or (None, None)
@@ -140,38 +150,70 @@ def run_worker(module: str, job: dict[str, Any], timeout_s: float, *, memory_cap
         "parent_pid": os.getpid(), "deadline": time.time() + timeout_s + DEADLINE_GRACE_S, "timeout_s": timeout_s,
         "max_rss_mb": cap, "max_rss_source": cap_source, "remove": [str(scratch), *map(str, owned)],
         "atomic_targets": [str(p) for p in outputs], "locks": [str(p) for p in held_locks()]}}
+    if on_progress is not None:
+        job["progress"] = True
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
     process: subprocess.Popen[str] | None = None
+    readers: list[threading.Thread] = []
     try:
         write_json_atomic(scratch / "job.json", job)
         process = subprocess.Popen([sys.executable, "-m", module, str(scratch / "job.json")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                    start_new_session=True)
+        stdout: list[str] = []
+        stderr: list[str] = []
+        assert process.stdout is not None and process.stderr is not None
+        readers = [threading.Thread(target=_read_stdout, args=(process.stdout, stdout, on_progress), daemon=True),
+                   threading.Thread(target=_read_all, args=(process.stderr, stderr), daemon=True)]
+        for reader in readers:
+            reader.start()
         try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
+            process.wait(timeout=timeout_s)
             timed_out = False
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            stdout, stderr = process.communicate()
+            process.wait()
             timed_out = True
+        for reader in readers:  # the pipes close when the worker's group is gone
+            reader.join()
         result: dict[str, Any] | None = None
         with contextlib.suppress(OSError, ValueError):
             document = read_json(result_path)
             result = document if isinstance(document, dict) else None
-        unwritable = read_no_room(stdout or "") if result is None else None
+        unwritable = read_no_room("".join(stdout)) if result is None else None
         if unwritable is not None:  # a full disk is no failure of the variant: the command stops, naming the file
             raise unwritable
-        return WorkerRun(process.returncode, (stderr or "")[-STDERR_TAIL_CHARS:], timed_out, result)
+        return WorkerRun(process.returncode, "".join(stderr)[-STDERR_TAIL_CHARS:], timed_out, result)
     except BaseException:  # SIGINT, SIGTERM (the CLI raises it as an exception) or our own error: the worker goes
         if process is not None and process.returncode is None:
             _kill_group(process)
             with contextlib.suppress(Exception):
-                process.communicate(timeout=10)
+                process.wait(timeout=10)
+        for reader in readers:
+            reader.join(timeout=10)
         raise
     finally:
+        if process is not None:
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
         remove_worker_files([scratch], outputs)
+
+
+def _read_stdout(stream: IO[str], lines: list[str], on_progress: OnProgress | None) -> None:
+    """Keep the worker's stdout lines, except its progress lines, which go to ``on_progress``."""
+    for line in stream:
+        if on_progress is not None and line.startswith(PROGRESS_PREFIX):
+            with contextlib.suppress(Exception):
+                on_progress(json.loads(line)["progress"])
+            continue
+        lines.append(line)
+
+
+def _read_all(stream: IO[str], chunks: list[str]) -> None:
+    chunks.append(stream.read())
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
@@ -208,13 +250,15 @@ def measure_variant(
     precision: str | None = None,
     extra_references: dict[str, Path] | None = None,
     model_reference: str | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Measurement:
     """Measure ``variant`` on ``profile`` in a fresh worker process; failures come back as values.
 
     ``backend`` (default: the profile's) and, for OpenVINO, ``precision`` choose the runtime row.
     ``extra_references`` (name → inputs .npz, e.g. shifted eval sets) are run after the reference
     inputs; their outputs go to ``<stem>.<name>.outputs.npz`` beside the measurement
-    (:func:`extra_outputs_file`).
+    (:func:`extra_outputs_file`).  ``on_progress`` gets the worker's live sample count and CI width
+    (:func:`run_worker`).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +293,7 @@ def measure_variant(
         failure = Failure(kind="unavailable", message=f"{session['backend']}: {availability()[session['backend']]}")
         return Measurement(status="failed", failure=failure, **base)
     run = run_worker("edgeopt.measure.worker", job, profile.bench.worker_timeout_s,
-                     memory_cap=worker_memory_cap(profile), outputs=outputs)
+                     memory_cap=worker_memory_cap(profile), outputs=outputs, on_progress=on_progress)
     returncode, tail, result = run.returncode, run.stderr_tail, run.result
     if run.timed_out:
         failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"

@@ -15,6 +15,8 @@ before the model is loaded, and cheap counters are read right before and after t
 
 A job from the launcher carries a ``lifeline`` (``edgeopt.core.lifeline``): the worker dies with its parent,
 stops itself at its deadline, and records a ``memory`` failure when its peak resident set passes its cap.
+A job with ``"progress": true`` makes the timed loop print ``{"progress": {"n": ..., "ci_rel": ...}}`` lines on
+stdout at its stop-rule checkpoints (outside the timed call, at most 4 a second) for the parent's display.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from edgeopt.backends import Runner, runner_for
 from edgeopt.core.fileio import dumps_json, write_npz_atomic, write_text_atomic
 from edgeopt.core.lifeline import EXIT_ERROR, NO_ROOM, WRITE_LOCK, Lifeline, no_room, out_of_memory, resident_set
 from edgeopt.core.stability import probe_system, snapshot
-from edgeopt.core.stats import PERCENTILES, ci_is_tight, min_samples_for_ci
+from edgeopt.core.stats import PERCENTILES, ci_half_width_rel, min_samples_for_ci
 from edgeopt.errors import failure_kind, first_line
+
+PROGRESS_INTERVAL_NS = 250_000_000  # at most 4 progress lines a second (job "progress": true)
 
 
 def _write_result(path: Path, document: dict[str, Any]) -> None:
@@ -58,8 +62,18 @@ def warm_up(call: Callable[[], Any], iterations: int, seconds: float) -> int:
     return count
 
 
-def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int], str]:
-    """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped."""
+def report_progress(n: int, ci_rel: float | None) -> None:
+    """One progress line on stdout for the parent's display: ``{"progress": {"n": ..., "ci_rel": ...}}``."""
+    print(json.dumps({"progress": {"n": n, "ci_rel": ci_rel}}), flush=True)
+
+
+def timed_loop(call: Callable[[], Any], bench: dict[str, Any],
+               report: Callable[[int, float | None], None] | None = None) -> tuple[list[int], str]:
+    """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped.
+
+    ``report(n, ci_rel)`` (the job's ``"progress": true``: :func:`report_progress`) is called only at the stop
+    rule's checkpoints, outside the timed interval, at most every :data:`PROGRESS_INTERVAL_NS` (the first
+    checkpoint always)."""
     q = PERCENTILES[bench["stop_percentile"]]
     confidence = float(bench["confidence"])
     target = float(bench["target_ci_rel"])
@@ -71,6 +85,7 @@ def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int
     append = samples.append
     next_check = needed
     started = clock()
+    reported = started - PROGRESS_INTERVAL_NS
     while True:
         t0 = clock()
         call()
@@ -81,11 +96,15 @@ def timed_loop(call: Callable[[], Any], bench: dict[str, Any]) -> tuple[list[int
         n = len(samples)
         if n >= max_iterations:
             return samples, "max_iterations"
-        if ci_is_tight(np.sort(np.asarray(samples, dtype=np.float64)), q, confidence, target):
+        rel = ci_half_width_rel(np.sort(np.asarray(samples, dtype=np.float64)), q, confidence)
+        if rel is not None and rel <= target:
             return samples, "ci_target"
         if t1 - started >= cap_ns:
             return samples, "time_cap"
         next_check = min(n + max(10, n // 10), max_iterations)
+        if report is not None and t1 - reported >= PROGRESS_INTERVAL_NS:
+            report(n, rel)
+            reported = clock()
 
 
 def _run_reference(runner: Runner, path: str, out_path: str) -> int:
@@ -141,7 +160,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
                                                       float(bench.get("warmup_seconds", 0.0)))
         loop_start = snapshot()
         wall0 = time.perf_counter_ns()
-        samples, stop_reason = timed_loop(call, bench)
+        samples, stop_reason = timed_loop(call, bench, report_progress if job.get("progress") else None)
         loop_wall_ns = time.perf_counter_ns() - wall0
         loop_end = snapshot()
         peak, _ = resident_set(process)  # the high-water mark over everything above (VmHWM on Linux)

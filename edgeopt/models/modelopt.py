@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -74,7 +74,7 @@ finally:
 """
 _PROBE = "import importlib.metadata, modelopt.onnx.quantization; print(importlib.metadata.version('nvidia-modelopt'))"
 
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 def requirements_hash() -> str:
@@ -188,7 +188,7 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
-def _create(venv: Path, log: Log) -> dict[str, Any]:
+def _create(venv: Path) -> dict[str, Any]:
     """Build the venv in place: marker first, stamp last."""
     _clear_unfinished(venv)
     try:
@@ -197,7 +197,7 @@ def _create(venv: Path, log: Log) -> dict[str, Any]:
     except OSError as error:
         raise _unavailable(venv, f"cannot write there: {error}") from error
     install_log = venv / INSTALL_LOG
-    log(f"{RECIPE}: creating ModelOpt's environment at {venv} (once; log {install_log})")
+    logger.info(f"{RECIPE}: creating ModelOpt's environment at {venv} (once; log {install_log})")
     started = time.perf_counter()
     python = str(_python(venv))
     steps = {
@@ -224,11 +224,11 @@ def _create(venv: Path, log: Log) -> dict[str, Any]:
     stamp = {"requirements": list(REQUIREMENTS), "modelopt": probe.stdout.strip().splitlines()[-1],
              "python": sys.version.split()[0], "seconds": round(time.perf_counter() - started, 1)}
     write_json_atomic(venv / STAMP, stamp)
-    log(f"{RECIPE}: ModelOpt {stamp['modelopt']} ready in {stamp['seconds']} s")
+    logger.info(f"{RECIPE}: ModelOpt {stamp['modelopt']} ready in {stamp['seconds']} s")
     return stamp
 
 
-def ensure_venv(log: Log = lambda _: None) -> tuple[Path, dict[str, Any]]:
+def ensure_venv() -> tuple[Path, dict[str, Any]]:
     """The venv holding :data:`REQUIREMENTS` and its stamp, created if missing.  Concurrent callers wait for one
     creator.  Raises BackendUnavailableError (exit 4) with :func:`how_to_enable` when it cannot be created."""
     venv = venv_path()
@@ -237,7 +237,7 @@ def ensure_venv(log: Log = lambda _: None) -> tuple[Path, dict[str, Any]]:
         return venv, stamp
     with _locked(venv):
         stamp = _stamp_matches(venv)  # another process may have finished it while this one waited
-        return venv, stamp if stamp is not None else _create(venv, log)
+        return venv, stamp if stamp is not None else _create(venv)
 
 
 def available() -> bool:
@@ -301,15 +301,14 @@ def _stage_model(source: Path, scratch: Path) -> Path:
 
 
 def quantize_with_modelopt(source: Path, name: str, exclude_nodes: tuple[str, ...],
-                           calibration: CalibrationSet | None, scratch: Path, log_path: Path,
-                           log: Log | None = None) -> ModelOptRun:
+                           calibration: CalibrationSet | None, scratch: Path, log_path: Path) -> ModelOptRun:
     """ModelOpt's INT8 Q/DQ file of ``source`` in ``scratch`` (``quantized.onnx``), made in its own venv on the
     calibration set, ModelOpt's output in ``log_path``; what ran (version, exact arguments, venv, calibration file
     sha256, log, time, peak RSS) in
     :class:`ModelOptRun`.  The caller (``edgeopt.models.quantize``) finishes the file for TensorRT and checks it."""
     if calibration is None:
         raise QuantizationError(f"variant {name}: ModelOpt's INT8 calibration needs a calibration set")
-    venv, stamp = ensure_venv(log or logging.getLogger(__name__).info)
+    venv, stamp = ensure_venv()
     model = _stage_model(source, scratch)
     npz_sha, shapes = write_calibration(calibration, scratch / "calibration.npz")
     args = modelopt_arguments(model.name, "calibration.npz", "quantized.onnx", shapes, exclude_nodes)

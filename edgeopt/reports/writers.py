@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from edgeopt.core.logs import Log
 from edgeopt.reports.csv_table import write_results_csv
 from edgeopt.reports.junit_xml import write_junit
 from edgeopt.reports.run_document import CSV_NAME, HTML_NAME, JUNIT_NAME, load_run
 
 __all__ = ["write_run_reports"]
 
+logger = logging.getLogger(__name__)
 
-def write_run_reports(run_dir: Path, log: Log = print, *, html: bool = True) -> list[Path]:
+
+def write_run_reports(run_dir: Path, *, html: bool = True) -> list[Path]:
     """Write ``report.html``, ``junit.xml`` and ``results.csv`` beside ``run_dir/summary.json``.
 
     Without matplotlib (extra ``report``) the HTML report is skipped with a note; the others need
@@ -25,7 +27,7 @@ def write_run_reports(run_dir: Path, log: Log = print, *, html: bool = True) -> 
 
         missing = matplotlib_missing()
         if missing:
-            log(f"report: {HTML_NAME} skipped: {missing}")
+            logger.warning(f"report: {HTML_NAME} skipped: {missing}")
         else:
             written.append(write_html(run, run.directory / HTML_NAME))
     return written

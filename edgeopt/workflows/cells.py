@@ -8,11 +8,11 @@ them one after the other on this host with :func:`edgeopt.workflows.reuse.measur
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeopt.core.logs import Log
 from edgeopt.measure.results import Measurement
 from edgeopt.models.quantize import Variant
 from edgeopt.profiles.schema import HardwareProfile
@@ -43,7 +43,8 @@ class CellContext:
     extra_references: dict[str, Path]
     proxy: bool
     force: bool
-    log: Log
+    #: where a :data:`MeasureCells` outside ``edgeopt.workflows`` (the lab's dispatcher) writes its step lines
+    log: Callable[[str], None] = field(default=logging.getLogger(__name__).info)
 
 
 #: ``(cells, context) -> one Measurement per cell, in the cells' order``; each saved in ``context.directory``.
@@ -54,7 +55,7 @@ def measure_cells(cells: Sequence[Cell], context: CellContext) -> list[Measureme
     """Measure (or reuse) each cell on this host, in order."""
     return [measure_or_reuse(cell.variant, cell.profile, context.directory, timing_inputs=cell.timing_inputs,
                              reference_inputs=context.reference_inputs, reference_sha=context.reference_sha,
-                             proxy=context.proxy, force=context.force, log=context.log, backend=cell.backend,
+                             proxy=context.proxy, force=context.force, backend=cell.backend,
                              precision=cell.precision, extra_references=context.extra_references,
                              model_reference=cell.model_reference)
             for cell in cells]

@@ -9,6 +9,7 @@ lock (``edgeopt.core.run_lock``) from its first check to its last report.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from edgeopt.core.fileio import (
     write_text_atomic,
 )
 from edgeopt.core.host import host_fingerprint
-from edgeopt.core.logs import Log, warnings_to_file
+from edgeopt.core.logs import warnings_to_file
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_OK, BackendError, ConfigError, EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
@@ -77,6 +78,8 @@ from edgeopt.reports.table import (
 )
 from edgeopt.workflows.cells import Cell, CellContext, MeasureCells, measure_cells
 from edgeopt.workflows.tensorrt_rows import tensorrt_rows
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def _torch_version() -> str | None:
         return None
 
 
-def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
+def resolve_model(config: RunConfig, specs: list[InputSpec]) -> Path:
     """The ONNX file to work on: the user's (validated) or a fresh export of their factory."""
     reference = ModelReference.parse(config.model)
     if reference.onnx_path is not None:
@@ -220,14 +223,14 @@ def resolve_model(config: RunConfig, specs: list[InputSpec], log: Log) -> Path:
             same_torch = previous.get("versions", {}).get("torch") == _torch_version()
             if (same_torch and all(previous.get(k) == v for k, v in wanted.items())
                     and previous.get("sha256") == sha256_file(target)):
-                log(f"export: reusing {target} (same factory, inputs and exporter)")
+                logger.info(f"export: reusing {target} (same factory, inputs and exporter)")
                 return target
     model = load_entry_point(reference.factory)()
     result: ExportResult = export_onnx(model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
                                        exporter=config.exporter, source=reference.factory,  # type: ignore[arg-type]
                                        source_sha256=wanted["source_sha256"])  # type: ignore[arg-type]
     worst = min(p.cosine for p in result.parity)
-    log(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
+    logger.info(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
         f"cosine {worst:.7f})")
     return target
 
@@ -309,14 +312,14 @@ def _profiles(config: RunConfig) -> list[HardwareProfile]:
     return [p.with_budgets(config.budgets) if config.budgets else p for p in profiles]
 
 
-def run_pipeline(config: RunConfig, log: Log = print) -> RunResult:
+def run_pipeline(config: RunConfig) -> RunResult:
     """Validate every input, then make, measure, judge and report, holding the output folder's lock throughout
     (a second command on the folder stops at once: ``FolderBusyError``, exit 2)."""
     with run_lock(config.out_dir, "run"):
-        return _run_locked(config, log)
+        return _run_locked(config)
 
 
-def _run_locked(config: RunConfig, log: Log) -> RunResult:
+def _run_locked(config: RunConfig) -> RunResult:
     out = Path(config.out_dir)
     if not 0.0 < config.decision_threshold < 1.0:
         raise ConfigError(f"--decision-threshold must lie between 0 and 1, got {config.decision_threshold:g}")
@@ -347,26 +350,27 @@ def _run_locked(config: RunConfig, log: Log) -> RunResult:
     # every input is validated: from here on, files are written
     out.mkdir(parents=True, exist_ok=True)
     for note in notes:
-        log(note)
+        logger.info(note)
     import onnxruntime as ort
 
     with warnings_to_file(out / "run.log") as warned:
         ort.set_default_logger_severity(3)  # its C++ warnings in this process (the workers keep their own stderr)
         try:
-            result = _run_stages(config, profiles, recipes, specs, calibration, plan, log, chosen_by)
+            result = _run_stages(config, profiles, recipes, specs, calibration, plan, chosen_by)
         finally:
             ort.set_default_logger_severity(2)
     if warned():
-        log(f"{warned()} warning(s) from ONNX Runtime, OpenVINO or the quantizer: see {out / 'run.log'}")
+        logger.info(f"{warned()} runtime warning(s) (ONNX Runtime, OpenVINO, the quantizer) in {out / 'run.log'}; "
+                    "-v shows them")
     return result
 
 
 def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: list[Recipe], specs: list[InputSpec],
-                calibration: CalibrationSet | None, plan: EvalPlan | None, log: Log,
+                calibration: CalibrationSet | None, plan: EvalPlan | None,
                 chosen_by: dict[str, str]) -> RunResult:
     """Export, variants, measurements, verdicts and reports, once every input has been validated."""
     out = Path(config.out_dir)
-    model_path = resolve_model(config, specs, log)
+    model_path = resolve_model(config, specs)
     probe = None
     max_input_mb = max(p.bench.max_input_mb for p in profiles)  # each profile's own cap was checked up front
     if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
@@ -379,7 +383,7 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     variants = [v for v in made if isinstance(v, Variant)]
     variant_failures = [v for v in made if isinstance(v, VariantFailure)]
     for item in made:
-        log(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
+        logger.info(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
                                          else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
     class_outputs = class_score_outputs(load_model(model_path))  # where top-1 agreement means something
     reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan,
@@ -390,7 +394,7 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
         reference_sha = sha256_json({"reference": reference_sha,
                                      "shifts": {name: sha256_file(path) for name, path in shifted.items()}})
         assert plan is not None and plan.space is not None
-        log(f"robustness: {', '.join(s.label for s in plan.shifts)} in {plan.space.describe()}")
+        logger.info(f"robustness: {', '.join(s.label for s in plan.shifts)} in {plan.space.describe()}")
     measurements: list[Measurement] = []
     gates: list[GateResult] = []
     rows: list[Row] = []
@@ -405,15 +409,15 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     cells = [Cell(variant, profile, timings[profile.name], backend, precision, factory if backend == "torch" else None)
              for profile in profiles for backend, variant, precision in runtime_matrix(profile, variants, factory)]
     all_measured = (config.measure or measure_cells)(cells, CellContext(
-        out / "measurements", reference_path, reference_sha, shifted, config.proxy, config.force, log))
+        out / "measurements", reference_path, reference_sha, shifted, config.proxy, config.force))
     for profile in profiles:
         measured = [m for cell, m in zip(cells, all_measured, strict=True) if cell.profile is profile]
         reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
-        figures = _Figures(reference, out / "measurements", labels, plan, log, class_outputs,
+        figures = _Figures(reference, out / "measurements", labels, plan, class_outputs,
                            config.decision_threshold)
         profile_rows = _evaluate(measured, profile, figures, gates, config.proxy)
         if profile.tensorrt is not None:
-            trt = tensorrt_rows(profile, measured, variants, profile_rows, out, figures.of, gates, log,
+            trt = tensorrt_rows(profile, measured, variants, profile_rows, out, figures.of, gates,
                                 reference_path=reference_path, reference_sha=reference_sha,
                                 extra_references=shifted, force=config.force)
             profile_rows, emulation_failures = trt.rows, emulation_failures + trt.failures
@@ -455,7 +459,7 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     write_text_atomic(layout.summary_md, markdown)
     from edgeopt.reports.writers import write_run_reports
 
-    write_run_reports(out, log)  # report.html, junit.xml, results.csv beside summary.json
+    write_run_reports(out)  # report.html, junit.xml, results.csv beside summary.json
     return RunResult(out, model_path, variants, variant_failures, measurements, gates, rows + extra_rows, tables,
                      exit_code, layout.summary_json, layout.summary_md)
 
@@ -488,10 +492,10 @@ class _Figures:
     """Fidelity vs the profile's fp32 row, top-1 accuracy, task metrics and shift results of one outputs file."""
 
     def __init__(self, reference: Measurement | None, directory: Path, labels: np.ndarray | None,
-                 plan: EvalPlan | None, log: Log, class_outputs: set[str] | None, decision_threshold: float) -> None:
+                 plan: EvalPlan | None, class_outputs: set[str] | None, decision_threshold: float) -> None:
         self.reference, self.directory, self.labels = reference, directory, labels
         self.class_outputs, self.decision_threshold = class_outputs, decision_threshold
-        self.scorer = _Scorer(plan, directory, reference, log) if plan is not None else None
+        self.scorer = _Scorer(plan, directory, reference) if plan is not None else None
 
     def of(self, directory: Path, outputs_file: str, output_names: list[str]) -> Figures:
         found: list[OutputFidelity] = []
@@ -536,8 +540,8 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, figures: _F
 class _Scorer:
     """Task metrics and shift results of each row of one profile, against that profile's fp32 row."""
 
-    def __init__(self, plan: EvalPlan, directory: Path, reference: Measurement | None, log: Log) -> None:
-        self.plan, self.directory, self.log = plan, directory, log
+    def __init__(self, plan: EvalPlan, directory: Path, reference: Measurement | None) -> None:
+        self.plan, self.directory = plan, directory
         self.truth = plan.eval_set.truth
         self.stems = {label: name for label, name in plan.shift_names.items()}
         self.reported: set[str] = set()
@@ -565,7 +569,7 @@ class _Scorer:
     def _problem(self, line: str) -> None:
         if line not in self.reported:
             self.reported.add(line)
-            self.log(f"metric: {line}")
+            logger.info(f"metric: {line}")
 
     def _scores(self, outputs: list[np.ndarray], reference: list[np.ndarray] | None) -> list[Scores]:
         found, problems = score_outputs(self.plan.metrics, outputs, self.truth, reference)

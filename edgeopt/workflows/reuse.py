@@ -8,21 +8,25 @@ Whatever is measured is saved (atomically) before the next measurement starts.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
-from edgeopt.core.logs import Log
+from edgeopt.core import progress
 from edgeopt.measure.launcher import extra_outputs_file, measure_variant, measurement_key, planned_session
 from edgeopt.measure.results import Measurement, row_name, try_load
 from edgeopt.measure.run_folder import result_stem
 from edgeopt.models.quantize import Variant
 from edgeopt.profiles.schema import HardwareProfile
 
-__all__ = ["measure_or_reuse"]
+__all__ = ["ci_detail", "measure_or_reuse"]
+
+logger = logging.getLogger(__name__)
 
 
 def measure_or_reuse(variant: Variant, profile: HardwareProfile, directory: Path, *, timing_inputs: Path,
                      reference_inputs: Path | None = None, reference_sha: str | None = None, proxy: bool = False,
-                     force: bool = False, log: Log = print, backend: str | None = None,
+                     force: bool = False, backend: str | None = None,
                      precision: str | None = None, extra_references: dict[str, Path] | None = None,
                      model_reference: str | None = None) -> Measurement:
     """The measurement of ``variant`` on ``profile`` (and ``backend``/``precision``) in ``directory``:
@@ -35,19 +39,28 @@ def measure_or_reuse(variant: Variant, profile: HardwareProfile, directory: Path
     previous = None if force else try_load(path)
     complete = all((Path(directory) / extra_outputs_file(stem, name)).exists() for name in extra_references or {})
     if previous is not None and previous.ok and previous.key == key and complete:
-        log(f"measure {stem}: done earlier, skipped (--force to redo)")
+        logger.info(f"measure {stem}: done earlier, skipped (--force to redo)")
         return previous
-    log(f"measure {stem}: running ...")
-    measurement = measure_variant(variant, profile, directory, timing_inputs=timing_inputs,
-                                  reference_inputs=reference_inputs, reference_sha=reference_sha, proxy=proxy,
-                                  stem=stem, backend=backend, precision=precision,
-                                  extra_references=extra_references, model_reference=model_reference)
+    logger.info(f"measure {stem}: running ...")
+    with progress.task(f"measure {stem}", unit="samples") as step:
+        measurement = measure_variant(variant, profile, directory, timing_inputs=timing_inputs,
+                                      reference_inputs=reference_inputs, reference_sha=reference_sha, proxy=proxy,
+                                      stem=stem, backend=backend, precision=precision,
+                                      extra_references=extra_references, model_reference=model_reference,
+                                      on_progress=lambda live: step.update(done=live["n"], detail=ci_detail(live)))
     measurement.save(path)
     if measurement.ok and measurement.latency is not None:
         s = measurement.latency.summary()
-        log(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} ({measurement.latency.stop_reason})")
+        logger.info(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} "
+                    f"({measurement.latency.stop_reason})")
     elif measurement.unsupported and measurement.failure is not None:
-        log(f"measure {stem}: {measurement.failure.kind}: {measurement.failure.message}")
+        logger.info(f"measure {stem}: {measurement.failure.kind}: {measurement.failure.message}")
     else:
-        log(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
+        logger.warning(f"measure {stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
     return measurement
+
+
+def ci_detail(live: dict[str, Any]) -> str:
+    """A worker's progress record as a display's detail: the stop percentile's CI half-width so far."""
+    rel = live.get("ci_rel")
+    return "CI: too few samples yet" if rel is None else f"CI ±{100 * float(rel):.1f}%"

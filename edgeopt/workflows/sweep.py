@@ -13,17 +13,19 @@ shown beside them, so a dominance within noise is visible to the reader.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeopt.core.fileio import atomic_path, write_json_atomic
-from edgeopt.core.logs import Log
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_BACKEND_FAILURE, ConfigError
 from edgeopt.evaluate.fidelity import worst
 from edgeopt.models.calibration import InputSpec
+
+logger = logging.getLogger(__name__)
 
 
 def sweep_recipes(methods: Sequence[str], per_channel: Sequence[bool] = (True,), symmetric: Sequence[bool] = (True,),
@@ -180,20 +182,20 @@ def plot_front(points: Sequence[SweepPoint], path: Path, title: str) -> Path:
     return path
 
 
-def run_sweep(config: SweepConfig, log: Log = print) -> SweepResult:
+def run_sweep(config: SweepConfig) -> SweepResult:
     """Make and measure every recipe (plus fp32) with ``run_pipeline``; write ``sweep.json`` and a plot per profile,
     holding the output folder's lock throughout."""
     with run_lock(config.out_dir, "sweep"):
-        return _sweep_locked(config, log)
+        return _sweep_locked(config)
 
 
-def _sweep_locked(config: SweepConfig, log: Log) -> SweepResult:
+def _sweep_locked(config: SweepConfig) -> SweepResult:
     from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 
     variants = ("fp32", *[r for r in config.recipes if r != "fp32"])
     result = run_pipeline(RunConfig(model=config.model, profiles=config.profiles, out_dir=config.out_dir,
                                     calibration=config.calibration, variants=variants, eval_set=config.eval_set,
-                                    proxy=config.proxy, force=config.force, inputs=config.inputs), log=log)
+                                    proxy=config.proxy, force=config.force, inputs=config.inputs))
     all_points, failures = _points(result.rows)
     marked: list[SweepPoint] = []
     tables, plots = [], []
@@ -211,5 +213,5 @@ def _sweep_locked(config: SweepConfig, log: Log) -> SweepResult:
                                   "points": [{**asdict(p), "on_front": p.on_front} for p in marked],
                                   "failures": failures, "run_summary": str(result.summary_path)})
     for failure in failures:
-        log(f"sweep: {failure['variant']} on {failure['profile']}: {failure['failure']}")
+        logger.warning(f"sweep: {failure['variant']} on {failure['profile']}: {failure['failure']}")
     return SweepResult(marked, failures, tables, json_path, plots, EXIT_BACKEND_FAILURE if failures else 0)

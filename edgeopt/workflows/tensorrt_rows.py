@@ -13,6 +13,7 @@ first reference inputs and those outputs are saved in Polygraphy's format under 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,6 @@ import numpy as np
 
 from edgeopt.backends.tensorrt_goldens import write_goldens
 from edgeopt.backends.tensorrt_readiness import Readiness, check_tensorrt_readiness
-from edgeopt.core.logs import Log
 from edgeopt.errors import EdgeoptError
 from edgeopt.evaluate.gate import GateResult, judge_outputs
 from edgeopt.measure.emulation import LABEL, Emulation, emulate_or_reuse
@@ -29,6 +29,8 @@ from edgeopt.measure.run_folder import EMULATED_STATUS
 from edgeopt.models.quantize import Variant
 from edgeopt.profiles.schema import HardwareProfile
 from edgeopt.reports.table import Row
+
+logger = logging.getLogger(__name__)
 
 BUILT = "built on GPU"
 VERIFIED = "statically verified"
@@ -53,7 +55,7 @@ class TensorRtRows:
 
 
 def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variants: list[Variant], rows: list[Row],
-                  run_dir: Path, figures_of: FiguresOf, gates: list[GateResult], log: Log, *,
+                  run_dir: Path, figures_of: FiguresOf, gates: list[GateResult], *,
                   reference_path: Path, reference_sha: str | None, extra_references: dict[str, Path],
                   force: bool = False) -> TensorRtRows:
     """``rows`` with the readiness and evidence of every TensorRT row, each INT8 one followed by its emulated
@@ -72,14 +74,14 @@ def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variant
         if measurement is None or measurement.backend != "tensorrt":
             found.rows.append(row)
             continue
-        readiness = _readiness(measurement, target, checked, log)
+        readiness = _readiness(measurement, target, checked)
         found.rows.append(_annotated(row, measurement, readiness))
         variant = by_sha.get(str(measurement.variant.get("sha256")))
         if measurement.session.get("precision") != "int8" or variant is None:
             continue
         emulation, directory = emulate_or_reuse(variant, profile, run_dir, emulates=EMULATES,
                                                 reference_inputs=reference_path, reference_sha=reference_sha,
-                                                extra_references=extra_references, force=force, log=log)
+                                                extra_references=extra_references, force=force)
         common = dict(variant=emulation.name, profile=profile.name, precision="int8", expected_fast=False,
                       size_mb=variant.size_bytes / 2**20, runtime=LABEL, evidence=EMULATED,
                       readiness=found.rows[-1].readiness, blockers=found.rows[-1].blockers)
@@ -93,14 +95,14 @@ def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variant
                                         proxy=False), budgets, fidelity, metrics[0] if metrics else None)
         gates.append(gate)
         found.emulations.append((variant, emulation, directory))
-        _goldens(variant, emulation, directory, reference_path, run_dir, log)
+        _goldens(variant, emulation, directory, reference_path, run_dir)
         found.rows.append(Row(status=EMULATED_STATUS, fidelity=tuple(fidelity), accuracy=accuracy, metrics=metrics,
                               shifts=shifts, verdict=gate.verdict.value,
                               sentences=tuple(c.sentence for c in gate.checks), **common))  # type: ignore[arg-type]
     return found
 
 
-def _readiness(measurement: Measurement, target: str, checked: dict[str, Readiness | str], log: Log) -> Readiness | str:
+def _readiness(measurement: Measurement, target: str, checked: dict[str, Readiness | str]) -> Readiness | str:
     """The static check of the row's file (once per file), or why it could not be checked."""
     sha = str(measurement.variant.get("sha256"))
     if sha not in checked:
@@ -109,8 +111,8 @@ def _readiness(measurement: Measurement, target: str, checked: dict[str, Readine
         except EdgeoptError as error:
             checked[sha] = f"static check failed: {error}"
         result = checked[sha]
-        log(f"trt-check {measurement.variant['name']}: "
-            + (result.verdict() if isinstance(result, Readiness) else result))
+        logger.info(f"trt-check {measurement.variant['name']}: "
+                    + (result.verdict() if isinstance(result, Readiness) else result))
     return checked[sha]
 
 
@@ -122,8 +124,7 @@ def _annotated(row: Row, measurement: Measurement, readiness: Readiness | str) -
                                blockers=tuple(f.sentence() for f in readiness.blockers[:SHOWN_BLOCKERS]))
 
 
-def _goldens(variant: Variant, emulation: Emulation, directory: Path, reference_path: Path, run_dir: Path,
-             log: Log) -> None:
+def _goldens(variant: Variant, emulation: Emulation, directory: Path, reference_path: Path, run_dir: Path) -> None:
     """The first reference inputs and the emulation's outputs for them, in Polygraphy's JSON format."""
     assert emulation.outputs_file is not None
     with np.load(reference_path, allow_pickle=False) as stacked:
@@ -132,7 +133,7 @@ def _goldens(variant: Variant, emulation: Emulation, directory: Path, reference_
         arrays = [stored[f"out{i}"][:GOLDEN_SAMPLES] if f"out{i}" in stored.files else None
                   for i in range(len(emulation.output_names))]
     if any(a is None for a in arrays):  # an output of data-dependent shape was not stored: no complete goldens
-        log(f"goldens {variant.name}: skipped, an output's shape depends on the data")
+        logger.info(f"goldens {variant.name}: skipped, an output's shape depends on the data")
         return
     count = len(next(iter(feeds.values())))
     inputs = [{name: array[i] for name, array in feeds.items()} for i in range(count)]
@@ -142,4 +143,4 @@ def _goldens(variant: Variant, emulation: Emulation, directory: Path, reference_
     written = write_goldens(folder, inputs, outputs, runner_name="onnxrt-cpu-emulation",
                             model_sha256=variant.sha256, note=f"{LABEL}: {emulation.method}",
                             precision="int8", model_path=variant.path)
-    log(f"goldens {variant.name}: {written.folder} ({count} inputs; on a GPU: {written.command})")
+    logger.info(f"goldens {variant.name}: {written.folder} ({count} inputs; on a GPU: {written.command})")

@@ -23,6 +23,7 @@ samples both get right or both get wrong, so the interval is far tighter than tw
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,13 +31,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
-from edgeopt.core.logs import Log
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, EdgeoptError
 from edgeopt.models.calibration import InputSpec
 
 if TYPE_CHECKING:
     from edgeopt.models.quantize import Recipe
+
+logger = logging.getLogger(__name__)
 
 EXIT_BUDGET_NOT_MET = 1
 BOOTSTRAP_RESAMPLES = 2000
@@ -162,14 +164,14 @@ def _eval_arrays(eval_set: str, model: Path, target: Path) -> tuple[Path, np.nda
 class _TuneBench:
     """Makes and measures variants for one tune run (reusing stored variants and measurements)."""
 
-    def __init__(self, config: TuneConfig, log: Log) -> None:
+    def __init__(self, config: TuneConfig) -> None:
         from edgeopt.measure.launcher import prepare_timing_inputs
         from edgeopt.models.calibration import load_calibration
         from edgeopt.models.graph import input_specs, load_model
         from edgeopt.models.quantize import RangeCache
         from edgeopt.profiles.schema import load_profile
 
-        self.config, self.log = config, log
+        self.config = config
         self.profile = load_profile(config.profile)
         self.out = Path(config.out_dir)
         specs = input_specs(load_model(config.model))
@@ -193,7 +195,7 @@ class _TuneBench:
 
         return measure_or_reuse(variant, self.profile, self.out / "measurements", timing_inputs=self.timing,
                                 reference_inputs=self.reference_inputs, reference_sha=self.reference_sha,
-                                proxy=self.config.proxy, force=self.config.force, log=lambda _: None)
+                                proxy=self.config.proxy, force=self.config.force)
 
     def outputs(self, measurement: Any) -> np.ndarray:
         from edgeopt.evaluate.fidelity import load_outputs
@@ -208,7 +210,7 @@ def _latency(measurement: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | 
     return summary.percentiles["p50"].to_dict(), summary.percentiles["p95"].to_dict()
 
 
-def tune(config: TuneConfig, log: Log = print) -> TuneResult:
+def tune(config: TuneConfig) -> TuneResult:
     """Search, measure, write ``tune.json``, ``tune.md`` and ``tune.png`` under ``config.out_dir``, holding its lock."""
     from edgeopt.models.quantize import Recipe
 
@@ -220,15 +222,15 @@ def tune(config: TuneConfig, log: Log = print) -> TuneResult:
     if base_recipe.kind != "int8-static":
         raise ConfigError(f"--recipe {config.recipe}: tune works on int8-static recipes")
     with run_lock(config.out_dir, "tune"):
-        return _tune_locked(config, base_recipe, log)
+        return _tune_locked(config, base_recipe)
 
 
-def _tune_locked(config: TuneConfig, base_recipe: Recipe, log: Log) -> TuneResult:
+def _tune_locked(config: TuneConfig, base_recipe: Recipe) -> TuneResult:
     """The search of :func:`tune`, in the output folder it holds the lock of."""
     from edgeopt.evaluate.sensitivity import analyse_sensitivity, reference_model_for
     from edgeopt.models.quantize import Recipe
 
-    runner = _TuneBench(config, log)
+    runner = _TuneBench(config)
     fp32 = runner.make(Recipe.parse("fp32"))
     fp32_measurement = runner.measure(fp32)
     if not fp32_measurement.ok:
@@ -244,7 +246,7 @@ def _tune_locked(config: TuneConfig, base_recipe: Recipe, log: Log) -> TuneResul
     report = analyse_sensitivity(float_model, base.path, runner.calibration.take(
         min(config.sensitivity_samples, runner.calibration.count)).feeds(), work)
     ranking = report.ranked_nodes()
-    log(f"sensitivity: {len(ranking)} quantized nodes ranked; worst: " + ", ".join(ranking[:5]))
+    logger.info(f"sensitivity: {len(ranking)} quantized nodes ranked; worst: " + ", ".join(ranking[:5]))
     tried: dict[int, Candidate] = {}
 
     def evaluate(k: int) -> Candidate:
@@ -263,7 +265,7 @@ def _tune_locked(config: TuneConfig, base_recipe: Recipe, log: Log) -> TuneResul
             candidate = Candidate(k, variant.name, excluded, drop, drop.meets(config.max_drop, config.rule), p50,
                                   p95, variant.size_bytes / 2**20)
         tried[k] = candidate
-        log(f"candidate k={k}: {_describe(candidate, config)}")
+        logger.info(f"candidate k={k}: {_describe(candidate, config)}")
         return candidate
 
     limit = len(ranking) if config.max_exclude is None else min(config.max_exclude, len(ranking))

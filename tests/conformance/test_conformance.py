@@ -90,12 +90,11 @@ def test_tune_and_sweep_complete_on_a_real_dynamic_shape_classifier(fetched: dic
     np.savez(eval_set, images=np.stack(samples), labels=np.arange(len(samples)) % 2)
     out = cache / "runs" / "cls-tune"
     result = tune(TuneConfig(model=item.model, calibration=str(item.calibration), eval_set=str(eval_set),
-                             profile=str(profile), out_dir=out, max_drop=10.0, max_exclude=2, force=True),
-                  log=lambda _: None)
+                             profile=str(profile), out_dir=out, max_drop=10.0, max_exclude=2, force=True))
     assert result.baseline.p50_ms is not None
     timed = json.loads((out / "measurements" / "fp32__conformance.json").read_text())
     assert timed["input_shapes"] == {"x": [1, 3, 48, 192]}
     swept = run_sweep(SweepConfig(model=str(item.model), profiles=(str(profile),), out_dir=cache / "runs" / "cls-sweep",
                                   calibration=str(item.calibration), eval_set=str(eval_set),
-                                  recipes=("int8-static-minmax",), force=True), log=lambda _: None)
+                                  recipes=("int8-static-minmax",), force=True))
     assert any(point.variant == "fp32" for point in swept.points)
