@@ -49,7 +49,7 @@ MIRROR="${EDGEOPT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # The cache key is made of these lists (and the pins requirements-dev.txt gives the Python ones).
 DEB_PACKAGES="python3"
 # edgeopt's dependencies (pyproject.toml) + what the marked tests need: no torch, no openvino.
-PY_PACKAGES="numpy onnx onnxruntime pydantic PyYAML psutil tabulate Pillow matplotlib xmlschema pytest pytest-timeout"
+PY_PACKAGES="numpy onnx onnxruntime pydantic PyYAML psutil tabulate tqdm Pillow matplotlib xmlschema pytest pytest-timeout"
 CACHE=.cache/aarch64-rootfs
 VENV=/opt/edgeopt-venv
 WHEELS=/opt/edgeopt-wheels
