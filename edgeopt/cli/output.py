@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from edgeopt.core import progress
 __all__ = ["configured", "options_of"]
 
 TICK_S = 1.0  # bars without news redraw their elapsed time this often: a long step never looks hung
+FALLBACK_SIZE = (80, 24)  # columns, rows where the terminal reports none
 LOG_FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -62,8 +64,10 @@ class _Bar:
         self.bars = bars
         counted = "{desc}: {n_fmt}{unit} [{elapsed}{postfix}]" if unit else "{desc} [{elapsed}{postfix}]"
         shape = None if total else counted
+        sized = bars.columns() > 0  # a serial console reports a 0x0 terminal: tqdm would draw nothing there
         self.bar = tqdm(total=total, desc=description, unit=f" {unit}" if unit else "it", file=bars.stream,
-                        leave=False, dynamic_ncols=True, mininterval=0.2, bar_format=shape)
+                        leave=False, dynamic_ncols=sized, ncols=None if sized else FALLBACK_SIZE[0],
+                        nrows=None if sized else FALLBACK_SIZE[1], mininterval=0.2, bar_format=shape)
         bars.opened(self)
 
     def update(self, done: int | None, detail: str | None) -> None:
@@ -92,6 +96,12 @@ class _Bars:
 
     def __call__(self, description: str, total: int | None, unit: str) -> progress.Display:
         return _Bar(self, description, total, unit)
+
+    def columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     def active(self) -> bool:
         return bool(self.open)
