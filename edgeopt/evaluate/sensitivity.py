@@ -42,6 +42,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgeopt.core import progress
 from edgeopt.errors import QuantizationError
 from edgeopt.models.graph import cpu_session
 
@@ -273,16 +274,18 @@ def analyse_sensitivity(float_model: Path | str, qdq_model: Path | str, inputs: 
     local = {name: _Energy() for name in activations}
     accumulated = {t.name: _Energy() for t in comparable}
     samples = 0
-    for feeds in inputs:
-        feeds = dict(feeds)
-        got = dict(zip(qdq_outputs, qdq_session.run(qdq_outputs, feeds), strict=True))
-        want = dict(zip([t.name for t in comparable], float_session.run([t.name for t in comparable], feeds),
-                        strict=True))
-        for tensor in activations.values():
-            local[tensor.name].add(got[tensor.pre], got[tensor.post])
-            if tensor.name in accumulated:
-                accumulated[tensor.name].add(want[tensor.name], got[tensor.post])
-        samples += 1
+    with progress.task(f"sensitivity: {len(activations)} quantized tensors", unit="samples") as step:
+        for feeds in inputs:
+            feeds = dict(feeds)
+            got = dict(zip(qdq_outputs, qdq_session.run(qdq_outputs, feeds), strict=True))
+            want = dict(zip([t.name for t in comparable], float_session.run([t.name for t in comparable], feeds),
+                            strict=True))
+            for tensor in activations.values():
+                local[tensor.name].add(got[tensor.pre], got[tensor.post])
+                if tensor.name in accumulated:
+                    accumulated[tensor.name].add(want[tensor.name], got[tensor.post])
+            samples += 1
+            step.advance()
     if samples == 0:
         raise QuantizationError("sensitivity: no input samples given")
     tensors = [TensorError(t.name, "activation", t.producer, tuple(sorted(t.consumers)),
@@ -361,12 +364,14 @@ def isolated_gains(source: Path, recipe: Any, calibration: Any, nodes: list[str]
     base = make_variant(source, recipe, work_dir, calibration=calibration, ranges=ranges)
     base_sqnr = output_sqnr(reference, run_outputs(base.path, inputs))
     rows = []
-    for node in nodes:
-        variant = make_variant(source, replace(recipe, exclude_nodes=(node,)), work_dir, calibration=calibration,
-                               ranges=ranges)
-        value = output_sqnr(reference, run_outputs(variant.path, inputs))
-        gain = None if value is None or base_sqnr is None else value - base_sqnr
-        rows.append({"node": node, "output_sqnr_db": value, "base_output_sqnr_db": base_sqnr, "gain_db": gain})
+    with progress.task("sensitivity: each node alone in float", total=len(nodes), unit="nodes") as step:
+        for node in nodes:
+            variant = make_variant(source, replace(recipe, exclude_nodes=(node,)), work_dir,
+                                   calibration=calibration, ranges=ranges)
+            value = output_sqnr(reference, run_outputs(variant.path, inputs))
+            gain = None if value is None or base_sqnr is None else value - base_sqnr
+            rows.append({"node": node, "output_sqnr_db": value, "base_output_sqnr_db": base_sqnr, "gain_db": gain})
+            step.advance()
     return rows
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edgeopt.core import progress
 from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
 from edgeopt.core.host import HostFingerprint
 from edgeopt.core.isa import int8_recipes
@@ -838,9 +839,11 @@ def make_variants(
     results: list[Variant | VariantFailure] = []
     for recipe in recipes:
         try:
-            results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges, force=force,
-                                        probe_feeds=probe_feeds, chosen_by=(chosen_by or {}).get(recipe.name),
-                                        validation_timeout_s=validation_timeout_s))
+            with progress.task(f"variant {recipe.name}"):
+                results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges,
+                                            force=force, probe_feeds=probe_feeds,
+                                            chosen_by=(chosen_by or {}).get(recipe.name),
+                                            validation_timeout_s=validation_timeout_s))
         except EdgeoptError as error:
             results.append(VariantFailure(recipe.name, str(error), error.exit_code))
     return results

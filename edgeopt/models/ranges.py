@@ -21,10 +21,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
+from edgeopt.core import progress
 from edgeopt.errors import QuantizationError
 from edgeopt.models.graph import cpu_session
 
@@ -96,34 +98,44 @@ def collect_tensor_stats(
     names = list(tensors)
     stats = {name: TensorStats(name=name, producer=producer) for name, producer in tensors.items()}
     sample_list = list(samples)
-    for index, feeds in enumerate(sample_list):
-        for name, value in zip(names, session.run(names, feeds), strict=True):
-            data = np.asarray(value, dtype=np.float32)
-            if data.size == 0:
-                continue
-            entry = stats[name]
-            finite = np.isfinite(data)
-            if not finite.all():
-                if np.isnan(data).any():
-                    raise QuantizationError(
-                        f"activation '{name}' (made by node '{entry.producer}') is NaN on calibration "
-                        f"sample {index}; fix the model or the data, or exclude that node"
-                    )
-                entry.nonfinite += int((~finite).sum())
-                data = np.where(finite, data, np.sign(data) * np.float32(np.finfo(np.float32).max))
-            entry.minimum = min(entry.minimum, float(data.min()))
-            entry.maximum = max(entry.maximum, float(data.max()))
-            entry.elements += int(data.size)
+    passes = 2 if histograms else 1
+    with progress.task(f"calibration pass 1/{passes}: ranges", total=len(sample_list), unit="samples") as step:
+        for index, feeds in enumerate(sample_list):
+            _fold_ranges(stats, names, session.run(names, feeds), index)
+            step.advance()
     if histograms:
-        for feeds in sample_list:
-            for name, value in zip(names, session.run(names, feeds), strict=True):
-                entry = stats[name]
-                data = np.abs(np.asarray(value, dtype=np.float32)).ravel()
-                if data.size == 0 or not 0 < entry.absmax < HUGE_RANGE:
-                    continue
-                counts, _ = np.histogram(np.minimum(data, entry.absmax), bins=bins, range=(0.0, entry.absmax))
-                entry.histogram = counts if entry.histogram is None else entry.histogram + counts
+        with progress.task("calibration pass 2/2: histograms", total=len(sample_list), unit="samples") as step:
+            for feeds in sample_list:
+                for name, value in zip(names, session.run(names, feeds), strict=True):
+                    entry = stats[name]
+                    data = np.abs(np.asarray(value, dtype=np.float32)).ravel()
+                    if data.size == 0 or not 0 < entry.absmax < HUGE_RANGE:
+                        continue
+                    counts, _ = np.histogram(np.minimum(data, entry.absmax), bins=bins, range=(0.0, entry.absmax))
+                    entry.histogram = counts if entry.histogram is None else entry.histogram + counts
+                step.advance()
     return stats
+
+
+def _fold_ranges(stats: dict[str, TensorStats], names: list[str], values: list[Any], index: int) -> None:
+    """Fold one calibration sample's activations into each tensor's min, max and element count."""
+    for name, value in zip(names, values, strict=True):
+        data = np.asarray(value, dtype=np.float32)
+        if data.size == 0:
+            continue
+        entry = stats[name]
+        finite = np.isfinite(data)
+        if not finite.all():
+            if np.isnan(data).any():
+                raise QuantizationError(
+                    f"activation '{name}' (made by node '{entry.producer}') is NaN on calibration "
+                    f"sample {index}; fix the model or the data, or exclude that node"
+                )
+            entry.nonfinite += int((~finite).sum())
+            data = np.where(finite, data, np.sign(data) * np.float32(np.finfo(np.float32).max))
+        entry.minimum = min(entry.minimum, float(data.min()))
+        entry.maximum = max(entry.maximum, float(data.max()))
+        entry.elements += int(data.size)
 
 
 def _kl_threshold_bins(hist: np.ndarray, quantized_bins: int = QUANTIZED_BINS, step: int = 8) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.backends import cells_for
+from edgeopt.core import progress
 from edgeopt.core.fileio import (
     read_json,
     sha256_file,
@@ -225,13 +226,15 @@ def resolve_model(config: RunConfig, specs: list[InputSpec]) -> Path:
                     and previous.get("sha256") == sha256_file(target)):
                 logger.info(f"export: reusing {target} (same factory, inputs and exporter)")
                 return target
-    model = load_entry_point(reference.factory)()
-    result: ExportResult = export_onnx(model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
-                                       exporter=config.exporter, source=reference.factory,  # type: ignore[arg-type]
-                                       source_sha256=wanted["source_sha256"])  # type: ignore[arg-type]
+    with progress.task(f"export {reference.factory}"):
+        model = load_entry_point(reference.factory)()
+        result: ExportResult = export_onnx(
+            model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
+            exporter=config.exporter, source=reference.factory,  # type: ignore[arg-type]
+            source_sha256=wanted["source_sha256"])  # type: ignore[arg-type]
     worst = min(p.cosine for p in result.parity)
     logger.info(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
-        f"cosine {worst:.7f})")
+                f"cosine {worst:.7f})")
     return target
 
 
@@ -383,8 +386,9 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     variants = [v for v in made if isinstance(v, Variant)]
     variant_failures = [v for v in made if isinstance(v, VariantFailure)]
     for item in made:
-        logger.info(f"variant {item.name}: " + (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
-                                         else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}"))
+        made_as = (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
+                   else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}")
+        logger.info(f"variant {item.name}: {made_as}")
     class_outputs = class_score_outputs(load_model(model_path))  # where top-1 agreement means something
     reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan,
                                               max_input_mb)
