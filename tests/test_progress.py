@@ -140,6 +140,24 @@ def test_runtime_warnings_go_to_run_log_counted_and_to_stderr_only_with_verbose(
                                                    for h in logging.getLogger().handlers)  # all undone
 
 
+def test_the_worker_reports_its_checkpoints_to_the_launcher(tmp_path: Path) -> None:
+    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+    from edgeopt.models.quantize import Variant
+    from edgeopt.profiles.schema import load_profile
+
+    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
+    profile = load_profile(str(slow_ci_profile(tmp_path, seconds=0.8)))
+    inputs = prepare_timing_inputs(model, profile, None, tmp_path / "inputs.npz")
+    updates: list[dict[str, object]] = []
+    measurement = measure_variant(Variant.from_file(model), profile, tmp_path / "m", timing_inputs=inputs,
+                                  on_progress=updates.append)
+    assert measurement.ok and measurement.latency is not None
+    counts = [int(u["n"]) for u in updates]  # type: ignore[call-overload]
+    assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] <= measurement.latency.summary().n
+    assert all(isinstance(u["ci_rel"], float) for u in updates[1:]), updates
+    assert len(counts) <= 0.8 / 0.25 + 2  # at most 4 a second (the first checkpoint always)
+
+
 def test_a_task_without_a_display_does_nothing_and_a_display_sees_each_update() -> None:
     with progress.task("silent", unit="samples") as step:
         step.update(done=3, detail="x")  # no display: nothing to draw, nothing fails

@@ -13,6 +13,8 @@ at p95 on small models, from where their buffers landed, and a run with one sess
 that luck into the ratio as if it were a real change.  Re-opening turns placement into a per-segment
 random effect, and the bootstrap resamples whole segments (the segment id is the cluster id), so the
 interval covers it.  A segment is long enough that re-opening costs at most ~20 % of the run.
+With the job's ``"progress": true`` it prints a progress line (samples of both arms, segments) on stdout
+between segments, untimed, at most 4 a second.
 
 It stops when the segment-bootstrap intervals of the p50 and p95 ratios are tight (relative
 half-width <= threshold / 3), or at the time cap, or at the iteration cap, never before ``min_segments``
@@ -37,7 +39,7 @@ import numpy as np
 from edgeopt.backends import runner_for
 from edgeopt.backends.base import Feeds, Runner
 from edgeopt.core.ratio_stats import bootstrap_ratio
-from edgeopt.measure.worker import load_feeds, run_job
+from edgeopt.measure.worker import PROGRESS_INTERVAL_NS, load_feeds, report_progress, run_job
 
 REWARM_CALLS = 5  # calls per arm after a re-open, before timing resumes (the process is already warm) ...
 REWARM_MS = 10.0  # ... and at least this long per arm
@@ -139,6 +141,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         started = clock()
         reopen_total_ns = 0
         pair = segment = 0
+        report = report_progress if job.get("progress") else None
+        reported = started - PROGRESS_INTERVAL_NS
         while pair < max_pairs:
             if segment:
                 t0 = clock()
@@ -157,6 +161,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                     segments[arm].extend([segment] * block)
                 pair += 1
             segment += 1
+            if report is not None and clock() - reported >= PROGRESS_INTERVAL_NS:  # between segments, untimed
+                report(len(samples[0]) + len(samples[1]), None, segments=segment)
+                reported = clock()
             if segment < min_segments or pair < min_pairs:
                 continue
             if _tight(samples, segments, targets, confidence):

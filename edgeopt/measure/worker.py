@@ -62,9 +62,9 @@ def warm_up(call: Callable[[], Any], iterations: int, seconds: float) -> int:
     return count
 
 
-def report_progress(n: int, ci_rel: float | None) -> None:
-    """One progress line on stdout for the parent's display: ``{"progress": {"n": ..., "ci_rel": ...}}``."""
-    print(json.dumps({"progress": {"n": n, "ci_rel": ci_rel}}), flush=True)
+def report_progress(n: int, ci_rel: float | None, **more: int) -> None:
+    """One progress line on stdout for the parent's display: ``{"progress": {"n": ..., "ci_rel": ..., **more}}``."""
+    print(json.dumps({"progress": {"n": n, "ci_rel": ci_rel, **more}}), flush=True)
 
 
 def timed_loop(call: Callable[[], Any], bench: dict[str, Any],

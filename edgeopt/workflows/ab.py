@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.core import progress
 from edgeopt.core.ratio_stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Threshold, parse_thresholds
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, MeasurementError
@@ -74,9 +75,11 @@ def _latency_thresholds(items: Iterable[str | Threshold] | None) -> tuple[Thresh
 
 def _launch(job: dict[str, Any], timeout_s: float, profile: HardwareProfile, scratch: Path) -> dict[str, Any]:
     """Run the A/B worker; its ok result, else MeasurementError (``scratch``: the inputs, removed by an
-    orphaned worker)."""
-    run: WorkerRun = run_worker("edgeopt.measure.ab_worker", job, timeout_s, memory_cap=worker_memory_cap(profile),
-                                owned=[scratch])
+    orphaned worker).  Its segments so far and samples of both arms show as progress."""
+    with progress.task(f"ab: A/B segments (at least {job['min_segments']})", unit="samples") as step:
+        run: WorkerRun = run_worker(
+            "edgeopt.measure.ab_worker", job, timeout_s, memory_cap=worker_memory_cap(profile), owned=[scratch],
+            on_progress=lambda live: step.update(done=live["n"], detail=f"{live.get('segments', 0)} segments"))
     if run.timed_out:
         raise MeasurementError(f"ab worker exceeded {timeout_s:g} s and was killed")
     if run.result is None or run.result.get("status") != "ok":

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeopt.core import progress
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError, InputRejectedError
 
@@ -71,6 +72,7 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     from edgeopt.models.calibration import InputSpec
     from edgeopt.models.quantize import Variant
     from edgeopt.profiles.schema import HardwareProfile
+    from edgeopt.workflows.reuse import ci_detail
 
     result_path = Path(result_path)
     if times < 1:
@@ -104,7 +106,9 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
         inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{stem}.npz", given=shapes)
         for index in range(times):
             rerun_stem = f"{stem}__rerun{index + 1}"
-            fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=rerun_stem)
+            with progress.task(f"rerun {index + 1}/{times} {stem}", unit="samples") as step:
+                fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=rerun_stem,
+                                        on_progress=lambda live: step.update(done=live["n"], detail=ci_detail(live)))
             if out_dir is not None:
                 fresh.save(work / f"{rerun_stem}.json")
             if not fresh.ok or fresh.latency is None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from edgeopt.core import progress
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, EdgeoptError
@@ -253,8 +254,9 @@ def _tune_locked(config: TuneConfig, base_recipe: Recipe) -> TuneResult:
         if k in tried:
             return tried[k]
         excluded = tuple(ranking[:k])
-        variant = runner.make(replace(base_recipe, exclude_nodes=excluded))
-        measurement = runner.measure(variant)
+        with progress.task(f"tune: candidate k={k} ({k} of {len(ranking)} nodes in float)"):
+            variant = runner.make(replace(base_recipe, exclude_nodes=excluded))
+            measurement = runner.measure(variant)
         if not measurement.ok:
             candidate = Candidate(k, variant.name, excluded, None, None, None, None, variant.size_bytes / 2**20,
                                   failure=measurement.failure.message if measurement.failure else "failed")
