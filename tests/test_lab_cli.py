@@ -56,3 +56,28 @@ def test_head_join_status_with_ray_start(tmp_path: Path) -> None:
         assert table.returncode == 0 and "lab-cli" in table.stdout and "idle" in table.stdout
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_a_head_with_token_authentication_admits_only_its_token(tmp_path: Path) -> None:
+    """Ray 2.60's token authentication (RAY_AUTH_MODE=token): edgeopt passes the environment through to
+    ``ray start`` and ``ray.init``; a client with another token is refused by name, exit 4."""
+    import secrets
+
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    address = f"127.0.0.1:{_free_port()}"
+    ray = str(Path(sys.executable).parent / "ray")
+    try:
+        head = subprocess.run(EDGEOPT + ["lab", "head", "--address", address], env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert head.returncode == 0, head.stdout + head.stderr
+        admitted = subprocess.run(EDGEOPT + ["lab", "status", "--address", address, "--json"], env=env,
+                                  capture_output=True, text=True, timeout=180)
+        assert admitted.returncode == 0, admitted.stderr
+        assert [n["head"] for n in json.loads(admitted.stdout)["nodes"]] == [True]
+        stranger = subprocess.run(EDGEOPT + ["lab", "status", "--address", address],
+                                  env={**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}, capture_output=True,
+                                  text=True, timeout=180)
+        assert stranger.returncode == 4, stranger.stdout + stranger.stderr
+        assert "refused this client's token" in stranger.stderr
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)

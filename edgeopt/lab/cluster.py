@@ -116,6 +116,11 @@ def connect(address: str) -> Any:
                 f"--address {address}: the lab refused this client's token (Ray token authentication): set "
                 "RAY_AUTH_MODE=token and the lab's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/lab.md)"
             ) from error
+        except ConnectionError as error:  # Ray 2.60 reports a wrong token so, after logging 'Unauthenticated'
+            raise BackendUnavailableError(
+                f"--address {address}: a head answers there but refused this client ({error}); with token "
+                "authentication, the lab refused this client's token: set RAY_AUTH_MODE=token and the lab's token "
+                "in RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/lab.md)") from error
     return ray
 
 
