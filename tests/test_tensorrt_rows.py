@@ -140,3 +140,43 @@ def test_a_model_tensorrt_10_3_cannot_parse_lists_its_blockers(tmp_path: Path) -
     assert "TensorRT 10.3 does not support STFT" in row["blockers"][0]
     assert "TensorRT would refuse: node 'stft' (STFT)" in (tmp_path / "run" / "summary.md").read_text()
     assert result.exit_code == 0  # a secondary runtime that is not installed is a reason, not a failure
+
+
+def text_classifier(directory: Path) -> tuple[Path, Path]:
+    """int64 token ids [1, 16] -> Gather(embedding) -> mean -> MatMul/Add/Relu -> MatMul logits [1, 4], and a
+    32-sample calibration set of token ids (the integer input stays integer through Q/DQ and the goldens)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((100, 32)).astype(np.float32), "emb"),
+             numpy_helper.from_array((rng.standard_normal((32, 64)) * 0.2).astype(np.float32), "w1"),
+             numpy_helper.from_array(np.zeros(64, np.float32), "b1"),
+             numpy_helper.from_array((rng.standard_normal((64, 4)) * 0.2).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Gather", ["emb", "ids"], ["t"], axis=0, name="gather"),
+             helper.make_node("ReduceMean", ["t"], ["m"], axes=[1], keepdims=0, name="mean"),
+             helper.make_node("MatMul", ["m", "w1"], ["h"], name="mm1"),
+             helper.make_node("Add", ["h", "b1"], ["hb"], name="add"),
+             helper.make_node("Relu", ["hb"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["logits"], name="mm2")]
+    graph = helper.make_graph(nodes, "text_classifier",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], inits)
+    model = directory / "textcls.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(model))
+    calibration = directory / "calib"
+    calibration.mkdir()
+    for i in range(32):
+        np.savez(calibration / f"{i:03d}.npz", ids=rng.integers(0, 100, (1, 16)))
+    (calibration / "manifest.yaml").write_text(
+        "kind: arrays\nname: tokens\ndescription: random token ids\nprovenance: generated\nlicence: CC0-1.0\n"
+        "inputs:\n  - name: ids\n    dtype: int64\n    shape: [1, 16]\n")
+    return model, calibration
+
+
+def test_a_model_with_integer_token_inputs_is_emulated_and_gets_integer_goldens(tmp_path: Path) -> None:
+    model, calibration = text_classifier(tmp_path)
+    config = RunConfig(model=str(model), profiles=(str(jetson_like(tmp_path, budgets="  min_top1_agreement: 0.5")),),
+                       out_dir=tmp_path / "run", calibration=str(calibration), variants=("fp32", "int8-trt-qdq"))
+    assert run_pipeline(config).exit_code == 0
+    emulated = rows_of(tmp_path / "run")["int8-trt-qdq@tensorrt-int8-emulated"]
+    assert emulated["status"] == "emulated" and emulated["fidelity"][0]["top1_agreement"] >= 0.5
+    inputs, golden = read_goldens(tmp_path / "run" / "tensorrt-goldens" / "int8-trt-qdq")
+    assert inputs and inputs[0]["ids"].dtype == np.int64 and golden[0]["logits"].shape == (1, 4)
