@@ -119,6 +119,13 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _slow_node(lab: dict[str, Any]) -> Any:
+    """A node joined as 'lab-slow' (cells of 4 s at least), up when this returns."""
+    node = lab["cluster"].add_node(num_cpus=0, resources=lab["plan_join"](["lab-slow"]).resources)
+    lab["cluster"].wait_for_nodes()
+    return node
+
+
 def _kill_first_busy_node(cluster: Any, workdir: Path, by_id: dict[str, Any], killed: list[str]) -> threading.Thread:
     """A thread that kills (no grace) the first of ``by_id``'s nodes seen running a cell, 1 s into it."""
     def kill() -> None:
@@ -236,9 +243,7 @@ def test_a_node_lost_mid_cell_is_retried_on_another_node_of_its_profile(lab: dic
 @pytest.mark.slow
 def test_a_node_lost_with_no_other_of_its_profile_is_recorded_and_the_run_goes_on(lab: dict[str, Any],
                                                                                    tmp_path: Path) -> None:
-    cluster = lab["cluster"]
-    node = cluster.add_node(num_cpus=0, resources=lab["plan_join"](["lab-slow"]).resources)
-    cluster.wait_for_nodes()
+    cluster, node = lab["cluster"], _slow_node(lab)
     killed: list[str] = []
     killer = _kill_first_busy_node(cluster, lab["workdir"], {node.node_id: node}, killed)
     out = tmp_path / "out"
@@ -262,9 +267,7 @@ def test_a_node_lost_with_no_other_of_its_profile_is_recorded_and_the_run_goes_o
 @pytest.mark.slow
 def test_ctrl_c_stops_a_lab_run_keeping_finished_cells_and_frees_the_board(lab: dict[str, Any],
                                                                           tmp_path: Path) -> None:
-    cluster = lab["cluster"]
-    node = cluster.add_node(num_cpus=0, resources=lab["plan_join"](["lab-slow"]).resources)
-    cluster.wait_for_nodes()
+    cluster, node = lab["cluster"], _slow_node(lab)
     model = zoo.tiny_conv_model(tmp_path / "conv.onnx")
     out = tmp_path / "out"
     args = ["lab", "run", str(model), "--address", lab["address"], "--out", str(out), "--variant", "fp32",
