@@ -12,6 +12,7 @@ of its profile, else the cell is recorded ``node lost (<node>)`` and the run goe
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from edgeopt.measure.results import Failure, Measurement, git_commit, now_iso, r
 from edgeopt.measure.run_folder import result_stem
 from edgeopt.profiles.schema import budget_sample_floor
 from edgeopt.workflows.cells import Cell, CellContext
+
+logger = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often the dispatcher looks at the cluster while cells run
 LOSS_NOTICE_S = 10.0  # how long to wait for the head to mark a lost node dead
@@ -77,7 +80,7 @@ class LabMeasure:
             previous = None if context.force else try_load(directory / f"{stem}.json")
             complete = all((directory / extra_outputs_file(stem, name)).exists() for name in context.extra_references)
             if previous is not None and previous.ok and previous.key == key and complete:
-                context.log(f"measure {stem}: done earlier, skipped (--force to redo)")
+                logger.info(f"measure {stem}: done earlier, skipped (--force to redo)")
                 results[index] = previous
             else:
                 todo.append(index)
@@ -85,7 +88,7 @@ class LabMeasure:
         for index in [i for i in todo if not present[cells[i].profile.name]]:
             message = f"not-applicable: no device of profile {cells[index].profile.name} in the lab"
             results[index] = self._failed(cells[index], keys[index], directory, context, "unavailable", message)
-            context.log(f"measure {keys[index][0]}: {message}")
+            logger.info(f"measure {keys[index][0]}: {message}")
         remote = ray.remote(_run_cell)
         pending: dict[Any, _Pending] = {}
 
@@ -100,7 +103,7 @@ class LabMeasure:
             ref = remote.options(num_cpus=0, max_retries=0, resources={
                 profile_resource(cell.profile.name): 1, DEVICE_RESOURCE: 1}).remote(payload)
             pending[ref] = _Pending(index, attempt, alive_nodes(ray, cell.profile.name), lost)
-            context.log(f"measure {stem}: sent to the lab (profile {cell.profile.name}"
+            logger.info(f"measure {stem}: sent to the lab (profile {cell.profile.name}"
                         + (f", attempt {attempt}" if attempt > 1 else "") + ")")
 
         try:
@@ -131,15 +134,15 @@ class LabMeasure:
             gone = self._lost_nodes(ray, str(error), state.nodes_at_dispatch, cell.profile.name)
             lost = _unique(state.lost + ([n[:12] for n in gone] or [type(error).__name__]))
             if state.attempt < self.max_attempts and alive_nodes(ray, cell.profile.name):
-                context.log(f"measure {stem}: node lost ({', '.join(lost)}); sending it to another node")
+                logger.info(f"measure {stem}: node lost ({', '.join(lost)}); sending it to another node")
                 submit(state.index, state.attempt + 1, lost)
                 return None
             message = f"node lost ({', '.join(lost)})"
-            context.log(f"measure {stem}: FAILED: {message}")
+            logger.warning(f"measure {stem}: FAILED: {message}")
             return self._failed(cell, (stem, key), directory, context, "crash", message)
         except ray.exceptions.RayTaskError as error:  # edgeopt on the node raised (e.g. a hash mismatch)
             message = f"{stem} on the lab: {str(error).strip().splitlines()[-1]}"
-            context.log(f"measure {stem}: FAILED: {message}")
+            logger.warning(f"measure {stem}: FAILED: {message}")
             return self._failed(cell, (stem, key), directory, context, "crash", message)
         document = dict(answer["measurement"])
         document["variant"] = {**document["variant"], "path": str(cell.variant.path)}
@@ -151,9 +154,9 @@ class LabMeasure:
         where = f"node {answer['lab']['node_id'][:12]} ({answer['lab']['hostname']})"
         if measurement.ok and measurement.latency is not None:
             s = measurement.latency.summary()
-            context.log(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} on {where}")
+            logger.info(f"measure {stem}: p50 {s.percentiles['p50'].value:.3f} ms, n={s.n} on {where}")
         else:
-            context.log(f"measure {stem}: FAILED on {where}: "
+            logger.warning(f"measure {stem}: FAILED on {where}: "
                         f"{measurement.failure.message if measurement.failure else '?'}")
         return measurement
 
@@ -187,7 +190,7 @@ class LabMeasure:
             del pending[ref]
             gone = _unique(state.lost + [n[:12] for n in sorted(state.nodes_at_dispatch)])
             message = f"node lost ({', '.join(gone) or 'no node left'})"
-            context.log(f"measure {keys[state.index][0]}: FAILED: {message}")
+            logger.warning(f"measure {keys[state.index][0]}: FAILED: {message}")
             results[state.index] = self._failed(cell, keys[state.index], directory, context, "crash", message)
 
     def _wait_for_device(self, ray: Any, profile: str) -> bool:

@@ -8,9 +8,8 @@ them one after the other on this host with :func:`edgeopt.workflows.reuse.measur
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeopt.measure.results import Measurement
@@ -43,8 +42,6 @@ class CellContext:
     extra_references: dict[str, Path]
     proxy: bool
     force: bool
-    #: where a :data:`MeasureCells` outside ``edgeopt.workflows`` (the lab's dispatcher) writes its step lines
-    log: Callable[[str], None] = field(default=logging.getLogger(__name__).info)
 
 
 #: ``(cells, context) -> one Measurement per cell, in the cells' order``; each saved in ``context.directory``.
