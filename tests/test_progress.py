@@ -181,3 +181,19 @@ def test_a_task_without_a_display_does_nothing_and_a_display_sees_each_update() 
     finally:
         progress.set_display(previous)
     assert seen == [("layers", 1, None), ("layers", 3, "last"), ("layers", None, "closed")]
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_a_logged_traceback_is_one_line_on_the_console_unless_verbose(verbose: int, tmp_path: Path) -> None:
+    """A quantizer failing on a real model logs its traceback (kept in --log-file and run.log); the terminal gets
+    the one line, and the stack only with -v."""
+    console = io.StringIO()
+    with output.configured(verbose=verbose, stream=console, log_file=tmp_path / "log.txt"):
+        try:
+            raise AssertionError("float16 converter assertion")
+        except AssertionError as error:
+            logging.getLogger("edgeopt.models.quantize").warning("variant fp16: quantizer failed on m.onnx",
+                                                                  exc_info=error)
+    assert "variant fp16: quantizer failed on m.onnx" in console.getvalue()
+    assert ("Traceback" in console.getvalue()) == bool(verbose), console.getvalue()
+    assert "Traceback" in (tmp_path / "log.txt").read_text()

@@ -38,6 +38,19 @@ def _third_party(record: logging.LogRecord) -> bool:
     return record.name != "edgeopt" and not record.name.startswith("edgeopt.")
 
 
+class _Brief(logging.Formatter):
+    """Console lines without tracebacks: those stay in ``run.log`` and ``--log-file``, and ``-v`` shows them
+    (a quantizer that fails on a real model is one line on the terminal, not a stack)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes above the progress bars while some are drawn."""
 
@@ -147,7 +160,7 @@ def configured(*, verbose: int = 0, quiet: bool = False, log_file: Path | None =
     bars = _Bars(sys.stderr) if _bars_wanted(quiet, json_output, sys.stderr) else None
     handlers: list[tuple[logging.Logger, logging.Handler]] = []
     console = _ConsoleHandler(stream, bars)
-    console.setFormatter(logging.Formatter(fmt))
+    console.setFormatter(logging.Formatter(fmt) if verbose else _Brief(fmt))
     console.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
     handlers.append((edgeopt_logger, console))
     if verbose and not quiet:  # the runtimes' warnings on the console too (they also stay in run.log)
