@@ -105,6 +105,33 @@ def test_fp16_variant_stores_half_precision_weights(
 
 
 @pytest.mark.aarch64
+def test_fp16_of_a_graph_whose_branches_repeat_an_initializer_name(tmp_path: Path) -> None:
+    # ONNX Runtime's float16 converter asserts on an initializer name held by two subgraphs; edgeopt renames
+    # them apart in their own scopes, and each branch still reads its own weights
+    model = zoo.if_branch_initializers_model(tmp_path / "if.onnx")
+    variant = make_variant(model, Recipe.parse("fp16"), tmp_path / "out")
+    x = np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)
+    for cond in (True, False):
+        feeds = {"x": x, "cond": np.array(cond)}
+        np.testing.assert_allclose(run(variant.path, feeds)[0], run(model, feeds)[0], rtol=1e-2, atol=1e-2)
+    assert not np.allclose(run(variant.path, {"x": x, "cond": np.array(True)})[0],
+                           run(variant.path, {"x": x, "cond": np.array(False)})[0])
+    assert any("renamed apart" in note["reason"] for note in variant.provenance["excluded"])
+
+
+def test_int8_says_what_stays_float_inside_subgraphs(tmp_path: Path, make_calibration: MakeCalibration) -> None:
+    # ONNX Runtime's quantizer does not enter If branches: dynamic quantization (MatMul only) quantizes nothing,
+    # and its output would be the float model under an INT8 name; static Q/DQ quantizes the outer Add only
+    model = zoo.if_branch_initializers_model(tmp_path / "if.onnx")
+    dynamic, static = make_variants(model, [Recipe.parse("int8-dynamic"), Recipe.parse("int8-static-minmax")],
+                                    tmp_path / "out", calibration=make_calibration(model, count=4, seed=0))
+    assert isinstance(dynamic, VariantFailure) and dynamic.exit_code == 4
+    assert "nothing was quantized" in dynamic.message and "(MatMul x2) is inside If" in dynamic.message
+    assert isinstance(static, Variant), static
+    (note,) = [n for n in static.provenance["excluded"] if "subgraphs" in n["reason"]]
+    assert note["nodes"] == "MatMul x2" and "left float" in note["reason"]
+
+
 def test_int8_static_is_symmetric_int8_qdq_with_per_channel_weights(
     conv_variants: dict[str, Variant | VariantFailure],
 ) -> None:

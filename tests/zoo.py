@@ -248,6 +248,28 @@ def if_dynamic_rank_model(path: Path) -> Path:
     return _save(graph, path)
 
 
+def if_branch_initializers_model(path: Path) -> Path:
+    """An ``If`` whose two branches each hold an initializer named ``w`` (different values), shadowing the main
+    graph's own ``w``: how ONNX Runtime's optimiser saves a graph whose branches read one outer weight
+    (silero-vad v4 after pre-processing).  x [1, 4] float, cond scalar bool -> y [1, 4]."""
+    rng = _rng(11)
+
+    def branch(name: str, scale: float) -> onnx.GraphProto:
+        weight = _init("w", (rng.standard_normal((4, 4)) * scale).astype(np.float32))
+        return helper.make_graph([helper.make_node("MatMul", ["x", "w"], [f"{name}_y"], name=f"{name}_matmul")],
+                                 name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [1, 4])],
+                                 [weight])
+
+    node = helper.make_node("If", ["cond"], ["branch_y"], then_branch=branch("then", 1.0),
+                            else_branch=branch("else", 3.0), name="if_weights")
+    outer = helper.make_node("Add", ["branch_y", "w"], ["y"], name="add_outer")
+    graph = helper.make_graph([node, outer], "if_branch_initializers",
+                              [_float_input("x", (1, 4)), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [_init("w", rng.standard_normal((1, 4)).astype(np.float32))])
+    return _save(graph, path)
+
+
 # token_embedding_model: Gather(table[50, 8], Cast(ids)) -> ReduceMean over tokens; ids int64 [batch, seq]
 EMBEDDING_VOCAB = 50
 

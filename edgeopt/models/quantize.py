@@ -53,6 +53,7 @@ from edgeopt.models.ranges import (
     unobserved,
     write_ort_cache,
 )
+from edgeopt.models.subgraphs import sort_nodes, unique_initializer_names
 from edgeopt.profiles.schema import HardwareProfile
 
 VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -478,11 +479,14 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
         cpu_session(model, threads=None, optimization="basic", log_severity=2, optimized_model_path=staged)
     elif recipe.kind == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
-        from onnxruntime.transformers.onnx_model import OnnxModel
 
-        converted = OnnxModel(convert_float_to_float16(onnx.load(str(model)), keep_io_types=True))
-        converted.topological_sort()  # the converter appends its input casts after their consumers
-        onnx.save(converted.model, str(staged))
+        graph = onnx.load(str(model))
+        if unique_initializer_names(graph):  # ORT's optimiser copies outer initializers into each If branch
+            notes.append({"tensor": "", "nodes": "", "reason": "subgraph initializers renamed apart for the float16 "
+                                                                "converter (it keys them by name across the model)"})
+        converted = convert_float_to_float16(graph, keep_io_types=True)
+        sort_nodes(converted.graph)  # the converter appends its input casts after their consumers
+        onnx.save(converted, str(staged))
     elif recipe.kind == "int8-dynamic":
         quantize_dynamic(str(model), str(staged), per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
                          weight_type=QuantType.QInt8, nodes_to_exclude=list(recipe.exclude_nodes) or None)
@@ -649,7 +653,38 @@ def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, c
                  "Runtime's own optimisation: quantize the original export" if fused else first_line(error))
         raise QuantizationError(f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: "
                                 f"{cause}") from error
+    if PRECISION_OF_KIND[recipe.kind] == "int8":
+        _check_quantized(staged, recipe.name, notes)
     validate_variant(staged, recipe.name, feeds, timeout_s)
+
+
+def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]]) -> None:
+    """Refuse an INT8 file in which the quantizer quantized nothing (it would be fp32 under an INT8 name), and
+    note the compute that ONNX Runtime's quantizer left float inside If/Loop/Scan subgraphs (it does not enter
+    them: its ``EnableSubgraph`` option is dynamic-only and fails on branches that read outer weights)."""
+    built = onnx.load(str(staged), load_external_data=False)
+    quantized = sum(node.op_type in _QUANTIZED_OPS for node in _all_nodes(built.graph))
+    inner: dict[str, int] = {}
+    for node in _all_nodes(built.graph):
+        if node.op_type in _COMPUTE_OPS:
+            inner[node.op_type] = inner.get(node.op_type, 0) + 1
+    for node in built.graph.node:  # what remains is inside subgraphs
+        if node.op_type in _COMPUTE_OPS:
+            inner[node.op_type] -= 1
+    inner = {op: n for op, n in inner.items() if n}
+    left = ", ".join(f"{op} x{n}" for op, n in sorted(inner.items()))
+    if not quantized:
+        why = (f"its compute ({left}) is inside If/Loop/Scan subgraphs, which ONNX Runtime's quantizer leaves float"
+               if left else "the graph has no operator ONNX Runtime's quantizer quantizes")
+        raise QuantizationError(f"variant {name}: nothing was quantized: {why}; the file would be the float model "
+                                "under an INT8 name")
+    if left:
+        notes.append({"tensor": "", "nodes": left, "reason": "inside If/Loop/Scan subgraphs: left float (ONNX "
+                                                               "Runtime's quantizer does not enter subgraphs)"})
+
+
+_COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention"}
+
 
 
 _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
