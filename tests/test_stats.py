@@ -16,7 +16,7 @@ from edgeopt.core.stats import (
     PERCENTILES,
     PercentileEstimate,
     SampleSummary,
-    ci_is_tight,
+    ci_half_width_rel,
     min_samples_for_ci,
     nearest_rank,
     percentile,
@@ -190,13 +190,13 @@ def test_summary_round_trip_and_scaling() -> None:
     assert ms.cv == s.cv
 
 
-def test_ci_is_tight() -> None:
+def test_ci_half_width_rel() -> None:
     x = np.sort(np.random.default_rng(1).normal(10.0, 0.1, size=2000))
-    assert ci_is_tight(x, 0.95, 0.95, 0.05)
-    assert not ci_is_tight(x, 0.95, 0.95, 1e-6)
-    assert ci_is_tight(x[::-1].copy(), 0.95, 0.95, 0.05)  # unsorted input is sorted in a copy
-    assert not ci_is_tight(x[:50], 0.95, 0.95, 0.5)  # too few for a CI
-    assert not ci_is_tight(np.array([]), 0.95, 0.95, 0.5)
+    rel = ci_half_width_rel(x, 0.95, 0.95)
+    assert rel is not None and 1e-6 < rel < 0.05
+    assert ci_half_width_rel(x[::-1].copy(), 0.95, 0.95) == rel  # unsorted input is sorted in a copy
+    assert ci_half_width_rel(x[:50], 0.95, 0.95) is None  # too few for a CI
+    assert ci_half_width_rel(np.array([]), 0.95, 0.95) is None
 
 
 def _estimate(value: float, lower: float | None, upper: float | None) -> PercentileEstimate:

@@ -292,15 +292,6 @@ def ci_half_width_rel(sorted_samples: Sequence[float] | np.ndarray, q: float, co
     return max(value - float(x[ranks[0] - 1]), float(x[ranks[1] - 1]) - value) / abs(value)
 
 
-def ci_is_tight(
-    sorted_samples: Sequence[float] | np.ndarray, q: float, confidence: float, target_rel: float
-) -> bool:
-    """True when the q-quantile's CI half-width is at most ``target_rel`` of the estimate
-    (:func:`ci_half_width_rel`); False while n is too small for a CI."""
-    rel = ci_half_width_rel(sorted_samples, q, confidence)
-    return rel is not None and rel <= target_rel
-
-
 def samples_needed(n: int, estimate: PercentileEstimate, limit: float) -> int | None:
     """Rough total sample count for the CI of ``estimate`` to exclude ``limit``.
 
