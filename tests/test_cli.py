@@ -111,6 +111,17 @@ def test_run_without_calibration_skips_static_variants(tmp_path: Path, model: Pa
     assert not (tmp_path / "out" / "variants" / "int8-static-minmax.onnx").exists()
 
 
+def test_run_on_an_if_graph_says_what_was_not_quantized(tmp_path: Path, profile: Path) -> None:
+    # the compute of silero-vad-like models sits inside If branches, which ONNX Runtime's quantizer does not enter
+    model = zoo.if_branch_initializers_model(tmp_path / "if.onnx")
+    result = edgeopt("run", model, "--profile", profile, "--out", tmp_path / "out", "--variant", "fp16",
+                     "--variant", "int8-dynamic")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "variant int8-dynamic: nothing was quantized: its compute (MatMul x2) is inside If" in result.stdout
+    rows = {row["variant"]: row for row in json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]}
+    assert rows["fp16"]["status"] == "ok" and not (tmp_path / "out" / "variants" / "int8-dynamic.onnx").exists()
+
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_keeps_finished_measurements(tmp_path: Path, model: Path) -> None:
     profile = write_profile(tmp_path, "slowish", seconds=1.5)

@@ -679,10 +679,11 @@ def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]]) -> No
         raise QuantizationError(f"variant {name}: nothing was quantized: {why}; the file would be the float model "
                                 "under an INT8 name")
     if left:
-        notes.append({"tensor": "", "nodes": left, "reason": "inside If/Loop/Scan subgraphs: left float (ONNX "
-                                                               "Runtime's quantizer does not enter subgraphs)"})
+        notes.append({"tensor": "", "nodes": left, "reason": LEFT_FLOAT_IN_SUBGRAPHS})
 
 
+LEFT_FLOAT_IN_SUBGRAPHS = ("inside If/Loop/Scan subgraphs: left float (ONNX Runtime's quantizer does not enter "
+                           "subgraphs)")
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention"}
 
 

@@ -66,7 +66,14 @@ from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibrati
 from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model, output_specs
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
 from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
-from edgeopt.models.quantize import Recipe, Variant, VariantFailure, default_variants, make_variants
+from edgeopt.models.quantize import (
+    LEFT_FLOAT_IN_SUBGRAPHS,
+    Recipe,
+    Variant,
+    VariantFailure,
+    default_variants,
+    make_variants,
+)
 from edgeopt.profiles.schema import HardwareProfile, load_profile
 from edgeopt.reports.table import (
     Row,
@@ -388,6 +395,9 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
     for item in made:
         made_as = (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
                    else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}")
+        for note in [] if isinstance(item, VariantFailure) else item.provenance.get("excluded", []):
+            if note.get("reason") == LEFT_FLOAT_IN_SUBGRAPHS:
+                made_as += f"; {note['nodes']} {LEFT_FLOAT_IN_SUBGRAPHS}"
         logger.info(f"variant {item.name}: {made_as}")
     class_outputs = class_score_outputs(load_model(model_path))  # where top-1 agreement means something
     reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan,
