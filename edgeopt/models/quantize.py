@@ -654,14 +654,15 @@ def _build_and_check(recipe: Recipe, model: Path, staged: Path, scratch: Path, c
         raise QuantizationError(f"variant {recipe.name}: quantizer failed{f' at node {node}' if node else ''}: "
                                 f"{cause}") from error
     if PRECISION_OF_KIND[recipe.kind] == "int8":
-        _check_quantized(staged, recipe.name, notes)
+        _check_quantized(staged, recipe.name, notes, refuse_empty=not recipe.exclude_nodes)
     validate_variant(staged, recipe.name, feeds, timeout_s)
 
 
-def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]]) -> None:
-    """Refuse an INT8 file in which the quantizer quantized nothing (it would be fp32 under an INT8 name), and
-    note the compute that ONNX Runtime's quantizer left float inside If/Loop/Scan subgraphs (it does not enter
-    them: its ``EnableSubgraph`` option is dynamic-only and fails on branches that read outer weights)."""
+def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]], refuse_empty: bool) -> None:
+    """Refuse (with ``refuse_empty``: the recipe excludes no node itself, as ``tune``'s last candidates do) an INT8
+    file in which the quantizer quantized nothing (it would be fp32 under an INT8 name), and note the compute that
+    ONNX Runtime's quantizer left float inside If/Loop/Scan subgraphs (it does not enter them: its
+    ``EnableSubgraph`` option is dynamic-only and fails on branches that read outer weights)."""
     built = onnx.load(str(staged), load_external_data=False)
     quantized = sum(node.op_type in _QUANTIZED_OPS for node in _all_nodes(built.graph))
     inner: dict[str, int] = {}
@@ -673,7 +674,7 @@ def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]]) -> No
             inner[node.op_type] -= 1
     inner = {op: n for op, n in inner.items() if n}
     left = ", ".join(f"{op} x{n}" for op, n in sorted(inner.items()))
-    if not quantized:
+    if not quantized and refuse_empty:
         why = (f"its compute ({left}) is inside If/Loop/Scan subgraphs, which ONNX Runtime's quantizer leaves float"
                if left else "the graph has no operator ONNX Runtime's quantizer quantizes")
         raise QuantizationError(f"variant {name}: nothing was quantized: {why}; the file would be the float model "
