@@ -1,6 +1,7 @@
 """``edgeopt lab head``, ``join`` and ``status`` start and read a real Ray cluster (``ray start`` processes), then
 ``ray stop --force`` ends them.  Its own module: ``ray stop`` ends every Ray process of this user on the machine,
-so it must not run beside the cluster of tests/test_lab.py."""
+so it must not run beside the cluster of tests/test_lab.py.  Runs only with ``EDGEOPT_LAB_CLUSTER=1``
+(``.ci/run`` sets it), like that cluster."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 from tests.profiles import write_profile
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed"),
+              pytest.mark.skipif(not os.environ.get("EDGEOPT_LAB_CLUSTER"),
+                                 reason="Ray clusters: set EDGEOPT_LAB_CLUSTER=1 (.ci/run does)"),
               pytest.mark.slow]
 EDGEOPT = [sys.executable, "-m", "edgeopt"]
 
