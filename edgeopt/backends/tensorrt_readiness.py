@@ -45,6 +45,7 @@ from onnx import TensorProto, numpy_helper
 from edgeopt.backends.tensorrt_support import OperatorTable, Target, resolve_target
 from edgeopt.errors import first_line
 from edgeopt.models.graph import load_model
+from edgeopt.models.subgraphs import subgraphs
 
 __all__ = ["Finding", "Readiness", "check_tensorrt_readiness", "NECESSARY_NOT_SUFFICIENT"]
 
@@ -154,17 +155,16 @@ def _walk(graph: onnx.GraphProto, prefix: str = "") -> Iterator[_Scope]:
         label = f"{prefix}{node.name or f'#{index}'}"
         yield _Scope(node, f"'{label}'" if node.name else label)
         for attribute in node.attribute:
-            subgraphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
-            for sub in subgraphs:
+            held = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+            for sub in held:
                 yield from _walk(sub, f"{label}/{attribute.name}/")
 
 
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     yield graph
     for node in graph.node:
-        for attribute in node.attribute:
-            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                yield from _graphs(sub)
+        for sub in subgraphs(node):
+            yield from _graphs(sub)
 
 
 @dataclass

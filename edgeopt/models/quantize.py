@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ from edgeopt.models.ranges import (
     unobserved,
     write_ort_cache,
 )
-from edgeopt.models.subgraphs import sort_nodes, unique_initializer_names
+from edgeopt.models.subgraphs import all_nodes, sort_nodes, subgraphs, unique_initializer_names
 from edgeopt.profiles.schema import HardwareProfile
 
 VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -563,21 +564,10 @@ def _extra_options(recipe: Recipe) -> dict[str, Any]:
     return options
 
 
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _all_nodes(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _all_nodes(subgraph)
-
-
 def strip_unused_domains(model: onnx.ModelProto) -> list[str]:
     """Remove, in place, the opset_import entries of domains no node (nor model-local function) uses; the default
     domain always stays.  Returns the removed domains (ONNX Runtime's optimiser lists a dozen it never uses)."""
-    used = {node.domain for node in _all_nodes(model.graph)} | {function.domain for function in model.functions}
+    used = {node.domain for node in all_nodes(model.graph)} | {function.domain for function in model.functions}
     for function in model.functions:
         used |= {node.domain for node in function.node}
     kept = [e for e in model.opset_import if e.domain in ("", "ai.onnx") or e.domain in used]
@@ -621,7 +611,7 @@ def _finish_for_tensorrt(staged: Path, name: str, notes: list[dict[str, str]]) -
     """Only the opset domains the graph uses; no operator outside the ONNX domain (TensorRT's parser dispatches on
     the op type and has no importer for ONNX Runtime's fused ops); opset within every shipped parser's range."""
     model = onnx.load(str(staged))
-    foreign = sorted({f"{n.domain}.{n.op_type}" for n in _all_nodes(model.graph) if n.domain not in ("", "ai.onnx")})
+    foreign = sorted({f"{n.domain}.{n.op_type}" for n in all_nodes(model.graph) if n.domain not in ("", "ai.onnx")})
     if foreign:
         raise QuantizationError(f"variant {name}: the graph holds operators outside the ONNX domain "
                                 f"({', '.join(foreign)}), which TensorRT cannot parse: quantize the original export")
@@ -664,15 +654,9 @@ def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]], refus
     ONNX Runtime's quantizer left float inside If/Loop/Scan subgraphs (it does not enter them: its
     ``EnableSubgraph`` option is dynamic-only and fails on branches that read outer weights)."""
     built = onnx.load(str(staged), load_external_data=False)
-    quantized = sum(node.op_type in _QUANTIZED_OPS for node in _all_nodes(built.graph))
-    inner: dict[str, int] = {}
-    for node in _all_nodes(built.graph):
-        if node.op_type in _COMPUTE_OPS:
-            inner[node.op_type] = inner.get(node.op_type, 0) + 1
-    for node in built.graph.node:  # what remains is inside subgraphs
-        if node.op_type in _COMPUTE_OPS:
-            inner[node.op_type] -= 1
-    inner = {op: n for op, n in inner.items() if n}
+    quantized = sum(node.op_type in _QUANTIZED_OPS for node in all_nodes(built.graph))
+    inner = Counter(node.op_type for top in built.graph.node for graph in subgraphs(top) for node in all_nodes(graph)
+                    if node.op_type in _COMPUTE_OPS)
     left = ", ".join(f"{op} x{n}" for op, n in sorted(inner.items()))
     if not quantized and refuse_empty:
         why = (f"its compute ({left}) is inside If/Loop/Scan subgraphs, which ONNX Runtime's quantizer leaves float"
@@ -686,9 +670,6 @@ def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]], refus
 LEFT_FLOAT_IN_SUBGRAPHS = ("inside If/Loop/Scan subgraphs: left float (ONNX Runtime's quantizer does not enter "
                            "subgraphs)")
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention"}
-
-
-
 _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
                   "QLinearConv", "QLinearMatMul", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "QGemm",
                   "MatMulIntegerToFloat"}

@@ -1,4 +1,5 @@
-"""Graph surgery that ONNX Runtime's float16 converter needs on models with subgraphs (``If``, ``Loop``, ``Scan``).
+"""ONNX models with subgraphs (``If``, ``Loop``, ``Scan``): walking them, and the repairs ONNX Runtime's float16
+converter needs on them.
 
 Names: ONNX Runtime's optimiser copies an outer initializer into each branch of an ``If`` that reads it, so a graph
 saved after its optimisation (the pre-processed model that edgeopt quantizes) holds the same initializer name
@@ -20,11 +21,20 @@ from collections.abc import Iterator
 import onnx
 
 
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The graphs held by ``node``'s attributes (an ``If``'s branches, a ``Loop``'s or ``Scan``'s body)."""
     for attribute in node.attribute:
         if attribute.type == onnx.AttributeProto.GRAPH:
             yield attribute.g
         yield from attribute.graphs
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph`` and of the graphs inside it, at any depth."""
+    for node in graph.node:
+        yield node
+        for inner in subgraphs(node):
+            yield from all_nodes(inner)
 
 
 def _names(graph: onnx.GraphProto) -> Iterator[str]:
@@ -33,7 +43,7 @@ def _names(graph: onnx.GraphProto) -> Iterator[str]:
     yield from (v.name for v in (*graph.input, *graph.output, *graph.value_info))
     for node in graph.node:
         yield from (*node.input, *node.output)
-        for inner in _subgraphs(node):
+        for inner in subgraphs(node):
             yield from _names(inner)
 
 
@@ -47,7 +57,7 @@ def _rename_references(graph: onnx.GraphProto, old: str, new: str) -> None:
     """Rename the uses of the outer tensor ``old`` inside ``graph`` and its subgraphs, unless shadowed."""
     for node in graph.node:
         node.input[:] = [new if name == old else name for name in node.input]
-        for inner in _subgraphs(node):
+        for inner in subgraphs(node):
             if not _defines(inner, old):
                 _rename_references(inner, old, new)
     for value in (*graph.output, *graph.value_info):
@@ -75,11 +85,11 @@ def unique_initializer_names(model: onnx.ModelProto) -> int:
                 renamed += 1
             seen.add(tensor.name)
         for node in graph.node:
-            for inner in _subgraphs(node):
+            for inner in subgraphs(node):
                 visit(inner)
 
     for node in model.graph.node:
-        for inner in _subgraphs(node):
+        for inner in subgraphs(node):
             visit(inner)
     return renamed
 
@@ -92,7 +102,7 @@ def _outer_reads(graph: onnx.GraphProto) -> set[str]:
     reads: set[str] = set()
     for node in graph.node:
         reads.update(node.input)
-        for inner in _subgraphs(node):
+        for inner in subgraphs(node):
             reads |= _outer_reads(inner)
     return reads - defined - {""}
 
@@ -103,14 +113,14 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
     (``onnx.checker`` names the node)."""
     nodes = list(graph.node)
     for node in nodes:
-        for inner in _subgraphs(node):
+        for inner in subgraphs(node):
             sort_nodes(inner)
     producer = {name: index for index, node in enumerate(nodes) for name in node.output if name}
     waiting_on: list[set[int]] = []
     consumers: dict[int, list[int]] = {}
     for index, node in enumerate(nodes):
         reads = set(node.input)
-        for inner in _subgraphs(node):
+        for inner in subgraphs(node):
             reads |= _outer_reads(inner)
         needs = {producer[name] for name in reads if name in producer and producer[name] != index}
         waiting_on.append(needs)
