@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     gpu = torch.cuda.is_available()
-    specs = factory_input_specs(args.model) or []
+    declared = factory_input_specs(args.model)
+    specs = declared.concrete() if declared is not None else []
     inputs = [(s.name, tuple(s.shape), s.dtype) for s in specs]
     feeds = random_feeds([InputSpec(n, s, d) for n, s, d in inputs], seed=0)
     rows: list[Row] = []

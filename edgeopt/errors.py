@@ -41,6 +41,10 @@ class CalibrationError(InputRejectedError):
     """A calibration set is empty, malformed, non-finite, mismatched or too small."""
 
 
+class UserCodeError(InputRejectedError):
+    """The user's own code (a model factory, a ``forward``) raised; the message names it and the user's frame."""
+
+
 class ExportError(EdgeoptError):
     """Exporting a PyTorch model to ONNX failed, or the export does not match PyTorch numerically."""
 

@@ -268,8 +268,9 @@ def test_modelopt_on_the_default_image_model(tmp_path: Path) -> None:
     from edgeopt.models.export import export_onnx
     from edgeopt.models.modelref import factory_input_specs, load_entry_point
 
-    specs = factory_input_specs(DEFAULT_MODEL)
-    assert specs is not None
+    declared = factory_input_specs(DEFAULT_MODEL)
+    assert declared is not None
+    specs = declared.concrete()
     model = export_onnx(load_entry_point(DEFAULT_MODEL)(), specs, tmp_path / "resnet18.onnx").path
     calibration = load_calibration(ROOT / "calibration_data" / "images", expected_inputs=specs, min_samples=8,
                                    max_samples=8)

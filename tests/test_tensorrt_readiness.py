@@ -48,8 +48,9 @@ def default_variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     from edgeopt.models.modelref import factory_input_specs, load_entry_point
 
     out = tmp_path_factory.mktemp("default-model")
-    specs = factory_input_specs(DEFAULT_MODEL)
-    assert specs is not None
+    declared = factory_input_specs(DEFAULT_MODEL)
+    assert declared is not None
+    specs = declared.concrete()
     model = export_onnx(load_entry_point(DEFAULT_MODEL)(), specs, out / "resnet18.onnx").path
     calibration = load_calibration(ROOT / "calibration_data" / "images", expected_inputs=specs, min_samples=8,
                                    max_samples=8)

@@ -40,7 +40,9 @@ class TorchRunner(Runner[TorchSettings]):
     settings_type = TorchSettings
 
     def _activate(self) -> None:
-        from edgeopt.models.modelref import factory_input_specs, load_entry_point
+        from edgeopt.models.factory import factory_result
+        from edgeopt.models.modelref import factory_input_specs
+        from edgeopt.models.torch_io import FlatModule, bind_inputs
 
         device, precision, mode = self.settings.device, self.settings.precision, self.settings.mode
         if precision not in DTYPES:
@@ -55,24 +57,26 @@ class TorchRunner(Runner[TorchSettings]):
         self.device = torch.device(device)
         self.dtype = DTYPES[precision]
         declared = self.settings.inputs
+        load_started = time.perf_counter()
+        made = factory_result(self.model_path)
+        declaration = factory_input_specs(self.model_path) or (made.declaration() if made.examples else None)
         specs = [tuple(s) for s in declared] if declared else [
-            (s.name, s.shape, s.dtype) for s in (factory_input_specs(self.model_path) or [])]
+            (s.name, s.shape, s.dtype) for s in (declaration.specs if declaration is not None else ())]
         if not specs:
             raise ValueError(f"torch: {self.model_path} declares no input_spec(); pass settings.inputs")
         self.inputs = {str(name): (tuple(shape), str(dtype)) for name, shape, dtype in specs}
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             allocated_before = torch.cuda.memory_allocated(self.device)
-        started = time.perf_counter()
-        model = load_entry_point(self.model_path)()
-        model = model.eval().to(self.device, self.dtype)
+        flat = FlatModule(made.module, bind_inputs(made.module, list(self.inputs), self.model_path))
+        model = flat.eval().to(self.device, self.dtype)  # inputs by forward's names, outputs the named leaves
         self.model: Callable[..., Any] = torch.compile(model, mode=self.settings.compile_mode) \
             if mode == "compile" else model
         self._calls = 0
         self._graph: Any = None
         self.details = {
             "device": str(self.device), "precision": precision, "mode": mode, "cuda_graphs": self.cuda_graphs,
-            "compile_mode": self.settings.compile_mode, "load_seconds": round(time.perf_counter() - started, 4),
+            "compile_mode": self.settings.compile_mode, "load_seconds": round(time.perf_counter() - load_started, 4),
             "threads": torch.get_num_threads(),
             "timing": "host wall clock around the model call" + (" + torch.cuda.synchronize()"
                                                                  if self.device.type == "cuda" else ""),

@@ -48,8 +48,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     options.add_out_options(p.add_argument, required=True, what="the ONNX file to write (its provenance JSON "
                             "is written beside it)")
     options.add_export_options(p.add_argument)
-    p.add_argument("--dynamic-batch", action="store_true", help="export the batch dimension as symbolic "
-                   "(default: every dimension as given)")
+    p.add_argument("--parity-inputs", metavar="PATH", help="samples the parity check runs first: a folder or "
+                   ".npz in the calibration formats (docs/calibration.md) (default: the factory's example inputs, "
+                   "then in-domain synthetic data)")
     p.add_argument("--max-abs", type=float, default=1e-3, metavar="E",
                    help="largest absolute output error vs PyTorch accepted (default: %(default)s)")
     p.add_argument("--max-rel", type=float, default=1e-3, metavar="E",
@@ -191,20 +192,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def handle_export(args: argparse.Namespace) -> int:
+    from edgeopt.models.calibration import load_calibration
     from edgeopt.models.export import ParityTolerance, export_onnx
-    from edgeopt.models.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_input_spec
+    from edgeopt.models.factory import factory_result
+    from edgeopt.models.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_inputs
 
-    factory = load_entry_point(args.factory)
-    specs = [parse_input_spec(t) for t in args.input or []] or factory_input_specs(args.factory)
-    if not specs:
-        raise ConfigError(f"{args.factory}: give --input or define input_spec() in its module")
-    result = export_onnx(factory(), specs, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                         exporter=args.exporter, source=args.factory,
-                         source_sha256=factory_source_sha256(args.factory),
+    load_entry_point(args.factory)  # a bad reference is exit 2 before the factory runs
+    declaration = parse_inputs(args.input) if args.input else factory_input_specs(args.factory)
+    made = factory_result(args.factory)
+    if declaration is None:
+        if made.examples is None:
+            raise ConfigError(f"{args.factory}: give --input, define input_spec() in its module, or return "
+                              "(module, example_inputs) from the factory")
+        declaration = made.declaration()
+    samples = list(made.example_feeds())
+    if args.parity_inputs:
+        samples += list(load_calibration(args.parity_inputs, expected_inputs=declaration.concrete(),
+                                         min_samples=1).samples)
+    result = export_onnx(made.module, declaration, args.out, opset=args.opset, exporter=args.exporter,
+                         source=args.factory, source_sha256=factory_source_sha256(args.factory),
+                         parity_inputs=samples[:8],
                          tolerance=ParityTolerance(args.max_abs, args.max_rel, args.min_cosine))
+    dims = ", ".join(f"{name} (example {sizes['example']})"
+                     for name, sizes in result.provenance["dynamic_dims"].items())
+    print(f"exported with {args.exporter}, opset {result.provenance['opset']}; "
+          + (f"dynamic dims: {dims}" if dims else "every dimension fixed"))
+    print(f"parity vs PyTorch at: {'; '.join(result.provenance['parity_checked_at'])}")
     for parity in result.parity:
         print(f"output {parity.output}: max abs {parity.max_abs_error:.3g}, max rel {parity.max_rel_error:.3g}, "
               f"cosine {parity.cosine:.7f}")
+    for note in result.provenance["dropped_outputs"]:
+        print(f"note: output leaf {note} is not a tensor: left out of the ONNX file")
     print(f"wrote {result.path} and {result.provenance_path}")
     return 0
 
@@ -422,13 +440,14 @@ def _shift_range(text: str | None) -> tuple[float, float] | None:
 
 def run_config(args: argparse.Namespace, **extra: Any) -> RunConfig:
     """The ``RunConfig`` the run options (``add_run_arguments``) ask for; ``extra`` fields added (``lab run``)."""
-    from edgeopt.models.modelref import parse_input_spec
+    from edgeopt.models.modelref import parse_inputs
     from edgeopt.workflows.pipeline import RunConfig
 
+    declared = parse_inputs(args.input or [])
     return RunConfig(
         model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
         variants=tuple(args.variant or ()), eval_set=args.eval_set,
-        inputs=tuple(parse_input_spec(t) for t in args.input or []), opset=args.opset, exporter=args.exporter,
+        inputs=declared.specs, dim_sizes=dict(declared.sizes), opset=args.opset, exporter=args.exporter,
         budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
         min_calibration_samples=options.sample_limits(args)[0],
         max_calibration_samples=options.sample_limits(args)[1],

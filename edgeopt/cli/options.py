@@ -149,8 +149,10 @@ def add_eval_options(addoption: AddOption, prefix: str = "", *, required: bool =
 def add_input_options(addoption: AddOption, prefix: str = "") -> None:
     """``--input``: the concrete shape of a model input (its symbolic dims), or of an exported factory's input."""
     _add(addoption, "input", prefix, action="append", metavar="NAME:SHAPE[:DTYPE]", default=None,
-         help=_help("concrete shape of a model input, e.g. x:1x3x48x320[:float32]: fixes its symbolic dims for "
-                    "timing, fidelity and every backend (and is the input of an exported factory)",
+         help=_help("shape of a model input, e.g. x:1x3x48x320[:float32]: fixes its symbolic dims for timing, "
+                    "fidelity and every backend; for an exported factory NAME is forward's parameter and a dim "
+                    "that is a name is dynamic, with name=SIZE its example size ('input_ids:batch x seq=128:int64', "
+                    "'x:batch x 3 x h=224 x w=224'; docs/export.md)",
                     repeatable=True, default="the profile's bench.input_shapes, else the samples' shape, else "
                     "bench.batch_size for the batch dim; a factory's input_spec()"))
 
@@ -158,9 +160,12 @@ def add_input_options(addoption: AddOption, prefix: str = "") -> None:
 def add_export_options(addoption: AddOption, prefix: str = "") -> None:
     """``--input``, ``--opset`` and ``--exporter``: the inputs, and how a PyTorch factory is exported to ONNX."""
     add_input_options(addoption, prefix)
-    _add(addoption, "opset", prefix, type=int, default=17, help=_help("ONNX opset to export", default=17))
-    _add(addoption, "exporter", prefix, choices=["torchscript", "dynamo"], default="torchscript",
-         help=_help("torch.onnx exporter", default="torchscript"))
+    _add(addoption, "opset", prefix, type=int, default=None,
+         help=_help("ONNX opset to export (dynamo: 18 or newer)", default="the exporter's: dynamo its own, "
+                    "torchscript 17"))
+    _add(addoption, "exporter", prefix, choices=["dynamo", "torchscript"], default="dynamo",
+         help=_help("torch.onnx exporter: dynamo (torch.export, torch's default) or torchscript (deprecated by "
+                    "torch; for models torch.export cannot capture)", default="dynamo"))
 
 
 def add_variant_options(addoption: AddOption, prefix: str = "") -> None:

@@ -1,28 +1,57 @@
-"""PyTorch → ONNX export with a numeric parity check and provenance saved beside the model."""
+"""PyTorch → ONNX export: inputs bound by name, outputs of any structure, named dynamic dimensions, and a numeric
+parity check with PyTorch at two sizes of every dynamic dimension; provenance is saved beside the model.
+
+The module is exported as the flat module of :mod:`edgeopt.models.torch_io` (declared inputs in, named tensor
+leaves out) with ``torch.onnx.export``: ``dynamo`` (torch.export, torch's default since 2.9; the opset is the
+exporter's own, at least 18, never down-converted) or ``torchscript`` (opset 17 by default).  A dynamic
+dimension is a *name* in an input's shape (``input_ids: batch x seq``); it is passed to the exporter
+(``dynamic_shapes`` / ``dynamic_axes``) and must stay that name in the file.  The example size of each name is,
+in order: its ``name=size`` hint, the first parity sample's size, else 2 for a batch-like name and 16 for any
+other (never 1, where broadcasting bugs hide).  Parity runs at that size and at a second one
+(:func:`second_size`), on the user's samples first and then on in-domain synthetic data
+(:func:`edgeopt.models.inputs.synthetic_feeds`: token ids inside their table, masks of ones, lengths inside the
+dimension).  The ONNX file appears only after every check passed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
+import logging
 import math
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
-from edgeopt.errors import ExportError, first_line
+from edgeopt.errors import ConfigError, ExportError, UserCodeError, first_line
 from edgeopt.models.calibration import InputSpec
 from edgeopt.models.graph import cpu_session
-from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal
+from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal, synthetic_feeds
+from edgeopt.models.modelref import InputDeclaration, parse_inputs, user_frame
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 
-Exporter = Literal["torchscript", "dynamo"]
+Exporter = Literal["dynamo", "torchscript"]
+EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
+DEFAULT_EXPORTER: Exporter = "dynamo"
+TORCHSCRIPT_DEFAULT_OPSET = 17
+DYNAMO_MIN_OPSET = 18  # torch.export's ONNX translation is written for 18+; below, it down-converts (and breaks)
+BATCH_NAMES = frozenset({"batch", "batch_size", "bs", "b", "n", "num_images"})
+DEFAULT_BATCH_SIZE = 2
+DEFAULT_DIM_SIZE = 16
+PARITY_SECOND_SIZE_SAMPLES = 2
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,12 @@ class ExportResult:
     provenance_path: Path
     parity: tuple[OutputParity, ...]
     provenance: dict[str, Any]
+    sizes: Mapping[str, int] = field(default_factory=dict)  # the example size of every dynamic dimension
+
+    def timing_inputs(self) -> list[InputSpec]:
+        """The exported inputs at their example sizes: the shapes a run times when nothing else sets them."""
+        return [InputSpec(i["name"], tuple(self.sizes.get(d, d) if isinstance(d, str) else d for d in i["shape"]),
+                          i["dtype"]) for i in self.provenance["inputs"]]
 
 
 def provenance_path_for(model_path: Path) -> Path:
@@ -59,6 +94,11 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def default_opset(exporter: str) -> int | None:
+    """The opset an export asks for when not told: the dynamo exporter's own (None), TorchScript's 17."""
+    return None if exporter == "dynamo" else TORCHSCRIPT_DEFAULT_OPSET
 
 
 def random_feeds(specs: list[InputSpec], seed: int, batch: int = 1,
@@ -97,121 +137,314 @@ def compare_outputs(name: str, expected: np.ndarray, actual: np.ndarray) -> Outp
     return OutputParity(output=name, max_abs_error=max_abs, max_rel_error=max_rel, cosine=cosine)
 
 
-def _torch_export(
-    model: torch.nn.Module,
-    specs: list[InputSpec],
-    output_path: Path,
-    opset: int,
-    dynamic_batch: bool,
-    exporter: Exporter,
-) -> list[str]:
+def second_size(size: int) -> int:
+    """The second size parity runs a dynamic dimension at: ``size`` less its largest power-of-two divisor up to
+    half of it (224 → 192, 320 → 256, 128 → 64, 16 → 8, 2 → 1), so strides that divide ``size`` still divide it
+    and a maximum length (position embeddings) is never exceeded; 1 → 2."""
+    if size <= 1:
+        return 2
+    step = size & -size  # the largest power of two dividing size
+    while step > size // 2:
+        step //= 2
+    return size - max(step, 1)
+
+
+def example_sizes(declaration: InputDeclaration, samples: Sequence[Mapping[str, np.ndarray]] = ()) -> dict[str, int]:
+    """The example size of every dynamic dimension name (module docstring: hint, first sample, default)."""
+    sizes: dict[str, int] = {}
+    first = samples[0] if samples else {}
+    for spec in declaration.specs:
+        for axis, dim in enumerate(spec.shape):
+            if not isinstance(dim, str) or dim in sizes:
+                continue
+            if dim in declaration.sizes:
+                sizes[dim] = declaration.sizes[dim]
+            elif spec.name in first and np.ndim(first[spec.name]) == len(spec.shape):
+                sizes[dim] = int(np.shape(first[spec.name])[axis])
+            else:
+                sizes[dim] = DEFAULT_BATCH_SIZE if dim.lower() in BATCH_NAMES else DEFAULT_DIM_SIZE
+    return sizes
+
+
+def _concrete(specs: Sequence[InputSpec], sizes: Mapping[str, int]) -> list[InputSpec]:
+    return [InputSpec(s.name, tuple(sizes[d] if isinstance(d, str) else d for d in s.shape), s.dtype) for s in specs]
+
+
+def _integer_bound(model: torch.nn.Module) -> int:
+    """Integers of the export example stay inside the smallest embedding table (ids, token types) and below 10."""
     import torch
 
-    example = tuple(torch.from_numpy(v) for v in random_feeds(specs, seed=0).values())
-    names = [spec.name for spec in specs]
-    with torch.no_grad():
-        produced = model(*example)
-    count = len(produced) if isinstance(produced, (tuple, list)) else 1
-    output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters warn about their own deprecations
+    tables = [m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    return max(1, min([10, *tables]))
+
+
+class _Eager:
+    """The user's module called eagerly on numpy feeds, its outputs flattened into named numpy arrays."""
+
+    def __init__(self, model: torch.nn.Module, bindings: Sequence[Any], where: str) -> None:
+        self.model, self.bindings, self.where = model, tuple(bindings), where
+        self.dropped: list[str] = []
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        from edgeopt.models.torch_io import call_arguments, flatten_outputs
+
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[b.input])) for b in self.bindings]
+        args, kwargs = call_arguments(self.bindings, tensors)
+        try:
+            with torch.no_grad():
+                produced = self.model(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - the user's forward may raise anything
+            shapes = ", ".join(f"{name} {list(np.shape(v))}" for name, v in feeds.items())
+            raise UserCodeError(f"{self.where}: your model's forward raised {type(error).__name__}: "
+                                f"{first_line(error)} (at {user_frame(error)}) on inputs {shapes}") from error
+        leaves, self.dropped = flatten_outputs(produced)
+        if not leaves:
+            raise ExportError(f"{self.where}: forward returned no tensor ({', '.join(self.dropped) or 'nothing'}); "
+                              "there is nothing to export")
+        return {name: tensor.detach().cpu().numpy() for name, tensor in leaves}
+
+
+def _output_axes(at_a: Mapping[str, np.ndarray], at_b: Mapping[str, np.ndarray], sizes_a: Mapping[str, int],
+                 sizes_b: Mapping[str, int]) -> dict[str, dict[int, str]]:
+    """Output axes whose size follows the inputs' dynamic dims (sizes at the two example sizes), named after
+    the dimension whose two sizes they match (where several match, e.g. ``h`` and ``w``, the first not yet used by
+    this output, in declaration order), else ``<output>_dim<axis>``."""
+    axes: dict[str, dict[int, str]] = {}
+    for name, a in at_a.items():
+        b = at_b.get(name)
+        if b is None or np.ndim(a) != np.ndim(b):
+            continue
+        for axis, (size_a, size_b) in enumerate(zip(np.shape(a), np.shape(b), strict=True)):
+            if size_a != size_b:
+                used = set(axes.get(name, {}).values())
+                match = [d for d in sizes_a if sizes_a[d] == size_a and sizes_b[d] == size_b and d not in used]
+                axes.setdefault(name, {})[axis] = match[0] if match else f"{name}_dim{axis}"
+    return axes
+
+
+def _dynamo_cause(error: BaseException) -> str:
+    """The first real cause of a torch.onnx dynamo failure: the line after its '## Exception summary', else the
+    innermost chained exception's first line."""
+    text = str(error)
+    if "## Exception summary" in text:
+        after = text.split("## Exception summary", 1)[1]
+        for line in after.splitlines():
+            if line.strip():
+                return line.strip()[:400]
+    inner: BaseException = error
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    return first_line(inner)
+
+
+def _run_exporter(flat: torch.nn.Module, example: tuple[Any, ...], staged: Path, specs: Sequence[InputSpec],
+                  output_names: list[str], output_axes: Mapping[str, Mapping[int, str]], opset: int | None,
+                  exporter: str) -> str:
+    """Export ``flat`` to ``staged``; returns what the exporter said on stdout (the dynamo exporter's steps)."""
+    import torch
+
+    input_axes = {s.name: {axis: d for axis, d in enumerate(s.shape) if isinstance(d, str)} for s in specs}
+    said = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(said):
+        warnings.simplefilter("ignore")  # the exporters warn about their own deprecations and renamings
         if exporter == "torchscript":
-            dynamic_axes = {name: {0: "batch"} for name in [*names, *output_names]} if dynamic_batch else None
-            torch.onnx.export(
-                model, example, str(output_path), input_names=names, output_names=output_names,
-                opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False,
-            )
+            dynamic_axes = {n: dict(a) for n, a in {**input_axes, **output_axes}.items() if a}
+            torch.onnx.export(flat, example, str(staged), input_names=[s.name for s in specs],
+                              output_names=output_names, opset_version=opset or TORCHSCRIPT_DEFAULT_OPSET,
+                              dynamic_axes=dynamic_axes or None, dynamo=False)
         else:
-            dynamic_shapes = (
-                tuple({0: torch.export.Dim("batch")} for _ in names) if dynamic_batch else None
-            )
-            program = torch.onnx.export(
-                model, example, input_names=names, output_names=output_names, opset_version=opset, dynamo=True,
-                dynamic_shapes=dynamic_shapes, external_data=False,
-            )
+            dynamic = tuple(input_axes[s.name] or None for s in specs)
+            program = torch.onnx.export(flat, example, input_names=[s.name for s in specs],
+                                        output_names=output_names, opset_version=opset, dynamo=True,
+                                        dynamic_shapes=(dynamic,) if any(dynamic) else None, external_data=False,
+                                        optimize=True, verbose=False)
             if program is None:
                 raise ExportError("torch.onnx.export(dynamo=True) returned no program")
-            program.save(str(output_path), external_data=False)
-    import onnx
+            program.save(str(staged), external_data=False)
+    return said.getvalue()
 
-    return [output.name for output in onnx.load(str(output_path), load_external_data=False).graph.output]
+
+def _check_named_dims(model: onnx.ModelProto, specs: Sequence[InputSpec], where: str, exporter: str) -> None:
+    """Every dynamic dimension of an input is symbolic in the file: an exporter that fixed one fails the export."""
+    declared = {value.name: value for value in model.graph.input}
+    for spec in specs:
+        value = declared.get(spec.name)
+        if value is None:
+            raise ExportError(f"{where}: input {spec.name!r} is not in the exported file (the exporter dropped it: "
+                              "forward does not use it)")
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in enumerate(spec.shape):
+            if isinstance(name, str) and axis < len(dims) and not dims[axis].dim_param:
+                raise ExportError(
+                    f"{where}: dimension {name!r} (axis {axis} of input {spec.name!r}) was exported as the fixed "
+                    f"size {dims[axis].dim_value} by the {exporter} exporter: the model specialises on it (a "
+                    "size-dependent branch or reshape); give it a fixed size or make forward size-independent")
+            if isinstance(name, str) and axis < len(dims):
+                dims[axis].dim_param = name
+
+
+def _name_output_dims(model: onnx.ModelProto, output_axes: Mapping[str, Mapping[int, str]]) -> None:
+    """Declare each output axis that follows a dynamic dimension (seen at two sizes) by its name: an exporter's
+    own inference may leave it unnamed, or fixed at the example size (dynamo does so for an LSTM's time axis)."""
+    for value in model.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in output_axes.get(value.name, {}).items():
+            if axis < len(dims):
+                dims[axis].dim_param = name
+
+
+def _parity_feeds(specs: Sequence[InputSpec], sizes_a: Mapping[str, int], sizes_b: Mapping[str, int],
+                  model: onnx.ModelProto, user: Sequence[Mapping[str, np.ndarray]], count: int,
+                  seed: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(label, feeds) for parity: the user's samples, in-domain synthetic data at the example sizes, and, when a
+    dimension is dynamic, at the second sizes."""
+    feeds: list[tuple[str, dict[str, np.ndarray]]] = [(f"sample {i}", {k: np.asarray(v) for k, v in s.items()})
+                                                      for i, s in enumerate(user)]
+    for index in range(max(1, count - len(user))):
+        feeds.append((_label(sizes_a), synthetic_feeds(_concrete(specs, sizes_a), model, seed=seed + index)))
+    if sizes_b != sizes_a:
+        for index in range(PARITY_SECOND_SIZE_SAMPLES):
+            feeds.append((_label(sizes_b), synthetic_feeds(_concrete(specs, sizes_b), model, seed=seed + 100 + index)))
+    return feeds
+
+
+def _label(sizes: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}={size}" for name, size in sizes.items()) or "the declared shapes"
+
+
+def _worst(previous: OutputParity | None, new: OutputParity) -> OutputParity:
+    if previous is None:
+        return new
+    return OutputParity(new.output, max(new.max_abs_error, previous.max_abs_error),
+                        max(new.max_rel_error, previous.max_rel_error), min(new.cosine, previous.cosine))
+
+
+def _check_tolerance(parity: OutputParity, tolerance: ParityTolerance, where: str, label: str) -> None:
+    problems = []
+    if parity.max_abs_error > tolerance.max_abs:
+        problems.append(f"max abs error {parity.max_abs_error:.3g} > {tolerance.max_abs!r}")
+    if parity.max_rel_error > tolerance.max_rel:
+        problems.append(f"max rel error {parity.max_rel_error:.3g} > {tolerance.max_rel!r}")
+    if parity.cosine < tolerance.min_cosine:
+        problems.append(f"cosine {parity.cosine!r} < {tolerance.min_cosine!r}")
+    if problems:
+        raise ExportError(f"{where}: output '{parity.output}' differs from PyTorch at {label}: {'; '.join(problems)}")
 
 
 def export_onnx(
     model: torch.nn.Module,
-    inputs: list[InputSpec],
+    inputs: InputDeclaration | Sequence[str | InputSpec | tuple[Any, ...]],
     output_path: Path | str,
     *,
-    opset: int = 17,
-    dynamic_batch: bool = False,
-    exporter: Exporter = "torchscript",
+    sizes: Mapping[str, int] | None = None,
+    exporter: Exporter = DEFAULT_EXPORTER,
+    opset: int | None = None,
     tolerance: ParityTolerance = ParityTolerance(),
+    parity_inputs: Sequence[Mapping[str, np.ndarray]] = (),
     parity_samples: int = 3,
     seed: int = 1234,
     source: str = "",
     source_sha256: str | None = None,
 ) -> ExportResult:
-    """Export ``model`` to ``output_path``, check it, and verify parity with PyTorch on fresh inputs.
+    """Export ``model`` to ``output_path``, check it, and verify parity with PyTorch (module docstring).
 
-    The ONNX file appears only after every check passed; provenance is written beside it.
+    ``inputs``: ``--input`` strings, ``(name, shape, dtype)`` tuples or ``InputSpec`` (a dim that is a name is
+    dynamic; ``name=size`` gives its example size, as ``sizes`` does).  ``parity_inputs``: the user's samples,
+    checked first.  The ONNX file appears only after every check passed; provenance is written beside it.
+    Raises ConfigError (exit 2) for inputs ``forward`` does not take, UserCodeError (exit 3) when ``forward``
+    raises, ExportError (exit 4) when the exporter fails or the file differs from PyTorch.
     """
     try:
         import onnx
         import onnxruntime as ort
         import torch
+
+        from edgeopt.models.torch_io import FlatModule, bind_inputs
     except ImportError as error:
         raise ExportError(f"export needs torch and onnxruntime: pip install 'edgeopt[torch]' ({error})") from error
 
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
+    if exporter == "dynamo" and opset is not None and opset < DYNAMO_MIN_OPSET:
+        raise ConfigError(f"--opset {opset}: the dynamo exporter writes opset {DYNAMO_MIN_OPSET} or newer (below, "
+                          "torch down-converts and writes invalid files); leave --opset out, or use --exporter "
+                          "torchscript for an older opset")
+    declaration = inputs if isinstance(inputs, InputDeclaration) else parse_inputs(list(inputs), where="inputs")
+    if sizes:
+        declaration = InputDeclaration(declaration.specs, {**declaration.sizes, **sizes})
+    specs = list(declaration.specs)
+    if not specs:
+        raise ConfigError(f"{source or type(model).__name__}: no inputs declared (--input or input_spec())")
     output_path = Path(output_path)
+    where = source or type(model).__name__
     model = model.eval()
+    bindings = bind_inputs(model, [s.name for s in specs], where)
     started = time.perf_counter()
+    sizes_a = example_sizes(declaration, parity_inputs)
+    sizes_b = {name: second_size(size) for name, size in sizes_a.items()}
+    concrete_a = _concrete(specs, sizes_a)
+    example_feeds = (dict(parity_inputs[0]) if parity_inputs else
+                     synthetic_feeds(concrete_a, None, seed=seed - 1, int_high=_integer_bound(model), where=where))
+    eager = _Eager(model, bindings, where)
+    at_a = eager(example_feeds)
+    output_axes: dict[str, dict[int, str]] = {}
+    if sizes_b != sizes_a:
+        feeds_b = synthetic_feeds(_concrete(specs, sizes_b), None, seed=seed - 2, int_high=_integer_bound(model),
+                                  where=where)
+        output_axes = _output_axes(at_a, eager(feeds_b), sizes_a, sizes_b)
+    output_names = list(at_a)
+    for note in eager.dropped:
+        logger.info(f"export: {where}: output leaf {note} is not a tensor: left out of the ONNX file")
+    flat = FlatModule(model, bindings).eval()
+    example = tuple(torch.from_numpy(np.ascontiguousarray(example_feeds[s.name])) for s in specs)
     with tempfile.TemporaryDirectory(prefix="edgeopt-export-") as scratch:
         staged = Path(scratch) / "model.onnx"
         try:
-            output_names = _torch_export(model, inputs, staged, opset, dynamic_batch, exporter)
+            _run_exporter(flat, example, staged, specs, output_names, output_axes, opset, exporter)
         except ExportError:
             raise
         except Exception as error:  # noqa: BLE001 - any exporter failure becomes one clear error
-            raise ExportError(f"{source or type(model).__name__}: torch.onnx.export ({exporter}) failed: "
-                              f"{first_line(error)}") from error
+            cause = _dynamo_cause(error) if exporter == "dynamo" else first_line(error)
+            hint = "; try --exporter torchscript" if exporter == "dynamo" else ""
+            raise ExportError(f"{where}: torch.onnx.export ({exporter}) failed: {cause}{hint}") from error
         try:
-            onnx.checker.check_model(str(staged))
-            inferred = onnx.shape_inference.infer_shapes(onnx.load(str(staged)), strict_mode=True)
+            exported = onnx.load(str(staged))
+            _check_named_dims(exported, specs, where, exporter)
+            _name_output_dims(exported, output_axes)
+            onnx.checker.check_model(exported)
+            inferred = onnx.shape_inference.infer_shapes(exported, strict_mode=True)
+        except ExportError:
+            raise
         except Exception as error:  # noqa: BLE001
-            raise ExportError(f"{output_path}: exported model fails onnx checks: {error}") from error
+            raise ExportError(f"{output_path}: exported model fails onnx checks: {first_line(error)}") from error
         onnx.save(inferred, str(staged))
-        actual_opset = next((int(e.version) for e in inferred.opset_import if e.domain in ("", "ai.onnx")), opset)
+        actual_opset = next((int(e.version) for e in inferred.opset_import if e.domain in ("", "ai.onnx")), 0)
 
-        session = cpu_session(staged, log_severity=2)
+        session = cpu_session(staged, log_severity=3)
+        file_outputs = [o.name for o in session.get_outputs()]
+        if file_outputs != output_names:
+            raise ExportError(f"{where}: the exported file's outputs {file_outputs} are not forward's tensors "
+                              f"{output_names}")
         worst: dict[str, OutputParity] = {}
-        batch = 2 if dynamic_batch else 1
-        for index in range(parity_samples):
-            feeds = random_feeds(inputs, seed=seed + index, batch=batch)
-            with torch.no_grad():
-                expected = model(*(torch.from_numpy(v) for v in feeds.values()))
-            expected_list = list(expected) if isinstance(expected, (tuple, list)) else [expected]
-            actual = session.run(None, feeds)
-            for name, want, got in zip(output_names, expected_list, actual, strict=True):
-                parity = compare_outputs(name, want.detach().numpy(), got)
-                previous = worst.get(name)
-                worst[name] = parity if previous is None else OutputParity(
-                    name,
-                    max(parity.max_abs_error, previous.max_abs_error),
-                    max(parity.max_rel_error, previous.max_rel_error),
-                    min(parity.cosine, previous.cosine),
-                )
-        for parity in worst.values():
-            problems = []
-            if parity.max_abs_error > tolerance.max_abs:
-                problems.append(f"max abs error {parity.max_abs_error:.3g} > {tolerance.max_abs!r}")
-            if parity.max_rel_error > tolerance.max_rel:
-                problems.append(f"max rel error {parity.max_rel_error:.3g} > {tolerance.max_rel!r}")
-            if parity.cosine < tolerance.min_cosine:
-                problems.append(f"cosine {parity.cosine!r} < {tolerance.min_cosine!r}")
-            if problems:
-                raise ExportError(
-                    f"{output_path}: output '{parity.output}' differs from PyTorch: {'; '.join(problems)}"
-                )
+        checked: list[str] = []
+        for label, feeds in _parity_feeds(specs, sizes_a, sizes_b, inferred, parity_inputs, parity_samples, seed):
+            expected = eager(feeds)
+            try:
+                actual = session.run(None, {s.name: feeds[s.name] for s in specs})
+            except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
+                raise ExportError(f"{where}: the exported file does not run at {label} (it was exported at "
+                                  f"{_label(sizes_a)}): {first_line(error)}") from error
+            for name, got in zip(output_names, actual, strict=True):
+                want = expected[name]
+                if np.shape(want) != np.shape(got):
+                    raise ExportError(f"{where}: output {name!r} has shape {list(np.shape(got))} in ONNX Runtime "
+                                      f"and {list(np.shape(want))} in PyTorch at {label}")
+                parity = compare_outputs(name, want, got)
+                _check_tolerance(parity, tolerance, str(output_path), label)
+                worst[name] = _worst(worst.get(name), parity)
+            checked.append(label)
         provenance: dict[str, Any] = {
             "kind": "export",
             "source": source,
@@ -219,11 +452,15 @@ def export_onnx(
             "exporter": exporter,
             "opset": actual_opset,
             "opset_requested": opset,
-            "dynamic_batch": dynamic_batch,
-            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in inputs],
+            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in specs],
+            "dynamic_dims": {name: {"example": sizes_a[name], "second": sizes_b[name]} for name in sizes_a},
+            "bindings": [{"input": b.input, "parameter": b.parameter, "key": b.key} for b in bindings],
             "outputs": output_names,
+            "dropped_outputs": eager.dropped,
             "parity": [asdict(p) for p in worst.values()],
-            "parity_samples": parity_samples,
+            "parity_checked_at": list(dict.fromkeys(checked)),
+            "parity_samples": len(checked),
+            "parity_user_samples": len(parity_inputs),
             "parity_seed": seed,
             "tolerance": asdict(tolerance),
             "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
@@ -235,4 +472,4 @@ def export_onnx(
             tmp.write_bytes(staged.read_bytes())
         provenance["sha256"] = sha256_file(output_path)
         write_json_atomic(provenance_path_for(output_path), provenance)
-    return ExportResult(output_path, provenance_path_for(output_path), tuple(worst.values()), provenance)
+    return ExportResult(output_path, provenance_path_for(output_path), tuple(worst.values()), provenance, sizes_a)

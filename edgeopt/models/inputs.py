@@ -14,8 +14,9 @@ and the cap, never left to fail as a MemoryError.
 Data (:func:`synthetic_feeds`): real samples are always preferred; where none exist, random data that
 respects each input's domain, drawn directly in the input's dtype (no float64 copy): integer inputs that
 index a table (``Gather`` on an initializer, through ``Cast``/``Unsqueeze``/``Reshape``) stay inside it, masks
-(a name containing ``mask``) are all ones, booleans are valid, and an integer scalar (a sample rate, a step
-count) cannot be guessed: edgeopt asks for samples instead.
+(a name containing ``mask``) are all ones, lengths (a name containing ``length`` or ending ``lens``/``_len``)
+lie in 1..the longest other dimension, other integers in 0..``int_high``-1, booleans are valid, and an integer
+scalar (a sample rate, a step count) cannot be guessed: edgeopt asks for samples instead.
 
 Eval samples (:func:`stacked_feeds`) that do not fit an input (rank, fixed dims, dtype kind, value range)
 are refused as ``CalibrationError`` (exit 3) naming the eval file and the input.
@@ -224,9 +225,14 @@ def standard_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.
     return out
 
 
+def _is_length(name: str) -> bool:
+    lowered = name.lower()
+    return "length" in lowered or lowered.endswith(("lens", "_len"))
+
+
 def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None = None,
                     seed: int = 0, *, max_input_mb: float | None = DEFAULT_MAX_INPUT_MB,
-                    where: str = "model") -> dict[str, np.ndarray]:
+                    where: str = "model", int_high: int = 10) -> dict[str, np.ndarray]:
     """Seeded random data of the (concrete) ``inputs``, inside each input's domain (module docstring), made
     directly in each input's dtype.
 
@@ -237,6 +243,7 @@ def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None =
         check_input_sizes(inputs, max_input_mb, where=where)
     rng = np.random.default_rng(seed)
     tables = table_sizes(model) if model is not None else {}
+    longest = max((int(d) for spec in inputs for d in spec.shape[1:]), default=1)  # what a length can reach
     feeds: dict[str, np.ndarray] = {}
     for spec in inputs:
         shape = tuple(int(d) for d in spec.shape)
@@ -248,6 +255,8 @@ def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None =
         elif dtype.kind in "iu":
             if "mask" in spec.name.lower():
                 feeds[spec.name] = np.ones(shape, dtype=dtype)
+            elif _is_length(spec.name) and shape:
+                feeds[spec.name] = rng.integers(1, longest + 1, size=shape, dtype=dtype)
             elif spec.name in tables:
                 high = max(1, min(tables[spec.name], int(np.iinfo(dtype).max) + 1))  # an empty table: 0s
                 feeds[spec.name] = rng.integers(0, high, size=shape, dtype=dtype)
@@ -255,7 +264,7 @@ def synthetic_feeds(inputs: Sequence[InputSpec], model: onnx.ModelProto | None =
                 raise ConfigError(f"input '{spec.name}': an integer scalar (a rate, a count, a flag?) cannot be "
                                   "drawn at random; give real samples (--calibration DIR of .npz files)")
             else:
-                feeds[spec.name] = rng.integers(0, 10, size=shape, dtype=dtype)
+                feeds[spec.name] = rng.integers(0, max(1, int_high), size=shape, dtype=dtype)
         else:
             raise ConfigError(f"input '{spec.name}': cannot generate data of dtype {spec.dtype}; give samples")
     return feeds

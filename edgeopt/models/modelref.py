@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeopt.core.fileio import sha256_file
-from edgeopt.errors import ConfigError
+from edgeopt.errors import ConfigError, UserCodeError, first_line
 from edgeopt.models.calibration import InputSpec
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -35,32 +39,125 @@ def load_entry_point(reference: str) -> Callable[..., Any]:
     return getattr(module, attribute)  # type: ignore[no-any-return]
 
 
-def parse_input_spec(text: str) -> InputSpec:
-    """Parse ``name:1x3x224x224[:float32]``; a non-numeric dim (e.g. ``batch``) is symbolic."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0]:
-        raise ConfigError(f"--input {text!r}: expected name:DIMxDIM[:dtype], e.g. input:1x3x224x224:float32")
-    dims: list[int | str] = []
-    for dim in parts[1].split("x"):
-        if re.fullmatch(r"[+-]?\d+", dim.strip()):
-            if int(dim) < 1:
-                raise ConfigError(f"--input {text!r}: dimension {dim!r} must be a whole number >= 1")
-            dims.append(int(dim))
-        elif re.fullmatch(r"[A-Za-z_]\w*", dim):
-            dims.append(dim)  # a symbolic name: left for the model's own value or the other sources to set
+_DIM_NAME = r"[A-Za-z_]\w*"
+
+
+@dataclass(frozen=True)
+class InputDeclaration:
+    """Model inputs as declared by ``--input`` or a factory's ``input_spec()`` (one grammar, documented in
+    docs/export.md): each input's shape keeps its dimension *names*; ``sizes`` holds the example size given for
+    a name (``seq=128``).  An ONNX model's run reads :meth:`concrete` (each hinted name replaced by its size)."""
+
+    specs: tuple[InputSpec, ...]
+    sizes: Mapping[str, int]
+
+    def concrete(self) -> list[InputSpec]:
+        return [InputSpec(s.name, tuple(self.sizes.get(d, d) if isinstance(d, str) else d for d in s.shape),
+                          s.dtype) for s in self.specs]
+
+    @property
+    def dim_names(self) -> list[str]:
+        """Every dimension name, in order of first use."""
+        return list(dict.fromkeys(d for s in self.specs for d in s.shape if isinstance(d, str)))
+
+
+def _split_dims(text: str) -> list[str]:
+    """``1x3x224x224``, ``batch x 3 x height x width`` (spaces: names may hold an ``x``), ``batch,3,h,w``."""
+    if "," in text:
+        return [part.strip() for part in text.split(",")]
+    if re.search(r"\s", text.strip()):
+        return [part.strip() for part in re.split(r"\s+[x\u00d7]\s+", text.strip())]
+    return text.replace("\u00d7", "x").split("x")
+
+
+def _parse_dim(dim: int | str, text: str, sizes: dict[str, int]) -> int | str:
+    if isinstance(dim, int) and not isinstance(dim, bool):
+        if dim < 1:
+            raise ConfigError(f"input {text!r}: dimension {dim} must be a whole number >= 1 or a name")
+        return dim
+    dim = str(dim).strip()
+    if re.fullmatch(r"[+-]?\d+", dim):
+        return _parse_dim(int(dim), text, sizes)
+    match = re.fullmatch(rf"({_DIM_NAME})\s*(?:=\s*([+-]?\d+))?", dim)
+    if match is None:
+        raise ConfigError(f"input {text!r}: dimension {dim!r} is neither a whole number, a name nor name=size")
+    name, size = match.group(1), match.group(2)
+    if size is not None:
+        if int(size) < 1:
+            raise ConfigError(f"input {text!r}: size of dimension {name!r} must be >= 1, got {size}")
+        if sizes.setdefault(name, int(size)) != int(size):
+            raise ConfigError(f"input {text!r}: dimension {name!r} is given two sizes ({sizes[name]} and {size})")
+    return name
+
+
+def parse_inputs(items: Sequence[str | InputSpec | tuple[Any, ...]], where: str = "--input") -> InputDeclaration:
+    """Parse input declarations: ``name:DIMxDIM[:dtype]`` strings (the CLI's ``--input``), ``(name, shape,
+    dtype)`` tuples whose dims are ints, names or ``name=size`` strings (a factory's ``input_spec()``), or
+    ``InputSpec``.  A non-numeric dim is a dynamic dimension with that name, shared by every input that uses it."""
+    specs: list[InputSpec] = []
+    sizes: dict[str, int] = {}
+    for item in items:
+        if isinstance(item, InputSpec):
+            name, dims, dtype, text = item.name, list(item.shape), item.dtype, repr(item)
+        elif isinstance(item, str):
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not parts[0].strip():
+                raise ConfigError(f"{where} {item!r}: expected name:DIMxDIM[:dtype], e.g. input:1x3x224x224:float32 "
+                                  "or input_ids:batch x seq=128:int64")
+            name, dims, text = parts[0].strip(), list(_split_dims(parts[1])), item
+            dtype = parts[2].strip() if len(parts) == 3 else "float32"
+        elif isinstance(item, tuple) and len(item) == 3:
+            name, dims, dtype, text = str(item[0]), list(item[1]), str(item[2]), repr(item)
         else:
-            raise ConfigError(f"--input {text!r}: dimension {dim!r} is neither a whole number nor a name")
-    return InputSpec(name=parts[0], shape=tuple(dims), dtype=parts[2] if len(parts) == 3 else "float32")
+            raise ConfigError(f"{where}: {item!r} is not 'name:DIMxDIM[:dtype]' nor a (name, shape, dtype) tuple")
+        try:
+            np.dtype(dtype)
+        except TypeError as error:
+            raise ConfigError(f"{where} {text}: unknown dtype {dtype!r}") from error
+        if name in {s.name for s in specs}:
+            raise ConfigError(f"{where} {text}: input {name!r} is declared twice")
+        specs.append(InputSpec(name, tuple(_parse_dim(d, text, sizes) for d in dims), dtype))
+    return InputDeclaration(tuple(specs), sizes)
 
 
-def factory_input_specs(reference: str) -> list[InputSpec] | None:
-    """The ``input_spec()`` a factory's module declares, if any: a list of (name, shape, dtype)."""
+def parse_input_spec(text: str) -> InputSpec:
+    """Parse one ``name:1x3x224x224[:float32]``; a name with a size (``seq=128``) becomes that size, a bare name
+    (e.g. ``batch``) stays symbolic (for an ONNX model: left for the other sources to set)."""
+    return parse_inputs([text]).concrete()[0]
+
+
+def factory_input_specs(reference: str) -> InputDeclaration | None:
+    """The ``input_spec()`` a factory's module declares, if any: ``(name, shape, dtype)`` tuples or ``--input``
+    strings (one grammar: :func:`parse_inputs`)."""
     module_name = reference.split(":", 1)[0]
     module = importlib.import_module(module_name)
     declare = getattr(module, "input_spec", None)
     if declare is None:
         return None
-    return [InputSpec(name=name, shape=tuple(shape), dtype=dtype) for name, shape, dtype in declare()]
+    return parse_inputs(list(declare()), where=f"{module_name}.input_spec()")
+
+
+def user_frame(error: BaseException) -> str:
+    """``file:line in function`` of the innermost frame outside edgeopt, torch and site-packages (the user's own
+    code, where it raised), else of the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [f for f in frames if "site-packages" not in f.filename and f"{os.sep}edgeopt{os.sep}" not in f.filename
+           and not f.filename.startswith("<")]
+    chosen = own or list(frames)
+    if not chosen:
+        return "no frame"
+    return f"{chosen[-1].filename}:{chosen[-1].lineno} in {chosen[-1].name}"
+
+
+def call_factory(reference: str) -> Any:
+    """Import and call the factory ``package.module:function``: what it raised is the user's error (exit 3, naming
+    the factory and the user's frame), never edgeopt's internal error; so is a ``sys.exit`` inside it."""
+    factory = load_entry_point(reference)
+    try:
+        return factory()
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code may raise anything
+        raise UserCodeError(f"{reference}: your factory raised {type(error).__name__}: {first_line(error)} "
+                            f"(at {user_frame(error)})") from error
 
 
 def factory_source_sha256(reference: str) -> str | None:

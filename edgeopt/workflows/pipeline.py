@@ -63,9 +63,16 @@ from edgeopt.measure.launcher import (
 from edgeopt.measure.results import Measurement
 from edgeopt.measure.run_folder import RunLayout, RunSummary
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
+from edgeopt.models.factory import FactoryResult, factory_result
 from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model, output_specs
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
-from edgeopt.models.modelref import ModelReference, factory_input_specs, factory_source_sha256, load_entry_point
+from edgeopt.models.modelref import (
+    InputDeclaration,
+    ModelReference,
+    factory_input_specs,
+    factory_source_sha256,
+    load_entry_point,
+)
 from edgeopt.models.quantize import (
     LEFT_FLOAT_IN_SUBGRAPHS,
     Recipe,
@@ -101,10 +108,10 @@ class RunConfig:
     variants: tuple[str, ...] = ()  # empty: the defaults for the profiles' CPU classes (default_variants)
     skip_variants: tuple[str, ...] = ()  # default variants left out (bench.py's latency job: same-graph recipes)
     eval_set: str | None = None
-    inputs: tuple[InputSpec, ...] = ()
-    opset: int = 17
-    dynamic_batch: bool = False
-    exporter: str = "torchscript"
+    inputs: tuple[InputSpec, ...] = ()  # --input: dims that are names stay dynamic in an export
+    dim_sizes: dict[str, int] = field(default_factory=dict)  # --input's name=size hints (example/timing sizes)
+    opset: int | None = None  # None: the exporter's own (dynamo: its default >= 18; torchscript: 17)
+    exporter: str = "dynamo"
     budgets: dict[str, float] = field(default_factory=dict)
     proxy: bool = False
     force: bool = False
@@ -170,19 +177,40 @@ class RunResult:
     markdown_path: Path
 
 
+def given_inputs(config: RunConfig) -> list[InputSpec]:
+    """``--input`` with each hinted dimension name (``seq=128``) at its size: the shapes the user fixed."""
+    return InputDeclaration(tuple(config.inputs), config.dim_sizes).concrete()
+
+
+def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResult | None]:
+    """A factory's inputs as declared: ``--input``, else its module's ``input_spec()``, else the example inputs
+    it returns with its module (``(module, example_inputs)``: then the factory is called here, and its result
+    returned for the export)."""
+    reference = ModelReference.parse(config.model)
+    assert reference.factory is not None
+    load_entry_point(reference.factory)  # fail early on a bad reference
+    if config.inputs:
+        return InputDeclaration(tuple(config.inputs), config.dim_sizes), None
+    declared = factory_input_specs(reference.factory)
+    if declared is not None:
+        return declared, None
+    made = factory_result(reference.factory)
+    if made.examples is None:
+        raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32], define input_spec() "
+                          "in the factory's module, or return (module, example_inputs) from the factory")
+    return made.declaration(), made
+
+
 def model_input_specs(config: RunConfig) -> list[InputSpec]:
-    """The model's inputs, known before anything is written: from the ONNX file or the factory's declaration."""
+    """The model's inputs, known before anything is written: from the ONNX file or the factory's declaration
+    (each hinted dimension at its size; other dimension names left for the profile, the samples or the batch
+    size to set)."""
     reference = ModelReference.parse(config.model)
     if reference.onnx_path is not None:
         declared = input_specs(load_model(reference.onnx_path))
-        return _with_given_shapes(declared, config.inputs, reference.onnx_path) if config.inputs else declared
-    assert reference.factory is not None
-    load_entry_point(reference.factory)  # fail early on a bad reference
-    specs = list(config.inputs) or factory_input_specs(reference.factory)
-    if not specs:
-        raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32] or define input_spec() "
-                          "in the factory's module")
-    return specs
+        return _with_given_shapes(declared, tuple(given_inputs(config)), reference.onnx_path) \
+            if config.inputs else declared
+    return input_declaration(config)[0].concrete()
 
 
 def _with_given_shapes(declared: list[InputSpec], given: tuple[InputSpec, ...], path: Path) -> list[InputSpec]:
@@ -212,8 +240,12 @@ def _torch_version() -> str | None:
         return None
 
 
-def resolve_model(config: RunConfig, specs: list[InputSpec]) -> Path:
-    """The ONNX file to work on: the user's (validated) or a fresh export of their factory."""
+PARITY_USER_SAMPLES = 3  # calibration samples an export's parity check runs first
+
+
+def resolve_model(config: RunConfig, parity_samples: CalibrationSet | None = None) -> Path:
+    """The ONNX file to work on: the user's (validated) or a fresh export of their factory (its parity checked on
+    the first ``parity_samples`` first)."""
     reference = ModelReference.parse(config.model)
     if reference.onnx_path is not None:
         return reference.onnx_path
@@ -221,10 +253,10 @@ def resolve_model(config: RunConfig, specs: list[InputSpec]) -> Path:
     from edgeopt.models.export import ExportResult, export_onnx, provenance_path_for
 
     target = config.out_dir / "model.onnx"
+    declaration, made = input_declaration(config)
     wanted = {"source": reference.factory, "source_sha256": factory_source_sha256(reference.factory),
-              "opset_requested": config.opset, "dynamic_batch": config.dynamic_batch,
-              "exporter": config.exporter, "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
-                                                     for s in specs]}
+              "opset_requested": config.opset, "exporter": config.exporter, "dim_hints": dict(declaration.sizes),
+              "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in declaration.specs]}
     if not config.force and target.exists() and provenance_path_for(target).exists():
         with contextlib.suppress(Exception):
             previous = read_json(provenance_path_for(target))
@@ -234,11 +266,12 @@ def resolve_model(config: RunConfig, specs: list[InputSpec]) -> Path:
                 logger.info(f"export: reusing {target} (same factory, inputs and exporter)")
                 return target
     with progress.task(f"export {reference.factory}"):
-        model = load_entry_point(reference.factory)()
+        made = made or factory_result(reference.factory)
+        samples = list(made.example_feeds()) + (list(parity_samples.samples[:PARITY_USER_SAMPLES])
+                                                if parity_samples is not None else [])
         result: ExportResult = export_onnx(
-            model, specs, target, opset=config.opset, dynamic_batch=config.dynamic_batch,
-            exporter=config.exporter, source=reference.factory,  # type: ignore[arg-type]
-            source_sha256=wanted["source_sha256"])  # type: ignore[arg-type]
+            made.module, declaration, target, opset=config.opset, exporter=config.exporter,  # type: ignore[arg-type]
+            source=reference.factory, source_sha256=wanted["source_sha256"], parity_inputs=samples)  # type: ignore[arg-type]
     worst = min(p.cosine for p in result.parity)
     logger.info(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
                 f"cosine {worst:.7f})")
@@ -380,12 +413,13 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
                 chosen_by: dict[str, str]) -> RunResult:
     """Export, variants, measurements, verdicts and reports, once every input has been validated."""
     out = Path(config.out_dir)
-    model_path = resolve_model(config, specs)
+    model_path = resolve_model(config, calibration)
     probe = None
     max_input_mb = max(p.bench.max_input_mb for p in profiles)  # each profile's own cap was checked up front
     if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
         probe = calibration.samples[0] if calibration is not None else synthetic_feeds(
-            [r.spec() for r in resolve_shapes(specs, where=config.model)], load_model(model_path), seed=7,
+            [r.spec() for r in resolve_shapes(specs, where=config.model, profile_shapes=profiles[0].bench.input_shapes,
+                                              batch_size=profiles[0].bench.batch_size)], load_model(model_path), seed=7,
             max_input_mb=max_input_mb, where=config.model)
     made = make_variants(model_path, recipes, out / "variants", calibration=calibration, force=config.force,
                          probe_feeds=dict(probe) if probe is not None else None, chosen_by=chosen_by,
