@@ -1,9 +1,12 @@
-"""Tests for edgeopt.models.export: a real PyTorch export, its provenance, dynamic batch, and refused parity."""
+"""Tests for edgeopt.models.export: real PyTorch exports (dynamo and TorchScript) of models that return dicts,
+ModelOutput and recurrent state, named dynamic dims kept in the file and run at two sizes, inputs bound by name,
+in-domain parity inputs, user-code errors, refused parity and provenance."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +15,30 @@ import onnx
 import pytest
 
 from edgeopt.core.fileio import sha256_file
-from edgeopt.errors import ExportError
-from edgeopt.models.export import ExportResult, ParityTolerance, export_onnx, provenance_path_for
+from edgeopt.errors import ConfigError, ExportError, UserCodeError
+from edgeopt.models.export import ExportResult, ParityTolerance, export_onnx, provenance_path_for, second_size
+from edgeopt.models.graph import input_specs
+from edgeopt.models.inputs import synthetic_feeds
+from edgeopt.models.modelref import parse_inputs
 
 pytestmark = pytest.mark.slow
 
 IMPOSSIBLE = ParityTolerance(max_abs=0.0, max_rel=0.0, min_cosine=1.0000001)
+EDGEOPT = [sys.executable, "-m", "edgeopt"]
 
 
 def _torch() -> Any:
     return pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
-    _torch()
-    from tests.torch_models import input_spec, tiny_cnn
+def edgeopt(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EDGEOPT, *map(str, args)], capture_output=True, text=True, timeout=600)
 
-    out = tmp_path_factory.mktemp("export") / "tiny_cnn.onnx"
-    return export_onnx(
-        tiny_cnn(), input_spec("batch"), out, dynamic_batch=True, source="tests.torch_models:tiny_cnn"
-    )
+
+def _dims(path: Path) -> dict[str, list[int | str]]:
+    model = onnx.load(str(path), load_external_data=False)
+    return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*model.graph.input, *model.graph.output]}
 
 
 def _opset(path: Path) -> int:
@@ -40,109 +46,180 @@ def _opset(path: Path) -> int:
     return next(int(entry.version) for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    _torch()
+    from tests.torch_models import tiny_cnn
+
+    out = tmp_path_factory.mktemp("export") / "tiny_cnn.onnx"
+    return export_onnx(tiny_cnn(), ["input:batch x 3 x h x w"], out, source="tests.torch_models:tiny_cnn")
+
+
 def test_export_writes_model_and_provenance(exported: ExportResult) -> None:
     torch = _torch()
     import onnxruntime as ort
 
-    assert exported.path.is_file()
-    assert exported.provenance_path == provenance_path_for(exported.path)
     assert exported.provenance_path == exported.path.with_name("tiny_cnn.provenance.json")
     stored = json.loads(exported.provenance_path.read_text(encoding="utf-8"))
     assert stored == exported.provenance
-    assert stored["kind"] == "export"
-    assert stored["exporter"] == "torchscript"
+    assert stored["kind"] == "export" and stored["exporter"] == "dynamo"  # torch's own default since 2.9
     assert stored["source"] == "tests.torch_models:tiny_cnn"
     assert stored["sha256"] == sha256_file(exported.path)
-    assert stored["versions"] == {
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "onnxscript": importlib.metadata.version("onnxscript"),
-    }
-    assert stored["inputs"] == [{"name": "input", "shape": ["batch", 3, 16, 16], "dtype": "float32"}]
-    assert stored["dynamic_batch"] is True
-    (output_name,) = stored["outputs"]
+    assert stored["versions"]["torch"] == torch.__version__ and stored["versions"]["onnxruntime"] == ort.__version__
+    assert stored["inputs"] == [{"name": "input", "shape": ["batch", 3, "h", "w"], "dtype": "float32"}]
+    assert stored["bindings"] == [{"input": "input", "parameter": "x", "key": None}]  # forward(x): one parameter
+    assert stored["dynamic_dims"] == {"batch": {"example": 2, "second": 1}, "h": {"example": 16, "second": 8},
+                                      "w": {"example": 16, "second": 8}}
+    assert stored["parity_checked_at"] == ["batch=2, h=16, w=16", "batch=1, h=8, w=8"]
+    assert stored["outputs"] == ["output"]
     (parity,) = stored["parity"]
-    assert parity["output"] == output_name
-    assert parity["max_abs_error"] <= 1e-3 and parity["max_rel_error"] <= 1e-3 and parity["cosine"] >= 0.9999
-    assert stored["parity_samples"] == 3
-    assert stored["opset"] == _opset(exported.path) == 17
+    assert parity["max_abs_error"] <= 1e-3 and parity["cosine"] >= 0.9999
+    assert stored["opset"] == _opset(exported.path) >= 18  # dynamo: its own opset, never down-converted
     onnx.checker.check_model(str(exported.path))
 
 
-def test_dynamic_batch_runs_batch_2_like_pytorch(exported: ExportResult) -> None:
+def test_named_dims_stay_names_and_the_file_runs_at_two_sizes_like_pytorch(exported: ExportResult) -> None:
     torch = _torch()
     import onnxruntime as ort
 
     from tests.torch_models import tiny_cnn
 
+    assert _dims(exported.path)["input"] == ["batch", 3, "h", "w"]  # never exported as 1 (or as the example)
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
-    (declared,) = session.get_inputs()
-    assert declared.shape[0] == "batch" and declared.shape[1:] == [3, 16, 16]
-    batch = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    (got,) = session.run(None, {"input": batch})
-    with torch.no_grad():
-        want = tiny_cnn()(torch.from_numpy(batch)).numpy()
-    assert got.shape == (2, 10)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    for shape in [(3, 3, 20, 12), (1, 3, 9, 9)]:
+        batch = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+        (got,) = session.run(None, {"input": batch})
+        with torch.no_grad():
+            want = tiny_cnn()(torch.from_numpy(batch)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_fixed_batch_spec_with_dynamic_batch_still_accepts_batch_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_outputs_of_any_structure_become_named_outputs(tmp_path: Path, exporter: str) -> None:
     _torch()
-    import onnxruntime as ort
+    from tests.torch_models import dict_head, recurrent_state
 
-    from tests.torch_models import input_spec, tiny_cnn
+    result = export_onnx(dict_head(), ["x:batch x 3 x h x w"], tmp_path / "seg.onnx", exporter=exporter)  # type: ignore[arg-type]
+    assert result.provenance["outputs"] == ["out", "aux"]
+    assert result.provenance["dropped_outputs"] == ["unused (None)"]
+    assert _dims(result.path)["out"] == ["batch", 4, "h", "w"]
+    lstm = export_onnx(recurrent_state(), ["x:batch x time x 12", "h0:2 x batch x 8", "c0:2 x batch x 8"],
+                       tmp_path / "lstm.onnx", exporter=exporter)  # type: ignore[arg-type]
+    assert lstm.provenance["outputs"] == ["output.0", "output.1.0", "output.1.1"]  # out, (h_n, c_n)
+    dims = _dims(lstm.path)
+    assert dims["h0"] == [2, "batch", 8]  # the batch is where it was declared, not dim 0 of every input
+    assert dims["output.0"] == ["batch", "time", 8] and dims["output.1.0"] == [2, "batch", 8]
 
-    result = export_onnx(tiny_cnn(), input_spec(1), tmp_path / "m.onnx", dynamic_batch=True)
-    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"input": np.zeros((2, 3, 16, 16), np.float32)})
-    assert got.shape == (2, 10)
 
-
-def test_parity_failure_names_the_output_and_leaves_no_file(tmp_path: Path, exported: ExportResult) -> None:
+def test_inputs_bind_by_name_and_integer_inputs_stay_in_domain(tmp_path: Path) -> None:
+    """Keyword-only ``input_ids``/``attention_mask`` declared in the other order land where forward wants them;
+    ids stay inside the 5-row table (0..9 would raise in PyTorch) and the parity mask is all ones."""
     _torch()
-    from tests.torch_models import input_spec, tiny_cnn
+    from tests.torch_models import token_model
 
-    out_dir = tmp_path / "out"
-    target = out_dir / "model.onnx"
+    result = export_onnx(token_model(), ["attention_mask:batch x seq:int64", "input_ids:batch x seq=7:int64"],
+                         tmp_path / "tokens.onnx")
+    assert result.provenance["dynamic_dims"]["seq"] == {"example": 7, "second": 6}
+    assert result.provenance["outputs"] == ["logits", "pooled"]
+    model = onnx.load(str(result.path))
+    specs = [s for s in input_specs(model)]
+    assert [s.name for s in specs] == ["attention_mask", "input_ids"]
+    feeds = synthetic_feeds(parse_inputs(["attention_mask:2x7:int64", "input_ids:2x7:int64"]).concrete(), model)
+    assert (feeds["attention_mask"] == 1).all()
+    assert feeds["input_ids"].max() < 5
+
+
+def test_a_name_forward_does_not_take_is_refused_naming_what_it_takes(tmp_path: Path) -> None:
+    _torch()
+    from tests.torch_models import token_model
+
+    with pytest.raises(ConfigError, match=r"input .ids. is not a parameter .*it takes: input_ids, attention_mask"):
+        export_onnx(token_model(), ["ids:1x4:int64", "attention_mask:1x4:int64"], tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_forward_that_raises_is_the_users_error(tmp_path: Path) -> None:
+    _torch()
+    from tests.torch_models import tiny_cnn
+
+    with pytest.raises(UserCodeError, match="your model's forward raised RuntimeError"):
+        export_onnx(tiny_cnn(), ["x:1x5x16x16"], tmp_path / "m.onnx")  # 5 channels into a 3-channel conv
+
+
+def test_dynamo_refuses_an_opset_below_18_and_torchscript_keeps_17(tmp_path: Path) -> None:
+    _torch()
+    from tests.torch_models import tiny_cnn
+
+    with pytest.raises(ConfigError, match="dynamo exporter writes opset 18 or newer"):
+        export_onnx(tiny_cnn(), ["x:1x3x16x16"], tmp_path / "a.onnx", opset=17)
+    result = export_onnx(tiny_cnn(), ["x:batch x 3 x 16 x 16"], tmp_path / "b.onnx", exporter="torchscript")
+    assert result.provenance["opset"] == _opset(result.path) == 17
+    assert _dims(result.path)["x"] == ["batch", 3, 16, 16]
+
+
+def test_parity_failure_names_the_output_and_the_size_and_leaves_no_file(tmp_path: Path) -> None:
+    _torch()
+    from tests.torch_models import tiny_cnn
+
+    target = tmp_path / "out" / "model.onnx"
     with pytest.raises(ExportError) as caught:
-        export_onnx(tiny_cnn(), input_spec("batch"), target, dynamic_batch=True, tolerance=IMPOSSIBLE)
+        export_onnx(tiny_cnn(), ["x:batch x 3 x 16 x 16"], target, tolerance=IMPOSSIBLE)
     message = str(caught.value)
-    (output_name,) = exported.provenance["outputs"]  # the same module exports the same output names
-    assert f"output '{output_name}'" in message
-    assert str(target) in message
-    assert "cosine" in message
-    assert not target.exists()
-    assert not provenance_path_for(target).exists()
-    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+    assert "output 'output' differs from PyTorch at batch=2" in message and str(target) in message
+    assert not target.exists() and not provenance_path_for(target).exists()
 
 
-def test_dynamo_export_records_the_opset_the_file_really_has(tmp_path: Path) -> None:
-    """torch's dynamo exporter cannot go below opset 18 and keeps 18 when asked for 17 (it says so in a log
-    line); provenance must not claim 17 for a file that is opset 18."""
+def test_second_size_keeps_strides_and_maximum_lengths() -> None:
+    assert [second_size(n) for n in (1, 2, 3, 16, 128, 224, 320, 512)] == [2, 1, 2, 8, 64, 192, 256, 256]
+
+
+def test_input_grammar_is_one_format_for_cli_and_input_spec() -> None:
+    spaced = parse_inputs(["input_ids:batch x seq=128:int64", "x:batchx3xh=224xw=224"])
+    as_tuples = parse_inputs([("input_ids", ("batch", "seq=128"), "int64"), ("x", ("batch", 3, "h=224", "w=224"),
+                                                                            "float32")])
+    assert spaced == as_tuples
+    assert spaced.sizes == {"seq": 128, "h": 224, "w": 224}
+    assert [s.shape for s in spaced.concrete()] == [("batch", 128), ("batch", 3, 224, 224)]
+    with pytest.raises(ConfigError, match="two sizes"):
+        parse_inputs(["a:seq=4:int64", "b:seq=5:int64"])
+
+
+def test_cli_exports_dict_modeloutput_and_state_models_with_named_outputs(tmp_path: Path) -> None:
     _torch()
-    from tests.torch_models import input_spec, tiny_cnn
+    pytest.importorskip("transformers")  # in requirements-dev.txt: never skipped in CI
+    cases = {
+        "tests.torch_models:dict_head": (["x:batch x 3 x h x w"], ["out", "aux"]),
+        "tests.torch_models:tiny_bert": (["input_ids:batch x seq=12:int64", "attention_mask:batch x seq:int64"],
+                                         ["last_hidden_state", "pooler_output"]),
+        "tests.torch_models:recurrent_state": (["x:batch x time x 12", "h0:2 x batch x 8", "c0:2 x batch x 8"],
+                                               ["output.0", "output.1.0", "output.1.1"]),
+    }
+    for factory, (inputs, outputs) in cases.items():
+        target = tmp_path / f"{factory.rsplit(':', 1)[1]}.onnx"
+        done = edgeopt("export", factory, "--out", target, *[a for i in inputs for a in ("--input", i)])
+        assert done.returncode == 0, done.stderr
+        assert [o.name for o in onnx.load(str(target)).graph.output] == outputs
+        assert "parity vs PyTorch at: batch=2" in done.stdout
+    parity = json.loads(provenance_path_for(tmp_path / "tiny_bert.onnx").read_text())["parity_checked_at"]
+    assert parity == ["batch=2, seq=12", "batch=1, seq=8"]
+    bert = _dims(tmp_path / "tiny_bert.onnx")
+    assert bert["input_ids"] == ["batch", "seq"] and bert["last_hidden_state"] == ["batch", "seq", 16]
 
-    result = export_onnx(
-        tiny_cnn(),
-        input_spec("batch"),
-        tmp_path / "dyn.onnx",
-        dynamic_batch=True,
-        exporter="dynamo",
-        opset=17,
-    )
-    assert result.provenance["exporter"] == "dynamo"
-    assert result.provenance["opset"] == _opset(result.path)
+
+def test_cli_factory_errors_are_exit_3_naming_the_factory(tmp_path: Path) -> None:
+    done = edgeopt("export", "tests.torch_models:raises", "--out", tmp_path / "m.onnx", "--input", "x:1x3x16x16")
+    assert done.returncode == 3, done.stderr
+    assert "tests.torch_models:raises: your factory raised RuntimeError: checkpoint weights.pt not found" \
+        in done.stderr
+    assert "torch_models.py" in done.stderr and "internal error" not in done.stderr
+    assert not (tmp_path / "m.onnx").exists()
 
 
-def test_cosine_leaves_out_all_zero_samples() -> None:
-    import numpy as np
-
-    from edgeopt.evaluate.fidelity import compare
-
-    reference = np.zeros((3, 1, 8), np.float32)  # 8 elements: the fewest a cosine is reported over
-    reference[0, 0] = [1, 2, 3, 4, 5, 6, 7, 8]
-    variant = reference.copy()
-    variant[1, 0, 0] = 1e-30  # an all-zero sample that differs by a denormal: no direction to compare
-    result = compare(reference, variant, "out")
-    assert result.cosine == pytest.approx(1.0) and result.min_cosine == pytest.approx(1.0)
+def test_cli_factory_with_example_inputs_and_an_unknown_input_name(tmp_path: Path) -> None:
+    done = edgeopt("export", "tests.torch_models:with_examples", "--out", tmp_path / "m.onnx")
+    assert done.returncode == 0, done.stderr
+    assert _dims(tmp_path / "m.onnx")["x"] == [1, 3, 16, 16]
+    assert "sample 0" in json.loads(provenance_path_for(tmp_path / "m.onnx").read_text())["parity_checked_at"]
+    refused = edgeopt("export", "tests.torch_models:token_model", "--out", tmp_path / "t.onnx",
+                      "--input", "ids:1x4:int64")
+    assert refused.returncode == 2 and "it takes: input_ids, attention_mask" in refused.stderr

@@ -40,3 +40,82 @@ def tiny_cnn(seed: int = 0) -> TinyCNN:
 def input_spec(batch: int | str = 1) -> list[InputSpec]:
     """The one input of ``TinyCNN``; pass ``batch='batch'`` for a symbolic batch dimension."""
     return [InputSpec(INPUT_NAME, (batch, CHANNELS, HEIGHT, WIDTH), "float32")]
+
+
+class DictHead(nn.Module):
+    """A segmentation-style model: forward returns a dict ``{"out": mask logits, "aux": pooled}`` (and a None)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(CHANNELS, 4, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        out = self.conv(x)
+        return {"out": out, "aux": out.mean(dim=(2, 3)), "unused": None}
+
+
+class RecurrentState(nn.Module):
+    """An LSTM that takes and returns its state: ``out, (h_n, c_n)``; the batch is dim 1 of ``h0``/``c0``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_size=12, hidden_size=8, num_layers=2, batch_first=True)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor,
+                c0: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return self.lstm(x, (h0, c0))  # type: ignore[no-any-return]
+
+
+class TokenModel(nn.Module):
+    """Token ids through a 5-row table, weighted by an integer mask; keyword-only inputs.  Ids outside the table
+    raise in PyTorch, so an export whose example ids leave the table fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.embed(input_ids) * attention_mask.unsqueeze(-1).to(torch.float32)
+        return {"logits": self.head(hidden), "pooled": hidden.sum(dim=1)}
+
+
+def _seeded(cls: type[nn.Module]) -> nn.Module:
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        return cls().eval()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def dict_head() -> nn.Module:
+    return _seeded(DictHead)
+
+
+def recurrent_state() -> nn.Module:
+    return _seeded(RecurrentState)
+
+
+def token_model() -> nn.Module:
+    return _seeded(TokenModel)
+
+
+def tiny_bert() -> nn.Module:
+    """A transformers BertModel from a tiny config (random weights, no download): returns a ``ModelOutput``."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    return BertModel(config).eval()
+
+
+def with_examples() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A factory returning ``(module, example_inputs)``."""
+    return tiny_cnn(), {"x": torch.zeros(1, CHANNELS, HEIGHT, WIDTH)}
+
+
+def raises() -> nn.Module:
+    """A factory whose own code fails."""
+    raise RuntimeError("checkpoint weights.pt not found")

@@ -198,13 +198,12 @@ def handle_export(args: argparse.Namespace) -> int:
     from edgeopt.models.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_inputs
 
     load_entry_point(args.factory)  # a bad reference is exit 2 before the factory runs
-    declaration = parse_inputs(args.input) if args.input else factory_input_specs(args.factory)
     made = factory_result(args.factory)
+    declaration = (parse_inputs(args.input) if args.input else made.declaration() if made.examples is not None
+                   else factory_input_specs(args.factory))
     if declaration is None:
-        if made.examples is None:
-            raise ConfigError(f"{args.factory}: give --input, define input_spec() in its module, or return "
-                              "(module, example_inputs) from the factory")
-        declaration = made.declaration()
+        raise ConfigError(f"{args.factory}: give --input, return (module, example_inputs) from the factory, or "
+                          "define input_spec() in its module")
     samples = list(made.example_feeds())
     if args.parity_inputs:
         samples += list(load_calibration(args.parity_inputs, expected_inputs=declaration.concrete(),

@@ -342,6 +342,9 @@ def _check_floor(metric: str, limit: float, value: float, interval: tuple[float,
     return BudgetCheck(metric, limit, value, lower, upper, verdict, ctx.finish(text), None, ctx.proxy)
 
 
+FIDELITY_REFERENCE = "fidelity_reference"  # the check a variant without an fp32 reference gets (never pass)
+
+
 def _undecidable(metric: str, limit: float, value: float | None, numbers: str, ctx: _Context) -> BudgetCheck:
     """An output budget whose figure is not a number for a reason that is not the variant's (fp32's own
     outputs hold NaN/Inf): inconclusive, never pass."""
@@ -372,7 +375,7 @@ def _agreement(share: float, count: int) -> tuple[float, tuple[float, float]]:
 
 
 def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequence[OutputFidelity],
-                  metric: MetricResult | None = None) -> GateResult:
+                  metric: MetricResult | None = None, missing_reference: str | None = None) -> GateResult:
     """``gate`` with the profile's output budgets judged: the floors on the worst output's cosine, top-1
     and decision agreement with fp32, and the ceiling on the eval metric's paired drop vs fp32.
 
@@ -382,8 +385,15 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
     budget set that has a figure (the first floor set when none has; a ``finite_outputs`` check when no
     output budget is set at all), the sentence naming the output and
     the counts, fp32's included (NaN outputs are never what a model should deliver, whoever else produces
-    them too); where only fp32's outputs hold them, the comparison cannot be judged (inconclusive)."""
+    them too); where only fp32's outputs hold them, the comparison cannot be judged (inconclusive).
+
+    ``missing_reference`` (why a variant has no fidelity figure at all: the fp32 row failed, its outputs could
+    not be compared) makes the gate inconclusive: a variant whose outputs nobody compared never passes."""
     ctx = _Context(gate.profile, "this host", gate.host_matches, gate.proxy, gate.mismatch_reasons)
+    if missing_reference is not None and not found:
+        check = _undecidable(FIDELITY_REFERENCE, 0.0, None, f"no fidelity vs fp32: {missing_reference}; cannot pass "
+                             "a variant whose outputs were not compared", ctx)
+        gate = dataclasses.replace(gate, checks=gate.checks + (check,))
     introduced = [f for f in found if f.nonfinite]  # this variant's outputs are not all finite
     inherited = [f for f in found if f.reference_nonfinite and not f.nonfinite]  # only fp32's are not
     figures = worst(found)

@@ -379,6 +379,14 @@ def export_onnx(
         raise ConfigError(f"{source or type(model).__name__}: no inputs declared (--input or input_spec())")
     output_path = Path(output_path)
     where = source or type(model).__name__
+    for index, sample in enumerate(parity_inputs):
+        if set(sample) != {s.name for s in specs}:
+            raise ConfigError(f"{where}: parity sample {index} holds inputs {sorted(sample)}, the model's declared "
+                              f"inputs are {[s.name for s in specs]}")
+        for spec in specs:
+            if not spec.accepts_shape(tuple(np.shape(sample[spec.name]))):
+                raise ConfigError(f"{where}: parity sample {index}: input {spec.name!r} has shape "
+                                  f"{list(np.shape(sample[spec.name]))}, declared {list(spec.shape)}")
     model = model.eval()
     bindings = bind_inputs(model, [s.name for s in specs], where)
     started = time.perf_counter()

@@ -1,13 +1,14 @@
 """What a model factory (``package.module:function``) returns: a module, or ``(module, example_inputs)``.
 
 Example inputs are a dict ``{name: tensor}`` (names bind to ``forward``'s parameters) or a tuple of tensors
-(bound to ``forward``'s positional parameters in order).  They declare the inputs when neither ``--input`` nor
-the module's ``input_spec()`` does (every dimension fixed at the example's size), and they are the first
-sample the export's parity check runs.  Importing this module does not import torch.
+(bound to ``forward``'s positional parameters in order).  They declare the inputs when ``--input`` does not (every
+dimension fixed at the example's size; before the module's ``input_spec()``, which may serve several factories),
+and they are the first sample the export's parity check runs.  Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -50,8 +51,10 @@ def _is_module(value: Any) -> bool:
     return callable(getattr(value, "forward", None)) and callable(getattr(value, "eval", None))
 
 
+@functools.lru_cache(maxsize=4)
 def factory_result(reference: str) -> FactoryResult:
-    """Call the factory (its own errors are the user's: exit 3) and split what it returned."""
+    """Call the factory (its own errors are the user's: exit 3) and split what it returned; one call per process
+    and reference (planning and export share the module it made)."""
     made = call_factory(reference)
     if _is_module(made):
         return FactoryResult(reference, made, None)

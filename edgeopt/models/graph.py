@@ -395,12 +395,11 @@ def inspect_model(path: Path | str, input_shapes: dict[str, tuple[int, ...]] | N
 
 
 
-def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "all", log_severity: int = 3,
-                optimized_model_path: str | Path | None = None) -> Any:
+def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "all", log_severity: int = 3) -> Any:
     """An ONNX Runtime session of ``path`` on CPUExecutionProvider alone, outside a measurement (parity
     checks, calibration, reference outputs, sensitivity): ``threads`` intra-op threads (None: ONNX
     Runtime's default), graph ``optimization`` (disable | basic | extended | all), ``log_severity``
-    (3: errors only), and, with ``optimized_model_path``, the optimised graph written there.
+    (3: errors only).
     Measurements open their sessions through ``edgeopt.backends`` instead."""
     import onnxruntime as ort
 
@@ -413,8 +412,6 @@ def cpu_session(path: str | Path, threads: int | None = 1, optimization: str = "
         options.intra_op_num_threads = threads
     options.graph_optimization_level = levels[optimization]
     options.log_severity_level = log_severity
-    if optimized_model_path is not None:
-        options.optimized_model_filepath = str(optimized_model_path)
     # the resolved file, as load_model checks it: external data sits beside a symlinked model's target
     return ort.InferenceSession(str(Path(path).resolve()), options, providers=["CPUExecutionProvider"])
 

@@ -2,9 +2,10 @@
 tensors: the two halves of the flat ``(tensors...) -> (tensors...)`` module both ONNX exporters see.
 
 Inputs: each declared input name is a parameter of ``forward`` (passed by keyword, or positionally where the
-parameter is positional-only), or ``param.key`` for one entry of a dict parameter (``forward(batch)`` with
-``batch["pixel_values"]``), or ``param.0``, ``param.1`` … for the items of a list parameter (torchvision's
-detectors take ``images: list[Tensor]``); a ``**kwargs`` forward takes any name.
+parameter is positional-only; a ``forward`` of one parameter takes one input of any name), or ``param.key`` for
+one entry of a dict parameter (``forward(batch)`` with ``batch["pixel_values"]``), or ``param.0``, ``param.1`` …
+for the items of a list parameter (torchvision's detectors take ``images: list[Tensor]``); a ``**kwargs``
+forward takes any name.
 
 Outputs: flattened with torch's own pytree (tensors, tuples, lists, dicts, ``ModelOutput``, nesting, lists of
 dicts); a dataclass pytree does not know is flattened by its fields.  Each tensor's name is its path:
@@ -46,9 +47,12 @@ def bind_inputs(module: torch.nn.Module, names: Sequence[str], where: str) -> tu
              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
     accepted = ", ".join(named) or "none"
     bindings = []
+    only = next(iter(named)) if len(named) == 1 and len(names) == 1 and not takes_any else None
     for name in names:
         head, _, key = name.partition(".")
-        if name in named:
+        if only is not None and name not in named and not key:  # one parameter, one input: nothing to confuse
+            parameter, key_or_none = only, None
+        elif name in named:
             parameter, key_or_none = name, None
         elif key and head in named:
             parameter, key_or_none = head, key

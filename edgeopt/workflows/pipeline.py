@@ -71,7 +71,6 @@ from edgeopt.models.modelref import (
     ModelReference,
     factory_input_specs,
     factory_source_sha256,
-    load_entry_point,
 )
 from edgeopt.models.quantize import (
     LEFT_FLOAT_IN_SUBGRAPHS,
@@ -182,23 +181,22 @@ def given_inputs(config: RunConfig) -> list[InputSpec]:
     return InputDeclaration(tuple(config.inputs), config.dim_sizes).concrete()
 
 
-def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResult | None]:
-    """A factory's inputs as declared: ``--input``, else its module's ``input_spec()``, else the example inputs
-    it returns with its module (``(module, example_inputs)``: then the factory is called here, and its result
-    returned for the export)."""
+def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResult]:
+    """A factory's inputs as declared: ``--input``, else the example inputs it returns with its module
+    (``(module, example_inputs)``), else its module's ``input_spec()``; and what the factory made (it is called
+    here: its errors stop the run before anything is written)."""
     reference = ModelReference.parse(config.model)
     assert reference.factory is not None
-    load_entry_point(reference.factory)  # fail early on a bad reference
-    if config.inputs:
-        return InputDeclaration(tuple(config.inputs), config.dim_sizes), None
-    declared = factory_input_specs(reference.factory)
-    if declared is not None:
-        return declared, None
     made = factory_result(reference.factory)
-    if made.examples is None:
+    if config.inputs:
+        return InputDeclaration(tuple(config.inputs), config.dim_sizes), made
+    if made.examples is not None:
+        return made.declaration(), made
+    declared = factory_input_specs(reference.factory)
+    if declared is None:
         raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32], define input_spec() "
                           "in the factory's module, or return (module, example_inputs) from the factory")
-    return made.declaration(), made
+    return declared, made
 
 
 def model_input_specs(config: RunConfig) -> list[InputSpec]:
@@ -266,7 +264,6 @@ def resolve_model(config: RunConfig, parity_samples: CalibrationSet | None = Non
                 logger.info(f"export: reusing {target} (same factory, inputs and exporter)")
                 return target
     with progress.task(f"export {reference.factory}"):
-        made = made or factory_result(reference.factory)
         samples = list(made.example_feeds()) + (list(parity_samples.samples[:PARITY_USER_SAMPLES])
                                                 if parity_samples is not None else [])
         result: ExportResult = export_onnx(
@@ -578,8 +575,13 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, figures: _F
                                                           measurement.output_names)
         gate = None
         if measurement.ok:
+            missing = None
+            if measurement is not figures.reference and not found:
+                missing = ("this profile has no fp32 row to compare with (it failed, or was not asked for: add "
+                           "--variant fp32)" if figures.reference is None
+                           else "its outputs could not be compared with the fp32 row's")
             gate = judge_outputs(gate_measurement(measurement, profile, proxy=proxy), budgets, found,
-                                 metrics[0] if metrics else None)
+                                 metrics[0] if metrics else None, missing_reference=missing)
             gates.append(gate)
         rows.append(build_row(measurement, gate, figures.reference, found, accuracy, metrics=metrics, shifts=shifts))
     return rows
