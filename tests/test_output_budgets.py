@@ -26,11 +26,12 @@ def _outputs(path: Path, samples: tuple[dict[str, np.ndarray], ...]) -> np.ndarr
 
 
 def _broken_qdq(conv_model: Path, calibration: CalibrationSet, directory: Path) -> Path:
-    """The real int8-static-minmax variant with its conv weights' int8 values scrambled: a valid graph that
-    runs, as fast as the good one, and computes something else."""
+    """The real int8-static-minmax variant with its classifier's int8 weights scrambled: a valid graph that runs,
+    as fast as the good one, and computes something else.  (Not the conv's: after ReLU and a global average pool
+    over noise-like inputs, a permuted conv still gave cosine 0.989 on a VNNI CPU, above the 0.95 floor.)"""
     variant = make_variant(conv_model, Recipe.parse("int8-static-minmax"), directory, calibration=calibration)
     model = onnx.load(str(variant.path))
-    weights = next(i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4)
+    weights = next(i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2)
     scrambled = np.random.default_rng(5).permutation(numpy_helper.to_array(weights).ravel())
     weights.CopyFrom(numpy_helper.from_array(scrambled.reshape(tuple(weights.dims)), weights.name))
     broken = directory / "broken.onnx"

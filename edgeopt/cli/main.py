@@ -52,9 +52,11 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
                    ".npz in the calibration formats (docs/calibration.md) (default: the factory's example inputs, "
                    "then in-domain synthetic data)")
     p.add_argument("--max-abs", type=float, default=1e-3, metavar="E",
-                   help="largest absolute output error vs PyTorch accepted (default: %(default)s)")
+                   help="largest absolute output error vs PyTorch accepted unless the relative one is within "
+                   "--max-rel (default: %(default)s)")
     p.add_argument("--max-rel", type=float, default=1e-3, metavar="E",
-                   help="largest relative output error vs PyTorch accepted (default: %(default)s)")
+                   help="largest error relative to the output's largest magnitude accepted unless the absolute "
+                   "one is within --max-abs (default: %(default)s)")
     p.add_argument("--min-cosine", type=float, default=0.9999, metavar="C",
                    help="smallest cosine similarity of each output vs PyTorch accepted (default: %(default)s)")
     p.set_defaults(handler=handle_export)

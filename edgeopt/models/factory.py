@@ -8,7 +8,6 @@ and they are the first sample the export's parity check runs.  Importing this mo
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -51,10 +50,9 @@ def _is_module(value: Any) -> bool:
     return callable(getattr(value, "forward", None)) and callable(getattr(value, "eval", None))
 
 
-@functools.lru_cache(maxsize=4)
 def factory_result(reference: str) -> FactoryResult:
-    """Call the factory (its own errors are the user's: exit 3) and split what it returned; one call per process
-    and reference (planning and export share the module it made)."""
+    """Call the factory (its own errors are the user's: exit 3) and split what it returned.  Each call makes a new
+    module (a runner may convert one to another precision in place)."""
     made = call_factory(reference)
     if _is_module(made):
         return FactoryResult(reference, made, None)

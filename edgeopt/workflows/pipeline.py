@@ -199,16 +199,19 @@ def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResul
     return declared, made
 
 
-def model_input_specs(config: RunConfig) -> list[InputSpec]:
+Declared = tuple[InputDeclaration, FactoryResult]  # a factory's inputs and what it made (input_declaration)
+
+
+def model_input_specs(config: RunConfig, declared: Declared | None = None) -> list[InputSpec]:
     """The model's inputs, known before anything is written: from the ONNX file or the factory's declaration
-    (each hinted dimension at its size; other dimension names left for the profile, the samples or the batch
-    size to set)."""
+    (``declared``, else made here; each hinted dimension at its size; other dimension names left for the profile,
+    the samples or the batch size to set)."""
     reference = ModelReference.parse(config.model)
     if reference.onnx_path is not None:
-        declared = input_specs(load_model(reference.onnx_path))
-        return _with_given_shapes(declared, tuple(given_inputs(config)), reference.onnx_path) \
-            if config.inputs else declared
-    return input_declaration(config)[0].concrete()
+        in_file = input_specs(load_model(reference.onnx_path))
+        return _with_given_shapes(in_file, tuple(given_inputs(config)), reference.onnx_path) \
+            if config.inputs else in_file
+    return (declared or input_declaration(config))[0].concrete()
 
 
 def _with_given_shapes(declared: list[InputSpec], given: tuple[InputSpec, ...], path: Path) -> list[InputSpec]:
@@ -241,9 +244,10 @@ def _torch_version() -> str | None:
 PARITY_USER_SAMPLES = 3  # calibration samples an export's parity check runs first
 
 
-def resolve_model(config: RunConfig, parity_samples: CalibrationSet | None = None) -> Path:
-    """The ONNX file to work on: the user's (validated) or a fresh export of their factory (its parity checked on
-    the first ``parity_samples`` first)."""
+def resolve_model(config: RunConfig, declared: Declared | None = None,
+                  parity_samples: CalibrationSet | None = None) -> Path:
+    """The ONNX file to work on: the user's (validated) or a fresh export of their factory (``declared``, else
+    made here; its parity checked on the first ``parity_samples`` first)."""
     reference = ModelReference.parse(config.model)
     if reference.onnx_path is not None:
         return reference.onnx_path
@@ -251,7 +255,7 @@ def resolve_model(config: RunConfig, parity_samples: CalibrationSet | None = Non
     from edgeopt.models.export import ExportResult, export_onnx, provenance_path_for
 
     target = config.out_dir / "model.onnx"
-    declaration, made = input_declaration(config)
+    declaration, made = declared or input_declaration(config)
     wanted = {"source": reference.factory, "source_sha256": factory_source_sha256(reference.factory),
               "opset_requested": config.opset, "exporter": config.exporter, "dim_hints": dict(declaration.sizes),
               "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in declaration.specs]}
@@ -371,7 +375,8 @@ def _run_locked(config: RunConfig) -> RunResult:
                           f"({', '.join(chosen_by) or 'variants were named explicitly'})")
     chosen_by = {name: rule for name, rule in chosen_by.items() if name not in config.skip_variants}
     recipes = [Recipe.parse(name) for name in config.variants or chosen_by]
-    specs = model_input_specs(config)
+    declared = input_declaration(config) if ModelReference.parse(config.model).factory else None
+    specs = model_input_specs(config, declared)
     calibration = None
     notes: list[str] = []
     if config.calibration:
@@ -396,7 +401,7 @@ def _run_locked(config: RunConfig) -> RunResult:
     with warnings_to_file(out / "run.log") as warned:
         ort.set_default_logger_severity(3)  # its C++ warnings in this process (the workers keep their own stderr)
         try:
-            result = _run_stages(config, profiles, recipes, specs, calibration, plan, chosen_by)
+            result = _run_stages(config, profiles, recipes, specs, calibration, plan, chosen_by, declared)
         finally:
             ort.set_default_logger_severity(2)
     if warned():
@@ -407,10 +412,10 @@ def _run_locked(config: RunConfig) -> RunResult:
 
 def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: list[Recipe], specs: list[InputSpec],
                 calibration: CalibrationSet | None, plan: EvalPlan | None,
-                chosen_by: dict[str, str]) -> RunResult:
+                chosen_by: dict[str, str], declared: Declared | None) -> RunResult:
     """Export, variants, measurements, verdicts and reports, once every input has been validated."""
     out = Path(config.out_dir)
-    model_path = resolve_model(config, calibration)
+    model_path = resolve_model(config, declared, calibration)
     probe = None
     max_input_mb = max(p.bench.max_input_mb for p in profiles)  # each profile's own cap was checked up front
     if config.inputs:  # concrete shapes for a dynamic model: check pre-processing and variants on them
