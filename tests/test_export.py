@@ -223,3 +223,46 @@ def test_cli_factory_with_example_inputs_and_an_unknown_input_name(tmp_path: Pat
     refused = edgeopt("export", "tests.torch_models:token_model", "--out", tmp_path / "t.onnx",
                       "--input", "ids:1x4:int64")
     assert refused.returncode == 2 and "it takes: input_ids, attention_mask" in refused.stderr
+
+
+def test_a_causal_lm_with_past_takes_and_returns_its_cache(tmp_path: Path) -> None:
+    torch = _torch()
+    pytest.importorskip("transformers")  # in requirements-dev.txt: never skipped in CI
+    import onnxruntime as ort
+
+    from tests.torch_models import tiny_gpt2
+
+    result = export_onnx(tiny_gpt2(), ["input_ids:batch x seq=6:int64", "attention_mask:batch x seq:int64"],
+                         tmp_path / "lm.onnx", with_past=True)
+    dims = _dims(result.path)
+    assert dims["attention_mask"] == ["batch", "past+seq"]
+    assert dims["cache.1.value"] == ["batch", 2, "past", 8] and dims["present.1.value"] == ["batch", 2, "past+seq", 8]
+    assert result.provenance["parity_checked_at"] == ["batch=2, seq=6, past=16", "batch=1, seq=4, past=8"]
+    # one decoding step in ONNX Runtime from a prefix's cache matches the model run on the whole sequence
+    model = tiny_gpt2()
+    ids = torch.tensor([[3, 9, 4, 11, 7]])
+    with torch.no_grad():
+        whole = model(input_ids=ids).logits[0, -1].numpy()
+        prefix = model(input_ids=ids[:, :4]).cache
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids[:, 4:].numpy(), "attention_mask": np.ones((1, 5), np.int64)}
+    for layer, cached in enumerate(prefix.layers):
+        feeds[f"cache.{layer}.key"], feeds[f"cache.{layer}.value"] = cached.keys.numpy(), cached.values.numpy()
+    step = session.run(["logits"], feeds)[0][0, -1]
+    np.testing.assert_allclose(step, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_run_exports_a_factory_with_named_dims_and_times_the_declared_shape(tmp_path: Path) -> None:
+    from tests.profiles import write_profile
+
+    profile = write_profile(tmp_path, "quick", max_seconds=0.3, min_iterations=20,
+                            runtime="  native_precisions: [fp32]\n  backends: [onnxruntime]")
+    out = tmp_path / "out"
+    done = edgeopt("run", "tests.torch_models:token_model", "--profile", profile, "--out", out, "--variant", "fp32",
+                   "--variant", "int8-dynamic", "--input", "input_ids:batch x seq=9:int64",
+                   "--input", "attention_mask:batch x seq:int64")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _dims(out / "model.onnx")["input_ids"] == ["batch", "seq"]
+    measured = json.loads((out / "measurements" / "fp32__quick.json").read_text())
+    assert measured["input_shapes"] == {"input_ids": [1, 9], "attention_mask": [1, 9]}  # seq=9, batch_size 1
+    assert sha256_file(out / "model.onnx") == sha256_file(out / "variants" / "fp32.onnx")  # the file, as exported

@@ -119,3 +119,13 @@ def with_examples() -> tuple[nn.Module, dict[str, torch.Tensor]]:
 def raises() -> nn.Module:
     """A factory whose own code fails."""
     raise RuntimeError("checkpoint weights.pt not found")
+
+
+def tiny_gpt2() -> nn.Module:
+    """A transformers GPT2LMHeadModel from a tiny config that returns its key/value cache."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=2, n_head=2, bos_token_id=0,
+                        eos_token_id=0, use_cache=True)
+    return GPT2LMHeadModel(config).eval()

@@ -212,6 +212,7 @@ def handle_export(args: argparse.Namespace) -> int:
                                          min_samples=1).samples)
     result = export_onnx(made.module, declaration, args.out, opset=args.opset, exporter=args.exporter,
                          source=args.factory, source_sha256=factory_source_sha256(args.factory),
+                         with_past=args.with_past,
                          parity_inputs=samples[:8],
                          tolerance=ParityTolerance(args.max_abs, args.max_rel, args.min_cosine))
     dims = ", ".join(f"{name} (example {sizes['example']})"
@@ -449,6 +450,7 @@ def run_config(args: argparse.Namespace, **extra: Any) -> RunConfig:
         model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
         variants=tuple(args.variant or ()), eval_set=args.eval_set,
         inputs=declared.specs, dim_sizes=dict(declared.sizes), opset=args.opset, exporter=args.exporter,
+        with_past=args.with_past,
         budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
         min_calibration_samples=options.sample_limits(args)[0],
         max_calibration_samples=options.sample_limits(args)[1],

@@ -166,6 +166,10 @@ def add_export_options(addoption: AddOption, prefix: str = "") -> None:
     _add(addoption, "exporter", prefix, choices=["dynamo", "torchscript"], default="dynamo",
          help=_help("torch.onnx exporter: dynamo (torch.export, torch's default) or torchscript (deprecated by "
                     "torch; for models torch.export cannot capture)", default="dynamo"))
+    _add(addoption, "with-past", prefix, action="store_true", default=False,
+         help=_help("a transformers causal LM also takes and returns its key/value cache: inputs "
+                    "cache.<layer>.key/value with a dynamic past length, the attention mask over past+seq",
+                    default="no cache"))
 
 
 def add_variant_options(addoption: AddOption, prefix: str = "") -> None:

@@ -53,6 +53,7 @@ BATCH_NAMES = frozenset({"batch", "batch_size", "bs", "b", "n", "num_images"})
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_DIM_SIZE = 16
 PARITY_SECOND_SIZE_SAMPLES = 2
+CACHE_PARAMETERS = ("cache", "past_key_values")  # what transformers calls a causal LM's key/value cache argument
 WRAPPED = "model"  # the attribute FlatModule holds the user's module in: exporters prefix names with its scope
 
 logger = logging.getLogger(__name__)
@@ -84,11 +85,6 @@ class ExportResult:
     parity: tuple[OutputParity, ...]
     provenance: dict[str, Any]
     sizes: Mapping[str, int] = field(default_factory=dict)  # the example size of every dynamic dimension
-
-    def timing_inputs(self) -> list[InputSpec]:
-        """The exported inputs at their example sizes: the shapes a run times when nothing else sets them."""
-        return [InputSpec(i["name"], tuple(self.sizes.get(d, d) if isinstance(d, str) else d for d in i["shape"]),
-                          i["dtype"]) for i in self.provenance["inputs"]]
 
 
 def provenance_path_for(model_path: Path) -> Path:
@@ -161,7 +157,7 @@ def example_sizes(declaration: InputDeclaration, samples: Sequence[Mapping[str, 
     first = samples[0] if samples else {}
     for spec in declaration.specs:
         for axis, dim in enumerate(spec.shape):
-            if not isinstance(dim, str) or dim in sizes:
+            if not isinstance(dim, str) or dim in sizes or "+" in dim:  # a sum follows its parts
                 continue
             if dim in declaration.sizes:
                 sizes[dim] = declaration.sizes[dim]
@@ -173,8 +169,14 @@ def example_sizes(declaration: InputDeclaration, samples: Sequence[Mapping[str, 
     return sizes
 
 
+def _size_of(dim: str, sizes: Mapping[str, int]) -> int:
+    """The size of a dimension name, or of a sum of names (``past+seq``: an attention mask over a cache)."""
+    return sum(sizes[part] for part in dim.split("+"))
+
+
 def _concrete(specs: Sequence[InputSpec], sizes: Mapping[str, int]) -> list[InputSpec]:
-    return [InputSpec(s.name, tuple(sizes[d] if isinstance(d, str) else d for d in s.shape), s.dtype) for s in specs]
+    return [InputSpec(s.name, tuple(_size_of(d, sizes) if isinstance(d, str) else d for d in s.shape), s.dtype)
+            for s in specs]
 
 
 def _integer_bound(model: torch.nn.Module) -> int:
@@ -231,6 +233,19 @@ def _output_axes(at_a: Mapping[str, np.ndarray], at_b: Mapping[str, np.ndarray],
     return axes
 
 
+def _distinct_from_inputs(outputs: list[str], inputs: list[str]) -> list[str]:
+    """Output names no input has (ONNX names each tensor once): a cache returned as the parameter it came in as
+    (``cache.0.key``) is ``present.0.key``, as optimum names it; any other clash gets ``.out``."""
+    taken = set(inputs)
+    renamed = []
+    for name in outputs:
+        if name in taken:
+            head, _, rest = name.partition(".")
+            name = f"present.{rest}" if head in CACHE_PARAMETERS and rest else f"{name}.out"
+        renamed.append(name)
+    return renamed
+
+
 def _dynamo_cause(error: BaseException) -> str:
     """The first real cause of a torch.onnx dynamo failure: the line after its '## Exception summary', else the
     innermost chained exception's first line."""
@@ -254,7 +269,11 @@ def _run_exporter(flat: torch.nn.Module, example: tuple[Any, ...], staged: Path,
 
     input_axes = {s.name: {axis: d for axis, d in enumerate(s.shape) if isinstance(d, str)} for s in specs}
     said = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(said):
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed..."
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(said), contextlib.ExitStack() as restore:
+        restore.callback(quiet.setLevel, level)
         warnings.simplefilter("ignore")  # the exporters warn about their own deprecations and renamings
         if exporter == "torchscript":
             dynamic_axes = {n: dict(a) for n, a in {**input_axes, **output_axes}.items() if a}
@@ -387,12 +406,16 @@ def export_onnx(
     seed: int = 1234,
     source: str = "",
     source_sha256: str | None = None,
+    with_past: bool = False,
 ) -> ExportResult:
     """Export ``model`` to ``output_path``, check it, and verify parity with PyTorch (module docstring).
 
     ``inputs``: ``--input`` strings, ``(name, shape, dtype)`` tuples or ``InputSpec`` (a dim that is a name is
     dynamic; ``name=size`` gives its example size, as ``sizes`` does).  ``parity_inputs``: the user's samples,
-    checked first.  The ONNX file appears only after every check passed; provenance is written beside it.
+    checked first.  ``with_past``: a transformers causal LM also takes and returns its key/value cache, one
+    ``cache.<layer>.key``/``.value`` input per layer with a dynamic ``past`` length
+    (:func:`edgeopt.models.torch_io.with_past_inputs`).  The ONNX file appears only after every check passed;
+    provenance is written beside it.
     Raises ConfigError (exit 2) for inputs ``forward`` does not take, UserCodeError (exit 3) when ``forward``
     raises, ExportError (exit 4) when the exporter fails or the file differs from PyTorch.
     """
@@ -401,7 +424,7 @@ def export_onnx(
         import onnxruntime as ort
         import torch
 
-        from edgeopt.models.torch_io import FlatModule, bind_inputs
+        from edgeopt.models.torch_io import FlatModule, bind_inputs, with_past_inputs
     except ImportError as error:
         raise ExportError(f"export needs torch and onnxruntime: pip install 'edgeopt[torch]' ({error})") from error
 
@@ -419,6 +442,9 @@ def export_onnx(
         raise ConfigError(f"{source or type(model).__name__}: no inputs declared (--input or input_spec())")
     output_path = Path(output_path)
     where = source or type(model).__name__
+    if with_past:
+        specs = with_past_inputs(model, specs, where)
+        declaration = InputDeclaration(tuple(specs), declaration.sizes)
     for index, sample in enumerate(parity_inputs):
         if set(sample) != {s.name for s in specs}:
             raise ConfigError(f"{where}: parity sample {index} holds inputs {sorted(sample)}, the model's declared "
@@ -438,11 +464,15 @@ def export_onnx(
                                                          int_high=_integer_bound(model), where=where)
     eager = _Eager(model, bindings, where)
     at_a = eager(example_feeds)
+    at_a = dict(zip(_distinct_from_inputs(list(at_a), [s.name for s in specs]), at_a.values(), strict=True))
     output_axes: dict[str, dict[int, str]] = {}
     if sizes_b != sizes_a:
         feeds_b = synthetic_feeds(_concrete(specs, sizes_b), None, seed=seed - 2, int_high=_integer_bound(model),
                                   where=where)
-        output_axes = _output_axes(at_a, eager(feeds_b), sizes_a, sizes_b)
+        sums = {d for spec in specs for d in spec.shape if isinstance(d, str) and "+" in d}
+        at_b = dict(zip(at_a, eager(feeds_b).values(), strict=True))
+        output_axes = _output_axes(at_a, at_b, {**sizes_a, **{d: _size_of(d, sizes_a) for d in sums}},
+                                   {**sizes_b, **{d: _size_of(d, sizes_b) for d in sums}})
     output_names = list(at_a)
     for note in eager.dropped:
         logger.info(f"export: {where}: output leaf {note} is not a tensor: left out of the ONNX file")
@@ -481,7 +511,7 @@ def export_onnx(
         checked: list[str] = []
         compared: set[str] = set()  # outputs that held at least one value on some parity input
         for label, feeds in _parity_feeds(specs, sizes_a, sizes_b, inferred, parity_inputs, parity_samples, seed):
-            expected = eager(feeds)
+            expected = dict(zip(output_names, eager(feeds).values(), strict=True))
             try:
                 actual = session.run(None, {s.name: feeds[s.name] for s in specs})
             except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
@@ -511,6 +541,8 @@ def export_onnx(
             "opset_requested": opset,
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in specs],
             "dynamic_dims": {name: {"example": sizes_a[name], "second": sizes_b[name]} for name in sizes_a},
+            "with_past": with_past,
+            "dim_hints": dict(declaration.sizes),
             "bindings": [{"input": b.input, "parameter": b.parameter, "key": b.key} for b in bindings],
             "outputs": output_names,
             "dropped_outputs": eager.dropped,

@@ -5,7 +5,9 @@ Inputs: each declared input name is a parameter of ``forward`` (passed by keywor
 parameter is positional-only; a ``forward`` of one parameter takes one input of any name), or ``param.key`` for
 one entry of a dict parameter (``forward(batch)`` with ``batch["pixel_values"]``), or ``param.0``, ``param.1`` …
 for the items of a list parameter (torchvision's detectors take ``images: list[Tensor]``); a ``**kwargs``
-forward takes any name.
+forward takes any name.  Entries ``param.<layer>.key`` / ``param.<layer>.value`` of a cache parameter (``cache``,
+``past_key_values``) become a transformers ``DynamicCache``; a cache ``forward`` returns becomes the outputs
+``<name>.<layer>.key`` / ``<name>.<layer>.value``.
 
 Outputs: flattened with torch's own pytree (tensors, tuples, lists, dicts, ``ModelOutput``, nesting, lists of
 dicts); a dataclass pytree does not know is flattened by its fields.  Each tensor's name is its path:
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +29,8 @@ import torch
 from torch.utils import _pytree as pytree
 
 from edgeopt.errors import ConfigError
+
+_CACHE_KEY = re.compile(r"\d+\.(key|value)")
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,24 @@ def call_arguments(bindings: Sequence[Binding], tensors: Sequence[Any]) -> tuple
         if isinstance(value, dict) and all(k.isdigit() for k in value) and \
                 sorted(int(k) for k in value) == list(range(len(value))):
             grouped[parameter] = [value[str(i)] for i in range(len(value))]
+        elif isinstance(value, dict) and value and all(_CACHE_KEY.fullmatch(k) for k in value):
+            grouped[parameter] = key_value_cache(value)
     positional = [grouped.pop(b.parameter) for b in bindings if b.positional and b.parameter in grouped]
     return positional, grouped
+
+
+def key_value_cache(entries: dict[str, Any]) -> Any:
+    """A transformers ``DynamicCache`` from ``{"0.key": tensor, "0.value": tensor, ...}`` (one pair per layer)."""
+    layers = sorted({int(k.split(".")[0]) for k in entries})
+    if layers != list(range(len(layers))) or any(f"{i}.{part}" not in entries for i in layers
+                                                  for part in ("key", "value")):
+        raise ConfigError(f"past key/value inputs {sorted(entries)}: need '<layer>.key' and '<layer>.value' for "
+                          "every layer from 0")
+    try:
+        from transformers import DynamicCache
+    except ImportError as error:
+        raise ConfigError(f"past key/value inputs need transformers installed ({error})") from error
+    return DynamicCache(ddp_cache_data=[(entries[f"{i}.key"], entries[f"{i}.value"]) for i in layers])
 
 
 def _key_text(key: Any) -> str:
@@ -100,10 +121,22 @@ def _flatten(value: Any, prefix: tuple[str, ...], leaves: list[tuple[str, Any]],
         parts = prefix + tuple(_key_text(k) for k in path)
         if isinstance(leaf, torch.Tensor):
             leaves.append((_name(parts), leaf))
+        elif _is_key_value_cache(leaf):
+            for index, layer in enumerate(leaf.layers):
+                leaves += [(_name((*parts, str(index), "key")), layer.keys),
+                           (_name((*parts, str(index), "value")), layer.values)]
         elif dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
             _flatten({f.name: getattr(leaf, f.name) for f in dataclasses.fields(leaf)}, parts, leaves, dropped)
         else:
             dropped.append(f"{_name(parts)} ({'None' if leaf is None else type(leaf).__name__})")
+
+
+def _is_key_value_cache(value: Any) -> bool:
+    """A transformers cache (``DynamicCache``): layers each holding ``keys`` and ``values`` tensors."""
+    layers = getattr(value, "layers", None)
+    return isinstance(layers, (list, tuple)) and bool(layers) and all(
+        isinstance(getattr(layer, "keys", None), torch.Tensor) and isinstance(getattr(layer, "values", None),
+                                                                               torch.Tensor) for layer in layers)
 
 
 def _name(parts: tuple[str, ...]) -> str:
@@ -133,3 +166,36 @@ class FlatModule(torch.nn.Module):
         args, kwargs = call_arguments(self.bindings, tensors)
         leaves, _ = flatten_outputs(self.model(*args, **kwargs))
         return tuple(tensor for _, tensor in leaves)
+
+
+PAST = "past"  # the dynamic dimension of the cached length
+TOTAL = f"{PAST}+{{seq}}"  # an attention mask's length with a cache: past + the new tokens
+
+
+def with_past_inputs(module: torch.nn.Module, specs: Sequence[Any], where: str) -> list[Any]:
+    """``specs`` plus one key and one value input per layer of a transformers causal LM's cache,
+    ``<param>.<layer>.key`` of shape ``batch x kv_heads x past x head_dim`` (``past`` dynamic), and the attention
+    mask's length turned into ``past+<seq>`` (what the model reads with a cache)."""
+    from edgeopt.models.calibration import InputSpec
+    from edgeopt.models.export import CACHE_PARAMETERS
+
+    parameters = inspect.signature(module.forward).parameters
+    parameter = next((p for p in CACHE_PARAMETERS if p in parameters), None)
+    config = getattr(module, "config", None)
+    if parameter is None or config is None:
+        raise ConfigError(f"{where}: --with-past needs a transformers causal LM (a forward parameter "
+                          f"{' or '.join(CACHE_PARAMETERS)} and a config); {type(module).__name__} has neither")
+    ids = next((s for s in specs if s.name in ("input_ids", "inputs_embeds")), None)
+    if ids is None or len(ids.shape) < 2 or not isinstance(ids.shape[1], str):
+        raise ConfigError(f"{where}: --with-past needs input_ids declared with a dynamic batch and sequence, e.g. "
+                          "input_ids:batch x seq=16:int64")
+    batch, seq = ids.shape[0], ids.shape[1]
+    heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+    layers = int(config.num_hidden_layers)
+    total = TOTAL.format(seq=seq)
+    out = [InputSpec(s.name, (*s.shape[:-1], total), s.dtype) if s.name == "attention_mask" else s for s in specs]
+    for layer in range(layers):
+        for part in ("key", "value"):
+            out.append(InputSpec(f"{parameter}.{layer}.{part}", (batch, heads, PAST, head_dim), "float32"))
+    return out

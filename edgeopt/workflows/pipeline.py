@@ -111,6 +111,7 @@ class RunConfig:
     dim_sizes: dict[str, int] = field(default_factory=dict)  # --input's name=size hints (example/timing sizes)
     opset: int | None = None  # None: the exporter's own (dynamo: its default >= 18; torchscript: 17)
     exporter: str = "dynamo"
+    with_past: bool = False  # a causal LM exported with its key/value cache as inputs and outputs
     budgets: dict[str, float] = field(default_factory=dict)
     proxy: bool = False
     force: bool = False
@@ -257,7 +258,8 @@ def resolve_model(config: RunConfig, declared: Declared | None = None,
     target = config.out_dir / "model.onnx"
     declaration, made = declared or input_declaration(config)
     wanted = {"source": reference.factory, "source_sha256": factory_source_sha256(reference.factory),
-              "opset_requested": config.opset, "exporter": config.exporter, "dim_hints": dict(declaration.sizes),
+              "opset_requested": config.opset, "exporter": config.exporter, "with_past": config.with_past,
+              "dim_hints": dict(declaration.sizes),
               "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in declaration.specs]}
     if not config.force and target.exists() and provenance_path_for(target).exists():
         with contextlib.suppress(Exception):
@@ -272,7 +274,8 @@ def resolve_model(config: RunConfig, declared: Declared | None = None,
                                                 if parity_samples is not None else [])
         result: ExportResult = export_onnx(
             made.module, declaration, target, opset=config.opset, exporter=config.exporter,  # type: ignore[arg-type]
-            source=reference.factory, source_sha256=wanted["source_sha256"], parity_inputs=samples)  # type: ignore[arg-type]
+            source=reference.factory, source_sha256=wanted["source_sha256"], parity_inputs=samples,  # type: ignore[arg-type]
+            with_past=config.with_past)
     worst = min(p.cosine for p in result.parity)
     logger.info(f"export: {target} (parity vs torch: max abs {max(p.max_abs_error for p in result.parity):.2g}, "
                 f"cosine {worst:.7f})")
@@ -318,7 +321,7 @@ def _shifted_inputs(plan: EvalPlan, spec: InputSpec, directory: Path) -> dict[st
 
 
 def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: CalibrationSet | None,
-                      target: Path, plan: EvalPlan | None = None,
+                      target: Path, model_path: Path, plan: EvalPlan | None = None,
                       max_input_mb: float | None = None) -> tuple[Path, np.ndarray | None]:
     """Inputs every variant runs for fidelity (and task metrics, when an eval set is given)."""
     labels = None
@@ -331,7 +334,7 @@ def _reference_inputs(config: RunConfig, specs: list[InputSpec], calibration: Ca
         arrays = {name: np.stack([s[name] for s in same[:config.reference_samples]]) for name in first}
     else:
         concrete = [r.spec() for r in resolve_shapes(specs, where=config.model)]
-        model = load_model(Path(config.model)) if ModelReference.parse(config.model).onnx_path else None
+        model = load_model(model_path)  # the user's file or the export: integer inputs stay inside its tables
         feeds = [synthetic_feeds(concrete, model, seed=100 + i, max_input_mb=max_input_mb, where=config.model)
                  for i in range(config.reference_samples)]
         arrays = {spec.name: np.stack([f[spec.name] for f in feeds]) for spec in concrete}
@@ -436,8 +439,8 @@ def _run_stages(config: RunConfig, profiles: list[HardwareProfile], recipes: lis
                 made_as += f"; {note['nodes']} {LEFT_FLOAT_IN_SUBGRAPHS}"
         logger.info(f"variant {item.name}: {made_as}")
     class_outputs = class_score_outputs(load_model(model_path))  # where top-1 agreement means something
-    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", plan,
-                                              max_input_mb)
+    reference_path, labels = _reference_inputs(config, specs, calibration, out / "reference_inputs.npz", model_path,
+                                              plan, max_input_mb)
     reference_sha = sha256_file(reference_path)
     shifted = _shifted_inputs(plan, specs[0], out) if plan is not None and plan.shifts else {}
     if shifted:  # a stored measurement is reused only when it ran the same shifted sets

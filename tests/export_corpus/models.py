@@ -23,6 +23,7 @@ class Entry:
     covers: str
     inputs: tuple[str, ...]
     exporter: str = "dynamo"
+    with_past: bool = False
 
     @property
     def factory(self) -> str:
@@ -129,6 +130,16 @@ def gpt2_causal_lm() -> nn.Module:
     return GPT2LMHeadModel(config).eval()
 
 
+def gpt2_causal_lm_with_past() -> nn.Module:
+    """The same causal LM with its key/value cache: exported with ``--with-past``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _seed()
+    config = GPT2Config(vocab_size=500, n_positions=128, n_embd=64, n_layer=2, n_head=4, bos_token_id=0,
+                        eos_token_id=0, use_cache=True)
+    return GPT2LMHeadModel(config).eval()
+
+
 def wav2vec2_audio() -> nn.Module:
     """An audio encoder over raw samples (time dynamic); returns ``Wav2Vec2BaseModelOutput``."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
@@ -201,6 +212,9 @@ ENTRIES: tuple[Entry, ...] = (
           ("input_ids:batch x seq=32:int64", "attention_mask:batch x seq:int64")),
     Entry("gpt2-causal-lm", "transformers GPT2LMHeadModel", "causal LM without past, ids + mask",
           ("input_ids:batch x seq=32:int64", "attention_mask:batch x seq:int64")),
+    Entry("gpt2-causal-lm-with-past", "transformers GPT2LMHeadModel", "causal LM with its key/value cache "
+          "(--with-past: past length dynamic)", ("input_ids:batch x seq=8:int64", "attention_mask:batch x seq:int64"),
+          with_past=True),
     Entry("wav2vec2-audio", "transformers Wav2Vec2Model", "audio encoder, time dynamic",
           ("input_values:batch x time=8000",)),
     Entry("keyword-only-classifier", "user wrapper over transformers BertForSequenceClassification",
