@@ -37,7 +37,7 @@ from edgeopt.errors import ConfigError, ExportError, UserCodeError, first_line
 from edgeopt.models.calibration import InputSpec
 from edgeopt.models.graph import cpu_session
 from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal, synthetic_feeds
-from edgeopt.models.modelref import InputDeclaration, parse_inputs, user_frame
+from edgeopt.models.modelref import CACHE_PARAMETERS, InputDeclaration, parse_inputs, user_frame
 from edgeopt.models.subgraphs import subgraphs
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ BATCH_NAMES = frozenset({"batch", "batch_size", "bs", "b", "n", "num_images"})
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_DIM_SIZE = 16
 PARITY_SECOND_SIZE_SAMPLES = 2
-CACHE_PARAMETERS = ("cache", "past_key_values")  # what transformers calls a causal LM's key/value cache argument
 WRAPPED = "model"  # the attribute FlatModule holds the user's module in: exporters prefix names with its scope
 
 logger = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ def load_entry_point(reference: str) -> Callable[..., Any]:
 
 
 _DIM_NAME = r"[A-Za-z_]\w*"
+CACHE_PARAMETERS = ("cache", "past_key_values")  # what transformers calls a causal LM's key/value cache argument
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from edgeopt.errors import ConfigError
+from edgeopt.models.modelref import CACHE_PARAMETERS
 
 _CACHE_KEY = re.compile(r"\d+\.(key|value)")
 
@@ -177,7 +178,6 @@ def with_past_inputs(module: torch.nn.Module, specs: Sequence[Any], where: str) 
     ``<param>.<layer>.key`` of shape ``batch x kv_heads x past x head_dim`` (``past`` dynamic), and the attention
     mask's length turned into ``past+<seq>`` (what the model reads with a cache)."""
     from edgeopt.models.calibration import InputSpec
-    from edgeopt.models.export import CACHE_PARAMETERS
 
     parameters = inspect.signature(module.forward).parameters
     parameter = next((p for p in CACHE_PARAMETERS if p in parameters), None)
