@@ -266,3 +266,34 @@ def test_run_exports_a_factory_with_named_dims_and_times_the_declared_shape(tmp_
     measured = json.loads((out / "measurements" / "fp32__quick.json").read_text())
     assert measured["input_shapes"] == {"input_ids": [1, 9], "attention_mask": [1, 9]}  # seq=9, batch_size 1
     assert sha256_file(out / "model.onnx") == sha256_file(out / "variants" / "fp32.onnx")  # the file, as exported
+
+
+def test_dict_and_list_parameters_take_their_entries_by_name(tmp_path: Path) -> None:
+    _torch()
+    from tests.torch_models import dict_input
+
+    result = export_onnx(dict_input(), ["batch.features:n x 4", "batch.scale:n x 1", "extras.0:3", "extras.1:2 x 2"],
+                         tmp_path / "d.onnx")
+    assert result.provenance["bindings"][0] == {"input": "batch.features", "parameter": "batch", "key": "features"}
+    assert [s.name for s in input_specs(onnx.load(str(result.path)))] == ["batch.features", "batch.scale",
+                                                                         "extras.0", "extras.1"]
+
+
+def test_cli_parity_inputs_are_checked_first(tmp_path: Path) -> None:
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    rng = np.random.default_rng(3)
+    for index in range(2):
+        np.savez(samples / f"s{index}.npz", input_ids=rng.integers(0, 5, (1, 6)).astype(np.int64),
+                 attention_mask=np.ones((1, 6), np.int64))
+    (samples / "manifest.yaml").write_text(
+        "kind: arrays\nname: tokens\ndescription: test\nprovenance: test\nlicence: CC0\ninputs:\n"
+        "  - {name: input_ids, dtype: int64, shape: [1, seq]}\n"
+        "  - {name: attention_mask, dtype: int64, shape: [1, seq]}\n")
+    done = edgeopt("export", "tests.torch_models:token_model", "--out", tmp_path / "t.onnx", "--parity-inputs", samples,
+                   "--input", "input_ids:batch x seq:int64", "--input", "attention_mask:batch x seq:int64")
+    assert done.returncode == 0, done.stderr
+    provenance = json.loads(provenance_path_for(tmp_path / "t.onnx").read_text())
+    assert provenance["parity_user_samples"] == 2
+    assert provenance["parity_checked_at"][:2] == ["sample 0", "sample 1"]
+    assert provenance["dynamic_dims"]["seq"]["example"] == 6  # the samples' sequence length

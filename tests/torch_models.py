@@ -129,3 +129,18 @@ def tiny_gpt2() -> nn.Module:
     config = GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=2, n_head=2, bos_token_id=0,
                         eos_token_id=0, use_cache=True)
     return GPT2LMHeadModel(config).eval()
+
+
+class DictInput(nn.Module):
+    """``forward(batch)`` reading a dict, and a list parameter, as collate functions and detectors pass them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 2)
+
+    def forward(self, batch: dict[str, torch.Tensor], extras: list[torch.Tensor]) -> torch.Tensor:
+        return self.proj(batch["features"]) * batch["scale"] + extras[0].sum() - extras[1].mean()
+
+
+def dict_input() -> nn.Module:
+    return _seeded(DictInput)

@@ -195,7 +195,9 @@ def with_past_inputs(module: torch.nn.Module, specs: Sequence[Any], where: str) 
     layers = int(config.num_hidden_layers)
     total = TOTAL.format(seq=seq)
     out = [InputSpec(s.name, (*s.shape[:-1], total), s.dtype) if s.name == "attention_mask" else s for s in specs]
+    declared = {s.name for s in specs}  # already declared (a run's plan): kept as they are
     for layer in range(layers):
         for part in ("key", "value"):
-            out.append(InputSpec(f"{parameter}.{layer}.{part}", (batch, heads, PAST, head_dim), "float32"))
+            if f"{parameter}.{layer}.{part}" not in declared:
+                out.append(InputSpec(f"{parameter}.{layer}.{part}", (batch, heads, PAST, head_dim), "float32"))
     return out

@@ -183,6 +183,18 @@ def given_inputs(config: RunConfig) -> list[InputSpec]:
 
 
 def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResult]:
+    """A factory's inputs (:func:`declared_inputs`), with a causal LM's cache inputs under ``--with-past``
+    (``past`` is then set like any other dimension: the samples, the profile, or the run stops)."""
+    declaration, made = declared_inputs(config)
+    if not config.with_past:
+        return declaration, made
+    from edgeopt.models.torch_io import with_past_inputs
+
+    specs = with_past_inputs(made.module, list(declaration.specs), config.model)
+    return InputDeclaration(tuple(specs), declaration.sizes), made
+
+
+def declared_inputs(config: RunConfig) -> tuple[InputDeclaration, FactoryResult]:
     """A factory's inputs as declared: ``--input``, else the example inputs it returns with its module
     (``(module, example_inputs)``), else its module's ``input_spec()``; and what the factory made (it is called
     here: its errors stop the run before anything is written)."""

@@ -224,20 +224,32 @@ ENTRIES: tuple[Entry, ...] = (
 )
 
 
+PAST_LENGTH = 16  # the cached length of a --with-past entry's calibration samples
+
+
 def calibration_samples(entry: Entry, count: int = 8) -> list[dict[str, object]]:
-    """``count`` in-domain samples of ``entry``'s inputs at their example sizes, batch 1: floats standard normal,
-    token ids below 100 (every corpus vocabulary is larger), masks of ones, the recurrent state zeros."""
+    """``count`` in-domain samples of ``entry``'s inputs at their example sizes, batch 1: floats standard normal
+    (a decoder's cached keys and values too), token ids below 100 (every corpus vocabulary is larger), masks of
+    ones, the recurrent state zeros."""
     import numpy as np
 
     from edgeopt.models.modelref import parse_inputs
 
     declared = parse_inputs(list(entry.inputs))
+    specs = list(declared.specs)
+    sizes = {**declared.sizes, "batch": 1, "past": PAST_LENGTH}
+    if entry.with_past:  # a decoder's cache of 16 earlier tokens
+        from edgeopt.models.torch_io import with_past_inputs
+
+        specs = with_past_inputs(globals()[entry.factory.rsplit(":", 1)[1]](), specs, entry.name)
+    specs = [type(s)(s.name, tuple(sum(sizes[p] for p in d.split("+")) if isinstance(d, str) else d
+                                   for d in s.shape), s.dtype) for s in specs]
     rng = np.random.default_rng(0)
     samples = []
     for _ in range(count):
         sample: dict[str, object] = {}
-        for spec in declared.concrete():
-            shape = tuple(1 if d == "batch" else int(d) for d in spec.shape)
+        for spec in specs:
+            shape = tuple(int(d) for d in spec.shape)
             if spec.dtype.startswith("int"):
                 sample[spec.name] = (np.ones(shape, spec.dtype) if "mask" in spec.name
                                      else rng.integers(0, 100, shape).astype(spec.dtype))

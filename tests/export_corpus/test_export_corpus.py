@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.export_corpus.models import ENTRIES, Entry
+from tests.export_corpus.models import ENTRIES, Entry, calibration_samples
 from tests.profiles import write_profile
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEOPT_EXPORT_CORPUS"),
@@ -69,6 +69,8 @@ def test_a_real_architecture_exports_and_runs(entry: Entry, profile: Path) -> No
             "--calibration", f"tests.export_corpus.models:calibration_{entry.factory.rsplit(':', 1)[1]}"]
     for declared in entry.inputs:
         args += ["--input", declared]
+    if entry.with_past:
+        args.append("--with-past")
     started = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
     seconds = time.perf_counter() - started
@@ -88,8 +90,8 @@ def test_a_real_architecture_exports_and_runs(entry: Entry, profile: Path) -> No
     rows = {row["variant"]: row for row in summary["rows"]}
     assert rows["fp32"]["status"] == "ok", rows["fp32"]
     measured = json.loads((out / "measurements" / "fp32__export-corpus.json").read_text())
-    want_shapes = {spec.name: list(spec.shape) for spec in _timing_shapes(entry)}
-    assert measured["input_shapes"] == want_shapes  # the declared example sizes, batch from the profile
+    sample = calibration_samples(entry, count=1)[0]  # at the declared example sizes, batch 1 (the profile's)
+    assert measured["input_shapes"] == {name: list(np.shape(array)) for name, array in sample.items()}
     with np.load(out / "inputs" / "export-corpus.npz") as data:
         feeds = {name: data[name] for name in data.files}
     bare = _bare_p50_ms(out / "model.onnx", feeds, threads=1)
@@ -108,13 +110,6 @@ def test_a_real_architecture_exports_and_runs(entry: Entry, profile: Path) -> No
         "exit": done.returncode,
     }
     _write_table()
-
-
-def _timing_shapes(entry: Entry) -> list[Any]:
-    from edgeopt.models.modelref import parse_inputs
-
-    return [type(s)(s.name, tuple(1 if d == "batch" else d for d in s.shape), s.dtype)
-            for s in parse_inputs(list(entry.inputs)).concrete()]
 
 
 def _write_table() -> None:
