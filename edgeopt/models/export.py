@@ -97,11 +97,6 @@ def _version(package: str) -> str | None:
         return None
 
 
-def default_opset(exporter: str) -> int | None:
-    """The opset an export asks for when not told: the dynamo exporter's own (None), TorchScript's 17."""
-    return None if exporter == "dynamo" else TORCHSCRIPT_DEFAULT_OPSET
-
-
 def random_feeds(specs: list[InputSpec], seed: int, batch: int = 1,
                  max_input_mb: float | None = DEFAULT_MAX_INPUT_MB) -> dict[str, np.ndarray]:
     """Seeded random inputs for the given specs, made in each input's dtype; a symbolic dimension becomes
