@@ -82,3 +82,11 @@ def test_output_budgets_are_not_applicable_off_target() -> None:
     found = [compare(np.ones((4, 16), np.float32), -np.ones((4, 16), np.float32), "x")]
     assert judge_outputs(elsewhere, SHIPPED, found).verdict is Verdict.NOT_APPLICABLE
     assert judge_outputs(_gate(), SHIPPED, []) == _gate()  # the fp32 reference: nothing to judge
+
+
+def test_a_variant_without_an_fp32_reference_is_never_pass() -> None:
+    judged = judge_outputs(_gate(), SHIPPED, [], missing_reference="this profile has no fp32 row to compare with")
+    assert judged.verdict is Verdict.INCONCLUSIVE
+    (check,) = judged.checks
+    assert "no fidelity vs fp32: this profile has no fp32 row" in check.sentence
+    assert judge_outputs(_gate(), SHIPPED, []).checks == ()  # the fp32 row itself: nothing to compare

@@ -38,13 +38,16 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     """Add ``export``, ``inspect``, ``quantize``, ``profiles``, ``profile``, ``gate`` and ``run``."""
     p = add_command_parser(
         subparsers, "export", summary="export a torch factory (package.module:function) to ONNX",
-        description="Call FACTORY (a function returning a torch.nn.Module), export the module to ONNX with "
-        "torch.onnx, check the ONNX file against PyTorch on the same inputs (max abs/rel error, cosine) and "
-        "write the file and its provenance JSON (versions, parity, the factory's source hash) beside it. Needs "
-        "pip install 'edgeopt[torch]'.",
-        example="edgeopt export edgeopt.zoo.resnet:resnet18 --out model.onnx")
-    p.add_argument("factory", metavar="FACTORY", help="package.module:function returning the torch module; its "
-                   "module may define input_spec() returning [(name, shape, dtype)]")
+        description="Call FACTORY (a function returning a torch.nn.Module, or (module, example_inputs)), bind the "
+        "declared inputs to forward's parameter names, export with torch.onnx (every tensor forward returns, dicts "
+        "and ModelOutput included, becomes a named output; every dimension that is a name stays dynamic), check the "
+        "file against PyTorch at two sizes of each dynamic dimension (max abs/rel error, cosine) and write it with "
+        "its provenance JSON (versions, parity, the factory's source hash) beside it. Needs pip install "
+        "'edgeopt[torch]'. docs/export.md.",
+        example='edgeopt export pkg.models:make_bert --out bert.onnx --input "input_ids:batch x seq=128:int64" '
+        '--input "attention_mask:batch x seq:int64"')
+    p.add_argument("factory", metavar="FACTORY", help="package.module:function returning the torch module (or "
+                   "(module, example_inputs)); its module may define input_spec() in --input's grammar")
     options.add_out_options(p.add_argument, required=True, what="the ONNX file to write (its provenance JSON "
                             "is written beside it)")
     options.add_export_options(p.add_argument)
