@@ -297,3 +297,16 @@ def test_cli_parity_inputs_are_checked_first(tmp_path: Path) -> None:
     assert provenance["parity_user_samples"] == 2
     assert provenance["parity_checked_at"][:2] == ["sample 0", "sample 1"]
     assert provenance["dynamic_dims"]["seq"]["example"] == 6  # the samples' sequence length
+
+
+def test_a_dynamo_failure_names_its_first_cause_and_the_other_exporter(tmp_path: Path) -> None:
+    _torch()
+    from tests.torch_models import data_dependent
+
+    with pytest.raises(ExportError) as caught:
+        export_onnx(data_dependent(), ["x:batch x 4"], tmp_path / "m.onnx")
+    message = str(caught.value)
+    assert message.startswith("DataDependent: torch.onnx.export (dynamo) failed: ")
+    assert message.endswith("; try --exporter torchscript") and "\n" not in message
+    assert "Exception summary" not in message and "This is step" not in message
+    assert not (tmp_path / "m.onnx").exists()

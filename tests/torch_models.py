@@ -144,3 +144,16 @@ class DictInput(nn.Module):
 
 def dict_input() -> nn.Module:
     return _seeded(DictInput)
+
+
+class DataDependent(nn.Module):
+    """A branch on a tensor's value: torch.export cannot capture it; TorchScript's tracer records one branch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+
+def data_dependent() -> nn.Module:
+    return DataDependent().eval()
