@@ -255,19 +255,45 @@ def _dynamo_cause(error: BaseException) -> str:
     return first_line(inner)
 
 
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    """torch's own loggers at ERROR while the exporter runs: on a failure torch.export logs the whole traced graph
+    (dozens of lines) before raising, and without torchvision it warns about each of its operators; the error
+    edgeopt raises names the first cause in one line."""
+    import torch  # noqa: F401 - its logging configuration must exist before its levels are changed
+
+    names = ["torch", *(n for n, v in logging.root.manager.loggerDict.items()
+                        if n.startswith("torch.") and isinstance(v, logging.Logger))]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _logged_at_debug(said: io.StringIO) -> Iterator[None]:
+    """What the exporter printed (its steps; on a failure, the traced graph), logged at DEBUG (``-v``, --log-file)."""
+    try:
+        yield
+    finally:
+        if said.getvalue().strip():
+            logger.debug(f"export: what torch.onnx.export printed:\n{said.getvalue().rstrip()}")
+
+
 def _run_exporter(flat: torch.nn.Module, example: tuple[Any, ...], staged: Path, specs: Sequence[InputSpec],
                   output_names: list[str], output_axes: Mapping[str, Mapping[int, str]], opset: int | None,
-                  exporter: str) -> str:
-    """Export ``flat`` to ``staged``; returns what the exporter said on stdout (the dynamo exporter's steps)."""
+                  exporter: str) -> None:
+    """Export ``flat`` to ``staged``; what the exporter prints is logged at DEBUG."""
     import torch
 
     input_axes = {s.name: {axis: d for axis, d in enumerate(s.shape) if isinstance(d, str)} for s in specs}
     said = io.StringIO()
-    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed..."
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(said), contextlib.ExitStack() as restore:
-        restore.callback(quiet.setLevel, level)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(said), contextlib.redirect_stderr(said), \
+            _quiet_torch_logs(), _logged_at_debug(said):
         warnings.simplefilter("ignore")  # the exporters warn about their own deprecations and renamings
         if exporter == "torchscript":
             dynamic_axes = {n: dict(a) for n, a in {**input_axes, **output_axes}.items() if a}
@@ -283,7 +309,6 @@ def _run_exporter(flat: torch.nn.Module, example: tuple[Any, ...], staged: Path,
             if program is None:
                 raise ExportError("torch.onnx.export(dynamo=True) returned no program")
             program.save(str(staged), external_data=False)
-    return said.getvalue()
 
 
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
