@@ -21,7 +21,6 @@ import contextlib
 import importlib.metadata
 import io
 import logging
-import math
 import tempfile
 import time
 import warnings
@@ -35,13 +34,24 @@ import numpy as np
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
 from edgeopt.errors import ConfigError, ExportError, UserCodeError, first_line
 from edgeopt.models.calibration import InputSpec
+from edgeopt.models.export_file import check_named_dims, name_output_dims, strip_wrapper_scope
+from edgeopt.models.export_parity import (
+    OutputParity,
+    ParityTolerance,
+    check_tolerance,
+    compare_outputs,
+    concrete_specs,
+    parity_feeds,
+    second_size,
+    size_of,
+    sizes_label,
+    worst_of,
+)
 from edgeopt.models.graph import cpu_session
 from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal, synthetic_feeds
 from edgeopt.models.modelref import CACHE_PARAMETERS, InputDeclaration, parse_inputs, user_frame
-from edgeopt.models.subgraphs import subgraphs
 
 if TYPE_CHECKING:
-    import onnx
     import torch
 
 Exporter = Literal["dynamo", "torchscript"]
@@ -52,29 +62,9 @@ DYNAMO_MIN_OPSET = 18  # torch.export's ONNX translation is written for 18+; bel
 BATCH_NAMES = frozenset({"batch", "batch_size", "bs", "b", "n", "num_images"})
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_DIM_SIZE = 16
-PARITY_SECOND_SIZE_SAMPLES = 2
-WRAPPED = "model"  # the attribute FlatModule holds the user's module in: exporters prefix names with its scope
+DEFAULT_TOLERANCE = ParityTolerance()
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ParityTolerance:
-    """Export is rejected when an output's cosine is below ``min_cosine``, or when its largest error exceeds both
-    ``max_abs`` and ``max_rel`` (relative to the output's largest magnitude): either bound is enough, as in
-    Polygraphy and ``numpy.allclose``, so box coordinates in pixels are not held to an absolute 1e-3."""
-
-    max_abs: float = 1e-3
-    max_rel: float = 1e-3
-    min_cosine: float = 0.9999
-
-
-@dataclass(frozen=True)
-class OutputParity:
-    output: str
-    max_abs_error: float
-    max_rel_error: float
-    cosine: float
 
 
 @dataclass(frozen=True)
@@ -121,30 +111,6 @@ def random_feeds(specs: list[InputSpec], seed: int, batch: int = 1,
     return feeds
 
 
-def compare_outputs(name: str, expected: np.ndarray, actual: np.ndarray) -> OutputParity:
-    a = np.asarray(expected, dtype=np.float64).ravel()
-    b = np.asarray(actual, dtype=np.float64).ravel()
-    diff = np.abs(a - b)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    scale = float(np.abs(a).max()) if a.size else 0.0
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    cosine = float(np.dot(a, b) / norm) if norm > 0 else (1.0 if max_abs == 0 else 0.0)
-    return OutputParity(output=name, max_abs_error=max_abs, max_rel_error=max_rel, cosine=cosine)
-
-
-def second_size(size: int) -> int:
-    """The second size parity runs a dynamic dimension at: ``size`` less its largest power-of-two divisor up to
-    half of it (224 → 192, 320 → 256, 128 → 64, 16 → 8, 2 → 1), so strides that divide ``size`` still divide it
-    and a maximum length (position embeddings) is never exceeded; 1 → 2."""
-    if size <= 1:
-        return 2
-    step = size & -size  # the largest power of two dividing size
-    while step > size // 2:
-        step //= 2
-    return size - max(step, 1)
-
-
 def example_sizes(declaration: InputDeclaration, samples: Sequence[Mapping[str, np.ndarray]] = ()) -> dict[str, int]:
     """The example size of every dynamic dimension name (module docstring: hint, first sample, default)."""
     sizes: dict[str, int] = {}
@@ -161,16 +127,6 @@ def example_sizes(declaration: InputDeclaration, samples: Sequence[Mapping[str, 
             else:
                 sizes[dim] = DEFAULT_BATCH_SIZE if dim.lower() in BATCH_NAMES else DEFAULT_DIM_SIZE
     return sizes
-
-
-def _size_of(dim: str, sizes: Mapping[str, int]) -> int:
-    """The size of a dimension name, or of a sum of names (``past+seq``: an attention mask over a cache)."""
-    return sum(sizes[part] for part in dim.split("+"))
-
-
-def _concrete(specs: Sequence[InputSpec], sizes: Mapping[str, int]) -> list[InputSpec]:
-    return [InputSpec(s.name, tuple(_size_of(d, sizes) if isinstance(d, str) else d for d in s.shape), s.dtype)
-            for s in specs]
 
 
 def _integer_bound(model: torch.nn.Module) -> int:
@@ -311,106 +267,6 @@ def _run_exporter(flat: torch.nn.Module, example: tuple[Any, ...], staged: Path,
             program.save(str(staged), external_data=False)
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for inner in subgraphs(node):
-            yield from _graphs(inner)
-
-
-def _unwrapped(name: str) -> str:
-    """``name`` without the wrapper module's scope (``model.fc.weight`` → ``fc.weight``, ``/model/fc/Gemm`` →
-    ``/fc/Gemm``): the file's names are the user's module's own, as a direct export would write them."""
-    if name.startswith(f"{WRAPPED}."):
-        return name[len(WRAPPED) + 1:]
-    return name.replace(f"/{WRAPPED}/", "/", 1) if name.startswith(f"/{WRAPPED}/") else name
-
-
-def _strip_wrapper_scope(model: onnx.ModelProto) -> None:
-    """Rename every tensor and node the flat wrapper's scope prefixed (unless the plain name is taken)."""
-    graphs = list(_graphs(model.graph))
-    taken = {name for g in graphs for name in (*(t.name for t in g.initializer),
-                                               *(v.name for v in (*g.input, *g.output, *g.value_info)),
-                                               *(o for n in g.node for o in n.output))}
-    renames = {name: _unwrapped(name) for name in taken if _unwrapped(name) != name}
-    renames = {old: new for old, new in renames.items() if new not in taken}
-    for graph in graphs:
-        for tensor in graph.initializer:
-            tensor.name = renames.get(tensor.name, tensor.name)
-        for value in (*graph.input, *graph.output, *graph.value_info):
-            value.name = renames.get(value.name, value.name)
-        for node in graph.node:
-            node.input[:] = [renames.get(n, n) for n in node.input]
-            node.output[:] = [renames.get(n, n) for n in node.output]
-            node.name = _unwrapped(node.name)
-
-
-def _check_named_dims(model: onnx.ModelProto, specs: Sequence[InputSpec], where: str, exporter: str) -> None:
-    """Every dynamic dimension of an input is symbolic in the file: an exporter that fixed one fails the export."""
-    declared = {value.name: value for value in model.graph.input}
-    for spec in specs:
-        value = declared.get(spec.name)
-        if value is None:
-            raise ExportError(f"{where}: input {spec.name!r} is not in the exported file (the exporter dropped it: "
-                              "forward does not use it)")
-        dims = value.type.tensor_type.shape.dim
-        for axis, name in enumerate(spec.shape):
-            if isinstance(name, str) and axis < len(dims) and not dims[axis].dim_param:
-                raise ExportError(
-                    f"{where}: dimension {name!r} (axis {axis} of input {spec.name!r}) was exported as the fixed "
-                    f"size {dims[axis].dim_value} by the {exporter} exporter: the model specialises on it (a "
-                    "size-dependent branch or reshape); give it a fixed size or make forward size-independent")
-            if isinstance(name, str) and axis < len(dims):
-                dims[axis].dim_param = name
-
-
-def _name_output_dims(model: onnx.ModelProto, output_axes: Mapping[str, Mapping[int, str]]) -> None:
-    """Declare each output axis that follows a dynamic dimension (seen at two sizes) by its name: an exporter's
-    own inference may leave it unnamed, or fixed at the example size (dynamo does so for an LSTM's time axis)."""
-    for value in model.graph.output:
-        dims = value.type.tensor_type.shape.dim
-        for axis, name in output_axes.get(value.name, {}).items():
-            if axis < len(dims):
-                dims[axis].dim_param = name
-
-
-def _parity_feeds(specs: Sequence[InputSpec], sizes_a: Mapping[str, int], sizes_b: Mapping[str, int],
-                  model: onnx.ModelProto, user: Sequence[Mapping[str, np.ndarray]], count: int,
-                  seed: int) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """(label, feeds) for parity: the user's samples, in-domain synthetic data at the example sizes, and, when a
-    dimension is dynamic, at the second sizes."""
-    feeds: list[tuple[str, dict[str, np.ndarray]]] = [(f"sample {i}", {k: np.asarray(v) for k, v in s.items()})
-                                                      for i, s in enumerate(user)]
-    for index in range(max(1, count - len(user))):
-        feeds.append((_label(sizes_a), synthetic_feeds(_concrete(specs, sizes_a), model, seed=seed + index)))
-    if sizes_b != sizes_a:
-        for index in range(PARITY_SECOND_SIZE_SAMPLES):
-            feeds.append((_label(sizes_b), synthetic_feeds(_concrete(specs, sizes_b), model, seed=seed + 100 + index)))
-    return feeds
-
-
-def _label(sizes: Mapping[str, int]) -> str:
-    return ", ".join(f"{name}={size}" for name, size in sizes.items()) or "the declared shapes"
-
-
-def _worst(previous: OutputParity | None, new: OutputParity) -> OutputParity:
-    if previous is None:
-        return new
-    return OutputParity(new.output, max(new.max_abs_error, previous.max_abs_error),
-                        max(new.max_rel_error, previous.max_rel_error), min(new.cosine, previous.cosine))
-
-
-def _check_tolerance(parity: OutputParity, tolerance: ParityTolerance, where: str, label: str) -> None:
-    problems = []
-    if parity.max_abs_error > tolerance.max_abs and parity.max_rel_error > tolerance.max_rel:
-        problems.append(f"max abs error {parity.max_abs_error:.3g} > {tolerance.max_abs!r} and max rel error "
-                        f"{parity.max_rel_error:.3g} > {tolerance.max_rel!r}")
-    if parity.cosine < tolerance.min_cosine:
-        problems.append(f"cosine {parity.cosine!r} < {tolerance.min_cosine!r}")
-    if problems:
-        raise ExportError(f"{where}: output '{parity.output}' differs from PyTorch at {label}: {'; '.join(problems)}")
-
-
 def export_onnx(
     model: torch.nn.Module,
     inputs: InputDeclaration | Sequence[str | InputSpec | tuple[Any, ...]],
@@ -419,7 +275,7 @@ def export_onnx(
     sizes: Mapping[str, int] | None = None,
     exporter: Exporter = DEFAULT_EXPORTER,
     opset: int | None = None,
-    tolerance: ParityTolerance = ParityTolerance(),
+    tolerance: ParityTolerance = DEFAULT_TOLERANCE,
     parity_inputs: Sequence[Mapping[str, np.ndarray]] = (),
     parity_samples: int = 3,
     seed: int = 1234,
@@ -477,7 +333,7 @@ def export_onnx(
     started = time.perf_counter()
     sizes_a = example_sizes(declaration, parity_inputs)
     sizes_b = {name: second_size(size) for name, size in sizes_a.items()}
-    concrete_a = _concrete(specs, sizes_a)
+    concrete_a = concrete_specs(specs, sizes_a)
     fits = [dict(s) for s in parity_inputs if all(np.shape(s[c.name]) == c.shape for c in concrete_a)]
     example_feeds = fits[0] if fits else synthetic_feeds(concrete_a, None, seed=seed - 1,
                                                          int_high=_integer_bound(model), where=where)
@@ -486,12 +342,12 @@ def export_onnx(
     at_a = dict(zip(_distinct_from_inputs(list(at_a), [s.name for s in specs]), at_a.values(), strict=True))
     output_axes: dict[str, dict[int, str]] = {}
     if sizes_b != sizes_a:
-        feeds_b = synthetic_feeds(_concrete(specs, sizes_b), None, seed=seed - 2, int_high=_integer_bound(model),
+        feeds_b = synthetic_feeds(concrete_specs(specs, sizes_b), None, seed=seed - 2, int_high=_integer_bound(model),
                                   where=where)
         sums = {d for spec in specs for d in spec.shape if isinstance(d, str) and "+" in d}
         at_b = dict(zip(at_a, eager(feeds_b).values(), strict=True))
-        output_axes = _output_axes(at_a, at_b, {**sizes_a, **{d: _size_of(d, sizes_a) for d in sums}},
-                                   {**sizes_b, **{d: _size_of(d, sizes_b) for d in sums}})
+        output_axes = _output_axes(at_a, at_b, {**sizes_a, **{d: size_of(d, sizes_a) for d in sums}},
+                                   {**sizes_b, **{d: size_of(d, sizes_b) for d in sums}})
     output_names = list(at_a)
     for note in eager.dropped:
         logger.info(f"export: {where}: output leaf {note} is not a tensor: left out of the ONNX file")
@@ -509,9 +365,9 @@ def export_onnx(
             raise ExportError(f"{where}: torch.onnx.export ({exporter}) failed: {cause}{hint}") from error
         try:
             exported = onnx.load(str(staged))
-            _strip_wrapper_scope(exported)
-            _check_named_dims(exported, specs, where, exporter)
-            _name_output_dims(exported, output_axes)
+            strip_wrapper_scope(exported)
+            check_named_dims(exported, specs, where, exporter)
+            name_output_dims(exported, output_axes)
             onnx.checker.check_model(exported)
             inferred = onnx.shape_inference.infer_shapes(exported, strict_mode=True)
         except ExportError:
@@ -529,13 +385,13 @@ def export_onnx(
         worst: dict[str, OutputParity] = {}
         checked: list[str] = []
         compared: set[str] = set()  # outputs that held at least one value on some parity input
-        for label, feeds in _parity_feeds(specs, sizes_a, sizes_b, inferred, parity_inputs, parity_samples, seed):
+        for label, feeds in parity_feeds(specs, sizes_a, sizes_b, inferred, parity_inputs, parity_samples, seed):
             expected = dict(zip(output_names, eager(feeds).values(), strict=True))
             try:
                 actual = session.run(None, {s.name: feeds[s.name] for s in specs})
             except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
                 raise ExportError(f"{where}: the exported file does not run at {label} (it was exported at "
-                                  f"{_label(sizes_a)}): {first_line(error)}") from error
+                                  f"{sizes_label(sizes_a)}): {first_line(error)}") from error
             for name, got in zip(output_names, actual, strict=True):
                 want = expected[name]
                 if np.shape(want) != np.shape(got):
@@ -544,8 +400,8 @@ def export_onnx(
                 if np.size(want):
                     compared.add(name)
                 parity = compare_outputs(name, want, got)
-                _check_tolerance(parity, tolerance, str(output_path), label)
-                worst[name] = _worst(worst.get(name), parity)
+                check_tolerance(parity, tolerance, str(output_path), label)
+                worst[name] = worst_of(worst.get(name), parity)
             checked.append(label)
         if not compared:
             raise ExportError(f"{where}: every output was empty on every parity input ({', '.join(output_names)}): "

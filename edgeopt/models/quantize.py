@@ -41,7 +41,8 @@ from edgeopt.core.isa import int8_recipes
 from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_line
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, validate_samples
-from edgeopt.models.export import compare_outputs, random_feeds
+from edgeopt.models.export import random_feeds
+from edgeopt.models.export_parity import compare_outputs
 from edgeopt.models.graph import cpu_session, external_data_files, input_specs, load_model, model_size_bytes
 from edgeopt.models.modelopt import PURPOSE as MODELOPT_PURPOSE
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT

@@ -160,7 +160,7 @@ class FlatModule(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, bindings: Sequence[Binding]) -> None:
         super().__init__()
-        self.model = model  # edgeopt.models.export.WRAPPED: export strips this scope from the file's names
+        self.model = model  # edgeopt.models.export_file.WRAPPED: export strips this scope from the file's names
         self.bindings = tuple(bindings)
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
