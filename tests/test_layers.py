@@ -36,6 +36,10 @@ LIGHT = {
     "edgeopt.core.host": ("numpy", "pydantic", "onnxruntime", "torch"),
     "edgeopt.measure.worker": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
     "edgeopt.measure.ab_worker": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
+    # the runners the worker loads: their imports count in every measured peak RSS
+    "edgeopt.backends.onnxruntime": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
+    "edgeopt.backends.onnxruntime_gpu": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
+    "edgeopt.backends.openvino": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
     "edgeopt.pytest_plugin": ("onnxruntime", "onnx", "numpy", "torch", "pydantic", "yaml", "mlflow"),
     "edgeopt.cli.report": ("numpy", "pydantic", "matplotlib", "onnxruntime", "torch"),
     "edgeopt.cli.tracking": ("mlflow",),

@@ -26,9 +26,9 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 def test_runner_reports_precision_and_refuses_with_the_operator(tmp_path: Path) -> None:
-    from edgeopt.backends.onnxruntime import cpu_session
     from edgeopt.backends.openvino import OpenVinoRunner, device_precisions
     from edgeopt.errors import UnsupportedModelError
+    from edgeopt.models.graph import cpu_session
 
     assert "fp32" in device_precisions()
     model = zoo.tiny_conv_model(tmp_path / "conv.onnx")

@@ -1,7 +1,7 @@
 """ONNX Runtime runner: session options from the profile, and a check that no provider silently fell back.
 
-Re-exports ``cpu_session`` (defined in :mod:`edgeopt.models.graph`, which the quantizer uses too): the one
-way edgeopt opens a plain CPU session outside a measurement.
+The measurement worker imports this module, so it imports nothing beyond onnxruntime, numpy and the light parts of
+edgeopt: a plain CPU session outside a measurement is :func:`edgeopt.models.graph.cpu_session` (it needs onnx).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import onnxruntime as ort
 from edgeopt.backends.base import BackendSettings, Feeds, Runner
 from edgeopt.backends.onnxruntime_settings import OnnxRuntimeSettings, OrtSessionSettings
 from edgeopt.errors import ProviderFallbackError
-from edgeopt.models.graph import cpu_session
 
-__all__ = ["OnnxRuntimeRunner", "ProviderFallbackError", "cpu_session", "session_options"]
+__all__ = ["OnnxRuntimeRunner", "ProviderFallbackError", "session_options"]
 
 _OPT_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
