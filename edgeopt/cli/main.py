@@ -199,16 +199,12 @@ def _parser() -> argparse.ArgumentParser:
 def handle_export(args: argparse.Namespace) -> int:
     from edgeopt.models.calibration import load_calibration
     from edgeopt.models.export import ParityTolerance, export_onnx
-    from edgeopt.models.factory import factory_result
-    from edgeopt.models.modelref import factory_input_specs, factory_source_sha256, load_entry_point, parse_inputs
+    from edgeopt.models.factory import declared_inputs, factory_result
+    from edgeopt.models.modelref import factory_source_sha256, load_entry_point, parse_inputs
 
     load_entry_point(args.factory)  # a bad reference is exit 2 before the factory runs
     made = factory_result(args.factory)
-    declaration = (parse_inputs(args.input) if args.input else made.declaration() if made.examples is not None
-                   else factory_input_specs(args.factory))
-    if declaration is None:
-        raise ConfigError(f"{args.factory}: give --input, return (module, example_inputs) from the factory, or "
-                          "define input_spec() in its module")
+    declaration = declared_inputs(made, parse_inputs(args.input) if args.input else None)
     samples = list(made.example_feeds())
     if args.parity_inputs:
         samples += list(load_calibration(args.parity_inputs, expected_inputs=declaration.concrete(),

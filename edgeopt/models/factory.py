@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeopt.errors import ConfigError
 from edgeopt.models.calibration import InputSpec
-from edgeopt.models.modelref import InputDeclaration, call_factory
+from edgeopt.models.modelref import InputDeclaration, call_factory, factory_input_specs
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,17 @@ def factory_result(reference: str) -> FactoryResult:
                           f"got {type(examples).__name__}")
     raise ConfigError(f"{reference}: the factory returned {type(made).__name__}; expected a torch.nn.Module or "
                       "(module, example_inputs)")
+
+
+def declared_inputs(made: FactoryResult, given: InputDeclaration | None) -> InputDeclaration:
+    """A factory's inputs, in order: ``given`` (``--input``), the example inputs it returned with its module, its
+    module's ``input_spec()``; ConfigError (exit 2) saying how to declare them when there is none."""
+    if given is not None and given.specs:
+        return given
+    if made.examples is not None:
+        return made.declaration()
+    declared = factory_input_specs(made.reference)
+    if declared is None:
+        raise ConfigError(f"{made.reference}: give --input name:1x3x224x224[:float32], return (module, "
+                          "example_inputs) from the factory, or define input_spec() in its module")
+    return declared

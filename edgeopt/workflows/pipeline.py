@@ -63,13 +63,12 @@ from edgeopt.measure.launcher import (
 from edgeopt.measure.results import Measurement
 from edgeopt.measure.run_folder import RunLayout, RunSummary
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
-from edgeopt.models.factory import FactoryResult, factory_result
+from edgeopt.models.factory import FactoryResult, declared_inputs, factory_result
 from edgeopt.models.graph import class_score_outputs, cpu_session, input_specs, load_model, output_specs
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds, synthetic_feeds
 from edgeopt.models.modelref import (
     InputDeclaration,
     ModelReference,
-    factory_input_specs,
     factory_source_sha256,
 )
 from edgeopt.models.quantize import (
@@ -183,9 +182,9 @@ def given_inputs(config: RunConfig) -> list[InputSpec]:
 
 
 def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResult]:
-    """A factory's inputs (:func:`declared_inputs`), with a causal LM's cache inputs under ``--with-past``
+    """A factory's inputs (:func:`run_inputs`), with a causal LM's cache inputs under ``--with-past``
     (``past`` is then set like any other dimension: the samples, the profile, or the run stops)."""
-    declaration, made = declared_inputs(config)
+    declaration, made = run_inputs(config)
     if not config.with_past:
         return declaration, made
     from edgeopt.models.torch_io import with_past_inputs
@@ -194,22 +193,14 @@ def input_declaration(config: RunConfig) -> tuple[InputDeclaration, FactoryResul
     return InputDeclaration(tuple(specs), declaration.sizes), made
 
 
-def declared_inputs(config: RunConfig) -> tuple[InputDeclaration, FactoryResult]:
+def run_inputs(config: RunConfig) -> tuple[InputDeclaration, FactoryResult]:
     """A factory's inputs as declared: ``--input``, else the example inputs it returns with its module
     (``(module, example_inputs)``), else its module's ``input_spec()``; and what the factory made (it is called
     here: its errors stop the run before anything is written)."""
     reference = ModelReference.parse(config.model)
     assert reference.factory is not None
     made = factory_result(reference.factory)
-    if config.inputs:
-        return InputDeclaration(tuple(config.inputs), config.dim_sizes), made
-    if made.examples is not None:
-        return made.declaration(), made
-    declared = factory_input_specs(reference.factory)
-    if declared is None:
-        raise ConfigError(f"{reference.factory}: give --input name:1x3x224x224[:float32], define input_spec() "
-                          "in the factory's module, or return (module, example_inputs) from the factory")
-    return declared, made
+    return declared_inputs(made, InputDeclaration(tuple(config.inputs), config.dim_sizes)), made
 
 
 Declared = tuple[InputDeclaration, FactoryResult]  # a factory's inputs and what it made (input_declaration)
