@@ -9,7 +9,7 @@ providers (fp32, fp16), and native TensorRT engines (fp32, fp16, int8).  A path 
 absent is reported ``unavailable: <reason>`` and does not fail the run; a path that is present and fails does.
 
 Golden outputs (issue 15 item 5): for each TensorRT-bound variant the script writes reference inputs and
-ONNX Runtime CPU outputs in Polygraphy's format (``edgeopt.backends.tensorrt_goldens``; kept with
+ONNX Runtime CPU outputs in Polygraphy's format (``edgeopt.backends.tensorrt.goldens``; kept with
 ``--goldens-out DIR``), and where TensorRT is installed it builds the INT8 engine from the Q/DQ file
 (strongly typed, as ``plan_build`` plans it on 10.x and 11.x) with ``ProfilingVerbosity.DETAILED``, counts the
 layers the engine inspector reports with INT8 tensors (fails when none: TensorRT ran it in float), runs the
@@ -36,7 +36,7 @@ import numpy as np
 from tabulate import tabulate
 
 from edgeopt.backends import availability, runner_for
-from edgeopt.backends.tensorrt_goldens import compare_outputs, read_goldens, recommended_tolerances, write_goldens
+from edgeopt.backends.tensorrt.goldens import compare_outputs, read_goldens, recommended_tolerances, write_goldens
 from edgeopt.core.fileio import sha256_file, write_bytes_atomic
 from edgeopt.models.calibration import CalibrationSet, InputSpec
 from edgeopt.models.export import export_onnx, random_feeds
@@ -153,9 +153,9 @@ def build_inspected_int8_engine(model_path: Path, cache_dir: Path,
     report).  Type-checked against tensorrt-stubs (``MYPYPATH=<typings> mypy benchmarks/gpu_smoke.py``)."""
     import tensorrt as trt
 
-    from edgeopt.backends.tensorrt import EngineBuildError, gpu_identity
-    from edgeopt.backends.tensorrt_engines import EngineCache, EngineKey
-    from edgeopt.backends.tensorrt_plan import plan_build, shape_profile, version_family
+    from edgeopt.backends.tensorrt.engines import EngineCache, EngineKey
+    from edgeopt.backends.tensorrt.plan import plan_build, shape_profile, version_family
+    from edgeopt.backends.tensorrt.runner import EngineBuildError, gpu_identity
     from edgeopt.errors import UnsupportedModelError
     from edgeopt.profiles.schema import TensorRtSettings
 
@@ -214,7 +214,7 @@ def tensorrt_golden_row(variant: str, model_path: Path, goldens: Path, cache_dir
             row["status"] = (f"FAIL: no INT8 tactic chosen: none of {report['layers']} layers consumes INT8 "
                              f"(INT8 tensors in {len(report['int8_layers'])})")
             return row
-        from edgeopt.backends.tensorrt import TensorRtRunner
+        from edgeopt.backends.tensorrt.runner import TensorRtRunner
 
         actual = []
         runner = TensorRtRunner(str(model_path), settings)
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             if provider not in providers or "fp32" not in variants:
                 unavailable(label, precision, f"{provider} not in this onnxruntime build (pip install edgeopt[gpu])")
                 continue
-            from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options
+            from edgeopt.backends.tensorrt.plan import ort_gpu_provider_options
 
             pairs = ort_gpu_provider_options([provider], None, precision, work / "ort-cache")
             settings = {"provider_options": pairs, "intra_op_threads": 1, "inter_op_threads": 1,

@@ -1,6 +1,6 @@
 """Regenerate edgeopt's TensorRT operator tables from saved copies of onnx-tensorrt's ``docs/operators.md``, offline.
 
-    python scripts/tensorrt_operators.py           # write edgeopt/backends/tensorrt_operators/tensorrt-<v>.json
+    python scripts/tensorrt_operators.py           # write edgeopt/backends/tensorrt/operators/tensorrt-<v>.json
     python scripts/tensorrt_operators.py --check   # exit 1 when a shipped table differs from what the copies give
 
 ``scripts/data/tensorrt_operators/sources.json`` lists the copies: the TensorRT version each documents, the file,
@@ -23,7 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIES = ROOT / "scripts" / "data" / "tensorrt_operators"
-TABLES = ROOT / "edgeopt" / "backends" / "tensorrt_operators"
+TABLES = ROOT / "edgeopt" / "backends" / "tensorrt" / "operators"
 SCHEMA_VERSION = 1
 
 #: The type names operators.md uses in its "Supported Types" column.

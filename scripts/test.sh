@@ -11,7 +11,7 @@ if [ -n "$stubs" ]; then
     .venv/bin/python -m pip install -q --no-deps "$stubs"
   fi
   .venv/bin/python scripts/tensorrt_typings.py .venv/tensorrt-typings 2>/dev/null
-  MYPYPATH=.venv/tensorrt-typings .venv/bin/python -m mypy edgeopt/backends/tensorrt.py edgeopt/backends/tensorrt_engines.py \
-    edgeopt/backends/tensorrt_plan.py benchmarks/gpu_smoke.py
+  MYPYPATH=.venv/tensorrt-typings .venv/bin/python -m mypy edgeopt/backends/tensorrt/runner.py \
+    edgeopt/backends/tensorrt/engines.py edgeopt/backends/tensorrt/plan.py benchmarks/gpu_smoke.py
 fi
 exec .venv/bin/python -m pytest -q "$@"

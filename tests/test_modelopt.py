@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeopt.backends.tensorrt_readiness import check_tensorrt_readiness
-from edgeopt.backends.tensorrt_settings import cells
+from edgeopt.backends.tensorrt.readiness import check_tensorrt_readiness
+from edgeopt.backends.tensorrt.settings import cells
 from edgeopt.errors import EXIT_BACKEND_FAILURE, BackendUnavailableError, ConfigError
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, load_calibration

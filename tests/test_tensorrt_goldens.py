@@ -1,4 +1,4 @@
-"""Golden inputs/outputs in Polygraphy's JSON format (edgeopt.backends.tensorrt_goldens).
+"""Golden inputs/outputs in Polygraphy's JSON format (edgeopt.backends.tensorrt.goldens).
 
 ``tests/data/polygraphy/`` holds files written by real Polygraphy (PyPI ``polygraphy==0.53.6``, numpy 2.4.6):
 ``polygraphy run fixture.onnx --onnxrt --iterations 2 --seed 7 --save-inputs inputs.json --save-outputs
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt.backends.tensorrt_goldens import (
+from edgeopt.backends.tensorrt.goldens import (
     INPUTS_FILE,
     METADATA_FILE,
     OUTPUTS_FILE,
@@ -248,7 +248,7 @@ def test_compare_follows_polygraphy_rule() -> None:
 
 
 def test_module_imports_no_runtime() -> None:
-    code = ("import sys, edgeopt.backends.tensorrt_goldens; "
+    code = ("import sys, edgeopt.backends.tensorrt.goldens; "
             "print(sorted(m for m in ('onnxruntime', 'torch', 'tensorrt') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from edgeopt.backends import availability, runner_for
 from edgeopt.backends.onnxruntime_gpu import node_placements, probe_placements
-from edgeopt.backends.tensorrt_engines import (
+from edgeopt.backends.tensorrt.engines import (
     BuildOptions,
     EngineCache,
     EngineDeserializeError,
@@ -26,7 +26,7 @@ from edgeopt.backends.tensorrt_engines import (
     InputShapeRange,
     read_verified_engine,
 )
-from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options, plan_build, shape_profile, version_family
+from edgeopt.backends.tensorrt.plan import ort_gpu_provider_options, plan_build, shape_profile, version_family
 from edgeopt.errors import BackendUnavailableError, ConfigError, InputRejectedError
 from edgeopt.profiles.schema import ShapeRange, TensorRtSettings, load_profile
 

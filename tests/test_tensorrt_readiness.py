@@ -1,4 +1,4 @@
-"""Static TensorRT readiness (edgeopt.backends.tensorrt_readiness, edgeopt trt-check) on real models: the default
+"""Static TensorRT readiness (edgeopt.backends.tensorrt.readiness, edgeopt trt-check) on real models: the default
 image model's variants made by ONNX Runtime's real quantizer, graphs built with onnx.helper for each rule, and the
 shipped operator tables with their regeneration script.  No TensorRT, no GPU, no mocks."""
 
@@ -15,8 +15,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.backends.tensorrt_readiness import NECESSARY_NOT_SUFFICIENT, Readiness, check_tensorrt_readiness
-from edgeopt.backends.tensorrt_support import operator_tables, resolve_target
+from edgeopt.backends.tensorrt.readiness import NECESSARY_NOT_SUFFICIENT, Readiness, check_tensorrt_readiness
+from edgeopt.backends.tensorrt.support import operator_tables, resolve_target
 from edgeopt.errors import ConfigError, ModelFileError
 from edgeopt.models.quantize import TENSORRT_MAX_OPSET, Recipe, Variant, make_variants
 

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.backends import is_available
-from edgeopt.backends.tensorrt_goldens import read_goldens
+from edgeopt.backends.tensorrt.goldens import read_goldens
 from edgeopt.measure.emulation import LABEL
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests.log_lines import edgeopt_lines

@@ -36,6 +36,7 @@ def test_the_wheel_carries_profiles_types_and_licence(wheel: Path) -> None:
     assert "edgeopt/py.typed" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert {f"edgeopt/schemas/{n}.schema.json" for n in ("hardware-profile", "measurement", "run-summary")} <= names
+    assert {f"edgeopt/backends/tensorrt/operators/tensorrt-{v}.json" for v in ("10.1", "10.16", "11.1")} <= names
 
 
 ONNXRUNTIMES = {"onnxruntime", "onnxruntime-gpu"}

@@ -38,8 +38,8 @@ _REGISTRY: dict[str, _Entry] = {
                           "edgeopt.backends.onnxruntime_settings", True),
     "openvino": _Entry("edgeopt.backends.openvino", "OpenVinoRunner", "openvino", "edgeopt[openvino]",
                        "edgeopt.backends.openvino_settings", True),
-    "tensorrt": _Entry("edgeopt.backends.tensorrt", "TensorRtRunner", "tensorrt", "edgeopt[tensorrt]",
-                       "edgeopt.backends.tensorrt_settings", True),
+    "tensorrt": _Entry("edgeopt.backends.tensorrt.runner", "TensorRtRunner", "tensorrt", "edgeopt[tensorrt]",
+                       "edgeopt.backends.tensorrt.settings", True),
     "torch": _Entry("edgeopt.backends.torch_runner", "TorchRunner", "torch", "edgeopt[torch]",
                     "edgeopt.backends.torch_settings", True),
     # reached through a profile's onnxruntime row when it asks for GPU providers (onnxruntime_settings)

@@ -1,6 +1,6 @@
 """ONNX Runtime on NVIDIA GPUs: CUDA and TensorRT execution providers with options from the profile.
 
-Provider options come from ``edgeopt.backends.tensorrt_plan.ort_gpu_provider_options`` (engine and timing caches
+Provider options come from ``edgeopt.backends.tensorrt.plan.ort_gpu_provider_options`` (engine and timing caches
 under the work folder, FP16/INT8 enables, workspace, builder optimisation level, shape profiles).
 As on the CPU runner, every provider asked for must be active (else ``ProviderFallbackError``).  Nodes
 that still run on the CPU are listed: a one-run profiling session records each node's provider

@@ -61,7 +61,7 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
                                "inter_op_threads": runtime.inter_op_threads,
                                "graph_optimization_level": runtime.graph_optimization_level}
     if GPU_PROVIDERS & set(runtime.execution_providers) and is_available("onnxruntime-gpu"):
-        from edgeopt.backends.tensorrt_plan import ort_gpu_provider_options
+        from edgeopt.backends.tensorrt.plan import ort_gpu_provider_options
 
         pairs = ort_gpu_provider_options(list(runtime.execution_providers), profile.tensorrt, precision or "fp32",
                                          Path(cache_dir or CACHE_FOLDER))

@@ -1,6 +1,6 @@
 """``edgeopt trt-check MODEL --tensorrt 10.3|10.x|11``: would TensorRT's ONNX parser take this model, statically.
 
-The check lives in :mod:`edgeopt.backends.tensorrt_readiness`; this module holds the parser and the handler.
+The check lives in :mod:`edgeopt.backends.tensorrt.readiness`; this module holds the parser and the handler.
 It is imported by ``edgeopt.cli.main`` to add the subcommand, so it imports only the standard library at module
 level.  Exit codes: 0 statically ready, 1 blocked, 2 unknown TensorRT version, 3 unreadable model.
 """
@@ -41,8 +41,8 @@ def add_command(subparsers: Any) -> None:
 
 def handle_trt_check(args: argparse.Namespace) -> int:
     """Check MODEL for each --tensorrt; 0 when every target is statically ready, else 1."""
-    from edgeopt.backends.tensorrt_readiness import check_tensorrt_readiness
-    from edgeopt.backends.tensorrt_support import resolve_target
+    from edgeopt.backends.tensorrt.readiness import check_tensorrt_readiness
+    from edgeopt.backends.tensorrt.support import resolve_target
 
     targets = [resolve_target(v) for v in (args.tensorrt or ["10.x"])]  # ConfigError (exit 2) before any work
     results = [check_tensorrt_readiness(args.model, target) for target in targets]

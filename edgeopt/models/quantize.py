@@ -74,7 +74,7 @@ ONNXRUNTIME_PURPOSE = ("ONNX Runtime-bound: Q/DQ as ONNX Runtime's CPU kernels r
 TENSORRT_MIN_OPSET = 13
 #: The highest opset every shipped TensorRT target parses: 20, TensorRT 10.0/10.1's maximum (onnx-tensorrt 10.1-GA
 #: docs/operators.md; 24 from 10.15 on).  tests/test_tensorrt_readiness.py keeps it equal to the lowest maximum in
-#: edgeopt/backends/tensorrt_operators/*.json.
+#: edgeopt/backends/tensorrt/operators/*.json.
 TENSORRT_MAX_OPSET = 20
 
 

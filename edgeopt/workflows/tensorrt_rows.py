@@ -1,13 +1,13 @@
 """The TensorRT rows of a run on any machine: static readiness, accuracy emulated on the CPU, golden outputs.
 
 For a profile with a ``tensorrt`` section, every TensorRT row carries the static readiness of the exact file
-it builds (``edgeopt.backends.tensorrt_readiness`` against the profile's ``tensorrt.version``) and what its
+it builds (``edgeopt.backends.tensorrt.readiness`` against the profile's ``tensorrt.version``) and what its
 evidence is: ``built on GPU`` when an engine was built and timed, ``statically verified`` when only the static
 check ran and passed (necessary, not sufficient), ``static check: not ready`` when it found blockers.  Each
 TensorRT INT8 row is followed by a row "TensorRT INT8 accuracy, emulated on CPU": the same Q/DQ file run under
 ONNX Runtime CPU (``edgeopt.measure.emulation``), judged by the profile's output budgets, with no latency; its
 first reference inputs and those outputs are saved in Polygraphy's format under ``tensorrt-goldens/<variant>/``
-(``edgeopt.backends.tensorrt_goldens``), for the first GPU run to compare the engine against.
+(``edgeopt.backends.tensorrt.goldens``), for the first GPU run to compare the engine against.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.backends.tensorrt_goldens import write_goldens
-from edgeopt.backends.tensorrt_readiness import Readiness, check_tensorrt_readiness
+from edgeopt.backends.tensorrt.goldens import write_goldens
+from edgeopt.backends.tensorrt.readiness import Readiness, check_tensorrt_readiness
 from edgeopt.errors import EdgeoptError
 from edgeopt.evaluate.gate import GateResult, judge_outputs
 from edgeopt.measure.emulation import LABEL, Emulation, emulate_or_reuse

@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from edgeopt.backends.tensorrt_support import OperatorTable, Target, resolve_target
+from edgeopt.backends.tensorrt.support import OperatorTable, Target, resolve_target
 from edgeopt.errors import first_line
 from edgeopt.models.graph import load_model
 from edgeopt.models.subgraphs import subgraphs

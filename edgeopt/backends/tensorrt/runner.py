@@ -3,7 +3,7 @@
 NOT VERIFIED ON HARDWARE.  This module was written against the TensorRT 10.x/11.x Python API
 documentation and type-checked with ``tensorrt-stubs`` (mypy); no line of it has run with TensorRT on
 a GPU yet.  The logic that needs no GPU (build plans, shape profiles, cache keys, manifests) lives in
-``edgeopt.backends.tensorrt_plan`` and ``edgeopt.backends.tensorrt_engines`` and is tested on CPU.
+``edgeopt.backends.tensorrt.plan`` and ``edgeopt.backends.tensorrt.engines`` and is tested on CPU.
 
 Build: ``OnnxParser`` → network (strongly typed unless a 10.x FP16 builder-flag build) → builder config
 (workspace pool limit, builder optimisation level, one optimisation profile, timing cache) →
@@ -34,9 +34,9 @@ import numpy as np
 import tensorrt as trt
 
 from edgeopt.backends.base import Feeds, Runner
-from edgeopt.backends.tensorrt_engines import BuildOptions, EngineCache, EngineDeserializeError, EngineKey
-from edgeopt.backends.tensorrt_plan import plan_build, shape_profile
-from edgeopt.backends.tensorrt_settings import TensorRtRunSettings
+from edgeopt.backends.tensorrt.engines import BuildOptions, EngineCache, EngineDeserializeError, EngineKey
+from edgeopt.backends.tensorrt.plan import plan_build, shape_profile
+from edgeopt.backends.tensorrt.settings import TensorRtRunSettings
 from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import BackendError, UnsupportedModelError
 from edgeopt.profiles.schema import TensorRtSettings

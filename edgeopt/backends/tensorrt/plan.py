@@ -17,7 +17,7 @@ from typing import Any
 
 import onnx
 
-from edgeopt.backends.tensorrt_engines import BuildOptions, InputShapeRange
+from edgeopt.backends.tensorrt.engines import BuildOptions, InputShapeRange
 from edgeopt.errors import ConfigError
 from edgeopt.models.graph import input_specs
 from edgeopt.profiles.schema import TensorRtSettings
