@@ -317,7 +317,7 @@ def test_profiles_list_and_check() -> None:
         assert name in listed.stdout
     checked = edgeopt("profiles", "check")
     assert checked.returncode == 0, checked.stdout
-    shipped = Path(__file__).resolve().parent.parent / "edgeopt" / "profiles" / "shipped"
+    shipped = Path(__file__).resolve().parent.parent / "hardware_profiles"
     assert checked.stdout.count("ok ") == len(list(shipped.glob("*.yaml")))
 
 

@@ -223,7 +223,7 @@ def test_profiles_json(tmp_path: Path) -> None:
     assert document["kind"] == "profiles-check" and document["exit_code"] == errors.EXIT_USAGE
     (bad,) = [f for f in document["files"] if not f["valid"]]
     assert bad["path"].endswith("broken.yaml") and "required key is missing" in bad["error"]
-    assert sum(f["valid"] for f in document["files"]) == len(list((ROOT / "edgeopt/profiles/shipped").glob("*.yaml")))
+    assert sum(f["valid"] for f in document["files"]) == len(list((ROOT / "hardware_profiles").glob("*.yaml")))
     shown = json.loads(edgeopt("profiles", "show", "host-cpu", "--json").stdout)
     assert shown["kind"] == "profile" and shown["profile"]["name"] == "host-cpu" and shown["host_matches"]
 

@@ -18,7 +18,7 @@ from tests import profiles, zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(shipped_profiles_dir().glob("*.yaml"))
-SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/hardware-profile.schema.json"
+SCHEMA_LINE = "# yaml-language-server: $schema=../edgeopt/schemas/hardware-profile.schema.json"
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:

@@ -18,6 +18,7 @@ from edgeopt.profiles.schema import (
     load_profile,
     match_identity,
     profile_dirs,
+    shipped_profiles_dir,
 )
 
 SHIPPED = [
@@ -28,7 +29,7 @@ SHIPPED = [
     "raspberry-pi-5",
     "x86-avx512vnni-2core",
 ]
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "edgeopt" / "profiles" / "shipped"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"  # package data edgeopt.profiles.shipped
 
 GOOD = """\
 name: {name}
@@ -95,6 +96,25 @@ def test_shipped_profiles_load_by_name_and_path() -> None:
     assert SHIPPED_DIR in [d.resolve() for d in profile_dirs()]
     assert {p.name for p in list_profiles()} >= set(SHIPPED)
     assert all(isinstance(result, HardwareProfile) for _, result in check_profile_files())
+
+
+def test_the_checkouts_hardware_profiles_are_the_shipped_ones_listed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the checkout's root ``./hardware_profiles`` is the shipped folder: searched once, at the shipped
+    folder's place (after ``$EDGEOPT_PROFILE_PATH``), so every profile and file is listed once."""
+    assert shipped_profiles_dir().resolve() == SHIPPED_DIR
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    write(mine, GOOD.format(name="host-cpu"), name="host-cpu")
+    monkeypatch.chdir(SHIPPED_DIR.parent)
+    monkeypatch.setenv("EDGEOPT_PROFILE_PATH", str(mine))
+    assert [d.resolve() for d in profile_dirs()] == [mine.resolve(), SHIPPED_DIR]
+    assert load_profile("host-cpu").description == "test profile"  # $EDGEOPT_PROFILE_PATH before the shipped
+    names = [p.name for p in list_profiles()]
+    assert sorted(names) == names == SHIPPED
+    checked = [path.resolve() for path, _ in check_profile_files()]
+    assert len(checked) == len(set(checked)) == len(SHIPPED) + 1
 
 
 def test_shipped_numbers_all_carry_a_comment() -> None:

@@ -40,7 +40,7 @@ def ink_model(directory: Path) -> Path:
 
 def quick_profile(directory: Path) -> Path:
     """host-cpu with a 1 s timing loop: enough samples for p50/p95 intervals, short enough for tests."""
-    source = Path(__file__).resolve().parent.parent / "edgeopt" / "profiles" / "shipped" / "host-cpu.yaml"
+    source = Path(__file__).resolve().parent.parent / "hardware_profiles" / "host-cpu.yaml"
     lines = []
     for line in source.read_text().splitlines():
         key = line.strip().split(":")[0]

@@ -24,15 +24,23 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # a fresh build folder: setuptools' default, the checkout's build/, keeps files of earlier builds (moved or
+    # deleted modules and data) and would put them in this wheel too
+    config = out / "build.cfg"
+    config.write_text(f"[build]\nbuild_base = {tmp_path_factory.mktemp('build')}\n")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, text=True, timeout=300)
+                    str(ROOT)], check=True, capture_output=True, text=True, timeout=300,
+                   env={**os.environ, "DIST_EXTRA_CONFIG": str(config)})
     (built,) = out.glob("edgeopt-*.whl")
     return built
 
 
 def test_the_wheel_carries_profiles_types_and_licence(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "edgeopt/profiles/shipped/host-cpu.yaml" in names and "edgeopt/profiles/shipped/raspberry-pi-5.yaml" in names
+    # the top-level hardware_profiles/ is mapped to the package data edgeopt.profiles.shipped (pyproject.toml)
+    shipped = {f"edgeopt/profiles/shipped/{p.name}" for p in (ROOT / "hardware_profiles").glob("*.yaml")}
+    assert {"edgeopt/profiles/shipped/host-cpu.yaml", "edgeopt/profiles/shipped/raspberry-pi-5.yaml"} <= shipped
+    assert shipped <= names and not any(name.startswith("hardware_profiles/") for name in names)
     assert "edgeopt/py.typed" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert {f"edgeopt/schemas/{n}.schema.json" for n in ("hardware-profile", "measurement", "run-summary")} <= names

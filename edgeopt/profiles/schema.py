@@ -457,16 +457,26 @@ PROFILE_PATH_VARIABLE = "EDGEOPT_PROFILE_PATH"
 
 
 def shipped_profiles_dir() -> Path:
-    """The profiles shipped inside the package (package data ``edgeopt/profiles/shipped``, in the wheel too)."""
-    return Path(str(importlib.resources.files("edgeopt.profiles") / "shipped"))
+    """The profiles shipped with edgeopt: in an installed wheel, its package data ``edgeopt/profiles/shipped``
+    (the build maps the checkout's top-level ``hardware_profiles/`` there: pyproject.toml ``package-dir``);
+    otherwise (an editable install, or the checkout on ``PYTHONPATH``) that ``hardware_profiles/`` itself."""
+    packaged = Path(str(importlib.resources.files("edgeopt.profiles") / "shipped"))
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent.parent / "hardware_profiles"
+    return checkout if checkout.is_dir() else packaged
 
 
 def profile_dirs() -> list[Path]:
     """Where profile names are looked up, first match wins: ``./hardware_profiles``, the folders in
-    ``$EDGEOPT_PROFILE_PATH`` (``os.pathsep``-separated), then the profiles shipped with edgeopt."""
+    ``$EDGEOPT_PROFILE_PATH`` (``os.pathsep``-separated), then the profiles shipped with edgeopt.
+
+    A folder is searched once, at its first place. In the checkout's root ``./hardware_profiles`` *is* the
+    shipped folder: it keeps the shipped folder's place, after ``$EDGEOPT_PROFILE_PATH``."""
     extra = [Path(p) for p in os.environ.get(PROFILE_PATH_VARIABLE, "").split(os.pathsep) if p]
+    local, shipped = Path.cwd() / "hardware_profiles", shipped_profiles_dir()
     dirs: list[Path] = []
-    for d in (Path.cwd() / "hardware_profiles", *extra, shipped_profiles_dir()):
+    for d in (*([] if local.resolve() == shipped.resolve() else [local]), *extra, shipped):
         if all(d.resolve() != seen.resolve() for seen in dirs):
             dirs.append(d)
     return dirs
