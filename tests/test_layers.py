@@ -7,7 +7,11 @@ The layers, ground floor first (``docs/architecture.md``)::
     → roof
 
 A module may import its own layer and any layer to its left.  Every import counts, function-local and
-``TYPE_CHECKING`` ones included: a local import that dodges a cycle is still a dependency.  The worker
+``TYPE_CHECKING`` ones included: a local import that dodges a cycle is still a dependency.  So do
+``from edgeopt import workflows`` (a subpackage), ``from edgeopt import run_pipeline`` (the lazy root: the
+module ``edgeopt._PUBLIC`` maps the name to), relative imports, and imports by name: a string literal given to
+``importlib.import_module`` or ``__import__``, and, in a module that calls either, every string that spells an
+edgeopt module (``edgeopt.backends``' registry, the roof's ``_PUBLIC``, the CLI's command modules).  The worker
 modules (run on a board, their RSS measured) may import only ``errors``, ``core``, ``backends`` and each
 other.  A few modules are also checked at run time, in a fresh interpreter, for the third-party
 packages they must not pull in.
@@ -58,22 +62,89 @@ def layer_of(module: str) -> str:
     return module.split(".")[1]
 
 
+def is_module(name: str, root: Path = PACKAGE) -> bool:
+    """Whether the dotted ``name`` is a module or a (regular) package under ``root``."""
+    path = root.parent / name.replace(".", "/")
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def lazy_root(root: Path = PACKAGE) -> dict[str, str]:
+    """The package root's ``_PUBLIC``: public name -> the module that defines it (read, never imported)."""
+    for node in ast.parse((root / "__init__.py").read_text()).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Name) and target.id == "_PUBLIC":
+                pairs = zip(node.value.keys, node.value.values, strict=True)
+                return {k.value: v.value for k, v in pairs if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                        and isinstance(v, ast.Constant) and isinstance(v.value, str)}
+    return {}
+
+
+IMPORT_CALLS = {"import_module", "__import__"}
+
+
+def _is_import_call(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (isinstance(func, ast.Name) and func.id in IMPORT_CALLS) or (
+        isinstance(func, ast.Attribute) and func.attr in IMPORT_CALLS)
+
+
+def _absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
+    """The module ``from <node.module> import ...`` names, relative ones resolved against ``importer``'s package."""
+    if node.level == 0:
+        return node.module or ""
+    package = importer.split(".") if is_package else importer.split(".")[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _walk(tree: ast.Module) -> Iterator[tuple[ast.AST, bool]]:
+    """Every node, with whether it runs when the module is imported (outside every function and lambda)."""
+    pending: list[tuple[ast.AST, bool]] = [(tree, True)]
+    while pending:
+        node, on_import = pending.pop()
+        yield node, on_import
+        inner = on_import and not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        pending.extend((child, inner) for child in reversed(list(ast.iter_child_nodes(node))))
+
+
 def edgeopt_imports(path: Path, root: Path = PACKAGE) -> Iterator[tuple[str, int, bool]]:
-    """(imported edgeopt module, line, at module level) for every import in ``path``."""
+    """(imported edgeopt module, line, at module level) for every import in ``path``: ``import``, ``from``
+    (relative ones resolved; a name taken from the lazy root counts as its defining module, ``__version__`` as
+    the root ``edgeopt`` itself) and imports by name (see the module docstring).  "At module level": an import
+    statement of the module's body, or an import by name that runs on import."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    importer = module_name(path, root)
+    public = lazy_root(root)
     top_level = {id(node) for node in tree.body}
-    for node in ast.walk(tree):
+    by_name = any(_is_import_call(node) for node in ast.walk(tree))
+    seen: set[tuple[str, int]] = set()  # an import call's literal is also a string constant
+    for node, on_import in _walk(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-            # ``from edgeopt.x import y`` where y is a module of its own
-            names += [f"{node.module}.{a.name}" for a in node.names
-                      if (root.parent / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").is_file()]
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, importer, path.name == "__init__.py")
+            for alias in node.names:
+                if is_module(f"{module}.{alias.name}", root):  # ``from edgeopt.x import y``, y a module
+                    names.append(f"{module}.{alias.name}")
+                elif module == "edgeopt":  # the lazy root: the module that defines the name (``*``: every one)
+                    names += list(public.values()) if alias.name == "*" else [public.get(alias.name, "edgeopt")]
+                else:  # a name defined in ``module`` itself
+                    names.append(module)
+        elif isinstance(node, ast.Call) and _is_import_call(node) and node.args:
+            first = node.args[0]
+            names = [first.value] if isinstance(first, ast.Constant) and isinstance(first.value, str) else []
+        elif by_name and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value] if node.value.startswith("edgeopt.") and is_module(node.value, root) else []
+        at_top = id(node) in top_level if isinstance(node, ast.Import | ast.ImportFrom) else on_import
+        line = getattr(node, "lineno", 0)
         for name in names:
-            if name == "edgeopt" or name.startswith("edgeopt."):
-                yield name, node.lineno, id(node) in top_level
+            if (name == "edgeopt" or name.startswith("edgeopt.")) and (name, line) not in seen:
+                seen.add((name, line))
+                yield name, line, at_top
 
 
 def modules(root: Path = PACKAGE) -> dict[str, Path]:
@@ -88,7 +159,7 @@ def violations(root: Path = PACKAGE) -> list[str]:
     for name, path in table.items():
         rank = LAYERS.index(layer_of(name))
         for imported, line, _ in edgeopt_imports(path, root):
-            if imported == "edgeopt":  # the lazy package root: only __version__ is taken from it
+            if imported == "edgeopt":  # the package root itself: ``__version__`` (its public names count above)
                 continue
             where = f"{path.relative_to(root.parent)}:{line}"
             target = imported if imported in table else imported.rsplit(".", 1)[0]
@@ -139,8 +210,23 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+# Cycles the import reader found once imports by name counted, each closed by a function-local import (still a
+# dependency, see above).  Not fixed yet; the test fails when one is fixed (remove it here) or another appears.
+KNOWN_CYCLES = {
+    # the registry loads the runner and settings modules by name; onnxruntime_settings and openvino_settings
+    # call back into it (``from edgeopt.backends import is_available``, inside a function)
+    "import cycle: edgeopt.backends -> edgeopt.backends.onnxruntime -> edgeopt.backends.onnxruntime_gpu -> "
+    "edgeopt.backends.onnxruntime_settings -> edgeopt.backends.openvino -> edgeopt.backends.openvino_settings",
+    # main loads the command modules by name (COMMAND_MODULES); lab imports add_run_arguments and run_config
+    # from main inside its functions
+    "import cycle: edgeopt.cli.lab -> edgeopt.cli.main",
+}
+
+
 def test_no_module_breaks_the_layer_rule() -> None:
-    assert violations() == []
+    found = violations()
+    assert [line for line in found if line not in KNOWN_CYCLES] == []
+    assert sorted(KNOWN_CYCLES - set(found)) == [], "fixed: remove it from KNOWN_CYCLES"
 
 
 def test_every_module_belongs_to_a_layer() -> None:
@@ -179,6 +265,48 @@ def test_a_cycle_and_a_heavy_worker_import_are_caught(tmp_path: Path) -> None:
     found = violations(root)
     assert "import cycle: edgeopt.core.fileio -> edgeopt.core.stats" in found
     assert any("worker module imports edgeopt.measure.results" in line for line in found)
+
+
+# hole -> (code appended to core/stats.py, whose last line imports a higher layer; the module the reader must see)
+HOLES = {
+    "a subpackage from the root": ("from edgeopt import workflows  # noqa", "edgeopt.workflows"),
+    "a module from a subpackage": ("from edgeopt.workflows import pipeline  # noqa", "edgeopt.workflows.pipeline"),
+    "the lazy root": ("from edgeopt import run_pipeline  # noqa", "edgeopt.workflows.pipeline"),
+    "a relative import": ("from ..workflows.pipeline import run_pipeline  # noqa", "edgeopt.workflows.pipeline"),
+    "a relative package": ("from .. import workflows  # noqa", "edgeopt.workflows"),
+    "importlib": ("import importlib\n\n\ndef _late() -> object:\n"
+                  "    return importlib.import_module('edgeopt.workflows.pipeline')", "edgeopt.workflows.pipeline"),
+    "__import__": ("def _late() -> object:\n    return __import__('edgeopt.workflows.pipeline')",
+                   "edgeopt.workflows.pipeline"),
+    "a name import_module is given": ("from importlib import import_module\n\n\ndef _late() -> object:\n"
+                                      "    return import_module(_LATER[0])\n\n\n_LATER = ('edgeopt.workflows.sweep',)",
+                                      "edgeopt.workflows.sweep"),
+}
+
+
+@pytest.mark.parametrize("hole", sorted(HOLES))
+def test_every_way_of_importing_a_higher_layer_is_caught(tmp_path: Path, hole: str) -> None:
+    code, imported = HOLES[hole]
+    root = copy_package(tmp_path)
+    before = set(violations(root))
+    stats = root / "core" / "stats.py"
+    text = stats.read_text()
+    stats.write_text(f"{text}\n\n{code}\n")
+    line = len(text.splitlines()) + 2 + len(code.splitlines())
+    found = [v for v in violations(root) if v not in before and not v.startswith("import cycle")]
+    assert found == [f"edgeopt/core/stats.py:{line}: core imports upward into workflows ({imported})"]
+
+
+def test_the_roofs_public_names_are_its_edges() -> None:
+    imported = {name for name, _, _ in edgeopt_imports(PACKAGE / "__init__.py")}
+    assert set(lazy_root().values()) <= imported and "edgeopt.workflows.pipeline" in lazy_root().values()
+
+
+def test_a_module_name_is_not_an_import_where_nothing_imports_by_name(tmp_path: Path) -> None:
+    root = copy_package(tmp_path)
+    stats = root / "core" / "stats.py"
+    stats.write_text(stats.read_text() + "\n\nWHERE = 'edgeopt.workflows.pipeline'  # a label, never imported\n")
+    assert "edgeopt.workflows.pipeline" not in {name for name, _, _ in edgeopt_imports(stats, root)}
 
 
 @pytest.mark.parametrize("module", sorted(LIGHT))
