@@ -41,7 +41,8 @@ from edgeopt.core.fileio import sha256_file, write_bytes_atomic
 from edgeopt.models.calibration import CalibrationSet, InputSpec
 from edgeopt.models.export import export_onnx, random_feeds
 from edgeopt.models.modelref import factory_input_specs, load_entry_point
-from edgeopt.models.quantize import Recipe, make_variant
+from edgeopt.models.quantize import make_variant
+from edgeopt.models.recipes import Recipe
 
 Row = dict[str, Any]
 TRT_BOUND = ("int8-trt-qdq",)  # the TensorRT-bound variants: goldens and an INT8 check for each

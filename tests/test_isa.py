@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgeopt.core.host import HostFingerprint
 from edgeopt.core.isa import int8_recipes, native_precisions, pair_sums_saturate
-from edgeopt.models.quantize import DEFAULT_VARIANTS, default_variants
+from edgeopt.models.recipes import DEFAULT_VARIANTS, default_variants
 from edgeopt.profiles.schema import load_profile
 
 ZEN3 = ("avx", "avx2", "fma", "f16c")

@@ -21,15 +21,9 @@ from edgeopt.backends.tensorrt.settings import cells
 from edgeopt.errors import EXIT_BACKEND_FAILURE, BackendUnavailableError, ConfigError
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, load_calibration
-from edgeopt.models.quantize import (
-    DEFAULT_VARIANTS,
-    TENSORRT_PURPOSE,
-    Recipe,
-    Variant,
-    VariantFailure,
-    default_variants,
-    make_variants,
-)
+from edgeopt.models.quantize import make_variants
+from edgeopt.models.recipes import DEFAULT_VARIANTS, TENSORRT_PURPOSE, Recipe, default_variants
+from edgeopt.models.variants import Variant, VariantFailure
 from edgeopt.profiles.schema import HardwareProfile
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ from edgeopt.evaluate.fidelity import compare
 from edgeopt.evaluate.gate import GateResult, Verdict, judge_outputs
 from edgeopt.evaluate.metrics import MetricResult
 from edgeopt.models.calibration import CalibrationSet
-from edgeopt.models.quantize import Recipe, make_variant
+from edgeopt.models.quantize import make_variant
+from edgeopt.models.recipes import Recipe
 from edgeopt.profiles.schema import load_profile
 
 SHIPPED = {k: v for k, v in load_profile("host-cpu").budgets.model_dump().items() if v is not None}

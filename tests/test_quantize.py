@@ -1,4 +1,5 @@
-"""Tests for edgeopt.models.quantize and edgeopt.models.ranges on zoo models with real ONNX Runtime quantizers."""
+"""Tests for edgeopt.models.quantize, recipes and variants, and edgeopt.models.ranges, on zoo models with real ONNX
+Runtime quantizers."""
 
 from __future__ import annotations
 
@@ -16,16 +17,10 @@ from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import QuantizationError
 from edgeopt.models.calibration import CalibrationSet
 from edgeopt.models.export import compare_outputs
-from edgeopt.models.quantize import (
-    DEFAULT_VARIANTS,
-    Recipe,
-    Variant,
-    VariantFailure,
-    make_variant,
-    make_variants,
-    provenance_path,
-)
+from edgeopt.models.quantize import make_variant, make_variants
 from edgeopt.models.ranges import collect_tensor_stats, compute_ranges
+from edgeopt.models.recipes import DEFAULT_VARIANTS, Recipe
+from edgeopt.models.variants import Variant, VariantFailure, provenance_path
 from tests import zoo
 
 MakeCalibration = Callable[..., CalibrationSet]  # conftest: make_calibration(path, count=8, seed=0)
@@ -334,7 +329,7 @@ def test_recipe_names_encode_every_option() -> None:
     from dataclasses import replace
 
     from edgeopt.errors import EXIT_USAGE, ConfigError
-    from edgeopt.models.quantize import Recipe
+    from edgeopt.models.recipes import Recipe
 
     recipe = Recipe.parse("int8-static-entropy-pt-asym-rr-n64")
     assert (recipe.calibration_method, recipe.per_channel, recipe.activation_symmetric, recipe.reduce_range,
@@ -392,7 +387,7 @@ def test_constant_weights_are_lifted_and_old_opsets_upgraded_for_per_channel(tmp
 
 def test_tensorrt_recipe_names_and_options() -> None:
     from edgeopt.errors import ConfigError
-    from edgeopt.models.quantize import TENSORRT_PURPOSE
+    from edgeopt.models.recipes import TENSORRT_PURPOSE
 
     recipe = Recipe.parse("int8-trt-qdq")
     assert (recipe.kind, recipe.calibration_method, recipe.target, recipe.per_channel) == (
@@ -429,7 +424,7 @@ def test_tensorrt_variant_follows_tensorrt_rules(
     conv_model: Path, conv_calibration: CalibrationSet, tmp_path: Path
 ) -> None:
     """Symmetric INT8, zero points 0, biases left float (QuantizeBias=False), only used domains, purpose recorded."""
-    from edgeopt.models.quantize import TENSORRT_PURPOSE
+    from edgeopt.models.recipes import TENSORRT_PURPOSE
 
     variant = make_variant(conv_model, Recipe.parse("int8-trt-qdq"), tmp_path, calibration=conv_calibration)
     assert variant.name == "int8-trt-qdq" and variant.path.name == "int8-trt-qdq.onnx"

@@ -19,7 +19,9 @@ from edgeopt.evaluate.sensitivity import (
     run_outputs,
 )
 from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
-from edgeopt.models.quantize import Recipe, Variant, make_variant
+from edgeopt.models.quantize import make_variant
+from edgeopt.models.recipes import Recipe
+from edgeopt.models.variants import Variant
 
 DIGITS = Path(__file__).resolve().parent.parent / "calibration_data" / "digits"
 QUICK_BENCH = {"warmup_iterations": "5", "max_seconds": "1",

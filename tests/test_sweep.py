@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeopt.errors import ConfigError
-from edgeopt.models.quantize import Recipe
+from edgeopt.models.recipes import Recipe
 from edgeopt.workflows.sweep import SweepConfig, SweepPoint, pareto_front, run_sweep, sweep_recipes
 from tests.test_sensitivity import DIGITS, ink_model, quick_profile
 

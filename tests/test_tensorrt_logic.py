@@ -364,7 +364,7 @@ def test_session_settings_keep_the_job_keys_and_read_back_typed(tmp_path: Path) 
 
 def test_each_backend_offers_its_cells(tmp_path: Path) -> None:
     from edgeopt.backends import cells_for
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
 
     def variant(name: str, kind: str, **recipe: str) -> Variant:
         return Variant(name=name, path=tmp_path / f"{name}.onnx", precision="fp32",

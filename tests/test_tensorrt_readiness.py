@@ -18,7 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.backends.tensorrt.readiness import NECESSARY_NOT_SUFFICIENT, Readiness, check_tensorrt_readiness
 from edgeopt.backends.tensorrt.support import operator_tables, resolve_target
 from edgeopt.errors import ConfigError, ModelFileError
-from edgeopt.models.quantize import TENSORRT_MAX_OPSET, Recipe, Variant, make_variants
+from edgeopt.models.quantize import TENSORRT_MAX_OPSET, make_variants
+from edgeopt.models.recipes import Recipe
+from edgeopt.models.variants import Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "edgeopt.zoo.resnet:resnet18"

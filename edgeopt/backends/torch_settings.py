@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from edgeopt.backends.base import OMIT_IF_NONE, BackendSettings
 
 if TYPE_CHECKING:
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
 
 BACKEND = "torch"

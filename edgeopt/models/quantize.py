@@ -1,4 +1,5 @@
-"""Variants of one ONNX model made with ONNX Runtime's tools: fp32, fp16, int8-dynamic, int8-static.
+"""The makers: variants of one ONNX model made with ONNX Runtime's tools (fp32, fp16, int8-dynamic, int8-static),
+each from a :class:`~edgeopt.models.recipes.Recipe` into a :class:`~edgeopt.models.variants.Variant`.
 
 ``int8-static-*`` is QDQ as ONNX Runtime's CPU kernels run it (S8S8, or U8S8 with ``-asym``): its
 biases are INT32 ``DequantizeLinear`` inputs and, pre-processed, its opset list carries ONNX Runtime's
@@ -10,9 +11,9 @@ scratch working directory that edgeopt owns and removes (ONNX Runtime leaves fil
 the current directory when shape inference fails), pre-processing is tried, validated and
 abandoned cleanly per model, and each variant is validated by opening it in ONNX Runtime
 before it is published.  Provenance (recipe, parent hash, calibration hash, tool versions,
-excluded nodes) is written beside every variant.
+excluded nodes) is written beside every variant.  The recipe grammar and the default choice of variants are in
+:mod:`edgeopt.models.recipes`, the variant types in :mod:`edgeopt.models.variants`.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,6 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,255 +35,25 @@ import numpy as np
 import onnx
 
 from edgeopt.core import progress
-from edgeopt.core.fileio import atomic_path, read_json, sha256_file, sha256_json, write_json_atomic, write_text_atomic
-from edgeopt.core.host import HostFingerprint
-from edgeopt.core.isa import int8_recipes
-from edgeopt.errors import ConfigError, EdgeoptError, QuantizationError, first_line
+from edgeopt.core.fileio import atomic_path, sha256_file, sha256_json, write_json_atomic, write_text_atomic
+from edgeopt.errors import EdgeoptError, QuantizationError, first_line
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import random_feeds
 from edgeopt.models.export_parity import compare_outputs
 from edgeopt.models.graph import cpu_session, external_data_files, input_specs, load_model, model_size_bytes
-from edgeopt.models.modelopt import PURPOSE as MODELOPT_PURPOSE
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
-from edgeopt.models.modelopt import RECIPE as TENSORRT_MODELOPT
-from edgeopt.models.ranges import (
-    CALIBRATION_METHODS,
-    collect_tensor_stats,
-    compute_ranges,
-    huge,
-    unobserved,
-    write_ort_cache,
-)
+from edgeopt.models.ranges import collect_tensor_stats, compute_ranges, huge, unobserved, write_ort_cache
+from edgeopt.models.recipes import PRECISION_OF_KIND, Recipe
 from edgeopt.models.subgraphs import all_nodes, sort_nodes, subgraphs, unique_initializer_names
-from edgeopt.profiles.schema import HardwareProfile
+from edgeopt.models.variants import LEFT_FLOAT_IN_SUBGRAPHS, Variant, VariantFailure, provenance_path
 
-VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-TARGETS = ("onnxruntime", "tensorrt")  # the runtime an int8-static file's Q/DQ is built for
-QUANTIZERS = ("onnxruntime", MODELOPT)  # what makes an int8-static file: ONNX Runtime's, or NVIDIA ModelOpt (optional)
-DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
-                    "int8-static-percentile")
-PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
-DEFAULT_RULE = "edgeopt's default variant set for every target"
-
-TENSORRT_QDQ = "int8-trt-qdq"
-TENSORRT_PURPOSE = "TensorRT-bound: explicit Q/DQ per TensorRT rules; not the CPU-fastest"
-ONNXRUNTIME_PURPOSE = ("ONNX Runtime-bound: Q/DQ as ONNX Runtime's CPU kernels run it; not for TensorRT (INT32 bias "
-                       "DequantizeLinear; ONNX Runtime's opset domains)")
 #: Per-axis QuantizeLinear/DequantizeLinear (the ``axis`` attribute) needs opset 13.
 TENSORRT_MIN_OPSET = 13
 #: The highest opset every shipped TensorRT target parses: 20, TensorRT 10.0/10.1's maximum (onnx-tensorrt 10.1-GA
 #: docs/operators.md; 24 from 10.15 on).  tests/test_tensorrt_readiness.py keeps it equal to the lowest maximum in
 #: edgeopt/backends/tensorrt/operators/*.json.
 TENSORRT_MAX_OPSET = 20
-
-
-def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint) -> dict[str, str]:
-    """Variant name -> the rule that chose it: :data:`DEFAULT_VARIANTS` for every target, plus the INT8
-    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`), and the
-    TensorRT-bound Q/DQ file for a profile that builds TensorRT engines."""
-    chosen = dict.fromkeys(DEFAULT_VARIANTS, DEFAULT_RULE)
-    for profile in profiles:
-        if profile.tensorrt is not None and "int8" in profile.tensorrt.precisions:
-            chosen.setdefault(TENSORRT_QDQ, f"TensorRT builds INT8 only from explicit, symmetric Q/DQ without INT32 "
-                                            f"bias dequantization (profile {profile.name})")
-        arch, flags = profile.target_cpu(host)
-        for recipe in int8_recipes(arch, flags):
-            chosen.setdefault(recipe.name, f"{recipe.rule} (profile {profile.name})")
-    return chosen
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one variant is made; its ``name`` is the short name users see and encodes every non-default option.
-
-    Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
-    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
-    ``-x<k>-<hash>`` k nodes kept in float.  ``target="tensorrt"`` is ``int8-trt-qdq[-<method>][-pt][-n<count>]``
-    (minmax unless named): symmetric only, so ``-asym`` and ``-rr`` do not apply.  ``quantizer="modelopt"`` is
-    ``int8-trt-modelopt``: NVIDIA ModelOpt in its own venv (:mod:`edgeopt.models.modelopt`), optional.
-    """
-
-    kind: str
-    calibration_method: str | None = None
-    per_channel: bool = True
-    activation_symmetric: bool = True
-    weight_symmetric: bool = True
-    reduce_range: bool = False
-    exclude_nodes: tuple[str, ...] = ()
-    calibration_samples: int | None = None
-    target: str = "onnxruntime"
-    quantizer: str = "onnxruntime"
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"recipe target '{self.target}': choose from {', '.join(TARGETS)}")
-        if self.quantizer not in QUANTIZERS or (self.quantizer == MODELOPT and self.target != "tensorrt"):
-            raise ConfigError(f"recipe quantizer '{self.quantizer}': choose from {', '.join(QUANTIZERS)} "
-                              f"({MODELOPT} makes TensorRT-bound files only)")
-        if self.target == "tensorrt" and (self.kind != "int8-static" or not self.activation_symmetric
-                                          or not self.weight_symmetric or self.reduce_range):
-            raise ConfigError(f"{TENSORRT_QDQ}: TensorRT takes symmetric INT8 Q/DQ only (static, no -asym, no -rr)")
-
-    @property
-    def tensorrt_bound(self) -> bool:
-        """Built for TensorRT's explicit-quantization rules rather than for ONNX Runtime's CPU kernels."""
-        return self.target == "tensorrt"
-
-    @property
-    def purpose(self) -> str | None:
-        """What an int8-static file is for (recorded in provenance); None for the other kinds."""
-        if self.kind != "int8-static":
-            return None
-        if self.quantizer == MODELOPT:
-            return MODELOPT_PURPOSE
-        return TENSORRT_PURPOSE if self.tensorrt_bound else ONNXRUNTIME_PURPOSE
-
-    @property
-    def name(self) -> str:
-        if self.kind != "int8-static":
-            return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
-        if self.quantizer == MODELOPT:
-            return TENSORRT_MODELOPT + self._exclusion_suffix()
-        if self.tensorrt_bound:
-            parts = [TENSORRT_QDQ] + ([self.calibration_method] if self.calibration_method not in (None, "minmax")
-                                      else [])
-            if not self.per_channel:
-                parts.append("pt")
-            if self.calibration_samples is not None:
-                parts.append(f"n{self.calibration_samples}")
-            return "-".join(p for p in parts if p) + self._exclusion_suffix()
-        parts = [f"{self.kind}-{self.calibration_method}"]
-        if not self.per_channel:
-            parts.append("pt")
-        if not self.activation_symmetric:
-            parts.append("asym")
-        if self.reduce_range:
-            parts.append("rr")
-        if self.calibration_samples is not None:
-            parts.append(f"n{self.calibration_samples}")
-        return "-".join(parts) + self._exclusion_suffix()
-
-    def _exclusion_suffix(self) -> str:
-        if not self.exclude_nodes:
-            return ""
-        digest = hashlib.sha256("\n".join(sorted(self.exclude_nodes)).encode()).hexdigest()[:6]
-        return f"-x{len(self.exclude_nodes)}-{digest}"
-
-    @property
-    def precision(self) -> str:
-        return PRECISION_OF_KIND[self.kind]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["exclude_nodes"] = list(self.exclude_nodes)
-        if self.target == "onnxruntime":  # the default stays out, so keys of variants made before it are unchanged
-            del data["target"]
-        if self.quantizer == "onnxruntime":
-            del data["quantizer"]
-        return data
-
-    @classmethod
-    def parse(cls, name: str) -> Recipe:
-        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax), ``int8-static-<method>[-options]`` or
-        ``int8-trt-qdq[-<method>][-pt][-n<count>]`` or ``int8-trt-modelopt`` (ModelOpt's entropy calibration).
-
-        An unknown name or option is a usage error: ConfigError (exit 2).
-        """
-        if name in ("fp32", "fp16"):
-            return cls(kind=name)
-        if name == "int8-dynamic":
-            return cls(kind=name, per_channel=False)
-        if name == "int8-static":
-            return cls(kind="int8-static", calibration_method="minmax")
-        if name == TENSORRT_MODELOPT:
-            return cls(kind="int8-static", calibration_method="entropy", target="tensorrt", quantizer=MODELOPT)
-        parts = name.split("-")
-        if name == TENSORRT_QDQ or name.startswith(TENSORRT_QDQ + "-"):
-            return cls._parse_tensorrt(name, parts[3:])
-        if name.startswith("int8-static-") and len(parts) >= 3 and parts[2] in CALIBRATION_METHODS:
-            options: dict[str, Any] = {"kind": "int8-static", "calibration_method": parts[2]}
-            for part in parts[3:]:
-                if part == "pt":
-                    options["per_channel"] = False
-                elif part == "asym":
-                    options["activation_symmetric"] = False
-                elif part == "rr":
-                    options["reduce_range"] = True
-                elif re.fullmatch(r"n[1-9]\d*", part):
-                    options["calibration_samples"] = int(part[1:])
-                else:
-                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
-            return cls(**options)
-        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT])
-        raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
-                          "-pt, -asym, -rr, -n<count>")
-
-    @classmethod
-    def _parse_tensorrt(cls, name: str, options: list[str]) -> Recipe:
-        found: dict[str, Any] = {"kind": "int8-static", "calibration_method": "minmax", "target": "tensorrt"}
-        for index, part in enumerate(options):
-            if part in CALIBRATION_METHODS and index == 0:
-                found["calibration_method"] = part
-            elif part == "pt":
-                found["per_channel"] = False
-            elif re.fullmatch(r"n[1-9]\d*", part):
-                found["calibration_samples"] = int(part[1:])
-            elif part in ("asym", "rr"):
-                raise ConfigError(f"variant '{name}': TensorRT takes symmetric INT8 only; -{part} is an ONNX Runtime "
-                                  f"CPU option (int8-static-<method>-{part})")
-            else:
-                raise ConfigError(f"variant '{name}': unknown option '{part}' (<method> first: "
-                                  f"{', '.join(CALIBRATION_METHODS)}; pt, n<count>)")
-        return cls(**found)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A model file plus how it was made."""
-
-    name: str
-    path: Path
-    precision: str
-    provenance: dict[str, Any] = field(repr=False)
-
-    @property
-    def sha256(self) -> str:
-        return str(self.provenance["sha256"])
-
-    @property
-    def kind(self) -> str | None:
-        """The recipe kind that made it (``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static``), if recorded."""
-        kind = self.provenance.get("recipe", {}).get("kind")
-        return str(kind) if kind else None
-
-    @property
-    def size_bytes(self) -> int:
-        return int(self.provenance["size_bytes"])
-
-    @classmethod
-    def from_file(cls, path: Path, name: str | None = None) -> Variant:
-        """A model edgeopt did not make, measured as it is; its precision is read off its operators."""
-        model = load_model(path)
-        ops = {node.op_type for node in model.graph.node}
-        precision = "fp32"
-        if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
-                  "MatMulInteger", "DynamicQuantizeLinear"}:
-            precision = "int8"
-        elif any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-            precision = "fp16"
-        provenance = {"kind": "external", "name": name or path.stem, "precision": precision, "path": str(path),
-                      "sha256": sha256_file(path), "size_bytes": model_size_bytes(path)}
-        return cls(name=name or path.stem, path=path, precision=precision, provenance=provenance)
-
-    @classmethod
-    def load(cls, path: Path) -> Variant:
-        provenance = read_json(provenance_path(path))
-        return cls(name=provenance["name"], path=path, precision=provenance["precision"], provenance=provenance)
-
-
-def provenance_path(model_path: Path) -> Path:
-    return model_path.with_name(model_path.stem + ".provenance.json")
 
 
 def _versions() -> dict[str, str]:
@@ -668,8 +438,6 @@ def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]], refus
         notes.append({"tensor": "", "nodes": left, "reason": LEFT_FLOAT_IN_SUBGRAPHS})
 
 
-LEFT_FLOAT_IN_SUBGRAPHS = ("inside If/Loop/Scan subgraphs: left float (ONNX Runtime's quantizer does not enter "
-                           "subgraphs)")
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention"}
 _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
                   "QLinearConv", "QLinearMatMul", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "QGemm",
@@ -733,6 +501,62 @@ def self_contained(source: Path, digest: str, work_dir: Path) -> Path:
     return inline
 
 
+def _reusable(target: Path, key: str) -> Variant | None:
+    """The variant already at ``target`` when its provenance records ``key`` and its file still has the recorded
+    hash; None otherwise (absent, unreadable, made another way, or changed since)."""
+    if target.exists() and provenance_path(target).exists():
+        with contextlib.suppress(Exception):
+            existing = Variant.load(target)
+            if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
+                return existing
+    return None
+
+
+def _checked_calibration(source: Path, source_graph: onnx.ModelProto, recipe: Recipe,
+                         calibration: CalibrationSet | None) -> CalibrationSet | None:
+    """Refuse a source that is already quantized (any kind but fp32); for int8-static, the calibration samples the
+    recipe asks for (``-n<count>``), checked against the model's inputs."""
+    if recipe.kind != "fp32":
+        already = _already_quantized(source_graph)
+        if already:
+            raise QuantizationError(f"variant {recipe.name}: {source.name} is already quantized ({already}); make "
+                                    "variants from the original float export")
+    if recipe.kind == "int8-static" and calibration is not None and recipe.calibration_samples is not None:
+        if recipe.calibration_samples > calibration.count:
+            raise QuantizationError(f"variant {recipe.name}: asks for {recipe.calibration_samples} calibration "
+                                    f"samples, {calibration.source} holds {calibration.count}")
+        calibration = calibration.take(recipe.calibration_samples)
+    if recipe.kind == "int8-static" and calibration is not None:
+        validate_samples(list(calibration.samples), input_specs(onnx.load(str(source), load_external_data=False)),
+                         min_samples=1, source_label=calibration.source)
+    return calibration
+
+
+def _build_first_that_works(recipe: Recipe, model: Path, source: Path, staged: Path, scratch: Path,
+                            calibration: CalibrationSet | None, ranges: RangeCache, notes: list[dict[str, str]],
+                            feeds: dict[str, np.ndarray], timeout_s: float) -> QuantizationError | None:
+    """Build ``recipe`` into ``staged`` from the first candidate that builds and checks out: the pre-processed graph
+    ``model`` first, then ``source`` as given; for per-channel Q/DQ on opset < 13, each also with its opset converted
+    to 13 (the converter can itself break a graph).  Raises the first candidate's error when none works; returns it
+    when ``source`` was used instead of ``model`` (None when ``model`` was)."""
+    graph = onnx.load(str(source), load_external_data=False)
+    old_opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13) < 13
+    upgrades = [False, True] if recipe.kind == "int8-static" and old_opset and not recipe.tensorrt_bound \
+        else [False]
+    attempts = list(dict.fromkeys((m, u) for m in (model, source) for u in upgrades))
+    first_error: QuantizationError | None = None
+    for candidate, upgrade in attempts:
+        notes.clear()
+        try:
+            _build_and_check(recipe, candidate, staged, scratch, calibration, ranges, notes, feeds, upgrade, timeout_s)
+        except QuantizationError as error:
+            first_error = first_error or error
+            continue
+        return first_error if candidate != model else None
+    assert first_error is not None
+    raise first_error
+
+
 def make_variant(
     source: Path | str,
     recipe: Recipe,
@@ -755,24 +579,10 @@ def make_variant(
     target = out_dir / f"{recipe.name}.onnx"
     source_sha = source_digest(source)
     key = _variant_key(source_sha, recipe, calibration)
-    if not force and target.exists() and provenance_path(target).exists():
-        with contextlib.suppress(Exception):
-            existing = Variant.load(target)
-            if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
-                return existing
-    if recipe.kind != "fp32":
-        already = _already_quantized(source_graph)
-        if already:
-            raise QuantizationError(f"variant {recipe.name}: {source.name} is already quantized ({already}); make "
-                                    "variants from the original float export")
-    if recipe.kind == "int8-static" and calibration is not None and recipe.calibration_samples is not None:
-        if recipe.calibration_samples > calibration.count:
-            raise QuantizationError(f"variant {recipe.name}: asks for {recipe.calibration_samples} calibration "
-                                    f"samples, {calibration.source} holds {calibration.count}")
-        calibration = calibration.take(recipe.calibration_samples)
-    if recipe.kind == "int8-static" and calibration is not None:
-        validate_samples(list(calibration.samples), input_specs(onnx.load(str(source), load_external_data=False)),
-                         min_samples=1, source_label=calibration.source)
+    existing = None if force else _reusable(target, key)
+    if existing is not None:
+        return existing
+    calibration = _checked_calibration(source, source_graph, recipe, calibration)
     if recipe.quantizer == MODELOPT:  # NVIDIA's quantizer, in its own venv
         feeds = probe_feeds or _probe_feeds(source, calibration)
         return _make_modelopt_variant(source, recipe, target, key=key, source_sha=source_sha, feeds=feeds,
@@ -787,29 +597,10 @@ def make_variant(
     feeds = probe_feeds or _probe_feeds(source, calibration)
     with scratch_directory(work_dir) as scratch:
         staged = scratch / "variant.onnx"
-        # the pre-processed graph first, then the model as given; for per-channel Q/DQ on opset < 13,
-        # each also with its opset converted to 13 (the converter can itself break a graph)
-        graph = onnx.load(str(source), load_external_data=False)
-        old_opset = next((e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")), 13) < 13
-        upgrades = [False, True] if recipe.kind == "int8-static" and old_opset and not recipe.tensorrt_bound \
-            else [False]
-        attempts = list(dict.fromkeys((m, u) for m in (model, source) for u in upgrades))
-        cache = ranges or RangeCache()
-        first_error: QuantizationError | None = None
-        for candidate, upgrade in attempts:
-            notes.clear()
-            try:
-                _build_and_check(recipe, candidate, staged, scratch, calibration, cache, notes, feeds, upgrade,
-                                 validation_timeout_s)
-            except QuantizationError as error:
-                first_error = first_error or error
-                continue
-            if candidate != model:
-                note += f"; not used for this variant ({first_error})"
-            break
-        else:
-            assert first_error is not None
-            raise first_error
+        unused = _build_first_that_works(recipe, model, source, staged, scratch, calibration, ranges or RangeCache(),
+                                         notes, feeds, validation_timeout_s)
+        if unused is not None:
+            note += f"; not used for this variant ({unused})"
         with atomic_path(target) as tmp:
             shutil.copyfile(staged, tmp)
     provenance: dict[str, Any] = {
@@ -832,13 +623,6 @@ def make_variant(
     }
     write_json_atomic(provenance_path(target), provenance)
     return Variant(name=recipe.name, path=target, precision=recipe.precision, provenance=provenance)
-
-
-@dataclass(frozen=True)
-class VariantFailure:
-    name: str
-    message: str
-    exit_code: int
 
 
 def make_variants(

@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 def sweep_recipes(methods: Sequence[str], per_channel: Sequence[bool] = (True,), symmetric: Sequence[bool] = (True,),
                   samples: Sequence[int | None] = (None,), reduce_range: Sequence[bool] = (False,)) -> list[str]:
     """Recipe names for the grid, in a stable order, without duplicates."""
-    from edgeopt.models.quantize import Recipe
     from edgeopt.models.ranges import CALIBRATION_METHODS
+    from edgeopt.models.recipes import Recipe
 
     unknown = [m for m in methods if m not in CALIBRATION_METHODS]
     if unknown or not methods:

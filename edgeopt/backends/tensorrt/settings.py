@@ -10,7 +10,7 @@ from edgeopt.backends.base import BackendSettings
 from edgeopt.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
 
 BACKEND = "tensorrt"

@@ -1,0 +1,197 @@
+"""The recipe grammar and the default choice of variants.
+
+:class:`Recipe` is how one variant is made and its short name (``Recipe.parse`` reads it back; an unknown name or
+option is a ConfigError); :func:`default_variants` is the variant set a run makes when none is named: edgeopt's
+default set for every target, the INT8 recipes each profile's CPU class runs well, and the TensorRT-bound Q/DQ
+file for a profile that builds INT8 TensorRT engines.  The makers are in :mod:`edgeopt.models.quantize`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgeopt.core.host import HostFingerprint
+from edgeopt.core.isa import int8_recipes
+from edgeopt.errors import ConfigError
+from edgeopt.models.modelopt import PURPOSE as MODELOPT_PURPOSE
+from edgeopt.models.modelopt import QUANTIZER as MODELOPT
+from edgeopt.models.modelopt import RECIPE as TENSORRT_MODELOPT
+from edgeopt.models.ranges import CALIBRATION_METHODS
+from edgeopt.profiles.schema import HardwareProfile
+
+VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+TARGETS = ("onnxruntime", "tensorrt")  # the runtime an int8-static file's Q/DQ is built for
+QUANTIZERS = ("onnxruntime", MODELOPT)  # what makes an int8-static file: ONNX Runtime's, or NVIDIA ModelOpt (optional)
+DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
+                    "int8-static-percentile")
+PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
+DEFAULT_RULE = "edgeopt's default variant set for every target"
+
+TENSORRT_QDQ = "int8-trt-qdq"
+TENSORRT_PURPOSE = "TensorRT-bound: explicit Q/DQ per TensorRT rules; not the CPU-fastest"
+ONNXRUNTIME_PURPOSE = ("ONNX Runtime-bound: Q/DQ as ONNX Runtime's CPU kernels run it; not for TensorRT (INT32 bias "
+                       "DequantizeLinear; ONNX Runtime's opset domains)")
+
+
+def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint) -> dict[str, str]:
+    """Variant name -> the rule that chose it: :data:`DEFAULT_VARIANTS` for every target, plus the INT8
+    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`), and the
+    TensorRT-bound Q/DQ file for a profile that builds TensorRT engines."""
+    chosen = dict.fromkeys(DEFAULT_VARIANTS, DEFAULT_RULE)
+    for profile in profiles:
+        if profile.tensorrt is not None and "int8" in profile.tensorrt.precisions:
+            chosen.setdefault(TENSORRT_QDQ, f"TensorRT builds INT8 only from explicit, symmetric Q/DQ without INT32 "
+                                            f"bias dequantization (profile {profile.name})")
+        arch, flags = profile.target_cpu(host)
+        for recipe in int8_recipes(arch, flags):
+            chosen.setdefault(recipe.name, f"{recipe.rule} (profile {profile.name})")
+    return chosen
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one variant is made; its ``name`` is the short name users see and encodes every non-default option.
+
+    Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
+    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
+    ``-x<k>-<hash>`` k nodes kept in float.  ``target="tensorrt"`` is ``int8-trt-qdq[-<method>][-pt][-n<count>]``
+    (minmax unless named): symmetric only, so ``-asym`` and ``-rr`` do not apply.  ``quantizer="modelopt"`` is
+    ``int8-trt-modelopt``: NVIDIA ModelOpt in its own venv (:mod:`edgeopt.models.modelopt`), optional.
+    """
+
+    kind: str
+    calibration_method: str | None = None
+    per_channel: bool = True
+    activation_symmetric: bool = True
+    weight_symmetric: bool = True
+    reduce_range: bool = False
+    exclude_nodes: tuple[str, ...] = ()
+    calibration_samples: int | None = None
+    target: str = "onnxruntime"
+    quantizer: str = "onnxruntime"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"recipe target '{self.target}': choose from {', '.join(TARGETS)}")
+        if self.quantizer not in QUANTIZERS or (self.quantizer == MODELOPT and self.target != "tensorrt"):
+            raise ConfigError(f"recipe quantizer '{self.quantizer}': choose from {', '.join(QUANTIZERS)} "
+                              f"({MODELOPT} makes TensorRT-bound files only)")
+        if self.target == "tensorrt" and (self.kind != "int8-static" or not self.activation_symmetric
+                                          or not self.weight_symmetric or self.reduce_range):
+            raise ConfigError(f"{TENSORRT_QDQ}: TensorRT takes symmetric INT8 Q/DQ only (static, no -asym, no -rr)")
+
+    @property
+    def tensorrt_bound(self) -> bool:
+        """Built for TensorRT's explicit-quantization rules rather than for ONNX Runtime's CPU kernels."""
+        return self.target == "tensorrt"
+
+    @property
+    def purpose(self) -> str | None:
+        """What an int8-static file is for (recorded in provenance); None for the other kinds."""
+        if self.kind != "int8-static":
+            return None
+        if self.quantizer == MODELOPT:
+            return MODELOPT_PURPOSE
+        return TENSORRT_PURPOSE if self.tensorrt_bound else ONNXRUNTIME_PURPOSE
+
+    @property
+    def name(self) -> str:
+        if self.kind != "int8-static":
+            return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
+        if self.quantizer == MODELOPT:
+            return TENSORRT_MODELOPT + self._exclusion_suffix()
+        if self.tensorrt_bound:
+            parts = [TENSORRT_QDQ] + ([self.calibration_method] if self.calibration_method not in (None, "minmax")
+                                      else [])
+            if not self.per_channel:
+                parts.append("pt")
+            if self.calibration_samples is not None:
+                parts.append(f"n{self.calibration_samples}")
+            return "-".join(p for p in parts if p) + self._exclusion_suffix()
+        parts = [f"{self.kind}-{self.calibration_method}"]
+        if not self.per_channel:
+            parts.append("pt")
+        if not self.activation_symmetric:
+            parts.append("asym")
+        if self.reduce_range:
+            parts.append("rr")
+        if self.calibration_samples is not None:
+            parts.append(f"n{self.calibration_samples}")
+        return "-".join(parts) + self._exclusion_suffix()
+
+    def _exclusion_suffix(self) -> str:
+        if not self.exclude_nodes:
+            return ""
+        digest = hashlib.sha256("\n".join(sorted(self.exclude_nodes)).encode()).hexdigest()[:6]
+        return f"-x{len(self.exclude_nodes)}-{digest}"
+
+    @property
+    def precision(self) -> str:
+        return PRECISION_OF_KIND[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exclude_nodes"] = list(self.exclude_nodes)
+        if self.target == "onnxruntime":  # the default stays out, so keys of variants made before it are unchanged
+            del data["target"]
+        if self.quantizer == "onnxruntime":
+            del data["quantizer"]
+        return data
+
+    @classmethod
+    def parse(cls, name: str) -> Recipe:
+        """``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static`` (= minmax), ``int8-static-<method>[-options]`` or
+        ``int8-trt-qdq[-<method>][-pt][-n<count>]`` or ``int8-trt-modelopt`` (ModelOpt's entropy calibration).
+
+        An unknown name or option is a usage error: ConfigError (exit 2).
+        """
+        if name in ("fp32", "fp16"):
+            return cls(kind=name)
+        if name == "int8-dynamic":
+            return cls(kind=name, per_channel=False)
+        if name == "int8-static":
+            return cls(kind="int8-static", calibration_method="minmax")
+        if name == TENSORRT_MODELOPT:
+            return cls(kind="int8-static", calibration_method="entropy", target="tensorrt", quantizer=MODELOPT)
+        parts = name.split("-")
+        if name == TENSORRT_QDQ or name.startswith(TENSORRT_QDQ + "-"):
+            return cls._parse_tensorrt(name, parts[3:])
+        if name.startswith("int8-static-") and len(parts) >= 3 and parts[2] in CALIBRATION_METHODS:
+            options: dict[str, Any] = {"kind": "int8-static", "calibration_method": parts[2]}
+            for part in parts[3:]:
+                if part == "pt":
+                    options["per_channel"] = False
+                elif part == "asym":
+                    options["activation_symmetric"] = False
+                elif part == "rr":
+                    options["reduce_range"] = True
+                elif re.fullmatch(r"n[1-9]\d*", part):
+                    options["calibration_samples"] = int(part[1:])
+                else:
+                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
+            return cls(**options)
+        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT])
+        raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
+                          "-pt, -asym, -rr, -n<count>")
+
+    @classmethod
+    def _parse_tensorrt(cls, name: str, options: list[str]) -> Recipe:
+        found: dict[str, Any] = {"kind": "int8-static", "calibration_method": "minmax", "target": "tensorrt"}
+        for index, part in enumerate(options):
+            if part in CALIBRATION_METHODS and index == 0:
+                found["calibration_method"] = part
+            elif part == "pt":
+                found["per_channel"] = False
+            elif re.fullmatch(r"n[1-9]\d*", part):
+                found["calibration_samples"] = int(part[1:])
+            elif part in ("asym", "rr"):
+                raise ConfigError(f"variant '{name}': TensorRT takes symmetric INT8 only; -{part} is an ONNX Runtime "
+                                  f"CPU option (int8-static-<method>-{part})")
+            else:
+                raise ConfigError(f"variant '{name}': unknown option '{part}' (<method> first: "
+                                  f"{', '.join(CALIBRATION_METHODS)}; pt, n<count>)")
+        return cls(**found)
