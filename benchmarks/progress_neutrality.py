@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Is the worker's live progress latency-neutral?  p50 with ``"progress": true`` (progress lines on stdout at the
-stop rule's checkpoints, read by the launcher's thread) vs without, through the real ``measure_variant``.
+"""Is the worker's live progress latency-neutral?  p50 with the job's ``progress`` set (progress lines on stdout at
+the stop rule's checkpoints, read by the launcher's thread) vs without: the real worker job of
+``edgeopt.measure.cell.measure_cell`` (``worker_job``), run by ``edgeopt.measure.launcher.run_worker`` with and without
+``on_progress`` (``measure_cell`` itself always asks for progress, so it cannot run the "off" arm).
 
 Two models: the tiny near-empty ``Add`` (call overhead dominates: the worst case for anything added to the loop)
 and the default ResNet-18-class fp32 export (``edgeopt.zoo.resnet:resnet18``, bench.py's latency model; exported
@@ -22,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.models import near_empty_model  # noqa: E402
-from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs  # noqa: E402
-from edgeopt.models.quantize import Recipe, make_variant  # noqa: E402
+from edgeopt.measure.cell import Cell, CellContext, cell_session, worker_job  # noqa: E402
+from edgeopt.measure.launcher import prepare_timing_inputs, run_worker, worker_memory_cap  # noqa: E402
+from edgeopt.measure.results import Latency  # noqa: E402
+from edgeopt.models.quantize import make_variant  # noqa: E402
+from edgeopt.models.recipes import Recipe  # noqa: E402
 from edgeopt.profiles.schema import load_profile  # noqa: E402
 from tests.profiles import profile_yaml  # noqa: E402
 
@@ -40,14 +45,19 @@ def p50s(model: Path, profile_path: Path, work: Path, rounds: int) -> dict[str, 
     profile = load_profile(str(profile_path))
     variant = make_variant(model, Recipe.parse("fp32"), work / "variants")
     timing = prepare_timing_inputs(model, profile, None, work / "inputs.npz")
+    cell, context = Cell(variant, profile, timing), CellContext(work / "measurements")
+    job = worker_job(cell, context, cell_session(cell, context))  # the job measure_cell runs
     seen: dict[str, list[float]] = {"off": [], "on": []}
     updates: list[dict[str, object]] = []
     for index in range(rounds):
         for arm in (("off", "on") if index % 2 == 0 else ("on", "off")):
-            measurement = measure_variant(variant, profile, work / "measurements", timing_inputs=timing,
-                                          on_progress=updates.append if arm == "on" else None)
-            assert measurement.ok and measurement.latency is not None, measurement.failure
-            seen[arm].append(measurement.latency.summary().percentiles["p50"].value)
+            run = run_worker("edgeopt.measure.worker", job, profile.bench.worker_timeout_s,
+                             memory_cap=worker_memory_cap(profile), on_progress=updates.append if arm == "on" else None)
+            result = run.result
+            assert result is not None and result.get("status") == "ok", (run.returncode, run.stderr_tail, result)
+            latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],
+                                           profile.bench.confidence)
+            seen[arm].append(latency.summary().percentiles["p50"].value)
     assert updates, "no progress line came back"
     return seen
 

@@ -10,6 +10,7 @@ arms alike.  See README.md in this folder for the method and the figures on the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -27,9 +28,12 @@ import pytest
 from benchmarks.conftest import Report, open_session
 from benchmarks.models import random_feeds
 from edgeopt.core.stats import percentile
-from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.cell import Cell, CellContext, cell_session, measure_cell, worker_job
+from edgeopt.measure.launcher import prepare_timing_inputs
 from edgeopt.measure.worker import timed_loop
-from edgeopt.models.quantize import Recipe, make_variant
+from edgeopt.models.quantize import make_variant
+from edgeopt.models.recipes import Recipe
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import Bench, HardwareProfile, load_profile
 
 FIDELITY_MAX_RATIO = 1.02
@@ -242,14 +246,9 @@ def run_bare(model: Path, inputs: Path) -> tuple[float, float]:
 def test_worker_peak_rss(benchmark: Any, figures: Report, heavy_model: Path, tmp_path: Path) -> None:
     profile = rss_profile(tmp_path)
     inputs = prepare_timing_inputs(heavy_model, profile, None, tmp_path / "inputs.npz")
-    runtime = profile.runtime
-    job = {"model_path": str(heavy_model.resolve()),
-           "session": {"backend": runtime.backend, "execution_providers": list(runtime.execution_providers),
-                       "intra_op_threads": runtime.intra_op_threads, "inter_op_threads": runtime.inter_op_threads,
-                       "graph_optimization_level": runtime.graph_optimization_level},
-           "bench": profile.bench.model_dump(mode="json"), "inputs_path": str(inputs.resolve()),
-           "result_path": str((tmp_path / "result.json").resolve()), "reference_path": None,
-           "outputs_path": str((tmp_path / "outputs.npz").resolve())}
+    cell, context = Cell(Variant.from_file(heavy_model), profile, inputs), CellContext(tmp_path)
+    job = dataclasses.replace(worker_job(cell, context, cell_session(cell, context)),  # as measure_cell builds it
+                              result_path=str((tmp_path / "result.json").resolve())).to_dict()
     arms = {"worker": lambda: run_worker(job, tmp_path / "job.json")["memory"]["peak_rss_mb"],
             "bare": lambda: run_bare(heavy_model, inputs)}
     runs = benchmark.pedantic(alternate, args=(RSS_REPEATS, arms), rounds=1, iterations=1)
@@ -271,26 +270,26 @@ CALLER_LEAK_MAX_RATIO = 1.5  # the leak shows as ~6x; 1.5 leaves room for huge-p
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status (VmHWM)")
-def test_measure_variant_peak_rss_excludes_caller_memory(benchmark: Any, figures: Report, heavy_model: Path,
-                                                         tmp_path: Path) -> None:
+def test_measure_cell_peak_rss_excludes_caller_memory(benchmark: Any, figures: Report, heavy_model: Path,
+                                                      tmp_path: Path) -> None:
     """A caller holding BALLAST_MB (as after calibration) must not change the worker's peak RSS.
 
     Regression test: the worker once read ``ru_maxrss``, which Linux carries over ``execve`` from the
-    process that launched it, so ``measure_variant`` reported the caller's size.  It now reads VmHWM.
+    process that launched it, so the measurement reported the caller's size.  It now reads VmHWM.
     """
     profile = rss_profile(tmp_path)
     variant = make_variant(heavy_model, Recipe(kind="fp32"), tmp_path / "variants")
     inputs = prepare_timing_inputs(variant.path, profile, None, tmp_path / "inputs.npz")
     ballast = np.ones(BALLAST_MB * 2**20 // 8)  # touched pages: the caller's RSS grows by BALLAST_MB
-    measurement = benchmark.pedantic(measure_variant, args=(variant, profile, tmp_path / "work"),
-                                     kwargs={"timing_inputs": inputs}, rounds=1, iterations=1)
+    cell, context = Cell(variant, profile, inputs), CellContext(tmp_path / "work")
+    measurement = benchmark.pedantic(measure_cell, args=(cell, context), rounds=1, iterations=1)
     del ballast
     assert measurement.status == "ok" and measurement.memory is not None, measurement.failure
     reported = float(measurement.memory["peak_rss_mb"])
     _, bare_hwm = run_bare(variant.path, inputs)
-    figures(f"measure_variant peak_rss_mb {reported:.1f} MiB with a {BALLAST_MB} MiB caller; a bare process "
-            f"peaks at {bare_hwm:.1f} MiB", measure_variant_peak_rss_mb=reported, bare_vmhwm_mb=bare_hwm,
+    figures(f"measure_cell peak_rss_mb {reported:.1f} MiB with a {BALLAST_MB} MiB caller; a bare process "
+            f"peaks at {bare_hwm:.1f} MiB", measure_cell_peak_rss_mb=reported, bare_vmhwm_mb=bare_hwm,
             caller_ballast_mb=BALLAST_MB)
     assert reported <= CALLER_LEAK_MAX_RATIO * bare_hwm, (
-        f"measure_variant reports {reported:.1f} MiB peak RSS, {reported / bare_hwm:.2f}x a bare process's "
+        f"measure_cell reports {reported:.1f} MiB peak RSS, {reported / bare_hwm:.2f}x a bare process's "
         f"{bare_hwm:.1f} MiB: the caller's memory leaks into the worker's figure")

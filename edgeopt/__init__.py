@@ -11,29 +11,48 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
+    # errors
     "EdgeoptError": "edgeopt.errors",
+    # models: read, export, calibrate, quantize
+    "load_model": "edgeopt.models.graph",
+    "inspect_model": "edgeopt.models.graph",
     "export_onnx": "edgeopt.models.export",
     "ParityTolerance": "edgeopt.models.export",
-    "inspect_model": "edgeopt.models.graph",
-    "load_model": "edgeopt.models.graph",
-    "Recipe": "edgeopt.models.quantize",
-    "Variant": "edgeopt.models.quantize",
+    "InputSpec": "edgeopt.models.calibration",
+    "CalibrationSet": "edgeopt.models.calibration",
+    "load_calibration": "edgeopt.models.calibration",
+    "Recipe": "edgeopt.models.recipes",
+    "Variant": "edgeopt.models.variants",
     "make_variant": "edgeopt.models.quantize",
     "make_variants": "edgeopt.models.quantize",
-    "load_calibration": "edgeopt.models.calibration",
-    "CalibrationSet": "edgeopt.models.calibration",
-    "InputSpec": "edgeopt.models.calibration",
+    # hardware profiles and the host
     "HardwareProfile": "edgeopt.profiles.schema",
     "load_profile": "edgeopt.profiles.schema",
     "list_profiles": "edgeopt.profiles.schema",
     "match_identity": "edgeopt.profiles.schema",
     "host_fingerprint": "edgeopt.core.host",
     "summarize": "edgeopt.core.stats",
+    # measure
+    "prepare_timing_inputs": "edgeopt.measure.launcher",
+    "Cell": "edgeopt.measure.cell",
+    "CellContext": "edgeopt.measure.cell",
+    "measure_cell": "edgeopt.measure.cell",
+    "Measurement": "edgeopt.measure.results",
+    "load_measurement": "edgeopt.measure.stored",
+    # judge
+    "gate_measurement": "edgeopt.evaluate.gate",
     "evaluate_budgets": "edgeopt.evaluate.gate",
     "Verdict": "edgeopt.evaluate.gate",
     "GateResult": "edgeopt.evaluate.gate",
-    "Measurement": "edgeopt.measure.results",
-    "measure_variant": "edgeopt.measure.launcher",
+    # the run folder
+    "RunLayout": "edgeopt.reports.run_summary",
+    "RunSummary": "edgeopt.reports.run_summary",
+    "load_summary": "edgeopt.reports.run_summary",
+    # the whole run (edgeopt run, bench.py)
+    "RunConfig": "edgeopt.workflows.plan",
+    "RunPlan": "edgeopt.workflows.plan",
+    "plan_run": "edgeopt.workflows.plan",
+    "RunResult": "edgeopt.workflows.pipeline",
     "run_pipeline": "edgeopt.workflows.pipeline",
 }
 

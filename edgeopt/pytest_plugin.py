@@ -252,11 +252,12 @@ class EdgeoptSession:
                  calibration: str | Path | None = None) -> Measurement:
         """One measurement per (name, model bytes, profile settings, sample floor, proxy, inputs) and session:
         budgets re-judge a measurement, they do not re-measure it (as in ``edgeopt run``)."""
-        from edgeopt.measure.launcher import measure_variant, measurement_key, prepare_timing_inputs
-        from edgeopt.measure.run_folder import result_stem
+        from edgeopt.measure.cell import Cell, CellContext, measure_cell
+        from edgeopt.measure.launcher import measurement_key, prepare_timing_inputs
+        from edgeopt.measure.stored import result_stem
         from edgeopt.models.calibration import InputSpec, load_calibration
         from edgeopt.models.graph import input_specs, load_model
-        from edgeopt.models.quantize import Variant
+        from edgeopt.models.variants import Variant
         from edgeopt.profiles.schema import budget_sample_floor
 
         variant = Variant.from_file(path, name)
@@ -271,12 +272,12 @@ class EdgeoptSession:
             stem = result_stem(variant.name, profile.name)
             work = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=self.work_dir()))
             timing = prepare_timing_inputs(variant.path, profile, samples, work / "inputs.npz", given=given)
-            self._measurements[key] = measure_variant(variant, profile, work, timing_inputs=timing, proxy=proxy,
-                                                      stem=stem)
+            self._measurements[key] = measure_cell(Cell(variant, profile, timing),
+                                                   CellContext(work, proxy=proxy, force=True))
         return self._measurements[key]
 
     def _stem(self, measurement: Measurement) -> str:
-        from edgeopt.measure.run_folder import result_stem
+        from edgeopt.measure.stored import result_stem
 
         return result_stem(measurement.variant_name, measurement.profile_name)
 
@@ -298,7 +299,7 @@ class EdgeoptSession:
         A missing, corrupt, truncated or old-schema baseline fails the test: it is never skipped.
         """
         from edgeopt.evaluate.compare import compare_measurements
-        from edgeopt.measure.run_folder import load_measurement
+        from edgeopt.measure.stored import load_measurement
 
         assert self.baseline_dir is not None
         path = self.baseline_dir / f"{self._stem(measurement)}.json"

@@ -26,7 +26,7 @@ def counts() -> tuple[dict[str, int], dict[str, list[str]]]:
     edges: set[tuple[str, str]] = set()
     upward: list[str] = []
     for name, path in table.items():
-        for imported, line, _ in edgeopt_imports(path):
+        for imported, _line, _ in edgeopt_imports(path):
             if imported == "edgeopt":
                 continue
             target = imported if imported in table else imported.rsplit(".", 1)[0]

@@ -15,8 +15,9 @@ from onnx import helper, numpy_helper
 
 from edgeopt.core.ratio_stats import bootstrap_ratio, latency_verdict
 from edgeopt.errors import ConfigError, InputRejectedError
-from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
-from edgeopt.models.quantize import Variant
+from edgeopt.measure.cell import Cell, CellContext, measure_cell
+from edgeopt.measure.launcher import prepare_timing_inputs
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import load_profile
 from edgeopt.workflows.ab import run_ab
 from edgeopt.workflows.rerun import rerun_measurement
@@ -256,10 +257,10 @@ def stored(models: dict[str, Path], tmp_path: Path) -> Path:
     model.write_bytes(models["base"].read_bytes())
     variant = Variant.from_file(model)
     inputs = prepare_timing_inputs(model, profile, None, tmp_path / "inputs.npz")
-    measurement = measure_variant(variant, profile, tmp_path / "m", timing_inputs=inputs)
+    measurement = measure_cell(Cell(variant, profile, inputs), CellContext(tmp_path / "m"))
     assert measurement.ok
-    path = tmp_path / "m" / "model__rerunfast.json"
-    measurement.save(path)
+    path = tmp_path / "m" / "model__rerunfast.json"  # saved by measure_cell
+    assert path.is_file()
     return path
 
 

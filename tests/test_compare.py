@@ -19,9 +19,10 @@ from edgeopt.core.ratio_stats import bootstrap_ratio, latency_verdict, parse_thr
 from edgeopt.core.stats import summarize
 from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.evaluate.compare import MeasuredSet, compare_measurements, compare_paths, compare_sets, load_sets
-from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.cell import Cell, CellContext, measure_cell
+from edgeopt.measure.launcher import prepare_timing_inputs
 from edgeopt.measure.results import Measurement
-from edgeopt.models.quantize import Variant
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import load_profile
 from tests import profiles, zoo
 
@@ -172,10 +173,10 @@ def real_measurement(tmp_path_factory: pytest.TempPathFactory) -> Path:
     profile = load_profile(_write_profile(folder))
     variant = Variant.from_file(zoo.tiny_conv_model(folder / "tiny_conv.onnx"))
     inputs = prepare_timing_inputs(variant.path, profile, None, folder / "inputs.npz")
-    measurement = measure_variant(variant, profile, folder / "measurements", timing_inputs=inputs)
+    measurement = measure_cell(Cell(variant, profile, inputs), CellContext(folder / "measurements"))
     assert measurement.ok, measurement.failure
-    path = folder / "measurements" / f"{variant.name}__{profile.name}.json"
-    measurement.save(path)
+    path = folder / "measurements" / f"{variant.name}__{profile.name}.json"  # saved by measure_cell
+    assert path.is_file()
     return path
 
 

@@ -25,8 +25,8 @@ from edgeopt.core.fileio import dumps_json, json_float, read_json, sha256_json, 
 from edgeopt.evaluate.fidelity import OutputFidelity, compare, worst
 from edgeopt.evaluate.gate import GateResult, Verdict, judge_outputs
 from edgeopt.evaluate.metrics import MetricResult, evaluate, parse_metric
-from edgeopt.measure.run_folder import RunSummary, load_summary
-from edgeopt.reports.run_document import load_run, row_from_dict
+from edgeopt.reports.run_data import load_run, row_from_dict
+from edgeopt.reports.run_summary import RunSummary, load_summary
 from edgeopt.reports.table import Row, render_markdown, render_table
 from tests import profiles
 

@@ -111,9 +111,9 @@ def test_json_stdout_is_pure_json_and_log_file_gets_every_line(run_args: list[st
     assert not re.search(r"\r(?!\n)", terminal)  # no bars with --json; the step lines still go to stderr
     assert "measure fp32__progress: running ..." in terminal
     text = log_file.read_text()
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO edgeopt\.workflows\.reuse: measure fp32__progress: "
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO edgeopt\.measure\.cell: measure fp32__progress: "
                      r"running \.\.\.$", text, re.MULTILINE), text
-    assert " DEBUG " in text or "INFO edgeopt.workflows.pipeline: variant fp32" in text
+    assert " DEBUG " in text or "INFO edgeopt.workflows.run_inputs: variant fp32" in text
 
 
 @pytest.mark.parametrize("verbose", [0, 1])
@@ -122,13 +122,13 @@ def test_runtime_warnings_go_to_run_log_counted_and_to_stderr_only_with_verbose(
     console, run_log = io.StringIO(), tmp_path / "run.log"
     with output.configured(verbose=verbose, stream=console), warnings_to_file(run_log) as warned:
         logging.getLogger("edgeopt.workflows.pipeline").info("variant fp32: 0.04 MB")
-        logging.getLogger("edgeopt.workflows.reuse").warning("measure fp32__fast: FAILED: crash")
+        logging.getLogger("edgeopt.measure.cell").warning("measure fp32__fast: FAILED: crash")
         logging.warning("Please consider to run pre-processing before quantization.")  # what ORT's quantizer calls
         logging.getLogger("onnxruntime.quantization.shape_inference").info("Performing symbolic shape inference...")
         count = warned()
     assert count == 1  # the quantizer's warning; edgeopt's own warning is no runtime warning
     kept = run_log.read_text()
-    for needle in ("INFO edgeopt.workflows.pipeline: variant fp32", "WARNING root: Please consider",
+    for needle in ("INFO edgeopt.workflows.run_inputs: variant fp32", "WARNING root: Please consider",
                    "INFO onnxruntime.quantization.shape_inference: Performing"):
         assert needle in kept, kept
     shown = console.getvalue().splitlines()
@@ -141,20 +141,37 @@ def test_runtime_warnings_go_to_run_log_counted_and_to_stderr_only_with_verbose(
 
 
 def test_the_worker_reports_its_checkpoints_to_the_launcher(tmp_path: Path) -> None:
-    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
-    from edgeopt.models.quantize import Variant
+    from edgeopt.measure.cell import Cell, CellContext, measure_cell
+    from edgeopt.measure.launcher import prepare_timing_inputs
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import load_profile
 
     model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
     profile = load_profile(str(slow_ci_profile(tmp_path, seconds=0.8)))
     inputs = prepare_timing_inputs(model, profile, None, tmp_path / "inputs.npz")
-    updates: list[dict[str, object]] = []
-    measurement = measure_variant(Variant.from_file(model), profile, tmp_path / "m", timing_inputs=inputs,
-                                  on_progress=updates.append)
+    updates: list[tuple[str, int | None, str | None]] = []
+
+    class Recorder:  # measure_cell shows the worker's progress lines on the display
+        def __init__(self, description: str, total: int | None, unit: str) -> None:
+            self.description = description
+
+        def update(self, done: int | None, detail: str | None) -> None:
+            updates.append((self.description, done, detail))
+
+        def close(self) -> None:
+            pass
+
+    previous = progress.set_display(Recorder)
+    try:
+        measurement = measure_cell(Cell(Variant.from_file(model), profile, inputs), CellContext(tmp_path / "m"))
+    finally:
+        progress.set_display(previous)
     assert measurement.ok and measurement.latency is not None
-    counts = [int(u["n"]) for u in updates]  # type: ignore[call-overload]
-    assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] <= measurement.latency.summary().n
-    assert all(isinstance(u["ci_rel"], float) for u in updates[1:]), updates
+    assert {description for description, _, _ in updates} == {"measure tiny_conv__progress"}
+    counts = [int(done) for _, done, _ in updates if done is not None]
+    assert len(counts) == len(updates) >= 2
+    assert counts == sorted(counts) and counts[-1] <= measurement.latency.summary().n
+    assert all(str(detail).startswith("CI ±") for _, _, detail in updates[1:]), updates  # the CI width so far
     assert len(counts) <= 0.8 / 0.25 + 2  # at most 4 a second (the first checkpoint always)
 
 

@@ -26,3 +26,27 @@ def test_backend_availability_names_the_extra() -> None:
     assert status["onnxruntime"] == "available"
     assert status["tensorrt"].startswith("unavailable:")
     assert "pip install" in status["tensorrt"]
+
+
+def test_docs_api_md_is_what_the_docstrings_say() -> None:
+    """docs/api.md lists every public name with its module and docstring (scripts/api_doc.py writes it)."""
+    import runpy
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    render = runpy.run_path(str(root / "scripts" / "api_doc.py"))["render"]
+    assert (root / "docs" / "api.md").read_text() == render(), "run: python scripts/api_doc.py"
+
+
+def test_readme_library_example_imports_only_from_edgeopt() -> None:
+    import ast
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("## The library", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    imports = [node for node in ast.walk(ast.parse(example)) if isinstance(node, ast.ImportFrom | ast.Import)]
+    modules = {node.module for node in imports if isinstance(node, ast.ImportFrom)} - {"pathlib"}
+    assert modules == {"edgeopt"} and not any(isinstance(node, ast.Import) for node in imports)
+    names = [alias.name for node in imports if isinstance(node, ast.ImportFrom) and node.module == "edgeopt"
+             for alias in node.names]
+    assert names and set(names) <= set(edgeopt.__all__)

@@ -24,11 +24,11 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.cli.report import add_command
 from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.measure.results import Failure
-from edgeopt.measure.run_folder import RunSummary
 from edgeopt.reports.csv_table import RESULT_COLUMNS, SAMPLE_COLUMNS, render_results_csv, write_samples_csv
 from edgeopt.reports.html_report import render_html
 from edgeopt.reports.junit_xml import render_junit
-from edgeopt.reports.run_document import RunData, load_run, render_run_markdown
+from edgeopt.reports.run_data import RunData, load_run, render_run_markdown
+from edgeopt.reports.run_summary import RunSummary
 from edgeopt.reports.writers import write_run_reports
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests.profiles import profile_yaml

@@ -22,7 +22,7 @@ from edgeopt.evaluate.robustness import (
     value_space,
 )
 from edgeopt.reports.html_report import render_html
-from edgeopt.reports.run_document import load_run
+from edgeopt.reports.run_data import load_run
 from tests.test_cli import write_profile
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ import pytest
 
 from edgeopt.core.run_lock import LOCK_NAME, FolderBusyError, held_locks, remove_if_abandoned, run_lock
 from edgeopt.errors import ConfigError
-from edgeopt.measure.run_folder import load_measurement, load_summary
+from edgeopt.measure.stored import load_measurement
+from edgeopt.reports.run_summary import load_summary
 from tests import profiles, zoo
 
 EDGEOPT = [sys.executable, "-m", "edgeopt"]

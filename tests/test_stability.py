@@ -184,15 +184,16 @@ def test_probe_on_this_machine() -> None:
 @pytest.mark.slow
 def test_real_worker_records_system_state(tmp_path: Path) -> None:
     from edgeopt.evaluate.gate import gate_measurement
-    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
-    from edgeopt.models.quantize import Variant
+    from edgeopt.measure.cell import Cell, CellContext, measure_cell
+    from edgeopt.measure.launcher import prepare_timing_inputs
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import load_profile
 
     profile = load_profile("host-cpu").model_copy(update={"bench": load_profile("host-cpu").bench.model_copy(
         update={"max_seconds": 0.3, "warmup_iterations": 2})})
     model = zoo.identity_add(tmp_path / "identity_add.onnx")
     inputs = prepare_timing_inputs(model, profile, None, tmp_path / "inputs.npz")
-    measurement = measure_variant(Variant.from_file(model), profile, tmp_path, timing_inputs=inputs)
+    measurement = measure_cell(Cell(Variant.from_file(model), profile, inputs), CellContext(tmp_path))
     assert measurement.ok and measurement.stability is not None
     probe = measurement.stability["probe"]
     assert set(probe) == {"before", "loop_start", "loop_end"}

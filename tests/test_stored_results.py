@@ -22,11 +22,13 @@ import pytest
 from edgeopt.core.fileio import JsonLimitError, parse_json, read_json
 from edgeopt.errors import InputRejectedError
 from edgeopt.evaluate.compare import load_sets
-from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.cell import Cell, CellContext, measure_cell
+from edgeopt.measure.launcher import prepare_timing_inputs
 from edgeopt.measure.results import Latency, LatencySummary, Measurement, try_load
-from edgeopt.measure.run_folder import load_measurement, load_summary
-from edgeopt.models.quantize import Variant
+from edgeopt.measure.stored import load_measurement
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import load_profile
+from edgeopt.reports.run_summary import load_summary
 from tests import profiles, zoo
 
 CORRUPT = "the results file was modified or is corrupt"
@@ -39,10 +41,10 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     profile = load_profile(profiles.write_profile(folder, "fast", max_seconds=0.2))
     variant = Variant.from_file(zoo.tiny_conv_model(folder / "tiny_conv.onnx"))
     inputs = prepare_timing_inputs(variant.path, profile, None, folder / "inputs.npz")
-    measurement = measure_variant(variant, profile, folder / "measurements", timing_inputs=inputs)
+    measurement = measure_cell(Cell(variant, profile, inputs), CellContext(folder / "measurements"))
     assert measurement.ok, measurement.failure
-    path = folder / "measurements" / "tiny_conv__fast.json"
-    measurement.save(path)
+    path = folder / "measurements" / "tiny_conv__fast.json"  # saved by measure_cell
+    assert path.is_file()
     return path
 
 

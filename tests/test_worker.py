@@ -1,4 +1,4 @@
-"""Tests for the isolated measurement worker (edgeopt.measure.worker via edgeopt.measure.launcher), run for real.
+"""Tests for the isolated measurement worker (edgeopt.measure.worker via edgeopt.measure.cell), run for real.
 
 Each test starts real ``python -m edgeopt.measure.worker`` processes.  Crashes and hangs are provoked in
 the real worker by a ``sitecustomize.py`` placed first on PYTHONPATH, which every child Python
@@ -16,9 +16,10 @@ import pytest
 
 from edgeopt.core.fileio import sha256_file
 from edgeopt.core.stats import PERCENTILES, min_samples_for_ci
-from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
+from edgeopt.measure.cell import Cell, CellContext, measure_cell
+from edgeopt.measure.launcher import prepare_timing_inputs
 from edgeopt.measure.results import Measurement
-from edgeopt.models.quantize import Variant
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile, load_profile
 
 pytestmark = pytest.mark.slow
@@ -90,7 +91,7 @@ def as_variant(model: Path) -> Variant:
 
 def measure(model: Path, profile: HardwareProfile, work_dir: Path) -> Measurement:
     inputs = prepare_timing_inputs(model, profile, None, work_dir / "inputs.npz")
-    return measure_variant(as_variant(model), profile, work_dir, timing_inputs=inputs)
+    return measure_cell(Cell(as_variant(model), profile, inputs), CellContext(work_dir, force=True))
 
 
 @pytest.fixture
@@ -132,8 +133,9 @@ def test_measurement_of_a_tiny_model(conv_model: Path, fast_profile: HardwarePro
     saved = tmp_path / "m.json"
     result.save(saved)
     assert Measurement.load(saved) == result
+    assert Measurement.load(tmp_path / "work" / "tiny_conv__fast-cpu.json") == result  # saved by measure_cell
     leftovers = sorted(p.name for p in (tmp_path / "work").iterdir())
-    assert leftovers == ["inputs.npz"], "the job and result files of the worker were left behind"
+    assert leftovers == ["inputs.npz", "tiny_conv__fast-cpu.json"], "the worker's job and result files were left behind"
 
 
 @pytest.mark.aarch64

@@ -3,102 +3,52 @@
 A backend's runtime is imported only when its runner is built; a missing runtime is reported
 as ``unavailable: <reason>`` with the pip extra to install, never as a crash.  What a backend knows
 that the parent needs (its typed settings built from a profile, the (variant, precision) cells it offers a
-profile, its cache folder) lives in a light ``<name>_settings`` module that never imports the runtime.
+profile, its cache folder) lives in a light ``<name>_settings`` module that never imports the runtime.  Whether a
+runtime is installed is :mod:`edgeopt.backends.availability` (which names no module: the settings modules ask it
+without importing this registry back).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from edgeopt.backends.availability import availability, is_available, missing
 from edgeopt.backends.base import BackendSettings, Runner
 from edgeopt.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
+
+__all__ = ["PROFILE_BACKENDS", "availability", "cache_folder", "cells_for", "is_available", "runner_for",
+           "settings_for"]
 
 
 class _Entry(NamedTuple):
     module: str  # the runner's module (imports the runtime)
     runner: str  # the runner class in it
-    requirement: str  # the import that must succeed
-    extra: str  # the pip extra that provides it
     settings: str  # the light module: settings_for, cells, CACHE_FOLDER
     in_profiles: bool  # a name a profile's runtime.backend(s) may use (edgeopt.profiles.schema.BackendName)
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "onnxruntime": _Entry("edgeopt.backends.onnxruntime", "OnnxRuntimeRunner", "onnxruntime", "edgeopt",
-                          "edgeopt.backends.onnxruntime_settings", True),
-    "openvino": _Entry("edgeopt.backends.openvino", "OpenVinoRunner", "openvino", "edgeopt[openvino]",
-                       "edgeopt.backends.openvino_settings", True),
-    "tensorrt": _Entry("edgeopt.backends.tensorrt.runner", "TensorRtRunner", "tensorrt", "edgeopt[tensorrt]",
-                       "edgeopt.backends.tensorrt.settings", True),
-    "torch": _Entry("edgeopt.backends.torch_runner", "TorchRunner", "torch", "edgeopt[torch]",
-                    "edgeopt.backends.torch_settings", True),
+    "onnxruntime": _Entry("edgeopt.backends.onnxruntime", "OnnxRuntimeRunner", "edgeopt.backends.onnxruntime_settings",
+                          True),
+    "openvino": _Entry("edgeopt.backends.openvino", "OpenVinoRunner", "edgeopt.backends.openvino_settings", True),
+    "tensorrt": _Entry("edgeopt.backends.tensorrt.runner", "TensorRtRunner", "edgeopt.backends.tensorrt.settings",
+                       True),
+    "torch": _Entry("edgeopt.backends.torch_runner", "TorchRunner", "edgeopt.backends.torch_settings", True),
     # reached through a profile's onnxruntime row when it asks for GPU providers (onnxruntime_settings)
-    "onnxruntime-gpu": _Entry("edgeopt.backends.onnxruntime_gpu", "OnnxRuntimeGpuRunner", "onnxruntime",
-                              "edgeopt[gpu]", "edgeopt.backends.onnxruntime_settings", False),
-}
-PLANNED: dict[str, str] = {}
-# what else a backend needs beyond its import: (python module or "dist:<distribution>", pip extra)
-_ALSO_NEEDS: dict[str, list[str]] = {
-    "tensorrt": ["cuda"],
-    "onnxruntime-gpu": ["dist:onnxruntime-gpu"],
+    "onnxruntime-gpu": _Entry("edgeopt.backends.onnxruntime_gpu", "OnnxRuntimeGpuRunner",
+                              "edgeopt.backends.onnxruntime_settings", False),
 }
 # the names a profile may use, in registry order; tests check they equal profiles.schema.BackendName
 PROFILE_BACKENDS: tuple[str, ...] = tuple(name for name, entry in _REGISTRY.items() if entry.in_profiles)
 Cell = tuple[str, "Variant", str | None]  # (backend, variant, precision) of one measured row
-
-
-def _module_present(name: str) -> bool:
-    """An importable module with code, not an empty namespace package (``tensorrt-stubs`` installs a
-    ``tensorrt/`` folder of ``.pyi`` files only, which ``find_spec`` alone reports as importable)."""
-    if name.startswith("dist:"):
-        try:
-            importlib.metadata.distribution(name[5:])
-            return True
-        except importlib.metadata.PackageNotFoundError:
-            return False
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        return False
-    return spec.origin is not None or any(
-        importlib.util.find_spec(f"{name}.{sub}") is not None for sub in ("bindings", "cudart"))
-
-
-def _missing(backend: str) -> str | None:
-    entry = _REGISTRY[backend]
-    extra = entry.extra
-    for needed in [entry.requirement, *_ALSO_NEEDS.get(backend, [])]:
-        if not _module_present(needed):
-            what = needed.removeprefix("dist:")
-            return f"{what} is not installed (pip install {extra})"
-    return None
-
-
-def availability() -> dict[str, str]:
-    """Every backend edgeopt knows, with 'available' or 'unavailable: <reason>'.
-
-    Available means the runtime is installed; whether a GPU is present is found out when a runner is
-    activated (a clear error then, recorded as a failed measurement)."""
-    status: dict[str, str] = {}
-    for name in _REGISTRY:
-        reason = _missing(name)
-        status[name] = "available" if reason is None else f"unavailable: {reason}"
-    for name, extra in PLANNED.items():
-        status.setdefault(name, f"unavailable: not implemented in this version (later: pip install {extra})")
-    return status
-
-
-def is_available(backend: str) -> bool:
-    return availability().get(backend) == "available"
 
 
 def runner_for(backend: str, model_path: str, settings: Mapping[str, Any] | BackendSettings) -> Runner[Any]:
@@ -107,7 +57,7 @@ def runner_for(backend: str, model_path: str, settings: Mapping[str, Any] | Back
     if backend not in _REGISTRY:
         raise BackendUnavailableError(f"backend '{backend}': {availability().get(backend, 'unknown backend')}")
     entry = _REGISTRY[backend]
-    reason = _missing(backend)
+    reason = missing(backend)
     if reason is not None:
         raise BackendUnavailableError(f"backend '{backend}': {reason}")
     runner_class = getattr(importlib.import_module(entry.module), entry.runner)

@@ -32,7 +32,7 @@ S = TypeVar("S", bound="BackendSettings")
 
 
 def tensorrt_bound(variant: Any) -> bool:
-    """Whether ``variant`` (an ``edgeopt.models.quantize.Variant``) is a file made for TensorRT (recipe target
+    """Whether ``variant`` (an ``edgeopt.models.variants.Variant``) is a file made for TensorRT (recipe target
     ``tensorrt``: ``int8-trt-qdq``, ``int8-trt-modelopt``), not for a CPU runtime."""
     return bool(variant.provenance.get("recipe", {}).get("target") == "tensorrt")
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgeopt.backends.availability import is_available
 from edgeopt.backends.base import OMIT_IF_NONE, BackendSettings, tensorrt_bound
 
 if TYPE_CHECKING:
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
 
 BACKEND = "onnxruntime"
@@ -54,8 +55,6 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
                  input_shapes: dict[str, list[int]] | None = None, cache_dir: Path | None = None,
                  variant_kind: str | None = None) -> OnnxRuntimeSettings | OnnxRuntimeGpuSettings:
     """The settings of ``profile``'s ONNX Runtime row (the GPU runner where GPU providers are asked for)."""
-    from edgeopt.backends import is_available
-
     runtime = profile.runtime
     threads: dict[str, Any] = {"intra_op_threads": runtime.intra_op_threads,
                                "inter_op_threads": runtime.inter_op_threads,

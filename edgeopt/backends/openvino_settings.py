@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from edgeopt.backends.availability import is_available
 from edgeopt.backends.base import BackendSettings, tensorrt_bound
 
 if TYPE_CHECKING:
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
 
 BACKEND = "openvino"
@@ -54,8 +55,6 @@ def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None
     lists and the device reports (fp32 always), and each int8-static (QDQ) variant with fp32 for its
     non-quantized parts; fp16 and int8-dynamic variants are ONNX Runtime formats and are not repeated there, and
     TensorRT-bound files (recipe target ``tensorrt``) are TensorRT's: a CPU time of theirs means nothing."""
-    from edgeopt.backends import is_available
-
     precisions = ["fp32"]
     if is_available(BACKEND):
         supported = device_precisions()

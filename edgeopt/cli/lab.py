@@ -16,7 +16,7 @@ from edgeopt.cli.parsing import add_command_parser
 
 def add_command(subparsers: Any) -> None:
     """Add ``edgeopt lab`` and its subcommands."""
-    from edgeopt.cli.main import add_run_arguments
+    from edgeopt.cli.run_options import add_run_arguments
 
     lab = add_command_parser(
         subparsers, "lab", summary="the device lab: measure on every board of a fleet (Ray)",
@@ -128,7 +128,7 @@ def handle_lab_status(args: argparse.Namespace) -> int:
 
 
 def handle_lab_run(args: argparse.Namespace) -> int:
-    from edgeopt.cli.main import run_config
+    from edgeopt.cli.run_options import run_config
     from edgeopt.lab.cluster import connect
     from edgeopt.lab.dispatch import LabMeasure
     from edgeopt.workflows.pipeline import run_pipeline

@@ -23,14 +23,12 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from edgeopt.workflows.pipeline import RunConfig
+from typing import Any
 
 from edgeopt.cli import ascii_fallback, options, output
 from edgeopt.cli.json_output import add_json_option, print_json
 from edgeopt.cli.parsing import WIDTH, add_command_parser, exit_code_lines, global_options_parent
+from edgeopt.cli.run_options import add_run_arguments, run_config
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_USAGE, BackendUnavailableError, ConfigError, EdgeoptError
 
 
@@ -153,30 +151,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.set_defaults(handler=handle_run)
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """MODEL and every option of ``edgeopt run`` (``edgeopt lab run`` takes the same)."""
-    p.add_argument("model", metavar="MODEL", help="package.module:factory or path/to/model.onnx")
-    options.add_profile_options(p.add_argument, repeatable=True, required=True)
-    options.add_budget_options(p.add_argument)
-    options.add_proxy_options(p.add_argument)
-    options.add_out_options(p.add_argument, default=Path("edgeopt-out"))
-    options.add_calibration_options(p.add_argument, sample_limits=True)
-    options.add_eval_options(p.add_argument, default_help="none: no task metric")
-    p.add_argument("--metric", action="append", help="task metric on --eval, repeatable: top1, top5, mae, rmse, "
-                   "cosine_to_fp32, retrieval_agreement@K or package.module:function (default: top1 with "
-                   "integer labels, mae with targets, else cosine_to_fp32); the first is the table's column")
-    p.add_argument("--shift", action="append", help="also evaluate on shifted eval images, repeatable: brightness, "
-                   "contrast, noise, blur (NAME:SEVERITY to change the default) or all (default: no shift)")
-    p.add_argument("--shift-range", metavar="LOW:HIGH", help="pixel value range the shifts act in (default: from "
-                   "the calibration manifest's normalisation, else [0,1] when the eval values fit, else min:max)")
-    p.add_argument("--decision-threshold", type=float, default=0.5, metavar="T",
-                   help="threshold of the decision agreement reported for outputs in [0, 1] (default: %(default)s)")
-    options.add_variant_options(p.add_argument)
-    options.add_export_options(p.add_argument)
-    options.add_force_options(p.add_argument)
-    add_json_option(p, "the run summary (summary.json)")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeopt", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -279,7 +253,9 @@ def handle_quantize(args: argparse.Namespace) -> int:
 
     from edgeopt.models.calibration import load_calibration
     from edgeopt.models.graph import input_specs, load_model
-    from edgeopt.models.quantize import DEFAULT_VARIANTS, Recipe, VariantFailure, make_variants
+    from edgeopt.models.quantize import make_variants
+    from edgeopt.models.recipes import DEFAULT_VARIANTS, Recipe
+    from edgeopt.models.variants import VariantFailure
 
     specs = input_specs(load_model(args.model))
     recipes = [replace(Recipe.parse(v), exclude_nodes=tuple(args.exclude_node)) for v in
@@ -353,48 +329,26 @@ def handle_profiles(args: argparse.Namespace) -> int:
 
 
 def handle_profile(args: argparse.Namespace) -> int:
-    from edgeopt.core.run_lock import run_lock
-    from edgeopt.evaluate.gate import exit_code_for, gate_measurement
-    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
-    from edgeopt.measure.run_folder import result_stem
-    from edgeopt.models.quantize import Variant
     from edgeopt.profiles.schema import load_profile
-    from edgeopt.reports.table import build_row, render_table
+    from edgeopt.reports.table import render_table
+    from edgeopt.workflows.profile import profile_models
 
     budgets = options.parse_budgets(args.budget)
     profiles = [load_profile(name) for name in args.profile]
     profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
-    variants = [Variant.from_file(path) for path in args.models]
-    gates, failures, rows, written = [], 0, [], []
-    with run_lock(args.out, "profile"):
-        for profile in profiles:
-            for variant in variants:
-                stem = result_stem(variant.name, profile.name)
-                timing = prepare_timing_inputs(variant.path, profile, None, args.out / "inputs" / f"{stem}.npz")
-                measurement = measure_variant(variant, profile, args.out, timing_inputs=timing, proxy=args.proxy,
-                                              stem=stem)
-                measurement.save(args.out / f"{stem}.json")
-                gate = gate_measurement(measurement, profile) if measurement.ok else None
-                if gate is None:
-                    failures += 1
-                else:
-                    gates.append(gate)
-                rows.append(build_row(measurement, gate, None, [], None))
-                written.append(str(args.out / f"{stem}.json"))
-                for check in gate.checks if gate is not None and not args.json else []:
-                    print(check.sentence)
-    code = exit_code_for(gates, failures=failures)
+    report = profile_models(args.models, profiles, args.out, proxy=args.proxy)
     if args.json:
-        print_json("profile-measurements", {"measurements": written, "rows": [row.to_dict() for row in rows],
-                                            "gates": [gate.to_dict() for gate in gates], "exit_code": code})
+        print_json("profile-measurements", report.to_dict())
     else:
-        print(render_table(rows))
-    return code
+        for sentence in report.sentences:
+            print(sentence)
+        print(render_table(list(report.rows)))
+    return report.exit_code
 
 
 def handle_gate(args: argparse.Namespace) -> int:
     from edgeopt.evaluate.gate import exit_code_for, gate_measurement
-    from edgeopt.measure.run_folder import load_measurement
+    from edgeopt.measure.stored import load_measurement
     from edgeopt.profiles.schema import HardwareProfile, load_profile
 
     budgets = options.parse_budgets(args.budget)
@@ -424,35 +378,6 @@ def handle_gate(args: argparse.Namespace) -> int:
     if args.json:
         print_json("gate", {"results": judged, "exit_code": code})
     return code
-
-
-def _shift_range(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    low, _, high = text.partition(":")
-    try:
-        return float(low), float(high)
-    except ValueError:
-        pass
-    raise ConfigError(f"--shift-range {text!r}: expected LOW:HIGH, e.g. 0:1 or 0:255")
-
-
-def run_config(args: argparse.Namespace, **extra: Any) -> RunConfig:
-    """The ``RunConfig`` the run options (``add_run_arguments``) ask for; ``extra`` fields added (``lab run``)."""
-    from edgeopt.models.modelref import parse_inputs
-    from edgeopt.workflows.pipeline import RunConfig
-
-    declared = parse_inputs(args.input or [])
-    return RunConfig(
-        model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
-        variants=tuple(args.variant or ()), eval_set=args.eval_set,
-        inputs=declared.specs, dim_sizes=dict(declared.sizes), opset=args.opset, exporter=args.exporter,
-        with_past=args.with_past,
-        budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,
-        min_calibration_samples=options.sample_limits(args)[0],
-        max_calibration_samples=options.sample_limits(args)[1],
-        metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
-        decision_threshold=args.decision_threshold, **extra)
 
 
 def handle_run(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 The run document and the writers live in :mod:`edgeopt.reports`; this module holds the parser and the
 handler.  It is imported by ``edgeopt.cli.main`` to add the subcommand, so it imports only the standard
-library and :mod:`edgeopt.reports.run_document` (itself light) at module level.
+library and :mod:`edgeopt.reports.run_data` (itself light) at module level.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.cli.parsing import add_command_parser
-from edgeopt.reports.run_document import (
+from edgeopt.reports.run_data import (
     CSV_NAME,
     HTML_NAME,
     JUNIT_NAME,

@@ -99,54 +99,24 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def handle_sensitivity(args: argparse.Namespace) -> int:
-    from edgeopt.core.fileio import write_json_atomic
-    from edgeopt.evaluate.sensitivity import (
-        analyse_sensitivity,
-        isolated_gains,
-        plot_sensitivity,
-        reference_model_for,
-        render_sensitivity_table,
-    )
-    from edgeopt.models.calibration import load_calibration, load_eval_split
-    from edgeopt.models.graph import input_specs, load_model
-    from edgeopt.models.quantize import Recipe
+    from edgeopt.evaluate.sensitivity import render_sensitivity_table
+    from edgeopt.workflows.sensitivity_run import SensitivityConfig, run_sensitivity
 
-    specs = input_specs(load_model(args.model))
-    load_model(args.qdq)
-    calibration = load_calibration(args.calibration, expected_inputs=specs)
-    if args.eval_set:
-        images, _ = load_eval_split(args.eval_set)
-        from edgeopt.models.inputs import stacked_feeds
-
-        stacked = stacked_feeds(images[:args.samples], specs[0], str(args.eval_set))
-        feeds = [{specs[0].name: sample} for sample in stacked]
-        where = f"{len(feeds)} samples of {args.eval_set}"
-    else:
-        feeds = list(calibration.take(min(args.samples, calibration.count)).feeds())
-        where = f"{len(feeds)} samples of calibration set {calibration.name}"
-    out = Path(args.out)
-    float_model = reference_model_for(args.model.resolve(), args.qdq, out / ".work")
-    report = analyse_sensitivity(float_model, args.qdq, feeds, out / ".work")
-    if args.isolated:
-        from dataclasses import replace
-
-        rows = isolated_gains(args.model.resolve(), Recipe.parse(args.recipe), calibration,
-                              report.ranked_nodes()[:args.isolated], feeds, out / "isolated")
-        report = replace(report, isolated=tuple(rows))
-    document = {**report.to_dict(), "inputs": where}
-    write_json_atomic(out / "sensitivity.json", document)
-    plot_sensitivity(report, out / "sensitivity.png", args.top)
+    run = run_sensitivity(SensitivityConfig(
+        model=args.model, qdq=args.qdq, calibration=args.calibration, out_dir=args.out, eval_set=args.eval_set,
+        samples=args.samples, top=args.top, isolated=args.isolated, recipe=args.recipe))
     if args.json:
-        print_json("sensitivity", document)
+        print_json("sensitivity", run.to_dict())
         return 0
-    print(f"sensitivity of {args.qdq} vs {float_model}, on {where}")
+    report = run.report
+    print(f"sensitivity of {args.qdq} vs {run.float_model}, on {run.inputs}")
     print(report.method)
     print(render_sensitivity_table(report, args.top))
     for row in report.isolated:
         gain = row["gain_db"]
         print(f"isolated: {row['node']} in float → output SQNR {row['output_sqnr_db']} dB "
               f"({'exact' if gain is None else f'{gain:+.1f} dB'} vs plain)")
-    print(f"reports: {out / 'sensitivity.json'}, {out / 'sensitivity.png'}")
+    print(f"reports: {run.json_path}, {run.plot_path}")
     return 0
 
 

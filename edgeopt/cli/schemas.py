@@ -2,7 +2,7 @@
 
 - ``hardware-profile``: :class:`edgeopt.profiles.schema.HardwareProfile`, a profile YAML file;
 - ``measurement``: :class:`edgeopt.measure.results.Measurement`, ``measurements/*.json``;
-- ``run-summary``: :class:`edgeopt.measure.run_folder.RunSummary`, a run's ``summary.json``.
+- ``run-summary``: :class:`edgeopt.reports.run_summary.RunSummary`, a run's ``summary.json``.
 
 They ship inside the package (``edgeopt/schemas/<name>.schema.json``, package data: every shipped profile's
 first line points an editor at the profile schema with ``# yaml-language-server: $schema=...``) and in
@@ -28,7 +28,7 @@ __all__ = ["JSON_SCHEMA_DIALECT", "SCHEMAS", "generate_schema", "schema_file_nam
 SCHEMAS: dict[str, tuple[str, str]] = {
     "hardware-profile": ("edgeopt.profiles.schema", "HardwareProfile"),
     "measurement": ("edgeopt.measure.results", "Measurement"),
-    "run-summary": ("edgeopt.measure.run_folder", "RunSummary"),
+    "run-summary": ("edgeopt.reports.run_summary", "RunSummary"),
 }
 
 #: The dialect pydantic's ``model_json_schema()`` generates.

@@ -126,7 +126,7 @@ def _from_pytest_benchmark(document: Mapping[str, Any], path: Path) -> list[Meas
 
 def _load_file(path: Path) -> list[MeasuredSet]:
     from edgeopt.core.fileio import JsonLimitError, read_json
-    from edgeopt.measure.run_folder import load_measurement
+    from edgeopt.measure.stored import load_measurement
 
     try:
         document = read_json(path)  # size- and depth-checked before parsing

@@ -38,6 +38,8 @@ from edgeopt.profiles.schema import HardwareProfile, match_identity
 
 
 class Verdict(str, Enum):
+    """The verdict of one budget check, or of a gate (the worst of its checks)."""
+
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"

@@ -4,10 +4,11 @@ at most one per device at a time.  The task measures with edgeopt's own isolated
 the measurement comes back here and is saved into the run's ``measurements/`` folder as ``edgeopt run`` saves it,
 with ``lab`` (node id, host name, start and end, attempts) added.
 
-Reuse is the local rule (:mod:`edgeopt.workflows.reuse`): a stored measurement that succeeded with this cell's
-key and its extra outputs is not dispatched again.  A profile no node offers within ``wait_for_devices`` seconds
-is a ``not-applicable: no device of profile P in the lab`` row; a node lost mid-cell sends the cell to another node
-of its profile, else the cell is recorded ``node lost (<node>)`` and the run goes on.
+Reuse is the local rule (:func:`edgeopt.measure.cell.stored_measurement`): a stored measurement that succeeded
+with this cell's key and its extra outputs is not dispatched again.  A profile no node offers within
+``wait_for_devices`` seconds is a ``not-applicable: no device of profile P in the lab`` row; a node lost mid-cell
+sends the cell to another node of its profile, else the cell is recorded ``node lost (<node>)`` and the run goes
+on.
 """
 
 from __future__ import annotations
@@ -19,14 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt.core.host import host_fingerprint
-from edgeopt.lab.node import cell_payload, measure_cell
+from edgeopt.lab.node import cell_payload, measure_payload
 from edgeopt.lab.resources import DEVICE_RESOURCE, profile_resource, require_ray
-from edgeopt.measure.launcher import extra_outputs_file, measurement_key, planned_session
-from edgeopt.measure.results import Failure, Measurement, git_commit, now_iso, row_name, try_load
-from edgeopt.measure.run_folder import result_stem
-from edgeopt.profiles.schema import budget_sample_floor
-from edgeopt.workflows.cells import Cell, CellContext
+from edgeopt.measure.cell import Cell, CellContext, cell_key, failed_measurement, stored_measurement
+from edgeopt.measure.results import Failure, Measurement
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ def _run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     """The Ray task (on the node)."""
     import ray
 
-    return measure_cell(payload, ray.get_runtime_context().get_node_id())
+    return measure_payload(payload, ray.get_runtime_context().get_node_id())
 
 
 def alive_nodes(ray: Any, profile: str) -> set[str]:
@@ -75,11 +72,10 @@ class LabMeasure:
         keys: dict[int, tuple[str, str]] = {}
         todo: list[int] = []
         for index, cell in enumerate(cells):
-            stem, key = self._stem(cell), self._key(cell, directory, context)
+            stem, key = cell.stem, cell_key(cell, context)
             keys[index] = (stem, key)
-            previous = None if context.force else try_load(directory / f"{stem}.json")
-            complete = all((directory / extra_outputs_file(stem, name)).exists() for name in context.extra_references)
-            if previous is not None and previous.ok and previous.key == key and complete:
+            previous = stored_measurement(cell, context)
+            if previous is not None:
                 logger.info(f"measure {stem}: done earlier, skipped (--force to redo)")
                 results[index] = previous
             else:
@@ -95,11 +91,7 @@ class LabMeasure:
         def submit(index: int, attempt: int, lost: list[str]) -> None:
             cell = cells[index]
             stem = keys[index][0]
-            payload = cell_payload(cell.variant, cell.profile, cell.timing_inputs, stem=stem,
-                                   reference_inputs=context.reference_inputs, reference_sha=context.reference_sha,
-                                   extra_references=context.extra_references, proxy=context.proxy,
-                                   backend=cell.backend, precision=cell.precision,
-                                   model_reference=cell.model_reference)
+            payload = cell_payload(cell, context)
             ref = remote.options(num_cpus=0, max_retries=0, resources={
                 profile_resource(cell.profile.name): 1, DEVICE_RESOURCE: 1}).remote(payload)
             pending[ref] = _Pending(index, attempt, alive_nodes(ray, cell.profile.name), lost)
@@ -202,32 +194,11 @@ class LabMeasure:
         return True
 
     @staticmethod
-    def _stem(cell: Cell) -> str:
-        label = row_name(cell.variant.name, cell.backend, cell.precision) if cell.backend else cell.variant.name
-        return result_stem(label, cell.profile.name)
-
-    @staticmethod
-    def _key(cell: Cell, directory: Path, context: CellContext) -> str:
-        session = planned_session(cell.profile, cell.timing_inputs, directory, cell.backend, cell.precision,
-                                  cell.variant.kind)
-        return measurement_key(cell.variant, cell.profile, context.reference_sha, session)
-
-    @staticmethod
     def _failed(cell: Cell, stem_key: tuple[str, str], directory: Path, context: CellContext, kind: Any,
                 message: str) -> Measurement:
         """The saved record of a cell no node measured (head's fingerprint; ``host_matches`` false)."""
-        stem, key = stem_key
-        profile, variant = cell.profile, cell.variant
-        session = planned_session(profile, cell.timing_inputs, directory, cell.backend, cell.precision, variant.kind)
-        bench = profile.bench.model_dump(mode="json")
-        bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
-        measurement = Measurement(
-            key=key, status="failed", failure=Failure(kind=kind, message=message),
-            variant={"name": variant.name, "path": str(variant.path), "precision": variant.precision,
-                     "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
-            profile={"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
-            host=host_fingerprint().to_dict(), host_matches=False, mismatch_reasons=[message], proxy=context.proxy,
-            expected_fast=False, session=session, bench=bench, created_at=now_iso(),
-            commit=git_commit(Path(__file__).parent), lab={"node_id": None, "lost": message})
-        measurement.save(directory / f"{stem}.json")
+        measurement = failed_measurement(cell, context, Failure(kind=kind, message=message), key=stem_key[1],
+                                         host_matches=False, mismatch_reasons=[message], expected_fast=False,
+                                         lab={"node_id": None, "lost": message})
+        measurement.save(directory / f"{stem_key[0]}.json")
         return measurement

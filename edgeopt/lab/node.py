@@ -1,7 +1,7 @@
 """What a lab node does for one cell: check the shipped bytes, measure with edgeopt's own isolated worker
-(:func:`edgeopt.measure.launcher.measure_variant`, exactly as ``edgeopt run`` does locally) in a node-local
+(:func:`edgeopt.measure.cell.measure_cell`, exactly as ``edgeopt run`` does locally) in a node-local
 temporary folder, and hand back the measurement document and the outputs files it wrote.  No Ray here: the
-Ray task in :mod:`edgeopt.lab.dispatch` calls :func:`measure_cell`.
+Ray task in :mod:`edgeopt.lab.dispatch` calls :func:`measure_payload`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import InputRejectedError
-from edgeopt.measure.launcher import measure_variant
-from edgeopt.models.quantize import Variant
+from edgeopt.measure.cell import Cell, CellContext, measure_cell
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile
 
 
@@ -29,21 +29,20 @@ def now_ms() -> str:
 WORKDIR_VARIABLE = "EDGEOPT_LAB_WORKDIR"  # where a node keeps its per-cell folders (default: the system temp)
 
 
-def cell_payload(variant: Variant, profile: HardwareProfile, timing_inputs: Path, *, stem: str,
-                 reference_inputs: Path | None, reference_sha: str | None, extra_references: dict[str, Path],
-                 proxy: bool, backend: str | None, precision: str | None,
-                 model_reference: str | None) -> dict[str, Any]:
+def cell_payload(cell: Cell, context: CellContext) -> dict[str, Any]:
     """Everything one cell needs on the node, as plain data (the files by content)."""
     def file(path: Path) -> dict[str, Any]:
         data = Path(path).read_bytes()
         return {"name": Path(path).name, "data": data, "sha256": hashlib.sha256(data).hexdigest()}
 
+    variant, reference = cell.variant, context.reference_inputs
     return {"variant": {"name": variant.name, "precision": variant.precision, "provenance": variant.provenance,
                         "file": file(variant.path)},
-            "profile": profile.model_dump(mode="json"), "timing": file(timing_inputs), "stem": stem,
-            "reference": file(reference_inputs) if reference_inputs is not None else None,
-            "reference_sha": reference_sha, "extra": {name: file(p) for name, p in extra_references.items()},
-            "proxy": proxy, "backend": backend, "precision": precision, "model_reference": model_reference}
+            "profile": cell.profile.model_dump(mode="json"), "timing": file(cell.timing_inputs), "stem": cell.stem,
+            "reference": file(reference) if reference is not None else None,
+            "reference_sha": context.reference_sha,
+            "extra": {name: file(p) for name, p in context.extra_references.items()}, "proxy": context.proxy,
+            "backend": cell.backend, "precision": cell.precision, "model_reference": cell.model_reference}
 
 
 def _write_checked(folder: Path, entry: dict[str, Any], expected_sha256: str | None = None) -> Path:
@@ -58,7 +57,7 @@ def _write_checked(folder: Path, entry: dict[str, Any], expected_sha256: str | N
     return path
 
 
-def measure_cell(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
+def measure_payload(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
     """Measure one cell here; returns ``measurement`` (the JSON document), ``files`` (outputs file name →
     bytes) and ``lab`` (node id, host name, start and end time)."""
     started = now_ms()
@@ -75,11 +74,10 @@ def measure_cell(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
         extra = {name: _write_checked(folder, entry) for name, entry in payload["extra"].items()}
         profile = HardwareProfile.model_validate(payload["profile"])
         measurements = folder / "measurements"
-        measurement = measure_variant(variant, profile, measurements, timing_inputs=timing,
-                                      reference_inputs=reference, reference_sha=payload["reference_sha"],
-                                      proxy=payload["proxy"], stem=payload["stem"], backend=payload["backend"],
-                                      precision=payload["precision"], extra_references=extra,
-                                      model_reference=payload["model_reference"])
+        cell = Cell(variant, profile, timing, payload["backend"], payload["precision"], payload["model_reference"],
+                    file_stem=payload["stem"])
+        measurement = measure_cell(cell, CellContext(measurements, reference, payload["reference_sha"], extra,
+                                                     payload["proxy"], force=True))
         files = {path.name: path.read_bytes() for path in sorted(measurements.glob("*.outputs.npz"))}
         return {"measurement": measurement.model_dump(mode="json"), "files": files,
                 "lab": {"node_id": node_id, "hostname": socket.gethostname(), "started_at": started,

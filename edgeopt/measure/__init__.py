@@ -1,8 +1,8 @@
-"""Measurement: the launcher (parent side), the isolated workers, and the ``Measurement`` they produce.
+"""Measurement: one cell measured (parent side), the launcher, the isolated workers, and their ``Measurement``.
 
 The worker modules (:mod:`edgeopt.measure.worker`, :mod:`edgeopt.measure.ab_worker`) run on boards and
 import only ``edgeopt.core``, ``edgeopt.backends`` and ``edgeopt.errors``, so this package's
-``__init__`` imports nothing; :func:`measure_variant` is loaded on first use.
+``__init__`` imports nothing; :func:`measure_cell` is loaded on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"measure_variant": "edgeopt.measure.launcher", "Measurement": "edgeopt.measure.results"}
+_LAZY = {"Cell": "edgeopt.measure.cell", "CellContext": "edgeopt.measure.cell", "measure_cell": "edgeopt.measure.cell",
+         "Measurement": "edgeopt.measure.results"}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ at p95 on small models, from where their buffers landed, and a run with one sess
 that luck into the ratio as if it were a real change.  Re-opening turns placement into a per-segment
 random effect, and the bootstrap resamples whole segments (the segment id is the cluster id), so the
 interval covers it.  A segment is long enough that re-opening costs at most ~20 % of the run.
-With the job's ``"progress": true`` it prints a progress line (samples of both arms, segments) on stdout
+With the job's ``progress`` set it prints a progress line (samples of both arms, segments) on stdout
 between segments, untimed, at most 4 a second.
 
 It stops when the segment-bootstrap intervals of the p50 and p95 ratios are tight (relative
@@ -39,7 +39,8 @@ import numpy as np
 from edgeopt.backends import runner_for
 from edgeopt.backends.base import Feeds, Runner
 from edgeopt.core.ratio_stats import bootstrap_ratio
-from edgeopt.measure.worker import PROGRESS_INTERVAL_NS, load_feeds, report_progress, run_job
+from edgeopt.measure.jobs import AbJob
+from edgeopt.measure.worker import PROGRESS_INTERVAL_NS, load_feeds, read_job, report_progress, run_job
 
 REWARM_CALLS = 5  # calls per arm after a re-open, before timing resumes (the process is already warm) ...
 REWARM_MS = 10.0  # ... and at least this long per arm
@@ -96,17 +97,16 @@ def _reopen(runners: list[Runner], feeds: list[Feeds], order: tuple[int, int], r
     return calls, spacer
 
 
-def run(job: dict[str, Any]) -> dict[str, Any]:
-    arms = job["arms"]
-    runners = [runner_for(arm["session"]["backend"], arm["model_path"], arm["session"]) for arm in arms]
-    feeds = [load_feeds(arm["inputs_path"]) for arm in arms]
-    rng = np.random.default_rng(int(job.get("seed", 0)))
+def run(job: AbJob) -> dict[str, Any]:
+    runners = [runner_for(arm.session["backend"], arm.model_path, arm.session) for arm in job.arms]
+    feeds = [load_feeds(arm.inputs_path) for arm in job.arms]
+    rng = np.random.default_rng(job.seed)
     clock = time.perf_counter_ns
     try:
         # ``spacer`` is held (never read) while its sessions live: it separates their allocations
         calls, load_ms, first_ms, spacer = _open(runners, feeds, (0, 1), rng)
         details = [dict(runner.details) for runner in runners]
-        _rewarm(calls, int(job["warmup_iterations"]), 0)
+        _rewarm(calls, job.warmup_iterations, 0)
         probe = []
         for call in calls:
             times = []
@@ -116,12 +116,11 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 times.append(clock() - t0)
             probe.append(float(np.median(times)))
         per_call_ns = max(max(probe), 1.0)
-        block = max(1, min(int(job["block_iterations"]), math.ceil(float(job["min_block_ms"]) * 1e6 / per_call_ns)))
-        min_samples = int(job["min_samples"])
-        min_segments = int(job["min_segments"])
-        min_pairs = max(int(job["min_blocks"]), math.ceil(min_samples / block))
-        max_pairs = max(min_pairs, int(job["max_iterations"]) // block)
-        cap_ns = int(float(job["max_seconds"]) * 1e9)
+        block = max(1, min(job.block_iterations, math.ceil(job.min_block_ms * 1e6 / per_call_ns)))
+        min_segments = job.min_segments
+        min_pairs = max(job.min_blocks, math.ceil(job.min_samples / block))
+        max_pairs = max(min_pairs, job.max_iterations // block)
+        cap_ns = int(job.max_seconds * 1e9)
         # one re-open, timed: it sets the segment length so that re-opening stays within REOPEN_SHARE
         rewarm = max(REWARM_CALLS, math.ceil(REWARM_MS * 1e6 / per_call_ns))
         t0 = clock()
@@ -132,8 +131,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         by_cap = math.floor(max(cap_ns - min_segments * reopen_ns, 0) / (min_segments * pair_ns))
         segment_pairs = max(MIN_SEGMENT_PAIRS, min(by_share, by_cap), math.ceil(min_pairs / min_segments))
         segment_pairs += segment_pairs % 2  # even: each segment is balanced ABBA
-        targets = {k: float(v) for k, v in job["ci_targets"].items()}
-        confidence = float(job["confidence"])
+        targets = {k: float(v) for k, v in job.ci_targets.items()}
+        confidence = job.confidence
         samples: list[list[int]] = [[], []]
         blocks: list[list[int]] = [[], []]
         segments: list[list[int]] = [[], []]
@@ -141,7 +140,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         started = clock()
         reopen_total_ns = 0
         pair = segment = 0
-        report = report_progress if job.get("progress") else None
+        report = report_progress if job.progress else None
         reported = started - PROGRESS_INTERVAL_NS
         while pair < max_pairs:
             if segment:
@@ -190,7 +189,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    return run_job(Path(argv[0]), run)
+    return run_job(AbJob.from_dict(read_job(Path(argv[0]))), run)
 
 
 if __name__ == "__main__":

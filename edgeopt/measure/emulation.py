@@ -22,10 +22,11 @@ from edgeopt import __version__
 from edgeopt.backends.onnxruntime_settings import OnnxRuntimeSettings
 from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic
 from edgeopt.core.host import host_fingerprint
-from edgeopt.measure.launcher import extra_outputs_file, run_worker, worker_memory_cap
+from edgeopt.measure.jobs import ReferenceSet, WorkerJob
+from edgeopt.measure.launcher import run_worker, worker_memory_cap
 from edgeopt.measure.results import Failure, now_iso
-from edgeopt.measure.run_folder import result_stem
-from edgeopt.models.quantize import Variant
+from edgeopt.measure.stored import extra_outputs_file, result_stem
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,9 @@ def _emulate(variant: Variant, profile: HardwareProfile, directory: Path, stem: 
     extra = [(Path(p).resolve(), (directory / extra_outputs_file(stem, name)).resolve())
              for name, p in (extra_references or {}).items()]
     outputs = [(directory / outputs_file).resolve(), *(target for _, target in extra)]
-    job = {"mode": "outputs", "model_path": str(variant.path.resolve()), "session": session,
-           "reference_path": str(Path(reference_inputs).resolve()), "outputs_path": str(outputs[0]),
-           "extra_references": [{"path": str(source), "outputs_path": str(target)} for source, target in extra]}
+    job = WorkerJob(mode="outputs", model_path=str(variant.path.resolve()), session=session,
+                    reference=ReferenceSet(str(Path(reference_inputs).resolve()), str(outputs[0])),
+                    extra_references=tuple(ReferenceSet(str(source), str(target)) for source, target in extra))
     base: dict[str, Any] = {
         "key": key, "emulates": emulates, "session": session, "created_at": now_iso(),
         "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,

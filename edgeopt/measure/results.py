@@ -7,7 +7,7 @@ A stored measurement is checked when it is read, not trusted: ``latency.summary_
 (:class:`LatencySummary`: every number finite, ``n`` >= 1), ``samples_ns`` must hold ``n`` non-negative
 samples, and the summary is recomputed from the samples and must agree with the stored one (to a
 relative 1e-9, room for another JSON formatter, none for an edit).  A document that fails any of this
-was modified or is corrupt: the gate, report and compare loaders (``edgeopt.measure.run_folder``) refuse
+was modified or is corrupt: the gate, report and compare loaders (``edgeopt.measure.stored``) refuse
 it (exit 3), while :func:`try_load` (a resumed run) treats it, like a truncated, foreign or other
 ``schema_version`` document, as absent and measures again.
 """
@@ -264,7 +264,7 @@ class Measurement(BaseModel):
     @classmethod
     def load(cls, path: Path) -> Measurement:
         """The measurement at ``path``, bounded-read and validated (OSError, ValueError or ValidationError).
-        ``edgeopt.measure.run_folder.load_measurement`` is the loader that names the file in one error."""
+        ``edgeopt.measure.stored.load_measurement`` is the loader that names the file in one error."""
         return cls.model_validate(read_json(Path(path)))
 
 

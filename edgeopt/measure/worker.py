@@ -15,7 +15,7 @@ before the model is loaded, and cheap counters are read right before and after t
 
 A job from the launcher carries a ``lifeline`` (``edgeopt.core.lifeline``): the worker dies with its parent,
 stops itself at its deadline, and records a ``memory`` failure when its peak resident set passes its cap.
-A job with ``"progress": true`` makes the timed loop print ``{"progress": {"n": ..., "ci_rel": ...}}`` lines on
+A job with ``progress`` set makes the timed loop print ``{"progress": {"n": ..., "ci_rel": ...}}`` lines on
 stdout at its stop-rule checkpoints (outside the timed call, at most 4 a second) for the parent's display.
 """
 
@@ -39,8 +39,9 @@ from edgeopt.core.lifeline import EXIT_ERROR, NO_ROOM, WRITE_LOCK, Lifeline, no_
 from edgeopt.core.stability import probe_system, snapshot
 from edgeopt.core.stats import PERCENTILES, ci_half_width_rel, min_samples_for_ci
 from edgeopt.errors import failure_kind, first_line
+from edgeopt.measure.jobs import AbJob, ReferenceSet, TimingRule, WorkerJob
 
-PROGRESS_INTERVAL_NS = 250_000_000  # at most 4 progress lines a second (job "progress": true)
+PROGRESS_INTERVAL_NS = 250_000_000  # at most 4 progress lines a second (a job with progress set)
 
 
 def _write_result(path: Path, document: dict[str, Any]) -> None:
@@ -67,19 +68,19 @@ def report_progress(n: int, ci_rel: float | None, **more: int) -> None:
     print(json.dumps({"progress": {"n": n, "ci_rel": ci_rel, **more}}), flush=True)
 
 
-def timed_loop(call: Callable[[], Any], bench: dict[str, Any],
+def timed_loop(call: Callable[[], Any], rule: TimingRule,
                report: Callable[[int, float | None], None] | None = None) -> tuple[list[int], str]:
     """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped.
 
-    ``report(n, ci_rel)`` (the job's ``"progress": true``: :func:`report_progress`) is called only at the stop
+    ``report(n, ci_rel)`` (a job with ``progress`` set: :func:`report_progress`) is called only at the stop
     rule's checkpoints, outside the timed interval, at most every :data:`PROGRESS_INTERVAL_NS` (the first
     checkpoint always)."""
-    q = PERCENTILES[bench["stop_percentile"]]
-    confidence = float(bench["confidence"])
-    target = float(bench["target_ci_rel"])
-    needed = max(int(bench["min_iterations"]), min_samples_for_ci(q, confidence))
-    max_iterations = max(int(bench["max_iterations"]), needed)
-    cap_ns = int(float(bench["max_seconds"]) * 1e9)
+    q = PERCENTILES[rule.stop_percentile]
+    confidence = float(rule.confidence)
+    target = float(rule.target_ci_rel)
+    needed = max(int(rule.min_iterations), min_samples_for_ci(q, confidence))
+    max_iterations = max(int(rule.max_iterations), needed)
+    cap_ns = int(float(rule.max_seconds) * 1e9)
     clock = time.perf_counter_ns
     samples: list[int] = []
     append = samples.append
@@ -107,8 +108,9 @@ def timed_loop(call: Callable[[], Any], bench: dict[str, Any],
             reported = clock()
 
 
-def _run_reference(runner: Runner, path: str, out_path: str) -> int:
-    inputs = load_feeds(path)
+def _run_reference(runner: Runner, references: ReferenceSet) -> int:
+    inputs = load_feeds(references.path)
+    out_path = references.outputs_path
     count = len(next(iter(inputs.values())))
     collected: list[list[np.ndarray]] = []
     for index in range(count):
@@ -128,39 +130,39 @@ def _run_reference(runner: Runner, path: str, out_path: str) -> int:
     return count
 
 
-def _run_references(runner: Runner, job: dict[str, Any]) -> tuple[int, int]:
-    """Run the reference inputs (``reference_path`` → ``outputs_path``) and every extra set
-    (``extra_references``: ``[{"path", "outputs_path"}]``, e.g. shifted eval inputs); returns the count of the
-    first and the calls made in all."""
+def _run_references(runner: Runner, job: WorkerJob) -> tuple[int, int]:
+    """Run the reference inputs and every extra set (e.g. shifted eval inputs), each to its outputs file;
+    returns the count of the first and the calls made in all."""
     count = calls = 0
-    if job.get("reference_path"):
-        count = calls = _run_reference(runner, job["reference_path"], job["outputs_path"])
-    for extra in job.get("extra_references") or []:
-        calls += _run_reference(runner, extra["path"], extra["outputs_path"])
+    if job.reference is not None:
+        count = calls = _run_reference(runner, job.reference)
+    for extra in job.extra_references:
+        calls += _run_reference(runner, extra)
     return count, calls
 
 
-def measure(job: dict[str, Any]) -> dict[str, Any]:
+def measure(job: WorkerJob) -> dict[str, Any]:
+    assert job.inputs_path is not None and job.timing is not None
     process = psutil.Process()
     system_before = probe_system()  # before the model loads: the load average is the machine's, not ours
-    runner = runner_for(job["session"]["backend"], job["model_path"], job["session"])
+    runner = runner_for(job.session["backend"], job.model_path, job.session)
     baseline_rss = process.memory_info().rss
     t0 = time.perf_counter_ns()
     with runner:
         load_ns = time.perf_counter_ns() - t0
-        feeds = load_feeds(job["inputs_path"])
+        feeds = load_feeds(job.inputs_path)
         runner.check_feeds(feeds)
         call = runner.timed_call(feeds)
         t0 = time.perf_counter_ns()
         call()
         first_ns = time.perf_counter_ns() - t0
-        bench = job["bench"]
+        rule = job.timing
         reference_count, reference_calls = _run_references(runner, job)  # the first part of the warm-up
-        warmup_iterations = reference_calls + warm_up(call, max(1, int(bench["warmup_iterations"]) - reference_calls),
-                                                      float(bench.get("warmup_seconds", 0.0)))
+        warmup_iterations = reference_calls + warm_up(call, max(1, int(rule.warmup_iterations) - reference_calls),
+                                                      float(rule.warmup_seconds))
         loop_start = snapshot()
         wall0 = time.perf_counter_ns()
-        samples, stop_reason = timed_loop(call, bench, report_progress if job.get("progress") else None)
+        samples, stop_reason = timed_loop(call, rule, report_progress if job.progress else None)
         loop_wall_ns = time.perf_counter_ns() - wall0
         loop_end = snapshot()
         peak, _ = resident_set(process)  # the high-water mark over everything above (VmHWM on Linux)
@@ -195,10 +197,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def outputs_only(job: dict[str, Any]) -> dict[str, Any]:
+def outputs_only(job: WorkerJob) -> dict[str, Any]:
     """Run the reference inputs (and the extra sets) and nothing else: no warm-up, no timed loop.  What an
     accuracy emulation (``edgeopt.measure.emulation``) asks for; its result carries no latency."""
-    runner = runner_for(job["session"]["backend"], job["model_path"], job["session"])
+    runner = runner_for(job.session["backend"], job.model_path, job.session)
     with runner:
         reference_count, _ = _run_references(runner, job)
         output_names = list(getattr(runner, "output_names", []))
@@ -211,19 +213,21 @@ def outputs_only(job: dict[str, Any]) -> dict[str, Any]:
             "host": host_fingerprint().to_dict(), "torch_imported": "torch" in sys.modules}
 
 
-def work_of(job: dict[str, Any]) -> dict[str, Any]:
-    """The job's work: a measurement, or (``"mode": "outputs"``) the reference outputs alone."""
-    return outputs_only(job) if job.get("mode") == "outputs" else measure(job)
+def work_of(job: WorkerJob) -> dict[str, Any]:
+    """The job's work: a measurement, or (mode ``outputs``) the reference outputs alone."""
+    return outputs_only(job) if job.mode == "outputs" else measure(job)
 
 
-def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
-    """Run ``work`` on the JSON job, under its lifeline when it has one (``edgeopt.core.lifeline``), and write
+Job = WorkerJob | AbJob
+
+
+def run_job(job: Job, work: Callable[[Any], dict[str, Any]]) -> int:
+    """Run ``work`` on the job, under its lifeline when it has one (``edgeopt.core.lifeline``), and write
     its result (or the error, as data) atomically; returns the exit code.  No room to write a file (its
     outputs, its result) is no measurement failure but the parent's error: reported on stdout
     (``lifeline.no_room``)."""
-    job = json.loads(job_path.read_text(encoding="utf-8"))
-    result_path = Path(job["result_path"])
-    lifeline = Lifeline.start(job["lifeline"], result_path) if job.get("lifeline") else None
+    result_path = Path(job.result_path)
+    lifeline = Lifeline.start(job.lifeline, result_path) if job.lifeline else None
     code, unwritable = 0, None
     try:
         result = work(job)
@@ -233,7 +237,7 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as data
         if isinstance(error, OSError) and error.errno in NO_ROOM:  # named by now, else the outputs' folder
             unwritable = error if error.filename else OSError(error.errno, error.strerror,
-                                                              str(Path(job.get("outputs_path") or result_path).parent))
+                                                              str(Path(job.outputs_path or result_path).parent))
         message, kind = first_line(error)[:2000], failure_kind(error)
         if out_of_memory(error):
             kind = "memory"
@@ -254,8 +258,14 @@ def run_job(job_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) ->
     return code
 
 
+def read_job(path: Path) -> dict[str, Any]:
+    """The job file the launcher wrote (JSON)."""
+    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return document
+
+
 def main(argv: list[str]) -> int:
-    return run_job(Path(argv[0]), work_of)
+    return run_job(WorkerJob.from_dict(read_job(Path(argv[0]))), work_of)
 
 
 if __name__ == "__main__":

@@ -371,6 +371,8 @@ class ModelInfo:
 
 
 def inspect_model(path: Path | str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> ModelInfo:
+    """What an ONNX file holds: size, opsets, inputs and outputs, operators, parameters and MACs (at
+    ``input_shapes`` for symbolic dims)."""
     path = Path(path)
     model = load_model(path)
     macs, unknown = count_macs(model, input_shapes)

@@ -23,7 +23,6 @@ from edgeopt.models.modelopt import RECIPE as TENSORRT_MODELOPT
 from edgeopt.models.ranges import CALIBRATION_METHODS
 from edgeopt.profiles.schema import HardwareProfile
 
-VARIANT_KINDS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 TARGETS = ("onnxruntime", "tensorrt")  # the runtime an int8-static file's Q/DQ is built for
 QUANTIZERS = ("onnxruntime", MODELOPT)  # what makes an int8-static file: ONNX Runtime's, or NVIDIA ModelOpt (optional)
 DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",

@@ -25,10 +25,10 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeopt.measure.run_folder import result_stem
+from edgeopt.measure.stored import result_stem
 
 if TYPE_CHECKING:
-    from edgeopt.reports.run_document import RunData
+    from edgeopt.reports.run_data import RunData
 
 PERCENTILE_NAMES = ("p50", "p90", "p95", "p99")
 BUDGET_METRICS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "peak_rss_mb", "model_size_mb")  # as edgeopt.evaluate.gate

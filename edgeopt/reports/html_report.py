@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from edgeopt.measure.results import Measurement
-    from edgeopt.reports.run_document import RunData
+    from edgeopt.reports.run_data import RunData
 
 MAX_PLOT_POINTS = 3000  # per series; the PNGs stay small whatever the sample count
 DPI = 96
@@ -294,7 +294,7 @@ def _kv_table(items: list[tuple[str, Any]]) -> str:
 
 
 def _variant_table(rows: list[dict[str, Any]]) -> str:
-    from edgeopt.reports.run_document import row_from_dict
+    from edgeopt.reports.run_data import row_from_dict
     from edgeopt.reports.table import HEADERS, _cells
 
     head = "".join(f"<th>{_e(h)}</th>" for h in HEADERS)
@@ -311,7 +311,7 @@ def _variant_table(rows: list[dict[str, Any]]) -> str:
 
 def _robustness_table(rows: list[dict[str, Any]]) -> str:
     """The robustness table (metric under each input shift, paired change vs fp32), or "" without shifts."""
-    from edgeopt.reports.run_document import row_from_dict
+    from edgeopt.reports.run_data import row_from_dict
     from edgeopt.reports.table import render_robustness
 
     text = render_robustness([row_from_dict(data) for data in rows], tablefmt="html")
@@ -356,7 +356,7 @@ def _measurement_details(m: Measurement) -> list[tuple[str, Any]]:
 
 
 def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
-    from edgeopt.reports.run_document import profile_header, row_from_dict
+    from edgeopt.reports.run_data import profile_header, row_from_dict
 
     first = run.first_measurement(profile)
     parts = [f"<section><h2>profile <code>{_e(profile)}</code>{_label(first)}</h2>",

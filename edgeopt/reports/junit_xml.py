@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgeopt.measure.results import Measurement
-    from edgeopt.reports.run_document import RunData
+    from edgeopt.reports.run_data import RunData
 
 _SKIP_TYPES = {"inconclusive": "inconclusive", "not-applicable": "not-applicable"}
 
@@ -40,7 +40,7 @@ def _properties(parent: ET.Element, items: list[tuple[str, Any]]) -> None:
 
 
 def _suite_properties(run: RunData, profile: str) -> list[tuple[str, Any]]:
-    from edgeopt.reports.run_document import host_summary
+    from edgeopt.reports.run_data import host_summary
 
     first = run.first_measurement(profile)
     items: list[tuple[str, Any]] = [("edgeopt.model", run.summary.model),

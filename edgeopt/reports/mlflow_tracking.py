@@ -100,7 +100,7 @@ def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedR
 # ------------------------------------------------------------------------------------------ reading
 
 def _load_summary(run_dir: Path) -> dict[str, Any]:
-    from edgeopt.measure.run_folder import load_summary
+    from edgeopt.reports.run_summary import load_summary
 
     return load_summary(run_dir).model_dump(mode="json")
 
@@ -121,7 +121,8 @@ class _Child:
 
 
 def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -> _Child:
-    from edgeopt.measure.run_folder import RunLayout, load_measurement
+    from edgeopt.measure.stored import load_measurement
+    from edgeopt.reports.run_summary import RunLayout
 
     variant, profile = str(row.get("variant")), str(row.get("profile"))
     params: dict[str, Any] = {"model": summary.get("model"), "variant": variant, "profile": profile,

@@ -23,7 +23,7 @@ from edgeopt.evaluate.gate import GateResult
 from edgeopt.evaluate.metrics import MetricResult, short_cell
 from edgeopt.evaluate.robustness import ShiftResult
 from edgeopt.measure.results import Measurement
-from edgeopt.measure.run_folder import EMULATED_STATUS
+from edgeopt.measure.stored import EMULATED_STATUS
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgeopt.reports.csv_table import write_results_csv
 from edgeopt.reports.junit_xml import write_junit
-from edgeopt.reports.run_document import CSV_NAME, HTML_NAME, JUNIT_NAME, load_run
+from edgeopt.reports.run_data import CSV_NAME, HTML_NAME, JUNIT_NAME, load_run
 
 __all__ = ["write_run_reports"]
 

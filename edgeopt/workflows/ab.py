@@ -24,6 +24,7 @@ from edgeopt.core.ratio_stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Thre
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, MeasurementError
 from edgeopt.evaluate.compare import Comparison, MeasuredSet, StatComparison, compare_sets
+from edgeopt.measure.jobs import AbArm, AbJob
 from edgeopt.measure.launcher import WorkerRun, run_worker, session_settings, worker_memory_cap
 from edgeopt.models.calibration import InputSpec
 from edgeopt.profiles.schema import HardwareProfile
@@ -73,10 +74,10 @@ def _latency_thresholds(items: Iterable[str | Threshold] | None) -> tuple[Thresh
     return tuple(parsed)
 
 
-def _launch(job: dict[str, Any], timeout_s: float, profile: HardwareProfile, scratch: Path) -> dict[str, Any]:
+def _launch(job: AbJob, timeout_s: float, profile: HardwareProfile, scratch: Path) -> dict[str, Any]:
     """Run the A/B worker; its ok result, else MeasurementError (``scratch``: the inputs, removed by an
     orphaned worker).  Its segments so far and samples of both arms show as progress."""
-    with progress.task(f"ab: A/B segments (at least {job['min_segments']})", unit="samples") as step:
+    with progress.task(f"ab: A/B segments (at least {job.min_segments})", unit="samples") as step:
         run: WorkerRun = run_worker(
             "edgeopt.measure.ab_worker", job, timeout_s, memory_cap=worker_memory_cap(profile), owned=[scratch],
             on_progress=lambda live: step.update(done=live["n"], detail=f"{live.get('segments', 0)} segments"))
@@ -118,7 +119,7 @@ def run_ab(
     from edgeopt.core.stats import PERCENTILES, min_samples_for_ci
     from edgeopt.measure.launcher import prepare_timing_inputs
     from edgeopt.measure.results import git_commit, now_iso
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
 
     parsed = _latency_thresholds(thresholds)
     profile_b = profile_b or profile
@@ -134,16 +135,13 @@ def run_ab(
         work = Path(scratch)
         timing = [prepare_timing_inputs(v.path, p, None, work / f"inputs_{arm}.npz", given=inputs)
                   for arm, v, p in (("a", variants[0], profile), ("b", variants[1], profile_b))]
-        job = {
-            "arms": [{"model_path": str(v.path.resolve()), "session": s, "inputs_path": str(i)}
-                     for v, s, i in zip(variants, sessions, timing, strict=True)],
-            "warmup_iterations": profile.bench.warmup_iterations, "max_seconds": seconds,
-            "max_iterations": profile.bench.max_iterations, "min_block_ms": MIN_BLOCK_MS,
-            "block_iterations": BLOCK_ITERATIONS, "min_blocks": MIN_BLOCK_PAIRS, "min_segments": MIN_SEGMENTS,
-            "seed": 0,
-            "min_samples": min_samples_for_ci(PERCENTILES["p95"], confidence), "ci_targets": targets,
-            "confidence": confidence,
-        }
+        first, second = (AbArm(str(v.path.resolve()), s, str(i)) for v, s, i in zip(variants, sessions, timing,
+                                                                                      strict=True))
+        job = AbJob(arms=(first, second), warmup_iterations=profile.bench.warmup_iterations, max_seconds=seconds,
+                    max_iterations=profile.bench.max_iterations, min_block_ms=MIN_BLOCK_MS,
+                    block_iterations=BLOCK_ITERATIONS, min_blocks=MIN_BLOCK_PAIRS, min_segments=MIN_SEGMENTS,
+                    min_samples=min_samples_for_ci(PERCENTILES["p95"], confidence), ci_targets=targets,
+                    confidence=confidence, seed=0)
         result = _launch(job, seconds + profile.bench.worker_timeout_s, profile, work)
         label = f"{variants[0].name}-vs-{variants[1].name}"
         profile_label = profile.name if profile_b is profile else f"{profile.name}-vs-{profile_b.name}"

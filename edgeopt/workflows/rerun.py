@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt.core import progress
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_BACKEND_FAILURE, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError, InputRejectedError
 
@@ -67,12 +66,12 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     from edgeopt.core.fileio import sha256_file
     from edgeopt.core.ratio_stats import bootstrap_ratio
     from edgeopt.evaluate.compare import load_sets
-    from edgeopt.measure.launcher import measure_variant, prepare_timing_inputs
-    from edgeopt.measure.run_folder import load_measurement, result_stem
+    from edgeopt.measure.cell import Cell, CellContext, measure_cell
+    from edgeopt.measure.launcher import prepare_timing_inputs
+    from edgeopt.measure.stored import load_measurement, result_stem
     from edgeopt.models.calibration import InputSpec
-    from edgeopt.models.quantize import Variant
+    from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
-    from edgeopt.workflows.reuse import ci_detail
 
     result_path = Path(result_path)
     if times < 1:
@@ -106,11 +105,8 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
         inputs = prepare_timing_inputs(model, profile, None, work / "inputs" / f"{stem}.npz", given=shapes)
         for index in range(times):
             rerun_stem = f"{stem}__rerun{index + 1}"
-            with progress.task(f"rerun {index + 1}/{times} {stem}", unit="samples") as step:
-                fresh = measure_variant(variant, profile, work, timing_inputs=inputs, stem=rerun_stem,
-                                        on_progress=lambda live: step.update(done=live["n"], detail=ci_detail(live)))
-            if out_dir is not None:
-                fresh.save(work / f"{rerun_stem}.json")
+            fresh = measure_cell(Cell(variant, profile, inputs, file_stem=rerun_stem), CellContext(work, force=True),
+                                 title=f"rerun {index + 1}/{times} {stem}")
             if not fresh.ok or fresh.latency is None:
                 failures.append(f"rerun {index + 1}: {fresh.failure.message if fresh.failure else 'failed'}")
                 continue

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,11 @@ from edgeopt.errors import EdgeoptError
 from edgeopt.evaluate.gate import GateResult, judge_outputs
 from edgeopt.measure.emulation import LABEL, Emulation, emulate_or_reuse
 from edgeopt.measure.results import Measurement
-from edgeopt.measure.run_folder import EMULATED_STATUS
-from edgeopt.models.quantize import Variant
+from edgeopt.measure.stored import EMULATED_STATUS
+from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile
 from edgeopt.reports.table import Row
+from edgeopt.workflows.figures import OutputJudge
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ SHOWN_BLOCKERS = 5  # the first blockers a row carries (trt-check lists them all
 GOLDEN_SAMPLES = 4  # reference inputs saved as goldens: enough to catch a broken engine, small files (ResNet: 3 MB)
 GOLDENS = "tensorrt-goldens"  # under the run folder, one folder per TensorRT-bound variant
 
-FiguresOf = Callable[[Path, str, list[str]], tuple]  # pipeline._Figures.of: (directory, outputs file, names)
 
 
 @dataclasses.dataclass
@@ -55,7 +54,7 @@ class TensorRtRows:
 
 
 def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variants: list[Variant], rows: list[Row],
-                  run_dir: Path, figures_of: FiguresOf, gates: list[GateResult], *,
+                  run_dir: Path, judge: OutputJudge, gates: list[GateResult], *,
                   reference_path: Path, reference_sha: str | None, extra_references: dict[str, Path],
                   force: bool = False) -> TensorRtRows:
     """``rows`` with the readiness and evidence of every TensorRT row, each INT8 one followed by its emulated
@@ -90,7 +89,7 @@ def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variant
             found.failures.append(message)
             found.rows.append(Row(status="failed", failure=message, verdict="error", **common))  # type: ignore[arg-type]
             continue
-        fidelity, accuracy, metrics, shifts = figures_of(directory, emulation.outputs_file, emulation.output_names)
+        fidelity, accuracy, metrics, shifts = judge.figures(directory, emulation.outputs_file, emulation.output_names)
         gate = judge_outputs(GateResult(variant=emulation.name, profile=profile.name, checks=(), host_matches=True,
                                         proxy=False), budgets, fidelity, metrics[0] if metrics else None)
         gates.append(gate)

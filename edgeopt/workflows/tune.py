@@ -37,7 +37,7 @@ from edgeopt.errors import ConfigError, EdgeoptError
 from edgeopt.models.calibration import InputSpec
 
 if TYPE_CHECKING:
-    from edgeopt.models.quantize import Recipe
+    from edgeopt.models.recipes import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -192,11 +192,11 @@ class _TuneBench:
                             ranges=self.ranges, force=self.config.force)
 
     def measure(self, variant: Any) -> Any:
-        from edgeopt.workflows.reuse import measure_or_reuse
+        from edgeopt.measure.cell import Cell, CellContext, measure_cell
 
-        return measure_or_reuse(variant, self.profile, self.out / "measurements", timing_inputs=self.timing,
-                                reference_inputs=self.reference_inputs, reference_sha=self.reference_sha,
-                                proxy=self.config.proxy, force=self.config.force)
+        return measure_cell(Cell(variant, self.profile, self.timing), CellContext(
+            self.out / "measurements", self.reference_inputs, self.reference_sha, proxy=self.config.proxy,
+            force=self.config.force))
 
     def outputs(self, measurement: Any) -> np.ndarray:
         from edgeopt.evaluate.fidelity import load_outputs
@@ -213,7 +213,7 @@ def _latency(measurement: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | 
 
 def tune(config: TuneConfig) -> TuneResult:
     """Search, measure, write ``tune.json``, ``tune.md`` and ``tune.png`` under ``config.out_dir``, holding its lock."""
-    from edgeopt.models.quantize import Recipe
+    from edgeopt.models.recipes import Recipe
 
     if config.metric not in ("top1", "cosine"):
         raise ConfigError(f"--metric {config.metric!r}: choose top1 or cosine")
@@ -229,7 +229,7 @@ def tune(config: TuneConfig) -> TuneResult:
 def _tune_locked(config: TuneConfig, base_recipe: Recipe) -> TuneResult:
     """The search of :func:`tune`, in the output folder it holds the lock of."""
     from edgeopt.evaluate.sensitivity import analyse_sensitivity, reference_model_for
-    from edgeopt.models.quantize import Recipe
+    from edgeopt.models.recipes import Recipe
 
     runner = _TuneBench(config)
     fp32 = runner.make(Recipe.parse("fp32"))

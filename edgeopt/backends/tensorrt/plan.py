@@ -22,7 +22,7 @@ from edgeopt.errors import ConfigError
 from edgeopt.models.graph import input_specs
 from edgeopt.profiles.schema import TensorRtSettings
 
-# variant recipe kind → the precision its ONNX file carries (edgeopt.models.quantize)
+# variant recipe kind → the precision its ONNX file carries (edgeopt.models.recipes)
 _VARIANT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8-static": "int8", "int8-dynamic": "int8-dynamic"}
 
 

@@ -1,4 +1,4 @@
-"""The run document: a finished run folder read into one value, and the reports written from it.
+"""A finished run read back: the run folder (``summary.json`` and its measurements) as one value, for the reports.
 
 A run folder is what ``edgeopt run`` writes: ``summary.json`` plus ``measurements/*.json`` (with the
 raw samples).  :func:`load_run` reads it into a :class:`RunData`; the writers in
@@ -22,7 +22,7 @@ from edgeopt.errors import ConfigError
 
 if TYPE_CHECKING:
     from edgeopt.measure.results import Measurement
-    from edgeopt.measure.run_folder import RunSummary
+    from edgeopt.reports.run_summary import RunSummary
     from edgeopt.reports.table import Row
 
 
@@ -66,9 +66,10 @@ def load_run(run_dir: Path) -> RunData:
     """Read ``run_dir/summary.json`` and the measurement documents of its rows.
 
     ``run_dir`` may also be the ``summary.json`` file itself.  A missing, unreadable or invalid file
-    raises InputRejectedError (exit 3) naming it (:mod:`edgeopt.measure.run_folder`).
+    raises InputRejectedError (exit 3) naming it (:mod:`edgeopt.measure.stored`, :mod:`edgeopt.reports.run_summary`).
     """
-    from edgeopt.measure.run_folder import RunLayout, load_measurement, load_summary
+    from edgeopt.measure.stored import load_measurement
+    from edgeopt.reports.run_summary import RunLayout, load_summary
 
     layout = RunLayout.of(run_dir)
     summary = load_summary(layout.root)

@@ -1,0 +1,121 @@
+"""The run folder and its document: where each file of a run lives (:class:`RunLayout`) and the typed run
+summary (:class:`RunSummary`, ``summary.json``) with its one loader.
+
+A summary that is missing, truncated, not JSON, of another kind or schema, or fails validation raises
+:class:`~edgeopt.errors.InputRejectedError` (exit 3) naming the file and the field, whichever command reads it
+(``report``, ``gate``, ``log-mlflow``, the pytest plugin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgeopt.errors import InputRejectedError
+from edgeopt.measure.stored import EMULATED_STATUS, invalid_document, read_document, result_stem
+
+__all__ = ["RUN_SCHEMA_VERSION", "UNMADE_PROFILE", "RunLayout", "RunSummary", "load_summary"]
+
+RUN_SCHEMA_VERSION = 1
+UNMADE_PROFILE = "-"  # the profile of a row for a variant that could not be made
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder (the ``--out`` of ``edgeopt run``)."""
+
+    root: Path
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"
+
+    @property
+    def measurements(self) -> Path:
+        return self.root / "measurements"
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def variants(self) -> Path:
+        return self.root / "variants"
+
+    @property
+    def model(self) -> Path:
+        """The exported model (a run of a factory)."""
+        return self.root / "model.onnx"
+
+    @property
+    def run_log(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def reference_inputs(self) -> Path:
+        """The inputs every variant runs for fidelity (and the eval set's metrics)."""
+        return self.root / "reference_inputs.npz"
+
+    def shifted_inputs(self, name: str) -> Path:
+        """The eval set under the input shift ``name`` (``shift-noise``)."""
+        return self.root / f"reference_inputs.{name}.npz"
+
+    def timing_inputs(self, profile: str) -> Path:
+        return self.inputs / f"{profile}.npz"
+
+    def measurement(self, variant: str, profile: str) -> Path:
+        return self.measurements / f"{result_stem(variant, profile)}.json"
+
+    @classmethod
+    def of(cls, path: Path | str) -> RunLayout:
+        """The layout of the run folder ``path``, which may also name its ``summary.json``."""
+        path = Path(path)
+        return cls(path.parent if path.name == "summary.json" and path.is_file() else path)
+
+
+class RunSummary(BaseModel):
+    """``summary.json``: what a run made, measured and decided (rows and gates as their ``to_dict()``)."""
+
+    # rows and gates hold measured figures that may be NaN/inf (an fp16 variant's overflowing outputs): they
+    # stay floats in model_dump(mode="json") and the JSON encoder writes them as strings (edgeopt.core.fileio)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+
+    schema_version: Literal[1] = 1  # RUN_SCHEMA_VERSION
+    kind: Literal["run"] = "run"
+    model: str
+    model_path: str
+    calibration: dict[str, Any] | None = None
+    profiles: list[str]
+    evaluation: dict[str, Any] | None = None
+    rows: list[dict[str, Any]]
+    gates: list[dict[str, Any]]
+    exit_code: int
+    verdict: str
+
+    def measured_rows(self) -> list[tuple[str, str]]:
+        """(variant, profile) of every row that has a measurement document (not a variant that could not be made,
+        not an accuracy emulation: ``edgeopt.measure.emulation`` keeps those under ``emulated/``)."""
+        return [(str(r.get("variant")), str(r.get("profile"))) for r in self.rows
+                if r.get("profile") != UNMADE_PROFILE and r.get("status") != EMULATED_STATUS]
+
+
+def load_summary(path: Path | str) -> RunSummary:
+    """``summary.json`` of the run folder ``path`` (or the file itself), validated."""
+    file = RunLayout.of(path).summary_json
+    if not file.parent.is_dir():
+        raise InputRejectedError(f"{file.parent}: not a directory (give the --out folder of an edgeopt run)")
+    document = read_document(file, "run summary (give the --out folder of a finished 'edgeopt run')")
+    if document.get("kind") != "run" or document.get("schema_version") != RUN_SCHEMA_VERSION:
+        raise InputRejectedError(f"{file}: not an edgeopt run summary with schema_version {RUN_SCHEMA_VERSION} "
+                                 f"(kind {document.get('kind')!r}, schema_version {document.get('schema_version')!r})")
+    try:
+        return RunSummary.model_validate(document)
+    except ValidationError as error:
+        raise invalid_document(file, "run summary", error) from error
