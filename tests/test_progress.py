@@ -121,7 +121,7 @@ def test_runtime_warnings_go_to_run_log_counted_and_to_stderr_only_with_verbose(
                                                                                 verbose: int) -> None:
     console, run_log = io.StringIO(), tmp_path / "run.log"
     with output.configured(verbose=verbose, stream=console), warnings_to_file(run_log) as warned:
-        logging.getLogger("edgeopt.workflows.pipeline").info("variant fp32: 0.04 MB")
+        logging.getLogger("edgeopt.workflows.run_inputs").info("variant fp32: 0.04 MB")
         logging.getLogger("edgeopt.measure.cell").warning("measure fp32__fast: FAILED: crash")
         logging.warning("Please consider to run pre-processing before quantization.")  # what ORT's quantizer calls
         logging.getLogger("onnxruntime.quantization.shape_inference").info("Performing symbolic shape inference...")
