@@ -285,7 +285,7 @@ def test_measure_cell_peak_rss_excludes_caller_memory(benchmark: Any, figures: R
     measurement = benchmark.pedantic(measure_cell, args=(cell, context), rounds=1, iterations=1)
     del ballast
     assert measurement.status == "ok" and measurement.memory is not None, measurement.failure
-    reported = float(measurement.memory["peak_rss_mb"])
+    reported = float(measurement.memory.peak_rss_mb)
     _, bare_hwm = run_bare(variant.path, inputs)
     figures(f"measure_cell peak_rss_mb {reported:.1f} MiB with a {BALLAST_MB} MiB caller; a bare process "
             f"peaks at {bare_hwm:.1f} MiB", measure_cell_peak_rss_mb=reported, bare_vmhwm_mb=bare_hwm,

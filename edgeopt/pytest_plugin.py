@@ -284,7 +284,7 @@ class EdgeoptSession:
     def _save(self, measurement: Measurement) -> Path | None:
         if self.save_dir is None:
             return None
-        stem, sha = self._stem(measurement), str(measurement.variant["sha256"])
+        stem, sha = self._stem(measurement), str(measurement.variant.sha256)
         if self._saved.setdefault(stem, sha) != sha:
             pytest.fail(f"--edgeopt-save: two different models are named {measurement.variant_name!r} on "
                         f"{measurement.profile_name} in this session; give each its own name=", pytrace=False)
@@ -336,8 +336,8 @@ def _share_with_benchmark(fixturenames: Any, get: Any, result: BudgetResult) -> 
         return
     measurement = result.measurement
     entry: dict[str, Any] = {"profile": measurement.profile_name, "verdict": result.gate.verdict.value,
-                             "peak_rss_mb": (measurement.memory or {}).get("peak_rss_mb"),
-                             "size_mb": measurement.variant["size_bytes"] / 2**20}
+                             "peak_rss_mb": measurement.memory.peak_rss_mb if measurement.memory else None,
+                             "size_mb": measurement.variant.size_bytes / 2**20}
     if measurement.latency is not None:
         summary = measurement.latency.summary()
         entry["samples"] = summary.n

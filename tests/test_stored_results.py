@@ -81,7 +81,7 @@ EDITS: dict[str, tuple[Edit, str]] = {
     "summary a list": (lambda d: d["latency"].update(summary_ms=[1, 2]), "summary_ms"),
     "latency gone from an ok result": (lambda d: d.update(latency=None), "no latency"),
     "nan peak RSS": (lambda d: d["memory"].update(peak_rss_mb=float("nan")), "memory.peak_rss_mb"),
-    "peak RSS missing": (lambda d: d["memory"].pop("peak_rss_mb"), "memory.peak_rss_mb is missing"),
+    "peak RSS missing": (lambda d: d["memory"].pop("peak_rss_mb"), "memory.peak_rss_mb: Field required"),
     "size missing": (lambda d: d["variant"].pop("size_bytes"), "variant.size_bytes"),
     "profile name missing": (lambda d: d["profile"].pop("name"), "profile.name"),
 }

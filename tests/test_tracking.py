@@ -83,7 +83,7 @@ def test_run_folder_is_logged_as_parent_with_one_nested_run_per_variant(run_dir:
         assert params["versions.onnxruntime"] == measurement.versions["onnxruntime"]
         assert params["host.cpu_model"] == measurement.host["cpu_model"]
         assert params["budget.p95_ms"] == "1000.0" and tags["edgeopt.budget.p95_ms"] == "pass"
-        assert json.loads(params["variant.recipe"]) == measurement.variant["provenance"]["recipe"]
+        assert json.loads(params["variant.recipe"]) == measurement.variant.provenance["recipe"]
         assert tags["edgeopt.verdict"] == "pass" and tags["edgeopt.stop_reason"] == measurement.latency.stop_reason
         for label in ("p50", "p90", "p95", "p99"):
             est = stats.percentiles[label]
@@ -91,7 +91,7 @@ def test_run_folder_is_logged_as_parent_with_one_nested_run_per_variant(run_dir:
             if est.lower is not None:
                 assert metrics[f"{label}_ms_lower"] == est.lower and metrics[f"{label}_ms_upper"] == est.upper
         assert metrics["samples"] == stats.n == len(measurement.latency.samples_ns)
-        assert metrics["peak_rss_mb"] == measurement.memory["peak_rss_mb"]
+        assert metrics["peak_rss_mb"] == measurement.memory.peak_rss_mb
         assert metrics["size_mb"] == pytest.approx(row["size_mb"])
         assert metrics["fidelity.cosine"] == pytest.approx(row["fidelity"][0]["cosine"])
         assert artifacts(client, run.info.run_id, "measurement") == [f"measurement/{variant}__fast.json"]

@@ -360,7 +360,7 @@ def handle_gate(args: argparse.Namespace) -> int:
         if args.proxy:
             measurement = measurement.model_copy(update={"proxy": True})
         profile = (load_profile(args.profile) if args.profile
-                   else HardwareProfile.model_validate(measurement.profile["settings"]))
+                   else HardwareProfile.model_validate(measurement.profile.settings))
         profile = profile.with_budgets(budgets) if budgets else profile
         if not measurement.ok:
             failures += 1

@@ -78,12 +78,11 @@ class MeasuredSet:
         failure = None
         if not measurement.ok:
             failure = measurement.failure.message if measurement.failure else "measurement failed"
-        settings = measurement.profile.get("settings") or {}
+        settings = measurement.profile.settings
         return cls(
             variant=measurement.variant_name, profile=measurement.profile_name, source=source, samples_ms=samples,
-            peak_rss_mb=(measurement.memory or {}).get("peak_rss_mb"),
-            model_size_mb=measurement.variant.get("size_bytes", 0) / 2**20 if "size_bytes" in measurement.variant
-            else None,
+            peak_rss_mb=measurement.memory.peak_rss_mb if measurement.memory else None,
+            model_size_mb=measurement.variant.size_bytes / 2**20,
             host=measurement.host, versions=measurement.versions, runtime=settings.get("runtime"), failure=failure,
         )
 

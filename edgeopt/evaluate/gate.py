@@ -501,8 +501,8 @@ def gate_measurement(measurement: Measurement, profile: HardwareProfile, *, prox
     stored flag); a measurement that breaks the policy gets the INVALID verdict."""
     budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None}
     latency = measurement.latency.summary() if measurement.latency is not None else None
-    peak = measurement.memory["peak_rss_mb"] if measurement.memory else None
-    size_mb = measurement.variant["size_bytes"] / 2**20
+    peak = measurement.memory.peak_rss_mb if measurement.memory else None
+    size_mb = measurement.variant.size_bytes / 2**20
     identity = match_identity(profile, HostFingerprint.from_dict(measurement.host))  # the host it ran on
     report = measurement.stability_report()
     broken = [] if report is None else check_policy(report, profile.stability, on_target=identity.matches)

@@ -38,6 +38,8 @@ from edgeopt.measure.results import (
     FailureKind,
     Latency,
     Measurement,
+    ProfileRecord,
+    VariantRecord,
     git_commit,
     now_iso,
     row_name,
@@ -166,9 +168,8 @@ def _document(cell: Cell, context: CellContext, session: dict[str, Any]) -> dict
     identity = match_identity(profile, host)
     return {
         "key": measurement_key(variant, profile, context.reference_sha, session),
-        "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
-                    "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
-        "profile": {"name": profile.name, "digest": profile.digest(), "settings": profile.model_dump(mode="json")},
+        "variant": VariantRecord.of(variant),
+        "profile": ProfileRecord(name=profile.name, digest=profile.digest(), settings=profile.model_dump(mode="json")),
         "host": host.to_dict(), "host_matches": identity.matches, "mismatch_reasons": list(identity.reasons),
         "proxy": context.proxy, "expected_fast": profile.expects_fast(cell.precision or variant.precision, host),
         "session": session, "bench": _bench(profile), "created_at": now_iso(),

@@ -24,7 +24,7 @@ from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic
 from edgeopt.core.host import host_fingerprint
 from edgeopt.measure.jobs import ReferenceSet, WorkerJob
 from edgeopt.measure.launcher import run_worker, worker_memory_cap
-from edgeopt.measure.results import Failure, now_iso
+from edgeopt.measure.results import Failure, ProfileRecord, VariantRecord, now_iso
 from edgeopt.measure.stored import extra_outputs_file, result_stem
 from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile
@@ -49,8 +49,8 @@ class Emulation(BaseModel):
     status: Literal["ok", "failed"]
     emulates: str  # the row it stands for: ``tensorrt int8``
     method: str = METHOD
-    variant: dict[str, Any]
-    profile: dict[str, Any]
+    variant: VariantRecord
+    profile: ProfileRecord
     host: dict[str, Any]
     session: dict[str, Any]
     versions: dict[str, Any] = {}
@@ -67,7 +67,7 @@ class Emulation(BaseModel):
     @property
     def name(self) -> str:
         """The row's name: ``int8-trt-qdq@tensorrt-int8-emulated``."""
-        return f"{self.variant['name']}@{self.emulates.replace(' ', '-')}-emulated"
+        return f"{self.variant.name}@{self.emulates.replace(' ', '-')}-emulated"
 
 
 def emulation_session() -> dict[str, Any]:
@@ -127,9 +127,8 @@ def _emulate(variant: Variant, profile: HardwareProfile, directory: Path, stem: 
                     extra_references=tuple(ReferenceSet(str(source), str(target)) for source, target in extra))
     base: dict[str, Any] = {
         "key": key, "emulates": emulates, "session": session, "created_at": now_iso(),
-        "variant": {"name": variant.name, "path": str(variant.path), "precision": variant.precision,
-                    "sha256": variant.sha256, "size_bytes": variant.size_bytes, "provenance": variant.provenance},
-        "profile": {"name": profile.name, "digest": profile.digest()}, "host": host_fingerprint().to_dict()}
+        "variant": VariantRecord.of(variant), "profile": ProfileRecord(name=profile.name, digest=profile.digest()),
+        "host": host_fingerprint().to_dict()}
     run = run_worker("edgeopt.measure.worker", job, profile.bench.worker_timeout_s,
                      memory_cap=worker_memory_cap(profile), outputs=outputs)
     result = run.result

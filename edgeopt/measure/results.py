@@ -18,13 +18,16 @@ import math
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from edgeopt.core.fileio import read_json, write_json_atomic
 from edgeopt.core.stability import StabilityReport, stability_report
 from edgeopt.core.stats import CI_METHOD, ESTIMATOR, PERCENTILES, SampleSummary, summarize
+
+if TYPE_CHECKING:
+    from edgeopt.models.variants import Variant
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -52,6 +55,54 @@ class Failure(BaseModel):
     returncode: int | None = None
     stderr_tail: str = ""
     exit_code: int = 4
+
+
+class VariantRecord(BaseModel):
+    """``variant``: the measured model file as it was when measured (what a rerun checks it against)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    path: str = ""
+    precision: str
+    sha256: str | None = None
+    size_bytes: StrictInt = Field(ge=0)
+    provenance: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, variant: Variant) -> VariantRecord:
+        return cls(name=variant.name, path=str(variant.path), precision=variant.precision, sha256=variant.sha256,
+                   size_bytes=variant.size_bytes, provenance=variant.provenance)
+
+
+class ProfileRecord(BaseModel):
+    """``profile``: the hardware profile measured on, by name and digest, with its settings as they were."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    digest: str | None = None
+    settings: dict[str, Any] = {}  # HardwareProfile.model_dump(mode="json"); absent in emulation records
+
+    @property
+    def budgets(self) -> dict[str, Any]:
+        """The profile's budgets as stored (empty when none were declared)."""
+        return dict(self.settings.get("budgets") or {})
+
+    @property
+    def runtimes(self) -> dict[str, Any]:
+        return dict(self.settings.get("runtime") or {})
+
+
+class MemoryRecord(BaseModel):
+    """``memory``: the worker's resident memory, in MiB."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    baseline_rss_mb: float | None = Field(default=None, ge=0)
+    peak_rss_mb: float = Field(ge=0)
+    model_added_mb: float | None = Field(default=None, ge=0)
+    method: str = ""
 
 
 class PercentileSummary(BaseModel):
@@ -162,8 +213,8 @@ class Measurement(BaseModel):
     kind: Literal["measurement"] = "measurement"
     key: str
     status: Literal["ok", "failed"]
-    variant: dict[str, Any]
-    profile: dict[str, Any]
+    variant: VariantRecord
+    profile: ProfileRecord
     host: dict[str, Any]
     host_matches: bool
     mismatch_reasons: list[str]
@@ -174,7 +225,7 @@ class Measurement(BaseModel):
     latency: Latency | None = None
     load_ms: float | None = None
     first_inference_ms: float | None = None
-    memory: dict[str, Any] | None = None
+    memory: MemoryRecord | None = None
     runtime_details: dict[str, Any] = {}
     providers_requested: list[str] = []
     providers_active: list[str] = []
@@ -194,27 +245,13 @@ class Measurement(BaseModel):
     commit: str | None = None
 
     @model_validator(mode="after")
-    def _what_readers_rely_on(self) -> Measurement:
-        """The keys of the untyped sections every reader uses (gate, reports, compare) are there and sane."""
-        problems = [f"variant.{key} is missing or not a string" for key in ("name", "precision")
-                    if not isinstance(self.variant.get(key), str)]
-        size = self.variant.get("size_bytes")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            problems.append(f"variant.size_bytes must be a non-negative integer, got {size!r}")
-        if not isinstance(self.profile.get("name"), str):
-            problems.append("profile.name is missing or not a string")
+    def _status_has_its_section(self) -> Measurement:
+        """An ``ok`` measurement has its latency, a ``failed`` one its failure."""
+        problems = []
         if self.status == "ok" and self.latency is None:
             problems.append("status is 'ok' but there is no latency")
         if self.status == "failed" and self.failure is None:
             problems.append("status is 'failed' but there is no failure")
-        memory = self.memory or {}
-        if self.status == "ok" and self.memory is not None and "peak_rss_mb" not in memory:
-            problems.append("memory.peak_rss_mb is missing")
-        for key in ("peak_rss_mb", "baseline_rss_mb", "model_added_mb"):
-            value = memory.get(key)
-            if key in memory and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value) or value < 0):
-                problems.append(f"memory.{key} must be a finite number >= 0, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -243,11 +280,11 @@ class Measurement(BaseModel):
         """The row's name (:func:`row_name`): the variant's name, suffixed ``@<backend>-<precision>`` when not
         measured on ONNX Runtime, so every (variant, runtime) row has its own name."""
         precision = self.session.get("precision")
-        return row_name(str(self.variant["name"]), self.backend, str(precision) if precision else None)
+        return row_name(self.variant.name, self.backend, str(precision) if precision else None)
 
     @property
     def profile_name(self) -> str:
-        return str(self.profile["name"])
+        return self.profile.name
 
     def stability_report(self) -> StabilityReport | None:
         """The stability diagnosis; for a document stored without one, rebuilt from the raw samples

@@ -94,7 +94,7 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
                        edgeopt_version=m.versions.get("edgeopt"), commit=m.commit, created_at=m.created_at,
                        failure_kind=m.failure.kind if m.failure else None,
                        measurement_file=f"measurements/{result_stem(variant, profile)}.json")
-            budgets = m.profile.get("settings", {}).get("budgets") or {}
+            budgets = m.profile.budgets
             for metric in BUDGET_METRICS:
                 rec[f"{metric}_budget"] = budgets.get(metric)
             if m.latency is not None:

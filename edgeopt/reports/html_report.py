@@ -82,7 +82,7 @@ def _latency_budgets(run: RunData, measurement: Measurement) -> list[tuple[str, 
     if gate is not None:
         pairs = [(str(c["metric"]), float(c["limit"])) for c in gate.get("checks", [])]
     else:
-        budgets = measurement.profile.get("settings", {}).get("budgets") or {}
+        budgets = measurement.profile.budgets
         pairs = [(str(k), float(v)) for k, v in budgets.items() if v is not None]
     return [(metric[:-3], limit) for metric, limit in pairs if metric in _LATENCY_BUDGETS]
 
@@ -350,8 +350,8 @@ def _measurement_details(m: Measurement) -> list[tuple[str, Any]]:
                 ci = f"[{e.lower:.4g}, {e.upper:.4g}]" if e.lower is not None and e.upper is not None else "(no CI)"
                 items.append((f"{name} (ms)", f"{e.value:.4g} {ci}"))
     if m.memory:
-        items.append(("memory (MiB)", f"peak RSS {m.memory.get('peak_rss_mb', 0):.1f}, "
-                                      f"model added {m.memory.get('model_added_mb', 0):.1f}"))
+        items.append(("memory (MiB)", f"peak RSS {m.memory.peak_rss_mb:.1f}, "
+                                      f"model added {m.memory.model_added_mb or 0:.1f}"))
     return items
 
 
@@ -370,7 +370,7 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
         versions = [(f"version {k}", v) for k, v in sorted(first.versions.items())]
         settings = [(f"session {k}", v) for k, v in sorted(first.session.items())]
         settings += [(f"bench {k}", v) for k, v in sorted(first.bench.items())]
-        budgets = first.profile.get("settings", {}).get("budgets") or {}
+        budgets = first.profile.budgets
         settings += [(f"budget {k}", v) for k, v in budgets.items()]
         if first.latency is not None:
             s = first.latency.summary()

@@ -50,7 +50,7 @@ def _suite_properties(run: RunData, profile: str) -> list[tuple[str, Any]]:
     if first is None:
         return items
     host = first.host
-    items += [("edgeopt.profile.digest", first.profile.get("digest")),
+    items += [("edgeopt.profile.digest", first.profile.digest),
               ("edgeopt.core.host", host_summary(first)), ("edgeopt.core.host.hostname", host.get("hostname")),
               ("edgeopt.core.host.cpu_model", host.get("cpu_model")), ("edgeopt.core.host.arch", host.get("arch")),
               ("edgeopt.core.host.logical_cores", host.get("logical_cores")),
@@ -83,7 +83,7 @@ def _out(case: ET.Element, text: str) -> None:
 def _budgets_of(measurement: Measurement | None) -> list[str]:
     if measurement is None:
         return []
-    budgets = measurement.profile.get("settings", {}).get("budgets") or {}
+    budgets = measurement.profile.budgets
     return [str(k) for k, v in budgets.items() if v is not None]
 
 

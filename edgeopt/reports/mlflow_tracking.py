@@ -222,10 +222,10 @@ def _not_numbers(values: dict[str, Any]) -> str:
 
 
 def _measurement_params(m: Measurement) -> dict[str, Any]:
-    provenance = m.variant.get("provenance") or {}
+    provenance = m.variant.provenance
     params: dict[str, Any] = {
-        "variant.sha256": m.variant.get("sha256"), "variant.recipe": provenance.get("recipe") or provenance.get("kind"),
-        "variant.preprocessing": provenance.get("preprocessing"), "profile.digest": m.profile.get("digest"),
+        "variant.sha256": m.variant.sha256, "variant.recipe": provenance.get("recipe") or provenance.get("kind"),
+        "variant.preprocessing": provenance.get("preprocessing"), "profile.digest": m.profile.digest,
         "host_matches": m.host_matches, "proxy": m.proxy, "edgeopt_commit": m.commit,
     }
     calibration = provenance.get("calibration") or {}
@@ -249,7 +249,7 @@ def _measurement_metrics(m: Measurement) -> dict[str, float]:
         for label, est in summary.percentiles.items():
             metrics.update({f"{label}_ms": est.value, f"{label}_ms_lower": est.lower, f"{label}_ms_upper": est.upper})
     for key in ("peak_rss_mb", "baseline_rss_mb", "model_added_mb"):
-        metrics[key] = (m.memory or {}).get(key)
+        metrics[key] = getattr(m.memory, key) if m.memory else None
     stability = getattr(m, "stability", None)  # present once edgeopt.core.stability records its diagnosis
     if isinstance(stability, dict):
         metrics.update(_flatten("stability", stability))

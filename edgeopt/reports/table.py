@@ -87,8 +87,8 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
               fidelity: list[OutputFidelity], accuracy: Accuracy | None, *,
               metrics: tuple[MetricResult, ...] = (), shifts: tuple[ShiftResult, ...] = ()) -> Row:
     common = dict(variant=measurement.variant_name, profile=measurement.profile_name,
-                  precision=str(measurement.variant["precision"]), expected_fast=measurement.expected_fast,
-                  size_mb=measurement.variant["size_bytes"] / 2**20,
+                  precision=measurement.variant.precision, expected_fast=measurement.expected_fast,
+                  size_mb=measurement.variant.size_bytes / 2**20,
                   proxy=gate.proxy if gate is not None else False, runtime=measurement.runtime_label,
                   node=lab_node(measurement))
     if not measurement.ok or measurement.latency is None:
@@ -101,12 +101,13 @@ def build_row(measurement: Measurement, gate: GateResult | None, reference: Meas
     speedup = None
     if reference is not None and reference.ok and reference.latency is not None:
         speedup = ratio_interval(reference.latency.summary().percentiles["p50"], p50)
-    memory = measurement.memory or {}
+    memory = measurement.memory
     report = measurement.stability_report()
     sentences = (*gate.invalid_reasons, *(c.sentence for c in gate.checks)) if gate is not None else ()
     return Row(
         status="ok", samples=summary.n, p50_ms=p50.to_dict(), p95_ms=p95.to_dict(),
-        peak_rss_mb=memory.get("peak_rss_mb"), model_added_mb=memory.get("model_added_mb"), speedup=speedup,
+        peak_rss_mb=memory.peak_rss_mb if memory else None,
+        model_added_mb=memory.model_added_mb if memory else None, speedup=speedup,
         fidelity=tuple(fidelity), accuracy=accuracy, metrics=metrics, shifts=shifts,
         verdict=gate.verdict.value if gate is not None else "n/a",
         sentences=sentences, stability=report.describe() if report is not None else None,

@@ -125,7 +125,7 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, judge: Outp
 
 
 def _is_reference_runtime(measurement: Measurement) -> bool:
-    runtimes = measurement.profile.get("settings", {}).get("runtime", {})
+    runtimes = measurement.profile.runtimes
     declared = runtimes.get("backends") or [runtimes.get("backend", "onnxruntime")]
     return measurement.backend.startswith(str(declared[0]))
 

@@ -82,18 +82,18 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     stored = load_measurement(result_path)
     if not stored.ok or stored.latency is None:
         raise InputRejectedError(f"{result_path}: the stored measurement failed; there is nothing to reproduce")
-    model = _resolve_model(str(stored.variant["path"]), result_path)
+    model = _resolve_model(stored.variant.path, result_path)
     if not model.is_file():
-        raise InputRejectedError(f"{result_path}: the measured model {stored.variant['path']} no longer exists")
-    if sha256_file(model) != stored.variant["sha256"]:
+        raise InputRejectedError(f"{result_path}: the measured model {stored.variant.path} no longer exists")
+    if sha256_file(model) != stored.variant.sha256:
         raise InputRejectedError(f"{result_path}: {model} changed since it was measured (sha256 differs from the "
                                  "recorded one); rerun needs the same file")
     try:
-        profile = HardwareProfile.model_validate(stored.profile["settings"])
+        profile = HardwareProfile.model_validate(stored.profile.settings)
     except (ValidationError, KeyError, TypeError) as error:
         raise InputRejectedError(f"{result_path}: stored profile settings are not a valid profile") from error
-    variant = Variant(name=stored.variant_name, path=model, precision=str(stored.variant["precision"]),
-                      provenance=dict(stored.variant.get("provenance") or {}))
+    variant = Variant(name=stored.variant_name, path=model, precision=stored.variant.precision,
+                      provenance=dict(stored.variant.provenance))
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     sentences: list[str] = []

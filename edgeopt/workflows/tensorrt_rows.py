@@ -75,7 +75,7 @@ def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variant
             continue
         readiness = _readiness(measurement, target, checked)
         found.rows.append(_annotated(row, measurement, readiness))
-        variant = by_sha.get(str(measurement.variant.get("sha256")))
+        variant = by_sha.get(str(measurement.variant.sha256))
         if measurement.session.get("precision") != "int8" or variant is None:
             continue
         emulation, directory = emulate_or_reuse(variant, profile, run_dir, emulates=EMULATES,
@@ -103,14 +103,14 @@ def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variant
 
 def _readiness(measurement: Measurement, target: str, checked: dict[str, Readiness | str]) -> Readiness | str:
     """The static check of the row's file (once per file), or why it could not be checked."""
-    sha = str(measurement.variant.get("sha256"))
+    sha = str(measurement.variant.sha256)
     if sha not in checked:
         try:
-            checked[sha] = check_tensorrt_readiness(Path(str(measurement.variant["path"])), target)
+            checked[sha] = check_tensorrt_readiness(Path(measurement.variant.path), target)
         except EdgeoptError as error:
             checked[sha] = f"static check failed: {error}"
         result = checked[sha]
-        logger.info(f"trt-check {measurement.variant['name']}: "
+        logger.info(f"trt-check {measurement.variant.name}: "
                     + (result.verdict() if isinstance(result, Readiness) else result))
     return checked[sha]
 
