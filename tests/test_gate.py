@@ -107,7 +107,16 @@ def test_no_ci_inconclusive_says_samples_for_ci() -> None:
     (check,) = _gate({"p95_ms": 8.0}, latency).checks
     assert check.verdict is Verdict.INCONCLUSIVE
     assert check.samples_needed == 72
-    assert "40 samples" in check.sentence and "at least 72" in check.sentence
+    assert "inconclusive, needs 72 samples for its p95 interval (95%); got 40" in check.sentence, check.sentence
+
+
+def test_a_time_capped_loop_short_of_samples_says_so_and_what_to_do() -> None:
+    latency = summarize(np.linspace(500.0, 520.0, 4))  # a 500 ms model, max_seconds 2
+    check, = evaluate_budgets({"p95_ms": 800.0}, latency=latency, peak_rss_mb=None, model_size_mb=None,
+                              host_matches=True, proxy=False, profile=ORIN, variant="fp32", time_cap_s=2.0).checks
+    assert check.verdict is Verdict.INCONCLUSIVE and check.samples_needed == 72
+    assert ("needs 72 samples for its p95 interval (95%); got 4 in max_seconds 2 s (raise bench.max_seconds or "
+            "set bench.sample_floor)") in check.sentence, check.sentence
 
 
 @pytest.mark.aarch64

@@ -487,3 +487,13 @@ def test_variants_of_a_model_with_external_data_are_self_contained_and_follow_it
     remade = make_variant(model, Recipe.parse("fp32"), tmp_path / "variants")
     assert remade.provenance["parent"]["sha256"] != made["fp32"].provenance["parent"]["sha256"]
     assert remade.sha256 != made["fp32"].sha256
+
+
+def test_a_skipped_pre_processing_is_said_in_words() -> None:
+    from edgeopt.models.quantize import _preprocessing_skipped
+
+    incomplete = Exception("Incomplete symbolic shape inference")  # what quant_pre_process raises on real models
+    assert _preprocessing_skipped(incomplete) == ("shape inference incomplete (Incomplete symbolic shape inference): "
+                                                  "ONNX Runtime's pre-processing skipped")
+    assert _preprocessing_skipped(ValueError("bad graph")) == ("ONNX Runtime's pre-processing failed (bad graph) "
+                                                              "and was skipped")

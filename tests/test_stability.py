@@ -151,7 +151,9 @@ def test_system_rules() -> None:
     samples = ns(flat())
     load = check_policy(stability_report(samples, _probe()), OFF.model_copy(update=dict(max_load_avg_per_core=1.0)))
     assert [v.sentence for v in load] == [
-        "invalid measurement: load average 3.00 before the run = 1.50 per core (2 cores) > max_load_avg_per_core 1"]
+        "invalid measurement: load average 3.00 before the run = 1.50 per core (2 cores) > max_load_avg_per_core 1; "
+        "wait for a quiet host with 'edgeopt run --wait-for-quiet SECONDS', or compare two variants with 'edgeopt ab', "
+        "which interleaves them and tolerates load"]
     governed = _probe(governors={"cpu0": "performance", "cpu1": "powersave"})
     want = OFF.model_copy(update=dict(required_governor="performance"))
     assert [v.value for v in check_policy(stability_report(samples, governed), want)] == ["cpu1 powersave"]

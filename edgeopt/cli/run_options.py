@@ -37,6 +37,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     options.add_variant_options(p.add_argument)
     options.add_export_options(p.add_argument)
     options.add_force_options(p.add_argument)
+    p.add_argument("--wait-for-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement, wait up to SECONDS (with progress) until the load average per core "
+                        "is within the profile's stability.max_load_avg_per_core (default: 0, measure at once; a "
+                        "busy host then gives invalid rows)")
     add_json_option(p, "the run summary (summary.json)")
 
 
@@ -66,4 +70,4 @@ def run_config(args: argparse.Namespace, **extra: Any) -> RunConfig:
         min_calibration_samples=options.sample_limits(args)[0],
         max_calibration_samples=options.sample_limits(args)[1],
         metrics=tuple(args.metric or ()), shifts=tuple(args.shift or ()), shift_range=_shift_range(args.shift_range),
-        decision_threshold=args.decision_threshold, **extra)
+        decision_threshold=args.decision_threshold, wait_for_quiet_s=args.wait_for_quiet, **extra)

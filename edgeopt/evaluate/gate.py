@@ -163,6 +163,7 @@ class _Context:
     host_matches: bool
     proxy: bool
     mismatch_reasons: tuple[str, ...]
+    time_cap_s: float | None = None  # the loop stopped at bench.max_seconds (None: it stopped otherwise)
 
     def where(self) -> str:
         if self.proxy:
@@ -203,10 +204,11 @@ def _check_latency(metric: str, limit: float, latency: SampleSummary | None, ctx
         if not ctx.host_matches and not ctx.proxy:
             return _not_applicable(metric, limit, value, None, None, numbers, ctx)
         need = min_samples_for_ci(PERCENTILES[label], est.confidence)
+        got = (f"got {latency.n} in max_seconds {ctx.time_cap_s:g} s (raise bench.max_seconds or set "
+               "bench.sample_floor)" if ctx.time_cap_s is not None else f"got {latency.n}")
         sentence = ctx.finish(
-            f"{label} {_fmt(value)} ms vs budget {_fmt(limit)} ms{ctx.where()}: inconclusive, "
-            f"{latency.n} samples are too few for a {est.confidence:.0%} confidence interval "
-            f"(needs at least {need})"
+            f"{label} {_fmt(value)} ms vs budget {_fmt(limit)} ms{ctx.where()}: inconclusive, needs {need} samples "
+            f"for its {label} interval ({est.confidence:.0%}); {got}"
         )
         return BudgetCheck(metric, limit, value, None, None, Verdict.INCONCLUSIVE, sentence, need, ctx.proxy)
     numbers = f"{label} {_fmt(value)} ms [{_fmt(lower)}, {_fmt(upper)}]"
@@ -279,6 +281,7 @@ def evaluate_budgets(
     variant: str,
     host: str | None = None,
     invalid_reasons: Sequence[str] = (),
+    time_cap_s: float | None = None,
 ) -> GateResult:
     """Judge one measurement of ``variant`` against ``profile``'s ``budgets``.
 
@@ -289,7 +292,8 @@ def evaluate_budgets(
     is on the real hardware.  ``invalid_reasons`` (broken stability rules from
     ``edgeopt.evaluate.stability_policy.check_policy``) make the result INVALID wherever budgets are judged: every
     check keeps its numbers but gets INVALID ("not judged"); on a non-matching host without proxy
-    they are dropped (everything is not-applicable there anyway).  Raises ConfigError for an unknown
+    they are dropped (everything is not-applicable there anyway).  ``time_cap_s``: the timed loop stopped at
+    the profile's ``max_seconds`` (a percentile short of samples says so).  Raises ConfigError for an unknown
     metric or a non-finite/negative limit.
     """
     for metric, limit in budgets.items():
@@ -303,7 +307,7 @@ def evaluate_budgets(
                 f"budget {metric!r} must be a finite number >= 0 {_UNITS[metric]}, got {limit!r}"
             )
     effective_proxy = bool(proxy) and not host_matches
-    ctx = _Context(profile, host or "this host", host_matches, effective_proxy, tuple(mismatch_reasons))
+    ctx = _Context(profile, host or "this host", host_matches, effective_proxy, tuple(mismatch_reasons), time_cap_s)
     checks: list[BudgetCheck] = []
     for metric in BUDGET_METRICS:  # stable, documented order
         if metric not in budgets or metric in OUTPUT_BUDGETS:  # output budgets: judge_outputs
@@ -511,5 +515,13 @@ def gate_measurement(measurement: Measurement, profile: HardwareProfile, *, prox
         mismatch_reasons=list(identity.reasons), proxy=measurement.proxy if proxy is None else proxy,
         profile=profile.name,
         variant=measurement.variant_name, host=measurement.host.get("cpu_model"),
-        invalid_reasons=[v.sentence for v in broken],
+        invalid_reasons=[v.sentence for v in broken], time_cap_s=_time_cap(measurement),
     )
+
+
+def _time_cap(measurement: Measurement) -> float | None:
+    """The profile's ``max_seconds`` when that is what stopped the measurement's timed loop."""
+    if measurement.latency is None or measurement.latency.stop_reason != "time_cap":
+        return None
+    cap = measurement.bench.get("max_seconds")
+    return float(cap) if isinstance(cap, (int, float)) else None

@@ -52,7 +52,9 @@ def check_policy(report: StabilityReport, policy: Stability, *, on_target: bool 
     if limit is not None and isinstance(system.load_avg_per_core, float) and system.load_avg_per_core > limit:
         broken("max_load_avg_per_core", limit, system.load_avg_per_core,
                f"load average {system.load_avg_1m:.2f} before the run = {system.load_avg_per_core:.2f} per core "
-               f"({system.logical_cores} cores) > max_load_avg_per_core {limit:g}")
+               f"({system.logical_cores} cores) > max_load_avg_per_core {limit:g}; wait for a quiet host with "
+               "'edgeopt run --wait-for-quiet SECONDS', or compare two variants with 'edgeopt ab', which interleaves "
+               "them and tolerates load")
     if (want := policy.required_governor) is not None:
         if isinstance(system.governors, dict):
             off = sorted(f"{cpu} {g}" for cpu, g in system.governors.items() if g != want)

@@ -30,6 +30,7 @@ from edgeopt import __version__
 from edgeopt.backends import availability, is_available
 from edgeopt.core import progress
 from edgeopt.core.host import host_fingerprint
+from edgeopt.core.quiet_host import wait_for_quiet
 from edgeopt.core.stability import stability_report
 from edgeopt.measure.jobs import ReferenceSet, TimingRule, WorkerJob
 from edgeopt.measure.launcher import measurement_key, planned_session, run_worker, worker_memory_cap
@@ -89,6 +90,7 @@ class CellContext:
     extra_references: dict[str, Path] = field(default_factory=dict)  # name -> inputs (the eval set under a shift)
     proxy: bool = False  # judged as a labelled proxy when the host is not the profile's device
     force: bool = False  # measure again even when a stored measurement is still valid
+    quiet_wait_s: float = 0.0  # wait up to this long for the profile's load rule to hold before each measurement
 
 
 #: ``(cells, context) -> one Measurement per cell, in the cells' order``; each saved in ``context.directory``.
@@ -110,6 +112,8 @@ def measure_cell(cell: Cell, context: CellContext, *, title: str | None = None) 
     if previous is not None:
         logger.info(f"measure {cell.stem}: done earlier, skipped (--force to redo)")
         return previous
+    if context.quiet_wait_s > 0:
+        _wait_for_quiet(cell, context.quiet_wait_s)
     logger.info(f"measure {cell.stem}: running ...")
     with progress.task(title or f"measure {cell.stem}", unit="samples") as step:
         measurement = _measure(cell, context, lambda live: step.update(done=live["n"], detail=ci_detail(live)))
@@ -123,6 +127,22 @@ def measure_cell(cell: Cell, context: CellContext, *, title: str | None = None) 
     else:
         logger.warning(f"measure {cell.stem}: FAILED: {measurement.failure.message if measurement.failure else '?'}")
     return measurement
+
+
+def _wait_for_quiet(cell: Cell, seconds: float) -> None:
+    """Wait (up to ``seconds``) until the load average per core is within the profile's ``max_load_avg_per_core``."""
+    limit = cell.profile.stability.max_load_avg_per_core
+    if limit is None:
+        return
+
+    def say(load: float, left: float) -> None:
+        logger.info(f"measure {cell.stem}: waiting for a quiet host: load {load:.2f}/core > "
+                    f"max_load_avg_per_core {limit:g} ({left:.0f} s left of --wait-for-quiet)")
+
+    load = wait_for_quiet(limit, seconds, say)
+    if load is not None and load > limit:
+        logger.warning(f"measure {cell.stem}: the host stayed busy for {seconds:g} s (load {load:.2f}/core > "
+                       f"{limit:g}): measuring anyway, the row will be invalid")
 
 
 def stored_measurement(cell: Cell, context: CellContext) -> Measurement | None:
@@ -155,7 +175,8 @@ def ci_detail(live: dict[str, Any]) -> str:
 
 
 def _bench(profile: HardwareProfile) -> dict[str, Any]:
-    """The profile's bench settings, with the sample floor its budgets need."""
+    """The profile's bench settings, ``min_iterations`` raised to the samples its budgeted percentiles need (the
+    loop aims for them; ``max_seconds`` still bounds it: edgeopt.measure.jobs.TimingRule)."""
     bench = profile.bench.model_dump(mode="json")
     bench["min_iterations"] = max(bench["min_iterations"], budget_sample_floor(profile))
     return bench

@@ -32,7 +32,8 @@ class _Launched:
 
 @dataclass(frozen=True)
 class TimingRule:
-    """When the timed loop stops (a profile's ``bench`` settings, with the sample floor its budgets need)."""
+    """When the timed loop stops (a profile's ``bench`` settings, ``min_iterations`` raised to the samples its
+    budgets need): at ``max_seconds`` whatever the count, except below ``sample_floor``."""
 
     stop_percentile: str
     confidence: float
@@ -42,11 +43,12 @@ class TimingRule:
     max_seconds: float
     warmup_iterations: int
     warmup_seconds: float = 0.0
+    sample_floor: int = 1  # samples collected whatever max_seconds says (the profile's bench.sample_floor)
 
     @classmethod
     def from_bench(cls, bench: dict[str, Any]) -> TimingRule:
         """The rule from a profile's bench settings as plain data (other keys are the parent's)."""
-        return cls(**{f.name: bench[f.name] for f in dataclasses.fields(cls) if f.name in bench})
+        return cls(**{f.name: bench[f.name] for f in dataclasses.fields(cls) if bench.get(f.name) is not None})
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,14 @@ def _where(error: BaseException) -> str:
     return text
 
 
+def _preprocessing_skipped(error: BaseException) -> str:
+    """What a failed ``quant_pre_process`` means for the user, in words (the cause after a colon)."""
+    why = _where(error)
+    if "symbolic shape inference" in why.lower():  # FIELD_NOTES: the usual failure on real models
+        return f"shape inference incomplete ({why}): ONNX Runtime's pre-processing skipped"
+    return f"ONNX Runtime's pre-processing failed ({why}) and was skipped"
+
+
 def preprocess(source: Path, work_dir: Path, feeds: dict[str, np.ndarray] | None = None) -> tuple[Path, str]:
     """ONNX Runtime's recommended pre-processing, kept only if the result checks out.
 
@@ -203,17 +211,18 @@ def preprocess(source: Path, work_dir: Path, feeds: dict[str, np.ndarray] | None
             _check_parity(source, staged, feeds)
             note = "pre-processed"
         except Exception as error:  # noqa: BLE001 - any failure means: fall back, and say why
-            note = f"pre-processing abandoned: {_where(error)}"
+            skipped = _preprocessing_skipped(error)
             model = onnx.load(str(source))
             lifted = lift_constants(model)
             if not lifted:
-                return source, note
+                return source, f"{skipped}; variants made from the original graph"
             try:
                 onnx.save(model, str(staged))
                 _check_parity(source, staged, feeds)
             except Exception:  # noqa: BLE001 - the lifted model did not check out either
-                return source, note
-            note += f"; {lifted} Constant weights lifted to initializers instead"
+                return source, f"{skipped}; variants made from the original graph"
+            note = (f"{skipped}; variants made from the original graph, its {lifted} Constant weights lifted to "
+                    "initializers")
         with atomic_path(target) as tmp:
             shutil.copyfile(staged, tmp)
         write_text_atomic(target.with_suffix(".note"), note)

@@ -138,7 +138,13 @@ class Bench(_Section):
     warmup_seconds: float = Field(default=0.5, ge=0, allow_inf_nan=False)
     min_iterations: int = Field(default=100, ge=1)
     max_iterations: int = Field(default=100_000, ge=1)
+    # the timed loop's time cap: it bounds every row, even when the samples a confidence interval needs
+    # (min_iterations, the stop percentile's and the budgeted percentiles' minimum) are not reached by then:
+    # that row's percentile budgets are then inconclusive, saying how many samples they need
     max_seconds: PositiveFloat = 20.0
+    # samples the loop collects whatever max_seconds says (null: none beyond one); set it to make a slow
+    # model's percentile intervals exist at the cost of a longer run
+    sample_floor: int | None = Field(default=None, ge=1)
     target_ci_rel: float = Field(default=0.02, gt=0, lt=1)
     stop_percentile: Literal["p50", "p90", "p95", "p99"] = "p95"
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
@@ -158,6 +164,8 @@ class Bench(_Section):
             raise ValueError(
                 f"max_iterations ({self.max_iterations}) must be >= min_iterations ({self.min_iterations})"
             )
+        if self.sample_floor is not None and self.sample_floor > self.max_iterations:
+            raise ValueError(f"sample_floor ({self.sample_floor}) must be <= max_iterations ({self.max_iterations})")
         return self
 
 

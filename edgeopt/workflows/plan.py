@@ -10,6 +10,7 @@ cells: each profile's backends say which (variant, backend, precision) rows they
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class RunConfig:
     budgets: dict[str, float] = field(default_factory=dict)
     proxy: bool = False
     force: bool = False
+    wait_for_quiet_s: float = 0.0  # before each measurement, wait up to this long for the profile's load rule
     min_calibration_samples: int = 16
     max_calibration_samples: int | None = None
     reference_samples: int = 16
@@ -124,13 +126,26 @@ class RunPlan:
         recipes = ", ".join(r.name for r in self.recipes) or "none"
         lines = [f"plan: model {source}; inputs {inputs}",
                  f"plan: profiles {', '.join(p.name for p in self.profiles)}; variants {recipes}; "
-                 f"out {self.layout.root}"]
+                 f"out {self.layout.root}", self.timing_estimate()]
         return [*lines, *self.notes]
+
+    def timing_estimate(self) -> str:
+        """How long the timed loops take at most: each row's warm-up and ``max_seconds`` (``sample_floor`` may
+        lengthen a slow model's rows), before making variants, loading models and reference outputs."""
+        planned = [Variant(r.name, Path(r.name), r.precision, {"recipe": r.to_dict()}) for r in self.recipes]
+        rows = [(profile, len(cells_for(profile, planned, self.reference.factory))) for profile in self.profiles]
+        seconds = sum(n * (p.bench.warmup_seconds + p.bench.max_seconds) for p, n in rows)
+        floors = [p.name for p, n in rows if n and p.bench.sample_floor is not None]
+        longer = f"; longer for slow rows under bench.sample_floor ({', '.join(floors)})" if floors else ""
+        return (f"plan: timing {sum(n for _, n in rows)} row(s), at most {seconds:.0f} s of warm-up and timed loops "
+                f"(bench.warmup_seconds + bench.max_seconds per row){longer}, plus making variants and loading models")
 
 
 def plan_run(config: RunConfig) -> RunPlan:
     """Check and resolve every input of ``config`` once, before anything is written (ConfigError exit 2,
     InputRejectedError/CalibrationError exit 3, BackendError for a model ONNX Runtime cannot open)."""
+    if not (config.wait_for_quiet_s >= 0 and math.isfinite(config.wait_for_quiet_s)):
+        raise ConfigError(f"--wait-for-quiet must be a finite number of seconds >= 0, got {config.wait_for_quiet_s:g}")
     if not 0.0 < config.decision_threshold < 1.0:
         raise ConfigError(f"--decision-threshold must lie between 0 and 1, got {config.decision_threshold:g}")
     reference = ModelReference.parse(config.model)

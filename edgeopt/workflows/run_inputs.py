@@ -47,7 +47,7 @@ class RunInputs:
     def context(self, plan: RunPlan) -> CellContext:
         """What the run's cells share."""
         return CellContext(plan.layout.measurements, self.reference, self.reference_sha, self.shifted,
-                           plan.config.proxy, plan.config.force)
+                           plan.config.proxy, plan.config.force, plan.config.wait_for_quiet_s)
 
 
 def resolve_model(plan: RunPlan) -> Path:
