@@ -25,7 +25,7 @@ from edgeopt.core.fileio import dumps_json, json_float, read_json, sha256_json, 
 from edgeopt.evaluate.fidelity import OutputFidelity, compare, worst
 from edgeopt.evaluate.gate import GateResult, Verdict, judge_outputs
 from edgeopt.evaluate.metrics import MetricResult, evaluate, parse_metric
-from edgeopt.reports.run_data import load_run, row_from_dict
+from edgeopt.reports.run_data import load_run
 from edgeopt.reports.run_summary import RunSummary, load_summary
 from edgeopt.reports.table import Row, render_markdown, render_table
 from tests import profiles
@@ -63,16 +63,25 @@ def test_the_encoder_refuses_what_json_cannot_hold_naming_where() -> None:
 
 
 def test_run_summary_keeps_non_finite_figures_through_model_dump(tmp_path: Path) -> None:
-    """pydantic's default writes NaN in dict fields as null: RunSummary must not (nothing dropped)."""
+    """pydantic's default writes NaN in dict fields as null: RunSummary must not (nothing dropped), and a
+    summary.json read back and dumped again is the same file, its NaN/Inf figures included."""
     figure = OutputFidelity("y", 4, NAN, NAN, -INF, INF, None, elements_per_sample=8, inf_values=3)
-    summary = RunSummary(model="m.onnx", model_path="m.onnx", profiles=["here"],
-                         rows=[{"variant": "fp16", "profile": "here", "fidelity": [figure.to_dict()]}],
-                         gates=[], exit_code=1, verdict="verdict: FAIL (exit 1)")
+    row = Row(variant="fp16", profile="here", precision="fp16", expected_fast=False, status="ok", fidelity=(figure,),
+              speedup=(1.5, NAN, INF))
+    gate = judge_outputs(_gate(), {"min_cosine": 0.95}, [figure])
+    summary = RunSummary(model="m.onnx", model_path="m.onnx", profiles=["here"], rows=[row], gates=[gate],
+                         exit_code=1, verdict="verdict: FAIL (exit 1)")
     write_json_atomic(tmp_path / "summary.json", summary.model_dump(mode="json"))
-    stored = json.loads((tmp_path / "summary.json").read_text())["rows"][0]["fidelity"][0]
-    assert stored["cosine"] == "NaN" and stored["sqnr_db"] == "-Infinity" and stored["max_abs_error"] == "Infinity"
-    back = OutputFidelity.from_dict(load_summary(tmp_path).rows[0]["fidelity"][0])
+    text = (tmp_path / "summary.json").read_text()
+    stored = json.loads(text)
+    fidelity, check = stored["rows"][0]["fidelity"][0], stored["gates"][0]["checks"][0]
+    assert (fidelity["cosine"], fidelity["sqnr_db"], fidelity["max_abs_error"]) == ("NaN", "-Infinity", "Infinity")
+    assert stored["rows"][0]["speedup"] == [1.5, "NaN", "Infinity"] and check["value"] == "NaN"
+    loaded = load_summary(tmp_path)
+    back = loaded.rows[0].fidelity[0]
     assert math.isnan(back.cosine or 0.0) and back.sqnr_db == -INF and back.inf_values == 3
+    assert math.isnan(loaded.gates[0].checks[0].value or 0.0) and loaded.gates[0].verdict is Verdict.FAIL
+    assert dumps_json(loaded.model_dump(mode="json")) + "\n" == text
 
 
 # ------------------------------------------------------------------------------------ fidelity, metrics
@@ -170,7 +179,7 @@ def test_the_table_and_markdown_say_outputs_contain_nan() -> None:
     assert "outputs contain NaN/Inf: 5 Inf of 32 values" in render_table([row])
     markdown = render_markdown([(["profile here"], [row])], "verdict: FAIL (exit 1)")
     assert "- fp16: cosine vs fp32: outputs contain NaN/Inf: output 'y' holds 5 Inf of 32 values" in markdown
-    back = row_from_dict(json.loads(dumps_json(row.to_dict())))
+    back = Row.from_dict(json.loads(dumps_json(row.to_dict())))
     assert back.fidelity[0].inf_values == 5 and math.isnan(back.fidelity[0].cosine or 0.0)
 
 
@@ -227,8 +236,9 @@ def test_an_fp16_variant_whose_outputs_overflow_fails_its_budget_and_every_repor
     junit = (out / "junit.xml").read_text()
     assert "outputs contain NaN/Inf" in junit
 
-    run = load_run(out)  # the run reads back as a value, the figure a float again
-    again = row_from_dict(next(r for r in run.rows if r["variant"] == "fp16"))
+    run = load_run(out)  # the run reads back as a value, the figure a float again, and dumps as the same file
+    assert dumps_json(run.summary.model_dump(mode="json")) + "\n" == (out / "summary.json").read_text()
+    again = next(r for r in run.rows if r.variant == "fp16")
     assert math.isnan(again.fidelity[0].cosine or 0.0) and again.problems()
     rebuilt = subprocess.run([sys.executable, "-m", "edgeopt", "report", str(out)], capture_output=True, text=True,
                              timeout=120)

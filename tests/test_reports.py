@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,13 +24,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.cli.report import add_command
+from edgeopt.core.fileio import dumps_json
 from edgeopt.errors import ConfigError, InputRejectedError
+from edgeopt.evaluate.gate import GateResult
 from edgeopt.measure.results import Failure
 from edgeopt.reports.csv_table import RESULT_COLUMNS, SAMPLE_COLUMNS, render_results_csv, write_samples_csv
 from edgeopt.reports.html_report import render_html
 from edgeopt.reports.junit_xml import render_junit
 from edgeopt.reports.run_data import RunData, load_run, render_run_markdown
-from edgeopt.reports.run_summary import RunSummary
+from edgeopt.reports.run_summary import RunSummary, load_summary
+from edgeopt.reports.table import Row
 from edgeopt.reports.writers import write_run_reports
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests.profiles import profile_yaml
@@ -222,6 +227,42 @@ def test_unreadable_run_folders_are_clear_errors(run_dir: Path, tmp_path: Path) 
     target.unlink()
     with pytest.raises(InputRejectedError, match="fp16__here.json: no measurement here"):
         load_run(copy)
+
+
+def test_summary_rows_and_gates_read_back_typed_and_write_the_same_file(run_dir: Path) -> None:
+    """summary.json read back holds Row and GateResult values; dumped again it is the same file, byte for byte."""
+    text = (run_dir / "summary.json").read_text()
+    summary = load_summary(run_dir)
+    assert summary.rows and all(isinstance(r, Row) for r in summary.rows)
+    assert summary.gates and all(isinstance(g, GateResult) for g in summary.gates)
+    dumped = summary.model_dump(mode="json")
+    assert json.loads(dumps_json(dumped)) == json.loads(text)  # NaN/Inf figures as the encoder writes them
+    assert dumps_json(dumped) + "\n" == text
+    again = RunSummary.model_validate({**dumped, "rows": summary.rows, "gates": summary.gates})
+    assert again.rows[0] is summary.rows[0] and again.gates[0] is summary.gates[0]  # typed values taken as they are
+
+
+@pytest.mark.parametrize(("field", "entry", "words"), [
+    ("rows", {"profile": "here", "status": "ok"}, "rows.0: Value error, a row needs the field 'variant'"),
+    ("rows", "fp32", "rows.0: Value error, a row must be an object, got str"),
+    ("rows", {"variant": "fp32", "profile": "here", "speedup": [1.0]}, "rows.0: Value error, not a row: "),
+    ("gates", {"variant": "fp32", "profile": "here", "checks": []},
+     "gates.0: Value error, a gate needs the field 'host_matches'"),
+    ("gates", {"variant": "fp32", "profile": "here", "host_matches": True, "checks": [{"metric": "p50_ms"}]},
+     "gates.0: Value error, a gate needs the field 'limit'"),
+], ids=["row-without-variant", "row-not-an-object", "row-short-speedup", "gate-without-host", "gate-bad-check"])
+def test_a_malformed_row_or_gate_is_refused_naming_the_file_and_the_field(
+        run_dir: Path, tmp_path: Path, field: str, entry: object, words: str) -> None:
+    document = json.loads((run_dir / "summary.json").read_text())
+    document[field] = [entry, *document[field]]
+    (tmp_path / "summary.json").write_text(json.dumps(document))
+    with pytest.raises(InputRejectedError, match=re.escape(f"summary.json: invalid run summary: {words}")) as caught:
+        load_summary(tmp_path)
+    assert caught.value.exit_code == 3
+    if field == "rows" and isinstance(entry, dict) and "variant" not in entry:  # the command says the same
+        done = subprocess.run([sys.executable, "-m", "edgeopt", "report", str(tmp_path), "--csv",
+                               str(tmp_path / "r.csv")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 3 and f"{tmp_path / 'summary.json'}: invalid run summary: {words}" in done.stderr
 
 
 

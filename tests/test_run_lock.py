@@ -150,13 +150,13 @@ def test_two_runs_on_one_folder_the_second_stops_at_once_and_the_first_is_whole(
         first.kill()
     assert first.returncode == 0, stderr
     summary = load_summary(out)
-    rows = {(r["variant"], r["profile"]): r for r in summary.rows}
+    rows = {(r.variant, r.profile): r for r in summary.rows}
     files = {p.name for p in (out / "measurements").glob("*.json")}
     assert files == {f"{variant}__{profile}.json" for variant, profile in rows} and len(files) == 3
     for (variant, profile_name), row in rows.items():
         measurement = load_measurement(out / "measurements" / f"{variant}__{profile_name}.json")
         assert measurement.ok and measurement.latency is not None
-        assert row["p50_ms"]["value"] == measurement.latency.summary().percentiles["p50"].value
+        assert row.p50_ms["value"] == measurement.latency.summary().percentiles["p50"].value
     assert not hidden_files(out) and not (out / LOCK_NAME).exists()
 
 

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeopt.core.fileio import jsonable
 from edgeopt.measure.stored import result_stem
 
 if TYPE_CHECKING:
     from edgeopt.reports.run_data import RunData
+    from edgeopt.reports.table import Row
 
 PERCENTILE_NAMES = ("p50", "p90", "p95", "p99")
 BUDGET_METRICS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "peak_rss_mb", "model_size_mb")  # as edgeopt.evaluate.gate
@@ -57,6 +60,8 @@ def _cell(value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return jsonable(value)  # NaN, Infinity, -Infinity: the spelling summary.json has
     return value
 
 
@@ -64,27 +69,24 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
     """One dict per row of ``results.csv``, keyed by :data:`RESULT_COLUMNS`."""
     records = []
     for row in run.rows:
-        variant, profile = str(row["variant"]), str(row["profile"])
+        variant, profile = row.variant, row.profile
         m = run.measurements.get((variant, profile))
         rec: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
-        rec.update(model=run.summary.model, profile=profile, variant=variant, precision=row.get("precision"),
-                   native=row.get("expected_fast"), status=row.get("status"), verdict=row.get("verdict"),
-                   proxy=row.get("proxy"), peak_rss_mb=row.get("peak_rss_mb"),
-                   model_added_mb=row.get("model_added_mb"), size_mb=row.get("size_mb"),
-                   failure_message=row.get("failure"))
-        if row.get("speedup"):
-            rec["speedup"], rec["speedup_lower"], rec["speedup_upper"] = row["speedup"]
-        if row.get("fidelity"):
-            first = row["fidelity"][0]
-            rec.update(fidelity_output=first.get("output"), fidelity_cosine=first.get("cosine"),
-                       fidelity_min_cosine=first.get("min_cosine"), fidelity_sqnr_db=first.get("sqnr_db"),
-                       fidelity_max_abs_error=first.get("max_abs_error"),
-                       fidelity_top1_agreement=first.get("top1_agreement"),
-                       fidelity_nan_values=first.get("nan_values", 0), fidelity_inf_values=first.get("inf_values", 0))
-        if row.get("accuracy"):
-            a = row["accuracy"]
-            rec.update(accuracy=a.get("value"), accuracy_lower=a.get("lower"), accuracy_upper=a.get("upper"),
-                       accuracy_samples=a.get("samples"))
+        rec.update(model=run.summary.model, profile=profile, variant=variant, precision=row.precision,
+                   native=row.expected_fast, status=row.status, verdict=row.verdict, proxy=row.proxy,
+                   peak_rss_mb=row.peak_rss_mb, model_added_mb=row.model_added_mb, size_mb=row.size_mb,
+                   failure_message=row.failure)
+        if row.speedup:
+            rec["speedup"], rec["speedup_lower"], rec["speedup_upper"] = row.speedup
+        if row.fidelity:
+            first = row.fidelity[0]
+            rec.update(fidelity_output=first.output, fidelity_cosine=first.cosine,
+                       fidelity_min_cosine=first.min_cosine, fidelity_sqnr_db=first.sqnr_db,
+                       fidelity_max_abs_error=first.max_abs_error, fidelity_top1_agreement=first.top1_agreement,
+                       fidelity_nan_values=first.nan_values, fidelity_inf_values=first.inf_values)
+        if row.accuracy:
+            a = row.accuracy
+            rec.update(accuracy=a.value, accuracy_lower=a.lower, accuracy_upper=a.upper, accuracy_samples=a.samples)
         rec.update(_metric_cells(row))
         if m is not None:
             rec.update(host_matches=m.host_matches, host=m.host.get("hostname"), cpu_model=m.host.get("cpu_model"),
@@ -107,33 +109,31 @@ def result_records(run: RunData) -> list[dict[str, Any]]:
                     if est is not None:
                         rec[f"{name}_ms"], rec[f"{name}_ms_lower"], rec[f"{name}_ms_upper"] = (
                             est.value, est.lower, est.upper)
-        rec["stability"] = row.get("stability")
+        rec["stability"] = row.stability
         gate = run.gate(variant, profile)
-        rec["invalid_reasons"] = "; ".join((gate or {}).get("invalid_reasons") or []) or None
-        for check in (gate or {}).get("checks", []):
-            rec[f"{check['metric']}_budget"] = check.get("limit")
-            rec[f"{check['metric']}_verdict"] = check.get("verdict")
+        rec["invalid_reasons"] = "; ".join(gate.invalid_reasons) if gate is not None and gate.invalid_reasons else None
+        for check in gate.checks if gate is not None else ():
+            rec[f"{check.metric}_budget"] = check.limit
+            rec[f"{check.metric}_verdict"] = check.verdict.value
         records.append(rec)
     return records
 
 
-def _metric_cells(row: dict[str, Any]) -> dict[str, Any]:
+def _metric_cells(row: Row) -> dict[str, Any]:
     cells: dict[str, Any] = {}
-    metrics = row.get("metrics") or []
-    if metrics:
-        first = metrics[0]
-        cells.update(metric=first.get("metric"), metric_value=first.get("value"), metric_lower=first.get("lower"),
-                     metric_upper=first.get("upper"), metric_delta=first.get("delta"),
-                     metric_delta_lower=first.get("delta_lower"), metric_delta_upper=first.get("delta_upper"),
-                     metric_samples=first.get("samples"))
+    if row.metrics:
+        first = row.metrics[0]
+        cells.update(metric=first.metric, metric_value=first.value, metric_lower=first.lower,
+                     metric_upper=first.upper, metric_delta=first.delta, metric_delta_lower=first.delta_lower,
+                     metric_delta_upper=first.delta_upper, metric_samples=first.samples)
     suffixes = ("", "_lower", "_upper", "_delta", "_delta_lower", "_delta_upper")
-    for m in metrics:
+    for m in row.metrics:
         for suffix in suffixes:
-            cells[f"{m['metric']}{suffix}"] = m.get(suffix.lstrip("_") or "value")
-    for s in row.get("shifts") or []:
-        key = f"{s['shift']}/{s['metric']}"
+            cells[f"{m.metric}{suffix}"] = getattr(m, suffix.lstrip("_") or "value")
+    for s in row.shifts:
+        key = f"{s.shift}/{s.metric}"
         for suffix in (*suffixes, "_extra_drop", "_extra_drop_lower", "_extra_drop_upper", "_fragile"):
-            cells[f"{key}{suffix}"] = s.get(suffix.lstrip("_") or "value")
+            cells[f"{key}{suffix}"] = getattr(s, suffix.lstrip("_") or "value")
     return cells
 
 

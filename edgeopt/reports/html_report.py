@@ -26,8 +26,10 @@ from edgeopt.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from edgeopt.evaluate.fidelity import OutputFidelity
     from edgeopt.measure.results import Measurement
     from edgeopt.reports.run_data import RunData
+    from edgeopt.reports.table import Row
 
 MAX_PLOT_POINTS = 3000  # per series; the PNGs stay small whatever the sample count
 DPI = 96
@@ -80,7 +82,7 @@ def _thin(n: int, limit: int = MAX_PLOT_POINTS) -> np.ndarray:
 def _latency_budgets(run: RunData, measurement: Measurement) -> list[tuple[str, float]]:
     gate = run.gate(measurement.variant_name, measurement.profile_name)
     if gate is not None:
-        pairs = [(str(c["metric"]), float(c["limit"])) for c in gate.get("checks", [])]
+        pairs = [(c.metric, c.limit) for c in gate.checks]
     else:
         budgets = measurement.profile.budgets
         pairs = [(str(k), float(v)) for k, v in budgets.items() if v is not None]
@@ -179,34 +181,31 @@ def latency_figure_uri(run: RunData, measurement: Measurement) -> str:
     return _png_data_uri(fig)
 
 
-def _worst_headline(fidelity: list[dict[str, Any]]) -> float | None:
+def _worst_headline(fidelity: tuple[OutputFidelity, ...]) -> float | None:
     """The lowest most-meaningful figure (agreement or cosine) across a row's outputs, None without one."""
-    from edgeopt.evaluate.fidelity import OutputFidelity
-
-    figures = [h[1] for entry in fidelity if (h := OutputFidelity.from_dict(entry).headline()) is not None]
+    figures = [h[1] for entry in fidelity if (h := entry.headline()) is not None]
     return min(figures, key=lambda v: (not math.isnan(v), v)) if figures else None  # NaN is the worst
 
 
 def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
     """p50 latency vs model size of every measured variant of ``profile`` (None when fewer than one)."""
-    rows = [r for r in run.rows_for(profile) if r.get("status") == "ok" and r.get("p50_ms") and r.get("size_mb")]
+    rows = [r for r in run.rows_for(profile) if r.status == "ok" and r.p50_ms and r.size_mb]
     if not rows:
         return None
-    accuracy = all(r.get("accuracy") for r in rows)
-    worst_figure = [_worst_headline(r.get("fidelity") or []) for r in rows]
+    accuracy = all(r.accuracy for r in rows)
+    worst_figure = [_worst_headline(r.fidelity) for r in rows]
     fidelity = all(v is not None and math.isfinite(v) for v in worst_figure)  # a NaN has no colour: none then
     fig = _figure(7.5, 4.6)
     ax = fig.subplots()
-    sizes = np.array([float(r["size_mb"]) for r in rows])
-    p50 = np.array([float(r["p50_ms"]["value"]) for r in rows])
-    low = np.array([float(r["p50_ms"]["lower"] if r["p50_ms"]["lower"] is not None else r["p50_ms"]["value"])
-                    for r in rows])
-    high = np.array([float(r["p50_ms"]["upper"] if r["p50_ms"]["upper"] is not None else r["p50_ms"]["value"])
-                     for r in rows])
+    p50_ms = [r.p50_ms or {} for r in rows]  # every row kept has its p50 and size: "or" only narrows the type
+    sizes = np.array([float(r.size_mb or 0.0) for r in rows])
+    p50 = np.array([float(e["value"]) for e in p50_ms])
+    low = np.array([float(e["lower"] if e["lower"] is not None else e["value"]) for e in p50_ms])
+    high = np.array([float(e["upper"] if e["upper"] is not None else e["value"]) for e in p50_ms])
     ax.errorbar(sizes, p50, yerr=[p50 - low, high - p50], fmt="none", ecolor="#555555", capsize=4, linewidth=1)
     if accuracy or fidelity:
         if accuracy:
-            colour = np.array([100 * float(r["accuracy"]["value"]) for r in rows])
+            colour = np.array([100 * r.accuracy.value for r in rows if r.accuracy is not None])
             label = "top-1 accuracy (%)"
         else:
             colour = np.array([float(v or 0.0) for v in worst_figure])
@@ -238,7 +237,7 @@ def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
         ax.legend(fontsize=8, loc="best")
     ax.set(xlabel="model size (MiB)", ylabel="p50 latency (ms), 95% CI", ylim=(0, top),
            xlim=(0, float(sizes.max()) * 1.2), title=f"variant trade-off on {profile}")
-    _label_points(ax, [str(r["variant"]) for r in rows], sizes, p50, float(sizes.max()) * 1.2, top)
+    _label_points(ax, [r.variant for r in rows], sizes, p50, float(sizes.max()) * 1.2, top)
     ax.grid(alpha=0.3)
     return _png_data_uri(fig)
 
@@ -293,15 +292,14 @@ def _kv_table(items: list[tuple[str, Any]]) -> str:
     return f"<table>{rows}</table>"
 
 
-def _variant_table(rows: list[dict[str, Any]]) -> str:
-    from edgeopt.reports.run_data import row_from_dict
+def _variant_table(rows: list[Row]) -> str:
     from edgeopt.reports.table import HEADERS, _cells
 
     head = "".join(f"<th>{_e(h)}</th>" for h in HEADERS)
     body = []
-    for data in rows:
-        cells = _cells(row_from_dict(data))
-        verdict = str(data.get("verdict", "n/a"))
+    for row in rows:
+        cells = _cells(row)
+        verdict = row.verdict
         tds = [f'<td class="num">{_e(c)}</td>' if 2 <= i <= 7 else f"<td>{_e(c)}</td>"
                for i, c in enumerate(cells[:-1])]
         tds.append(f'<td class="v-{_e(verdict)}">{_e(cells[-1])}</td>')
@@ -309,12 +307,11 @@ def _variant_table(rows: list[dict[str, Any]]) -> str:
     return f'<table class="variants"><tr>{head}</tr>{"".join(body)}</table>'
 
 
-def _robustness_table(rows: list[dict[str, Any]]) -> str:
+def _robustness_table(rows: list[Row]) -> str:
     """The robustness table (metric under each input shift, paired change vs fp32), or "" without shifts."""
-    from edgeopt.reports.run_data import row_from_dict
     from edgeopt.reports.table import render_robustness
 
-    text = render_robustness([row_from_dict(data) for data in rows], tablefmt="html")
+    text = render_robustness(rows, tablefmt="html")
     if not text:
         return ""
     title, _, table = text.partition("\n")
@@ -356,7 +353,7 @@ def _measurement_details(m: Measurement) -> list[tuple[str, Any]]:
 
 
 def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
-    from edgeopt.reports.run_data import profile_header, row_from_dict
+    from edgeopt.reports.run_data import profile_header
 
     first = run.first_measurement(profile)
     parts = [f"<section><h2>profile <code>{_e(profile)}</code>{_label(first)}</h2>",
@@ -386,27 +383,27 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
         parts.append(f'<h3>variant trade-off</h3><img class="plot" alt="p50 latency vs model size on {_e(profile)}" '
                      f'src="{tradeoff}">')
     for row in rows:
-        variant = str(row["variant"])
+        variant = row.variant
         m = run.measurements.get((variant, profile))
-        verdict = str(row.get("verdict", "n/a"))
-        shown = ("PROXY " if row.get("proxy") else "") + verdict
+        verdict = row.verdict
+        shown = ("PROXY " if row.proxy else "") + verdict
         parts.append(f'<article><h3><code>{_e(variant)}</code> on <code>{_e(profile)}</code>: '
                      f'<span class="v-{_e(verdict)}">{_e(shown)}</span></h3>')
         gate = run.gate(variant, profile)
-        checks = (gate or {}).get("checks", [])
-        invalid = (gate or {}).get("invalid_reasons") or []
+        checks = gate.checks if gate is not None else ()
+        invalid = gate.invalid_reasons if gate is not None else ()
         if invalid:
             parts.append('<ul class="checks">' + "".join(
                 f'<li class="v-invalid"><b>invalid measurement</b>: {_e(r)}</li>' for r in invalid) + "</ul>")
-        if row.get("stability"):
-            parts.append(f"<p>stability: {_e(row['stability'])}</p>")
+        if row.stability:
+            parts.append(f"<p>stability: {_e(row.stability)}</p>")
         if checks:
             parts.append('<ul class="checks">' + "".join(
-                f'<li class="v-{_e(c["verdict"])}"><b>{_e(c["verdict"])}</b>: {_e(c["sentence"])}</li>'
+                f'<li class="v-{_e(c.verdict.value)}"><b>{_e(c.verdict.value)}</b>: {_e(c.sentence)}</li>'
                 for c in checks) + "</ul>")
-        if row.get("failure"):
-            parts.append(f'<p class="v-error">error: {_e(row["failure"])}</p>')
-        problems = row_from_dict(row).problems()  # outputs or metric scores holding NaN/Inf
+        if row.failure:
+            parts.append(f'<p class="v-error">error: {_e(row.failure)}</p>')
+        problems = row.problems()  # outputs or metric scores holding NaN/Inf
         if problems:
             parts.append('<ul class="checks">' + "".join(
                 f'<li class="v-fail"><b>not a number</b>: {_e(p)}</li>' for p in problems) + "</ul>")
@@ -432,7 +429,7 @@ def render_html(run: RunData) -> str:
     plots: list[str] = []
     sections = [_profile_section(run, p, plots) for p in run.profiles]
     if run.unmade:
-        items = "".join(f"<li><code>{_e(r['variant'])}</code>: {_e(r.get('failure'))}</li>" for r in run.unmade)
+        items = "".join(f"<li><code>{_e(r.variant)}</code>: {_e(r.failure)}</li>" for r in run.unmade)
         sections.append(f'<section><h2>variants that could not be made</h2><ul class="checks">{items}</ul></section>')
     exit_code = summary.exit_code
     verdict_class = {0: "pass", 1: "fail", 5: "inconclusive"}.get(exit_code, "error")

@@ -102,20 +102,20 @@ def build_junit(run: RunData) -> ET.Element:
             suite.set("timestamp", first.created_at.replace("+00:00", ""))
         _properties(suite, _suite_properties(run, profile))
         for row in run.rows_for(profile):
-            variant = str(row["variant"])
+            variant = row.variant
             measurement = run.measurements.get((variant, profile))
             wall = None
             if measurement is not None and measurement.latency is not None:
                 wall = measurement.latency.loop_wall_ms / 1000
                 seconds += wall
             gate = run.gate(variant, profile)
-            if row.get("status") not in ("ok", "emulated") or gate is None:  # emulated: accuracy only, gated
-                if row.get("status") == "ok":  # measured, but nothing judged it
+            if row.status not in ("ok", "emulated") or gate is None:  # emulated: accuracy only, gated
+                if row.status == "ok":  # measured, but nothing judged it
                     case = _case(suite, profile, variant, "measurement", wall)
                     _out(case, f"{variant} on {profile}: measured, not gated")
                     counts["tests"] += 1
                     continue
-                message = str(row.get("failure") or "measurement failed")
+                message = str(row.failure or "measurement failed")
                 kind = measurement.failure.kind if measurement is not None and measurement.failure else "failed"
                 detail = measurement.failure.stderr_tail if measurement is not None and measurement.failure else ""
                 if kind in ("unsupported", "unavailable"):  # the runtime refused the model: a reason, not an error
@@ -130,15 +130,15 @@ def build_junit(run: RunData) -> ET.Element:
                     counts["tests"] += 1
                     counts["errors"] += 1
                 continue
-            checks = gate.get("checks") or []
+            checks = gate.checks
             if not checks:
                 case = _case(suite, profile, variant, "measurement", wall)
                 _out(case, f"{variant} on {profile}: no budgets declared, nothing to judge")
                 counts["tests"] += 1
             share = None if wall is None or not checks else wall / len(checks)
             for check in checks:
-                case = _case(suite, profile, variant, str(check["metric"]), share)
-                verdict, sentence = str(check["verdict"]), str(check["sentence"])
+                case = _case(suite, profile, variant, check.metric, share)
+                verdict, sentence = check.verdict.value, check.sentence
                 counts["tests"] += 1
                 if verdict == "fail":
                     ET.SubElement(case, "failure", message=sentence, type="edgeopt.budget-exceeded").text = sentence
@@ -155,8 +155,8 @@ def build_junit(run: RunData) -> ET.Element:
         suite = ET.Element("testsuite", name="edgeopt.variants")
         counts = dict.fromkeys(totals, 0)
         for row in run.unmade:
-            case = _case(suite, "variants", str(row["variant"]), "make", None)
-            message = str(row.get("failure") or "could not be made")
+            case = _case(suite, "variants", row.variant, "make", None)
+            message = str(row.failure or "could not be made")
             ET.SubElement(case, "error", message=message, type="edgeopt.variant-failed").text = message
             counts["tests"] += 1
             counts["errors"] += 1

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from edgeopt.measure.results import Measurement
+    from edgeopt.reports.run_summary import RunSummary
+    from edgeopt.reports.table import Row
 
 __all__ = ["REPORT_ARTIFACTS", "TrackedRun", "log_run"]
 
@@ -64,9 +66,11 @@ def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedR
     a deleted experiment; ``BackendUnavailableError`` when mlflow is not installed; ``BackendError``
     when MLflow fails while logging (the runs logged so far are marked FAILED).
     """
+    from edgeopt.reports.run_summary import load_summary
+
     run_dir = Path(run_dir)
-    summary = _load_summary(run_dir)
-    children = [_child_record(run_dir, summary, row) for row in summary.get("rows", [])]
+    summary = load_summary(run_dir)
+    children = [_child_record(run_dir, summary, row) for row in summary.rows]
     mlflow = _import_mlflow()
     client = _client(mlflow, tracking_uri)
     experiment_id = _experiment(client, mlflow, experiment, tracking_uri)
@@ -99,12 +103,6 @@ def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedR
 
 # ------------------------------------------------------------------------------------------ reading
 
-def _load_summary(run_dir: Path) -> dict[str, Any]:
-    from edgeopt.reports.run_summary import load_summary
-
-    return load_summary(run_dir).model_dump(mode="json")
-
-
 @dataclass(frozen=True)
 class _Child:
     variant: str
@@ -120,105 +118,96 @@ class _Child:
         return f"{self.variant} on {self.profile}" if self.profile != "-" else f"{self.variant} (not made)"
 
 
-def _child_record(run_dir: Path, summary: dict[str, Any], row: dict[str, Any]) -> _Child:
+def _child_record(run_dir: Path, summary: RunSummary, row: Row) -> _Child:
     from edgeopt.measure.stored import load_measurement
     from edgeopt.reports.run_summary import RunLayout
 
-    variant, profile = str(row.get("variant")), str(row.get("profile"))
-    params: dict[str, Any] = {"model": summary.get("model"), "variant": variant, "profile": profile,
-                              "precision": row.get("precision"), "native": row.get("expected_fast")}
+    variant, profile = row.variant, row.profile
+    params: dict[str, Any] = {"model": summary.model, "variant": variant, "profile": profile,
+                              "precision": row.precision, "native": row.expected_fast}
     metrics = _row_metrics(row)
     tags = {"edgeopt.kind": "measurement", "edgeopt.variant": variant, "edgeopt.profile": profile,
-            "edgeopt.verdict": str(row.get("verdict")), "edgeopt.status": str(row.get("status"))}
-    if row.get("failure"):
-        tags["edgeopt.failure"] = str(row["failure"])
+            "edgeopt.verdict": row.verdict, "edgeopt.status": row.status}
+    if row.failure:
+        tags["edgeopt.failure"] = str(row.failure)
     nonfinite = _not_numbers(_row_values(row))
     if nonfinite:
         tags["edgeopt.nonfinite"] = nonfinite
-    gate = next((g for g in summary.get("gates", []) if g.get("variant") == variant and g.get("profile") == profile),
-                None)
-    for check in (gate or {}).get("checks", []):
-        params[f"budget.{check['metric']}"] = check.get("limit")
-        tags[f"edgeopt.budget.{check['metric']}"] = str(check.get("verdict"))
+    gate = next((g for g in summary.gates if g.variant == variant and g.profile == profile), None)
+    for check in gate.checks if gate is not None else ():
+        params[f"budget.{check.metric}"] = check.limit
+        tags[f"edgeopt.budget.{check.metric}"] = check.verdict.value
     measurement_path = None
-    if profile != "-" and row.get("status") != "emulated":  # an emulated row has outputs, no measurement
+    if profile != "-" and row.status != "emulated":  # an emulated row has outputs, no measurement
         measurement_path = RunLayout(run_dir).measurement(variant, profile)
         measurement = load_measurement(measurement_path)
         params.update(_measurement_params(measurement))
         metrics.update(_measurement_metrics(measurement))
         if measurement.latency is not None:
             tags["edgeopt.stop_reason"] = measurement.latency.stop_reason
-    ok = row.get("status") in ("ok", "emulated") and profile != "-"
+    ok = row.status in ("ok", "emulated") and profile != "-"
     return _Child(variant, profile, ok, params, metrics, tags, measurement_path)
 
 
 # ------------------------------------------------------------------------------------------ what is logged
 
-def _parent_name(summary: dict[str, Any]) -> str:
-    model = str(summary.get("model", "model"))
+def _parent_name(summary: RunSummary) -> str:
+    model = summary.model
     name = Path(model).name if model.endswith(".onnx") else model
-    return f"{name} on {', '.join(summary.get('profiles', [])) or '-'}"
+    return f"{name} on {', '.join(summary.profiles) or '-'}"
 
 
-def _parent_tags(run_dir: Path, summary: dict[str, Any]) -> dict[str, str]:
+def _parent_tags(run_dir: Path, summary: RunSummary) -> dict[str, str]:
     digest = hashlib.sha256((run_dir / "summary.json").read_bytes()).hexdigest()
-    return {"edgeopt.kind": "run", "edgeopt.verdict": str(summary.get("verdict")),
+    return {"edgeopt.kind": "run", "edgeopt.verdict": summary.verdict,
             "edgeopt.run_dir": str(run_dir.resolve()), "edgeopt.summary_sha256": digest}
 
 
-def _parent_params(summary: dict[str, Any]) -> dict[str, Any]:
-    calibration = summary.get("calibration") or {}
-    rows = summary.get("rows", [])
-    return {"model": summary.get("model"), "model_path": summary.get("model_path"),
-            "profiles": ",".join(summary.get("profiles", [])), "variants": ",".join(
-                sorted({str(r.get("variant")) for r in rows})),
+def _parent_params(summary: RunSummary) -> dict[str, Any]:
+    calibration = summary.calibration or {}
+    return {"model": summary.model, "model_path": summary.model_path,
+            "profiles": ",".join(summary.profiles), "variants": ",".join(sorted({r.variant for r in summary.rows})),
             "calibration.name": calibration.get("name"), "calibration.count": calibration.get("count"),
             "calibration.content_hash": calibration.get("content_hash"), "edgeopt_logger": __version__}
 
 
-def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    metrics: dict[str, Any] = {"exit_code": summary.get("exit_code")}
-    for row in summary.get("rows", []):
-        key = f"verdict_{row.get('verdict')}_count"
+def _parent_metrics(summary: RunSummary) -> dict[str, float]:
+    metrics: dict[str, Any] = {"exit_code": summary.exit_code}
+    for row in summary.rows:
+        key = f"verdict_{row.verdict}_count"
         metrics[key] = metrics.get(key, 0) + 1
     return _numbers(metrics)
 
 
-def _row_metrics(row: dict[str, Any]) -> dict[str, float]:
+def _row_metrics(row: Row) -> dict[str, float]:
     """What summary.json adds to a measurement: size, speed-up vs fp32, fidelity, accuracy."""
     return _numbers(_row_values(row))
 
 
-def _row_values(row: dict[str, Any]) -> dict[str, Any]:
-    metrics: dict[str, Any] = {"size_mb": row.get("size_mb")}
-    speedup = row.get("speedup")
-    if speedup:
-        metrics.update(speedup_p50=speedup[0], speedup_p50_lower=speedup[1], speedup_p50_upper=speedup[2])
-    fidelity = row.get("fidelity") or []
-    for entry in fidelity:
-        prefix = "fidelity" if len(fidelity) == 1 else f"fidelity.{entry.get('output')}"
+def _row_values(row: Row) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"size_mb": row.size_mb}
+    if row.speedup:
+        metrics.update(speedup_p50=row.speedup[0], speedup_p50_lower=row.speedup[1],
+                       speedup_p50_upper=row.speedup[2])
+    for entry in row.fidelity:
+        prefix = "fidelity" if len(row.fidelity) == 1 else f"fidelity.{entry.output}"
         for key in ("cosine", "min_cosine", "sqnr_db", "max_abs_error", "top1_agreement", "decision_agreement"):
-            metrics[f"{prefix}.{key}"] = entry.get(key)
-    accuracy = row.get("accuracy")
+            metrics[f"{prefix}.{key}"] = getattr(entry, key)
+    accuracy = row.accuracy
     if accuracy:
-        metric = accuracy.get("metric", "top1")
-        metrics.update({f"accuracy_{metric}": accuracy.get("value"), f"accuracy_{metric}_lower": accuracy.get("lower"),
-                        f"accuracy_{metric}_upper": accuracy.get("upper"), "accuracy_samples": accuracy.get("samples")})
+        metric = accuracy.metric
+        metrics.update({f"accuracy_{metric}": accuracy.value, f"accuracy_{metric}_lower": accuracy.lower,
+                        f"accuracy_{metric}_upper": accuracy.upper, "accuracy_samples": accuracy.samples})
     return metrics
 
 
 def _not_numbers(values: dict[str, Any]) -> str:
     """``fidelity.cosine=NaN, fidelity.max_abs_error=Infinity``: the figures that are NaN/Inf, which are not
     logged as metrics (MLflow stores finite numbers best) but named in a tag instead, never dropped unseen."""
-    from edgeopt.core.fileio import NONFINITE_STRINGS, jsonable
+    from edgeopt.core.fileio import jsonable
 
-    found = []
-    for key, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = jsonable(value)
-        if isinstance(value, str) and value in NONFINITE_STRINGS:
-            found.append(f"{key}={value}")
-    return ", ".join(found)
+    return ", ".join(f"{key}={jsonable(value)}" for key, value in values.items()
+                     if isinstance(value, float) and not math.isfinite(value))
 
 
 def _measurement_params(m: Measurement) -> dict[str, Any]:

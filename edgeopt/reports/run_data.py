@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgeopt.errors import ConfigError
 
 if TYPE_CHECKING:
+    from edgeopt.evaluate.gate import GateResult
     from edgeopt.measure.results import Measurement
     from edgeopt.reports.run_summary import RunSummary
     from edgeopt.reports.table import Row
@@ -38,24 +39,23 @@ class RunData:
     measurements: dict[tuple[str, str], Measurement] = field(default_factory=dict)  # (variant, profile)
 
     @property
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[Row]:
         return list(self.summary.rows)
 
     @property
     def profiles(self) -> list[str]:
         return list(self.summary.profiles)
 
-    def gate(self, variant: str, profile: str) -> dict[str, Any] | None:
-        return next((g for g in self.summary.gates
-                     if g.get("variant") == variant and g.get("profile") == profile), None)
+    def gate(self, variant: str, profile: str) -> GateResult | None:
+        return next((g for g in self.summary.gates if g.variant == variant and g.profile == profile), None)
 
-    def rows_for(self, profile: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("profile") == profile]
+    def rows_for(self, profile: str) -> list[Row]:
+        return [r for r in self.rows if r.profile == profile]
 
     @property
-    def unmade(self) -> list[dict[str, Any]]:
+    def unmade(self) -> list[Row]:
         """Rows of variants that could not be made (``profile`` is ``"-"``)."""
-        return [r for r in self.rows if r.get("profile") == "-"]
+        return [r for r in self.rows if r.profile == "-"]
 
     def first_measurement(self, profile: str) -> Measurement | None:
         found = [m for (_, p), m in self.measurements.items() if p == profile]
@@ -76,33 +76,6 @@ def load_run(run_dir: Path) -> RunData:
     measurements = {(variant, profile): load_measurement(layout.measurement(variant, profile))
                     for variant, profile in summary.measured_rows()}
     return RunData(layout.root, summary, measurements)
-
-
-def row_from_dict(data: dict[str, Any]) -> Row:
-    """A ``summary.json`` row back as :class:`edgeopt.reports.table.Row` (inverse of ``Row.to_dict``; a NaN/Inf
-    figure, written as ``"NaN"``/``"Infinity"``, is a float again: ``edgeopt.core.fileio``)."""
-    import dataclasses
-
-    from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity
-    from edgeopt.reports.table import Row
-
-    speedup = data.get("speedup")
-    accuracy = data.get("accuracy")
-    handled = {"variant", "profile", "precision", "expected_fast", "status", "samples", "p50_ms", "p95_ms",
-               "peak_rss_mb", "model_added_mb", "size_mb", "speedup", "fidelity", "accuracy", "verdict",
-               "sentences", "failure", "proxy"}
-    extra = {f.name: data[f.name] for f in dataclasses.fields(Row) if f.name not in handled and f.name in data}
-    return Row(
-        variant=str(data["variant"]), profile=str(data["profile"]), precision=str(data.get("precision", "-")),
-        expected_fast=bool(data.get("expected_fast", False)), status=str(data.get("status", "failed")),
-        samples=data.get("samples"), p50_ms=data.get("p50_ms"), p95_ms=data.get("p95_ms"),
-        peak_rss_mb=data.get("peak_rss_mb"), model_added_mb=data.get("model_added_mb"), size_mb=data.get("size_mb"),
-        speedup=None if speedup is None else (float(speedup[0]), float(speedup[1]), float(speedup[2])),
-        fidelity=tuple(OutputFidelity.from_dict(f) for f in data.get("fidelity") or ()),
-        accuracy=None if accuracy is None else Accuracy.from_dict(accuracy),
-        verdict=str(data.get("verdict", "n/a")), sentences=tuple(data.get("sentences") or ()),
-        failure=data.get("failure"), proxy=bool(data.get("proxy", False)), **extra,
-    )
 
 
 def host_summary(measurement: Measurement | None) -> str:
@@ -132,14 +105,14 @@ def render_run_markdown(run: RunData) -> str:
     a collapsed ``<details>`` block."""
     from edgeopt.reports.table import render_markdown
 
-    sections = [(profile_header(run, p), [row_from_dict(r) for r in run.rows_for(p)]) for p in run.profiles]
+    sections = [(profile_header(run, p), run.rows_for(p)) for p in run.profiles]
     if run.unmade:
-        sections.append((["variants that could not be made"], [row_from_dict(r) for r in run.unmade]))
+        sections.append((["variants that could not be made"], run.unmade))
     text = render_markdown(sections, run.summary.verdict)
-    checks = [(g["variant"], g["profile"], c) for g in run.summary.gates for c in g.get("checks", [])]
+    checks = [(g.variant, g.profile, c) for g in run.summary.gates for c in g.checks]
     if checks:
         lines = ["", f"<details><summary>All budget checks ({len(checks)})</summary>", ""]
-        lines += [f"- `{v}` on `{p}`: **{c['verdict']}**: {c['sentence']}" for v, p, c in checks]
+        lines += [f"- `{v}` on `{p}`: **{c.verdict.value}**: {c.sentence}" for v, p, c in checks]
         lines += ["", "</details>", ""]
         text = text.rstrip("\n") + "\n" + "\n".join(lines)
     return text

@@ -1,6 +1,10 @@
 """The run folder and its document: where each file of a run lives (:class:`RunLayout`) and the typed run
 summary (:class:`RunSummary`, ``summary.json``) with its one loader.
 
+Its rows are :class:`~edgeopt.reports.table.Row` values and its gates
+:class:`~edgeopt.evaluate.gate.GateResult` values; in the file each is the object its ``to_dict()`` writes, and
+validation reads such an object back with ``from_dict()`` (an already-typed value is taken as it is).
+
 A summary that is missing, truncated, not JSON, of another kind or schema, or fails validation raises
 :class:`~edgeopt.errors.InputRejectedError` (exit 3) naming the file and the field, whichever command reads it
 (``report``, ``gate``, ``log-mlflow``, the pytest plugin).
@@ -8,14 +12,17 @@ A summary that is missing, truncated, not JSON, of another kind or schema, or fa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError, WithJsonSchema
 
 from edgeopt.errors import InputRejectedError
+from edgeopt.evaluate.gate import GateResult
 from edgeopt.measure.stored import EMULATED_STATUS, invalid_document, read_document, result_stem
+from edgeopt.reports.table import Row
 
 __all__ = ["RUN_SCHEMA_VERSION", "UNMADE_PROFILE", "RunLayout", "RunSummary", "load_summary"]
 
@@ -80,8 +87,36 @@ class RunLayout:
         return cls(path.parent if path.name == "summary.json" and path.is_file() else path)
 
 
+_T = TypeVar("_T")
+
+
+def _reader(cls: type[_T], from_dict: Callable[[Mapping[str, Any]], _T], what: str) -> Callable[[Any], _T]:
+    """What validates a ``summary.json`` ``what``: a ``cls`` as it is, an object through ``from_dict``; anything
+    else raises ValueError, which pydantic reports with the field's place (``rows.3: Value error, ...``)."""
+    def read(value: Any) -> _T:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a {what} must be an object, got {type(value).__name__}")
+        try:
+            return from_dict(value)
+        except KeyError as error:
+            raise ValueError(f"a {what} needs the field {error}") from error
+        except (TypeError, ValueError, AttributeError, IndexError) as error:
+            raise ValueError(f"not a {what}: {error}") from error
+    return read
+
+
+# in the file a row or gate is its to_dict(); the published schema says "an object", as it did for the dicts
+_OBJECT_SCHEMA = WithJsonSchema({"type": "object", "additionalProperties": True})
+_SummaryRow = Annotated[Row, BeforeValidator(_reader(Row, Row.from_dict, "row")),
+                        PlainSerializer(Row.to_dict, return_type=dict), _OBJECT_SCHEMA]
+_SummaryGate = Annotated[GateResult, BeforeValidator(_reader(GateResult, GateResult.from_dict, "gate")),
+                         PlainSerializer(GateResult.to_dict, return_type=dict), _OBJECT_SCHEMA]
+
+
 class RunSummary(BaseModel):
-    """``summary.json``: what a run made, measured and decided (rows and gates as their ``to_dict()``)."""
+    """``summary.json``: what a run made, measured and decided (each row and gate written as its ``to_dict()``)."""
 
     # rows and gates hold measured figures that may be NaN/inf (an fp16 variant's overflowing outputs): they
     # stay floats in model_dump(mode="json") and the JSON encoder writes them as strings (edgeopt.core.fileio)
@@ -94,16 +129,16 @@ class RunSummary(BaseModel):
     calibration: dict[str, Any] | None = None
     profiles: list[str]
     evaluation: dict[str, Any] | None = None
-    rows: list[dict[str, Any]]
-    gates: list[dict[str, Any]]
+    rows: list[_SummaryRow]
+    gates: list[_SummaryGate]
     exit_code: int
     verdict: str
 
     def measured_rows(self) -> list[tuple[str, str]]:
         """(variant, profile) of every row that has a measurement document (not a variant that could not be made,
         not an accuracy emulation: ``edgeopt.measure.emulation`` keeps those under ``emulated/``)."""
-        return [(str(r.get("variant")), str(r.get("profile"))) for r in self.rows
-                if r.get("profile") != UNMADE_PROFILE and r.get("status") != EMULATED_STATUS]
+        return [(r.variant, r.profile) for r in self.rows
+                if r.profile != UNMADE_PROFILE and r.status != EMULATED_STATUS]
 
 
 def load_summary(path: Path | str) -> RunSummary:

@@ -79,6 +79,29 @@ class Row:
         data["shifts"] = [s.to_dict() for s in self.shifts]
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Row:
+        """A ``summary.json`` row back (inverse of :meth:`to_dict`; a NaN/Inf figure, written as ``"NaN"``/
+        ``"Infinity"``, is a float again: ``edgeopt.core.fileio``)."""
+        speedup = data.get("speedup")
+        accuracy = data.get("accuracy")
+        handled = {"variant", "profile", "precision", "expected_fast", "status", "samples", "p50_ms", "p95_ms",
+                   "peak_rss_mb", "model_added_mb", "size_mb", "speedup", "fidelity", "accuracy", "verdict",
+                   "sentences", "failure", "proxy"}
+        extra = {f.name: data[f.name] for f in fields(cls) if f.name not in handled and f.name in data}
+        return cls(
+            variant=str(data["variant"]), profile=str(data["profile"]), precision=str(data.get("precision", "-")),
+            expected_fast=bool(data.get("expected_fast", False)), status=str(data.get("status", "failed")),
+            samples=data.get("samples"), p50_ms=data.get("p50_ms"), p95_ms=data.get("p95_ms"),
+            peak_rss_mb=data.get("peak_rss_mb"), model_added_mb=data.get("model_added_mb"),
+            size_mb=data.get("size_mb"),
+            speedup=None if speedup is None else (float(speedup[0]), float(speedup[1]), float(speedup[2])),
+            fidelity=tuple(OutputFidelity.from_dict(f) for f in data.get("fidelity") or ()),
+            accuracy=None if accuracy is None else Accuracy.from_dict(accuracy),
+            verdict=str(data.get("verdict", "n/a")), sentences=tuple(data.get("sentences") or ()),
+            failure=data.get("failure"), proxy=bool(data.get("proxy", False)), **extra,
+        )
+
 
 _SHIFT_FLOATS = tuple(f.name for f in fields(ShiftResult) if "float" in str(f.type))
 

@@ -112,8 +112,7 @@ def _write_summary(plan: RunPlan, model_path: Path, variants: list[Variant], var
     summary = RunSummary(model=plan.config.model, model_path=str(model_path),
                          calibration=plan.calibration.describe() if plan.calibration else None,
                          profiles=[p.name for p in plan.profiles], evaluation=evaluation_record(plan.evaluation),
-                         rows=[r.to_dict() for r in rows], gates=[g.to_dict() for g in gates],
-                         exit_code=verdict.exit_code, verdict=verdict.line)
+                         rows=rows, gates=gates, exit_code=verdict.exit_code, verdict=verdict.line)
     write_json_atomic(layout.summary_json, summary.model_dump(mode="json"))
     sections = [(j.header, j.rows) for j in judged] + ([([NOT_MADE], unmade)] if unmade else [])
     write_text_atomic(layout.summary_md, render_markdown(sections, verdict.line))
