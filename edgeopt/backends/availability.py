@@ -5,7 +5,6 @@ settings module may ask without importing the registry back.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 from typing import NamedTuple
 
@@ -33,10 +32,12 @@ def _module_present(name: str) -> bool:
     """An importable module with code, not an empty namespace package (``tensorrt-stubs`` installs a
     ``tensorrt/`` folder of ``.pyi`` files only, which ``find_spec`` alone reports as importable)."""
     if name.startswith("dist:"):
+        from importlib import metadata  # here: ~2 MiB (email, zipfile, csv) a worker pays only for a dist: check
+
         try:
-            importlib.metadata.distribution(name[5:])
+            metadata.distribution(name[5:])
             return True
-        except importlib.metadata.PackageNotFoundError:
+        except metadata.PackageNotFoundError:
             return False
     spec = importlib.util.find_spec(name)
     if spec is None:

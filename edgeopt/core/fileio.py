@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import json
 import math
 import os
@@ -237,6 +236,8 @@ def restore_floats(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, A
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    import hashlib  # here, not at the top: OpenSSL's libcrypto adds ~3.6 MiB to a CPU worker, which never hashes
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):
@@ -245,4 +246,6 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def sha256_json(document: Any) -> str:
+    import hashlib  # see sha256_file
+
     return hashlib.sha256(dumps_json(document, indent=None, separators=(",", ":")).encode()).hexdigest()

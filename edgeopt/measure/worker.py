@@ -1,7 +1,8 @@
 """The isolated measurement worker: ``python -m edgeopt.measure.worker JOB.json``.
 
 It imports only what a deployed program would (numpy, psutil, the backend's runtime and
-edgeopt's light stats/host modules, never torch), activates one runner of the profile's
+edgeopt's light stats/host modules; never torch, onnx, pydantic or yaml: ``tests/test_layers.py`` runs it on
+every installed runner under ``python -X importtime``), activates one runner of the profile's
 backend with the profile's settings (the ONNX Runtime runner checks that the execution
 providers asked for are the ones active), warms up, and times the bare backend call alone
 with ``perf_counter_ns`` until the confidence interval of the stop percentile is as tight as

@@ -15,10 +15,11 @@ their manifest's SHA-256 before ``deserialize_cuda_engine`` sees them.  ``engine
 left False, and a None engine is an ``EngineDeserializeError``.
 
 Run: device and pinned host buffers are owned by the runner through ``cuda-python`` (``cudaMalloc``,
-``cudaMallocHost``; no pycuda, no torch in the worker).  The timed call is H2D copies → 
-``execute_async_v3`` → D2H copies → stream synchronise; CUDA events between the phases give H2D,
-compute and D2H device times per call (``runtime_details['phase_samples_ms']``), and the worker's host
-wall clock around the call gives end-to-end.  GPU memory: the engine's device memory size, and the
+``cudaMallocHost``; no pycuda, no torch in the worker, and no onnx or pydantic either: the build is planned
+from the job's plain ``TensorRtSection`` and the ONNX file's bytes, ``edgeopt.backends.tensorrt.plan``).
+The timed call is H2D copies → ``execute_async_v3`` → D2H copies → stream synchronise; CUDA events between
+the phases give H2D, compute and D2H device times per call (``runtime_details['phase_samples_ms']``), and the
+worker's host wall clock around the call gives end-to-end.  GPU memory: the engine's device memory size, and the
 device-wide used memory before and after loading (``cudaMemGetInfo``; other processes count too).
 """
 
@@ -36,10 +37,9 @@ import tensorrt as trt
 from edgeopt.backends.base import Feeds, Runner
 from edgeopt.backends.tensorrt.engines import BuildOptions, EngineCache, EngineDeserializeError, EngineKey
 from edgeopt.backends.tensorrt.plan import plan_build, shape_profile
-from edgeopt.backends.tensorrt.settings import TensorRtRunSettings
+from edgeopt.backends.tensorrt.settings import TensorRtRunSettings, TensorRtSection
 from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import BackendError, UnsupportedModelError
-from edgeopt.profiles.schema import TensorRtSettings
 
 try:  # cuda-python >= 12.6 moved the runtime bindings; older releases expose cuda.cudart
     from cuda.bindings import runtime as cudart
@@ -145,7 +145,7 @@ class TensorRtRunner(Runner[TensorRtRunSettings]):
         _check(cudart.cudaSetDevice(0))
         _check(cudart.cudaFree(0))  # create the context first, so that the memory delta is the model's
         used_before = _device_used_bytes()
-        settings = TensorRtSettings.model_validate(self.settings.tensorrt)
+        settings = TensorRtSection.from_dict(self.settings.tensorrt)  # validated in the parent: no pydantic here
         gpu_name, capability = gpu_identity()
         ranges = shape_profile(Path(self.model_path), settings, self.settings.input_shapes)
         options = plan_build(settings, self.settings.variant_kind, self.settings.precision, trt.__version__, ranges)

@@ -1,7 +1,13 @@
-"""TensorRT's settings and rows, without importing tensorrt (the parent builds these; the runner reads them)."""
+"""TensorRT's settings and rows, without importing tensorrt (the parent builds these; the runner reads them).
+
+The runner reads the profile's ``tensorrt`` section back as a :class:`TensorRtSection`, not as the pydantic
+``edgeopt.profiles.schema.TensorRtSettings`` the parent validated it with: the worker imports no pydantic.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +35,42 @@ class TensorRtRunSettings(BackendSettings):
     tensorrt: dict[str, Any] = field(default_factory=dict)
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ShapeBounds:
+    """One input's optimisation-profile shapes (``edgeopt.profiles.schema.ShapeRange``, read without pydantic)."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TensorRtSection:
+    """The fields of the profile's ``tensorrt`` section a build reads, as the worker's job carries them
+    (``TensorRtRunSettings.tensorrt``: ``TensorRtSettings.model_dump``, validated in the parent).  The defaults are
+    ``TensorRtSettings``'s, for a section given in part (a test holds the two equal)."""
+
+    version_family: int
+    precisions: tuple[str, ...] = ("fp32",)
+    workspace_mb: float | None = None
+    builder_optimization_level: int = 3
+    timing_cache: bool = True
+    shape_profile: dict[str, ShapeBounds] | None = None
+    power_mode: str | None = None
+
+    @classmethod
+    def from_dict(cls, section: Mapping[str, Any]) -> TensorRtSection:
+        """The section of a job's settings; keys a build does not read (``version``) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in section.items() if k in names}
+        if "precisions" in values:
+            values["precisions"] = tuple(values["precisions"])
+        if values.get("shape_profile") is not None:
+            values["shape_profile"] = {name: ShapeBounds(tuple(r["min"]), tuple(r["opt"]), tuple(r["max"]))
+                                       for name, r in values["shape_profile"].items()}
+        return cls(**values)
 
 
 def settings_for(profile: HardwareProfile, precision: str | None = None, *,
