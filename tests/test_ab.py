@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -17,10 +18,11 @@ from edgeopt.core.ratio_stats import bootstrap_ratio, latency_verdict
 from edgeopt.errors import ConfigError, InputRejectedError
 from edgeopt.measure.cell import Cell, CellContext, measure_cell
 from edgeopt.measure.launcher import prepare_timing_inputs
+from edgeopt.measure.results import Measurement
 from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import load_profile
 from edgeopt.workflows.ab import run_ab
-from edgeopt.workflows.rerun import rerun_measurement
+from edgeopt.workflows.rerun import RerunReport, rerun_measurement
 from tests import profiles
 
 
@@ -264,19 +266,56 @@ def stored(models: dict[str, Path], tmp_path: Path) -> Path:
     return path
 
 
-def test_rerun_agrees_with_a_fresh_measurement(stored: Path) -> None:
-    report = rerun_measurement(stored, times=2)
-    assert len(report.rows) == 2 and not report.failures
+def test_rerun_sets_each_fresh_measurement_against_the_stored_samples(stored: Path, tmp_path: Path) -> None:
+    """The rerun flow for real: every rerun is measured and compared with the stored samples, fresh over stored.
+
+    No claim on how close the two are: they are separate measurements, and a re-measurement on a shared machine
+    moves with the other processes' load (a fresh-clone CI run at ~2 per core saw a p95 ratio of 0.126).  The
+    verdict is judged on recorded samples below; reproducibility figures belong in ``benchmarks/``."""
+    out = tmp_path / "reruns"
+    report = rerun_measurement(stored, times=2, out_dir=out)
+    assert [row["rerun"] for row in report.rows] == [1, 2] and not report.failures
+    stored_latency = Measurement.load(stored).latency
+    assert stored_latency is not None
     for row in report.rows:
+        fresh = Measurement.load(out / f"{stored.stem}__rerun{row['rerun']}.json").latency
+        assert fresh is not None and row["n"] == len(fresh.samples_ns)
         for statistic in ("p50", "p95"):
             s = row["statistics"][statistic]
-            assert s["lower"] <= s["ratio"] <= s["upper"]
-            # same model, same settings: the ratio is near 1; the +-2 % agreement is reported, not forced here,
-            # because a 0.1 ms model on a shared 2-core machine moves with the other processes' load
-            assert 0.5 < s["ratio"] < 2.0
-    assert "agree within +-2%" in report.render()
+            point = bootstrap_ratio([v / 1e6 for v in stored_latency.samples_ns],
+                                    [v / 1e6 for v in fresh.samples_ns], statistic, resamples=10)
+            assert (s["stored_ms"], s["rerun_ms"]) == (point.baseline, point.candidate)
+            assert s["ratio"] == pytest.approx(point.ratio) and s["lower"] <= s["ratio"] <= s["upper"]
     agreeing = sum(all(abs(s["ratio"] - 1) <= 0.02 for s in row["statistics"].values()) for row in report.rows)
     assert report.agreed == agreeing and report.exit_code == (0 if agreeing == 2 else 5)
+    assert report.render().endswith(f"rerun: {agreeing}/2 rerun(s) agree within +-2% on p50 and p95 "
+                                    f"(exit {report.exit_code})")
+
+
+def steady_row(stored_ms: np.ndarray, factor: float, rerun: int) -> dict[str, Any]:
+    """A rerun row as ``rerun_measurement`` builds it, for a rerun whose samples are ``stored_ms * factor``."""
+    stats = {}
+    for statistic in ("p50", "p95"):
+        est = bootstrap_ratio(stored_ms, stored_ms * factor, statistic, seed=rerun - 1)
+        stats[statistic] = {"ratio": est.ratio, "lower": est.lower, "upper": est.upper, "stored_ms": est.baseline,
+                            "rerun_ms": est.candidate}
+    return {"rerun": rerun, "n": stored_ms.size, "statistics": stats}
+
+
+def test_rerun_verdict_on_steady_recorded_samples() -> None:
+    """Agreement and exit code judged on recorded steady samples (seeded, within about 1 % of 0.5 ms), where
+    the truth is known: a rerun at the stored level or 1 % off agrees, one 5 % slower does not."""
+    stored_ms = 0.5 * np.random.default_rng(0).lognormal(0.0, 0.005, 400)
+    same, near, slower = (steady_row(stored_ms, factor, i + 1) for i, factor in enumerate((1.0, 1.01, 1.05)))
+    reproduced = RerunReport(Path("m.json"), (same, near))
+    assert reproduced.agreed == 2 and reproduced.exit_code == 0
+    assert reproduced.render() == "rerun: 2/2 rerun(s) agree within +-2% on p50 and p95 (exit 0)"
+    drifted = RerunReport(Path("m.json"), (same, slower))
+    assert slower["statistics"]["p50"]["ratio"] == pytest.approx(1.05)
+    assert drifted.agreed == 1 and drifted.exit_code == 5
+    assert drifted.render() == "rerun: 1/2 rerun(s) agree within +-2% on p50 and p95 (exit 5)"
+    failed = RerunReport(Path("m.json"), (same,), failures=("rerun 2: worker crashed",))
+    assert failed.exit_code == 4 and failed.render().splitlines()[0] == "FAILED: rerun 2: worker crashed"
 
 
 def test_rerun_refuses_a_changed_or_missing_model(stored: Path, tmp_path: Path) -> None:

@@ -14,18 +14,29 @@ module ``edgeopt._PUBLIC`` maps the name to), relative imports, and imports by n
 edgeopt module (``edgeopt.backends``' registry, the roof's ``_PUBLIC``, the CLI's command modules).  The worker
 modules (run on a board, their RSS measured) may import only ``errors``, ``core``, ``backends`` and each
 other.  A few modules are also checked at run time, in a fresh interpreter, for the third-party
-packages they must not pull in.
+packages they must not pull in; so is every runner of the registry (``edgeopt.backends``), activated in a real
+worker process on a tiny model: whatever a runner imports counts in every peak RSS the worker measures.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
+
+from edgeopt.backends import _REGISTRY
+from edgeopt.backends.availability import NEEDS, missing
+from edgeopt.measure.jobs import TimingRule, WorkerJob
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeopt"
 LAYERS = ("errors", "core", "profiles", "models", "zoo", "backends", "measure", "evaluate", "reports",
@@ -40,10 +51,6 @@ LIGHT = {
     "edgeopt.core.host": ("numpy", "pydantic", "onnxruntime", "torch"),
     "edgeopt.measure.worker": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
     "edgeopt.measure.ab_worker": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
-    # the runners the worker loads: their imports count in every measured peak RSS
-    "edgeopt.backends.onnxruntime": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
-    "edgeopt.backends.onnxruntime_gpu": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
-    "edgeopt.backends.openvino": ("torch", "pydantic", "yaml", "onnx", "mlflow", "matplotlib"),
     "edgeopt.pytest_plugin": ("onnxruntime", "onnx", "numpy", "torch", "pydantic", "yaml", "mlflow"),
     "edgeopt.cli.report": ("numpy", "pydantic", "matplotlib", "onnxruntime", "torch"),
     "edgeopt.cli.tracking": ("mlflow",),
@@ -302,3 +309,150 @@ def test_module_stays_light(module: str) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"importing {module} pulled in {result.stdout.strip()}"
+
+
+# ---------------------------------------------------------------------------------- runners in the worker
+
+WORKER_HEAVY = ("onnx", "pydantic", "yaml", "torch", "mlflow", "matplotlib")  # never in a measurement worker
+RUNTIME_ALLOWED = {"torch": ("torch",)}  # ... except the runner's own runtime
+# standard-library modules an ONNX Runtime worker never uses, which cost its measured peak RSS (MiB, with the
+# modules they pull in): OpenSSL's libcrypto ~3.6, email/zipfile/csv ~2.2, decimal/fractions ~0.5
+ORT_WORKER_UNUSED = ("hashlib", "importlib.metadata", "statistics")
+# backend -> the session settings of its worker job on the tiny model (the backend's settings dataclass fills
+# in the rest); every backend of the registry is listed (test_every_registered_runner_is_checked)
+RUNNER_SESSIONS: dict[str, dict[str, Any]] = {
+    "onnxruntime": {},
+    "onnxruntime-gpu": {"provider_options": [["CUDAExecutionProvider", {}]]},
+    "openvino": {"precision": "fp32"},
+    "tensorrt": {"precision": "fp32", "variant_kind": "fp32", "tensorrt": {"version_family": 10},
+                 "input_shapes": {"x": [1, 4]}},
+    "torch": {"inputs": [["x", [1, 4], "float32"]]},
+}
+TORCH_FACTORY = """import torch
+
+
+class Tiny(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x)
+
+
+def tiny():
+    return Tiny()
+"""
+
+
+def tiny_onnx(path: Path) -> Path:
+    """x [1, 4] -> Relu -> y, built here: the model every ONNX runner is activated on."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def heavy_for(backend: str) -> tuple[str, ...]:
+    return tuple(m for m in WORKER_HEAVY if m not in RUNTIME_ALLOWED.get(backend, ()))
+
+
+def imported_modules(importtime: str) -> set[str]:
+    """The modules a ``python -X importtime`` run imported, from its stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_every_registered_runner_is_checked() -> None:
+    assert set(RUNNER_SESSIONS) == set(_REGISTRY) == set(NEEDS)
+
+
+@pytest.mark.parametrize("backend", sorted(RUNNER_SESSIONS))
+def test_a_runner_module_imports_nothing_heavy(backend: str) -> None:
+    """The runner module in a fresh interpreter; where its runtime is not installed and the module cannot be
+    imported without it, every edgeopt module it imports instead, function-local ones included."""
+    module = _REGISTRY[backend].module
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    own = sorted({name for name, _, _ in edgeopt_imports(path)})
+    installed = missing(backend) is None
+    code = (f"import importlib, sys\n"
+            f"try:\n    importlib.import_module({module!r})\n"
+            f"except Exception as error:\n"
+            f"    if {installed!r}:\n        raise\n"
+            f"    print(f'{module} not imported without its runtime: {{error!r}}', file=sys.stderr)\n"
+            f"    for name in {own!r}:\n        importlib.import_module(name)\n"
+            f"print([m for m in {heavy_for(backend)!r} if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"importing {module} pulled in {result.stdout.strip()}"
+
+
+def _worker_job(backend: str, folder: Path) -> WorkerJob:
+    if backend == "torch":
+        (folder / "edgeopt_tiny_factory.py").write_text(TORCH_FACTORY, encoding="utf-8")
+        model = "edgeopt_tiny_factory:tiny"
+    else:
+        model = str(tiny_onnx(folder / "tiny.onnx"))
+    np.savez(folder / "inputs.npz", x=np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 4))
+    timing = TimingRule(stop_percentile="p50", confidence=0.95, target_ci_rel=0.5, min_iterations=20,
+                        max_iterations=100, max_seconds=2.0, warmup_iterations=2)
+    session = {"backend": backend, **RUNNER_SESSIONS[backend]}
+    if backend in ("onnxruntime-gpu", "tensorrt"):
+        session["cache_dir"] = str(folder / "cache")
+    return WorkerJob(model_path=model, session=session, inputs_path=str(folder / "inputs.npz"), timing=timing,
+                     result_path=str(folder / "result.json"))
+
+
+@pytest.mark.parametrize("backend", [pytest.param(name, marks=pytest.mark.xfail(
+    strict=True, reason="edgeopt.models.calibration (pydantic, yaml) comes in through models.factory, modelref "
+                        "and torch_io, which the torch runner's _activate imports; InputSpec must move out of it"))
+    if name == "torch" else name for name in sorted(RUNNER_SESSIONS)])
+def test_a_worker_running_a_runner_imports_nothing_heavy(backend: str, tmp_path: Path) -> None:
+    """``python -m edgeopt.measure.worker`` measures a tiny model on the runner, for real; ``-X importtime``
+    lists every module the process imported, start to finish (the runner's activate, the timed loop, the host
+    fingerprint), with nothing added to the worker to ask it."""
+    reason = missing(backend)
+    if reason is not None:
+        pytest.skip(f"{backend} cannot be activated here ({reason}); test_a_runner_module_imports_nothing_heavy "
+                    "checks what its module imports")
+    job = _worker_job(backend, tmp_path)
+    job_path = tmp_path / "job.json"
+    job_path.write_text(json.dumps(job.to_dict()), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PACKAGE.parent)])}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgeopt.measure.worker", str(job_path)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert Path(job.result_path).is_file(), done.stderr[-2000:]
+    result = json.loads(Path(job.result_path).read_text(encoding="utf-8"))
+    assert done.returncode == 0 and result["status"] == "ok", result.get("message", done.stderr[-2000:])
+    assert result["reference_count"] == 0 and len(result["samples_ns"]) >= 20
+    imported = imported_modules(done.stderr)
+    heavy = sorted({name.split(".")[0] for name in imported} & set(heavy_for(backend)))
+    assert heavy == [], f"a worker running {backend} imported {heavy}"
+    if backend == "onnxruntime":  # the runtime itself imports none of them (benchmarks/test_overhead.py)
+        unused = sorted(imported & set(ORT_WORKER_UNUSED))
+        assert unused == [], f"the ONNX Runtime worker imported {unused}, which it never uses"
+
+
+def test_tensorrt_build_planning_imports_nothing_heavy(tmp_path: Path) -> None:
+    """What the TensorRT runner does in the worker before it calls TensorRT (its section read back from the
+    job, the shape profile from the ONNX file, the build plan, the engine cache key and lookup), in a fresh
+    interpreter: this part runs without a GPU, and imports neither onnx nor pydantic."""
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    settings = RUNNER_SESSIONS["tensorrt"]
+    code = f"""
+import sys
+from pathlib import Path
+from edgeopt.backends.tensorrt.engines import EngineCache, EngineKey
+from edgeopt.backends.tensorrt.plan import plan_build, shape_profile
+from edgeopt.backends.tensorrt.settings import TensorRtRunSettings, TensorRtSection
+from edgeopt.core.fileio import sha256_file
+
+run = TensorRtRunSettings.from_dict({settings!r})
+section = TensorRtSection.from_dict(run.tensorrt)
+ranges = shape_profile(Path({str(model)!r}), section, run.input_shapes)
+options = plan_build(section, run.variant_kind, run.precision, "10.3.0", ranges)
+key = EngineKey(sha256_file(Path({str(model)!r})), "10.3.0", "a GPU", "8.7", options)
+assert EngineCache(Path({str(tmp_path / "engines")!r})).open(key, bytes) is None
+assert [(r.name, r.min, r.max) for r in ranges] == [("x", (1, 4), (1, 4))], ranges
+print([m for m in {heavy_for("tensorrt")!r} if m in sys.modules])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"planning a TensorRT build pulled in {result.stdout.strip()}"
