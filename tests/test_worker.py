@@ -7,6 +7,7 @@ imports at start-up and which acts only when its environment variable is set.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 import time
 from pathlib import Path
@@ -17,8 +18,10 @@ import pytest
 from edgeopt.core.fileio import sha256_file
 from edgeopt.core.stats import PERCENTILES, min_samples_for_ci
 from edgeopt.measure.cell import Cell, CellContext, measure_cell
+from edgeopt.measure.jobs import TimingRule
 from edgeopt.measure.launcher import prepare_timing_inputs
 from edgeopt.measure.results import Measurement
+from edgeopt.measure.worker import timed_loop, warm_up
 from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile, load_profile
 
@@ -118,7 +121,7 @@ def test_measurement_of_a_tiny_model(conv_model: Path, fast_profile: HardwarePro
     assert result.failure is None
     assert result.latency is not None
     needed = max(fast_profile.bench.min_iterations, min_samples_for_ci(PERCENTILES["p95"], 0.95))
-    assert len(result.latency.samples_ns) >= needed
+    assert len(result.latency.samples_ns) >= needed or result.latency.stop_reason == "time_cap"  # max_seconds bounds
     assert all(sample > 0 for sample in result.latency.samples_ns)
     assert result.latency.stop_reason in ("ci_target", "time_cap", "max_iterations")
     assert result.torch_imported is False
@@ -145,13 +148,15 @@ def test_shipped_host_cpu_profile_drives_the_worker(identity_model: Path, tmp_pa
     bench = shipped.bench.model_dump(mode="json")
     bench.pop("input_shapes")  # None: not expressible as a YAML scalar line, and not needed
     bench.pop("worker_max_rss_mb")  # None too: the default (75 % of the host's memory) applies
+    bench.pop("sample_floor")  # None too: no floor
     bench["max_seconds"] = 1.0
     profile = write_profile(
         tmp_path, "host-cpu-quick", bench=bench, providers=tuple(shipped.runtime.execution_providers)
     )
     result = measure(identity_model, profile, tmp_path / "work")
     assert result.ok, result.failure
-    assert result.latency is not None and len(result.latency.samples_ns) >= shipped.bench.min_iterations
+    assert result.latency is not None
+    assert len(result.latency.samples_ns) >= shipped.bench.min_iterations or result.latency.stop_reason == "time_cap"
     assert result.torch_imported is False
 
 
@@ -220,3 +225,24 @@ def test_missing_execution_provider_is_a_provider_fallback_failure(conv_model: P
     assert result.failure is not None
     assert result.failure.kind == "provider-fallback"
     assert "CUDAExecutionProvider" in result.failure.message
+
+
+def _rule(**settings: Any) -> TimingRule:
+    return TimingRule(**{"stop_percentile": "p95", "confidence": 0.95, "target_ci_rel": 0.02, "min_iterations": 20,
+                         "max_iterations": 1000, "max_seconds": 0.3, "warmup_iterations": 20, **settings})
+
+
+def test_max_seconds_bounds_a_slow_models_timed_loop_and_its_warm_up() -> None:
+    """A 50 ms call under min_iterations 20 and max_seconds 0.3: the loop stops at the time cap with the samples it
+    has (the p95 CI would want 72), and the warm-up stops there too."""
+    slow = functools.partial(time.sleep, 0.05)
+    started = time.perf_counter()
+    samples, reason = timed_loop(slow, _rule())
+    assert reason == "time_cap" and 1 <= len(samples) <= 7, (reason, len(samples))
+    assert time.perf_counter() - started < 2.0
+    assert 1 <= warm_up(slow, 20, 0.0, 0.3) <= 7
+
+
+def test_a_sample_floor_outlasts_max_seconds() -> None:
+    samples, reason = timed_loop(functools.partial(time.sleep, 0.05), _rule(sample_floor=10))
+    assert reason == "time_cap" and len(samples) == 10

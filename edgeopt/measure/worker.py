@@ -54,13 +54,17 @@ def load_feeds(path: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def warm_up(call: Callable[[], Any], iterations: int, seconds: float) -> int:
-    """Untimed calls until both ``iterations`` and ``seconds`` are reached; returns how many ran."""
-    deadline = time.perf_counter_ns() + int(seconds * 1e9)
+def warm_up(call: Callable[[], Any], iterations: int, seconds: float, cap_seconds: float) -> int:
+    """Untimed calls until both ``iterations`` and ``seconds`` are reached, or, after one call, ``cap_seconds`` (the
+    profile's ``max_seconds``: a slow model's warm-up does not outlast its timed loop); returns how many ran."""
+    started = time.perf_counter_ns()
+    deadline, cap = started + int(seconds * 1e9), started + int(cap_seconds * 1e9)
     count = 0
     while count < iterations or time.perf_counter_ns() < deadline:
         call()
         count += 1
+        if time.perf_counter_ns() >= cap:
+            break
     return count
 
 
@@ -71,7 +75,10 @@ def report_progress(n: int, ci_rel: float | None, **more: int) -> None:
 
 def timed_loop(call: Callable[[], Any], rule: TimingRule,
                report: Callable[[int, float | None], None] | None = None) -> tuple[list[int], str]:
-    """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped.
+    """Time ``call()`` until the stop rule holds; return raw samples (ns) and why it stopped: ``time_cap`` once
+    ``max_seconds`` have passed and ``sample_floor`` samples are in (checked after every sample: the profile bounds
+    every row), else, from ``max(min_iterations, the stop percentile's CI minimum)`` samples on, at checkpoints,
+    ``max_iterations`` or ``ci_target``.
 
     ``report(n, ci_rel)`` (a job with ``progress`` set: :func:`report_progress`) is called only at the stop
     rule's checkpoints, outside the timed interval, at most every :data:`PROGRESS_INTERVAL_NS` (the first
@@ -82,6 +89,7 @@ def timed_loop(call: Callable[[], Any], rule: TimingRule,
     needed = max(int(rule.min_iterations), min_samples_for_ci(q, confidence))
     max_iterations = max(int(rule.max_iterations), needed)
     cap_ns = int(float(rule.max_seconds) * 1e9)
+    floor = max(1, int(rule.sample_floor))
     clock = time.perf_counter_ns
     samples: list[int] = []
     append = samples.append
@@ -93,6 +101,8 @@ def timed_loop(call: Callable[[], Any], rule: TimingRule,
         call()
         t1 = clock()
         append(t1 - t0)
+        if t1 - started >= cap_ns and len(samples) >= floor:
+            return samples, "time_cap"
         if len(samples) < next_check:
             continue
         n = len(samples)
@@ -101,8 +111,6 @@ def timed_loop(call: Callable[[], Any], rule: TimingRule,
         rel = ci_half_width_rel(np.sort(np.asarray(samples, dtype=np.float64)), q, confidence)
         if rel is not None and rel <= target:
             return samples, "ci_target"
-        if t1 - started >= cap_ns:
-            return samples, "time_cap"
         next_check = min(n + max(10, n // 10), max_iterations)
         if report is not None and t1 - reported >= PROGRESS_INTERVAL_NS:
             report(n, rel)
@@ -160,7 +168,7 @@ def measure(job: WorkerJob) -> dict[str, Any]:
         rule = job.timing
         reference_count, reference_calls = _run_references(runner, job)  # the first part of the warm-up
         warmup_iterations = reference_calls + warm_up(call, max(1, int(rule.warmup_iterations) - reference_calls),
-                                                      float(rule.warmup_seconds))
+                                                      float(rule.warmup_seconds), float(rule.max_seconds))
         loop_start = snapshot()
         wall0 = time.perf_counter_ns()
         samples, stop_reason = timed_loop(call, rule, report_progress if job.progress else None)
