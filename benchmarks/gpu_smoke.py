@@ -38,8 +38,9 @@ from tabulate import tabulate
 from edgeopt.backends import availability, runner_for
 from edgeopt.backends.tensorrt.goldens import compare_outputs, read_goldens, recommended_tolerances, write_goldens
 from edgeopt.core.fileio import sha256_file, write_bytes_atomic
-from edgeopt.models.calibration import CalibrationSet, InputSpec
+from edgeopt.models.calibration import CalibrationSet
 from edgeopt.models.export import export_onnx, random_feeds
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.modelref import factory_input_specs, load_entry_point
 from edgeopt.models.quantize import make_variant
 from edgeopt.models.recipes import Recipe

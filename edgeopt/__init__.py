@@ -18,7 +18,7 @@ _PUBLIC = {
     "inspect_model": "edgeopt.models.graph",
     "export_onnx": "edgeopt.models.export",
     "ParityTolerance": "edgeopt.models.export",
-    "InputSpec": "edgeopt.models.calibration",
+    "InputSpec": "edgeopt.models.input_spec",
     "CalibrationSet": "edgeopt.models.calibration",
     "load_calibration": "edgeopt.models.calibration",
     "Recipe": "edgeopt.models.recipes",

@@ -255,8 +255,9 @@ class EdgeoptSession:
         from edgeopt.measure.cell import Cell, CellContext, measure_cell
         from edgeopt.measure.launcher import measurement_key, prepare_timing_inputs
         from edgeopt.measure.stored import result_stem
-        from edgeopt.models.calibration import InputSpec, load_calibration
+        from edgeopt.models.calibration import load_calibration
         from edgeopt.models.graph import input_specs, load_model
+        from edgeopt.models.input_spec import InputSpec
         from edgeopt.models.variants import Variant
         from edgeopt.profiles.schema import budget_sample_floor
 

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from edgeopt.errors import ConfigError
-from edgeopt.models.calibration import InputSpec
 from edgeopt.models.graph import input_specs
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.inputs import resolve_shapes, synthetic_feeds, table_sizes
 from tests import zoo
 

@@ -400,10 +400,7 @@ def _worker_job(backend: str, folder: Path) -> WorkerJob:
                      result_path=str(folder / "result.json"))
 
 
-@pytest.mark.parametrize("backend", [pytest.param(name, marks=pytest.mark.xfail(
-    strict=True, reason="edgeopt.models.calibration (pydantic, yaml) comes in through models.factory, modelref "
-                        "and torch_io, which the torch runner's _activate imports; InputSpec must move out of it"))
-    if name == "torch" else name for name in sorted(RUNNER_SESSIONS)])
+@pytest.mark.parametrize("backend", sorted(RUNNER_SESSIONS))
 def test_a_worker_running_a_runner_imports_nothing_heavy(backend: str, tmp_path: Path) -> None:
     """``python -m edgeopt.measure.worker`` measures a tiny model on the runner, for real; ``-X importtime``
     lists every module the process imported, start to finish (the runner's activate, the timed loop, the host

@@ -170,7 +170,7 @@ def test_labels_must_be_class_indices_of_the_model(tmp_path: Path) -> None:
     """Labels -1 ... -976 used to score top-1 0 % and pass; labels past the classes likewise (issue 12, item 9)."""
     from edgeopt.evaluate.fidelity import top1_accuracy
     from edgeopt.evaluate.metrics import check_metrics
-    from edgeopt.models.calibration import InputSpec
+    from edgeopt.models.input_spec import InputSpec
 
     images = np.random.default_rng(0).random((6, 1, 4, 4)).astype(np.float32)
     np.savez(tmp_path / "negative.npz", images=images, labels=-(np.arange(6) * 25 + 1))

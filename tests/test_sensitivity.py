@@ -18,7 +18,8 @@ from edgeopt.evaluate.sensitivity import (
     render_sensitivity_table,
     run_outputs,
 )
-from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration, load_eval_split
+from edgeopt.models.calibration import CalibrationSet, load_calibration, load_eval_split
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.quantize import make_variant
 from edgeopt.models.recipes import Recipe
 from edgeopt.models.variants import Variant

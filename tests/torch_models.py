@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 
 INPUT_NAME = "input"
 CHANNELS, HEIGHT, WIDTH = 3, 16, 16

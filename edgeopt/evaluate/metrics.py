@@ -36,7 +36,7 @@ from edgeopt.errors import CalibrationError, ConfigError
 from edgeopt.evaluate.fidelity import check_labels
 
 if TYPE_CHECKING:
-    from edgeopt.models.calibration import InputSpec
+    from edgeopt.models.input_spec import InputSpec
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0

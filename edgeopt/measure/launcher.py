@@ -35,8 +35,9 @@ from edgeopt.core.fileio import read_json, sha256_json, write_json_atomic, write
 from edgeopt.core.lifeline import read_no_room, remove_worker_files
 from edgeopt.core.run_lock import held_locks
 from edgeopt.measure.jobs import AbJob, WorkerJob
-from edgeopt.models.calibration import CalibrationSet, InputSpec
+from edgeopt.models.calibration import CalibrationSet
 from edgeopt.models.graph import input_specs
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.inputs import resolve_shapes, synthetic_feeds
 from edgeopt.models.variants import Variant
 from edgeopt.profiles.schema import HardwareProfile

@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from edgeopt.core.fileio import sha256_file, write_npz_atomic
 from edgeopt.core.yaml_loader import load_yaml_file
 from edgeopt.errors import CalibrationError
+from edgeopt.models.input_spec import InputSpec
 
 __all__ = [
-    "SHIPPED_DATA_DIR", "CalibrationSet", "InputSpec", "content_hash", "load_calibration",
+    "SHIPPED_DATA_DIR", "CalibrationSet", "content_hash", "load_calibration",
     "load_eval_split", "validate_samples",
 ]
 
@@ -38,21 +39,6 @@ Feed = dict[str, np.ndarray]
 SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "calibration_data"
 _ENTRY_POINT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _NUMERIC_KINDS = "biufc"
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input: name, shape (ints; strings for symbolic dims) and numpy dtype name."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-    def accepts_shape(self, shape: tuple[int, ...]) -> bool:
-        """True when ``shape`` has this rank and equals every fixed dim (symbolic dims match anything)."""
-        return len(shape) == len(self.shape) and all(
-            isinstance(want, str) or want == got for want, got in zip(self.shape, shape, strict=True)
-        )
 
 
 def content_hash(samples: Iterable[Mapping[str, np.ndarray]]) -> str:

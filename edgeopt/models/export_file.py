@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from edgeopt.errors import ExportError
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.subgraphs import subgraphs
 
 if TYPE_CHECKING:

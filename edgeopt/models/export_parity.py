@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeopt.errors import ExportError
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.inputs import synthetic_feeds
 
 if TYPE_CHECKING:

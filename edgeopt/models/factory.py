@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import ConfigError
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.modelref import InputDeclaration, call_factory, factory_input_specs
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 
 from edgeopt.errors import CalibrationError, ConfigError, InputRejectedError
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.profiles.schema import Bench
 
 __all__ = ["DEFAULT_MAX_INPUT_MB", "DimSource", "ResolvedInput", "check_input_sizes", "input_bytes",

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeopt.core.fileio import sha256_file
 from edgeopt.errors import ConfigError, UserCodeError, first_line
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

@@ -177,7 +177,7 @@ def with_past_inputs(module: torch.nn.Module, specs: Sequence[Any], where: str) 
     """``specs`` plus one key and one value input per layer of a transformers causal LM's cache,
     ``<param>.<layer>.key`` of shape ``batch x kv_heads x past x head_dim`` (``past`` dynamic), and the attention
     mask's length turned into ``past+<seq>`` (what the model reads with a cache)."""
-    from edgeopt.models.calibration import InputSpec
+    from edgeopt.models.input_spec import InputSpec
 
     parameters = inspect.signature(module.forward).parameters
     parameter = next((p for p in CACHE_PARAMETERS if p in parameters), None)

@@ -26,7 +26,7 @@ from edgeopt.errors import ConfigError, MeasurementError
 from edgeopt.evaluate.compare import Comparison, MeasuredSet, StatComparison, compare_sets
 from edgeopt.measure.jobs import AbArm, AbJob
 from edgeopt.measure.launcher import WorkerRun, run_worker, session_settings, worker_memory_cap
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.profiles.schema import HardwareProfile
 
 DEFAULT_AB_THRESHOLDS: tuple[str, ...] = ("p50:5%", "p95:5%")

@@ -23,9 +23,10 @@ from edgeopt.errors import BackendError, ConfigError, first_line
 from edgeopt.evaluate.metrics import EvalSet, MetricSpec, check_metrics, default_metrics, load_eval_set, parse_metric
 from edgeopt.evaluate.robustness import Shift, ValueSpace, apply_shift, parse_shifts, value_space
 from edgeopt.measure.cell import Cell, MeasureCells
-from edgeopt.models.calibration import CalibrationSet, InputSpec, load_calibration
+from edgeopt.models.calibration import CalibrationSet, load_calibration
 from edgeopt.models.factory import FactoryResult, declared_inputs, factory_result
 from edgeopt.models.graph import cpu_session, input_specs, load_model, output_specs
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.inputs import resolve_shapes, stacked_feeds
 from edgeopt.models.modelref import InputDeclaration, ModelReference
 from edgeopt.models.recipes import Recipe, default_variants

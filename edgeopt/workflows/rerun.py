@@ -69,7 +69,7 @@ def rerun_measurement(result_path: Path | str, *, times: int = 1, out_dir: Path 
     from edgeopt.measure.cell import Cell, CellContext, measure_cell
     from edgeopt.measure.launcher import prepare_timing_inputs
     from edgeopt.measure.stored import load_measurement, result_stem
-    from edgeopt.models.calibration import InputSpec
+    from edgeopt.models.input_spec import InputSpec
     from edgeopt.models.variants import Variant
     from edgeopt.profiles.schema import HardwareProfile
 

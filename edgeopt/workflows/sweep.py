@@ -23,7 +23,7 @@ from edgeopt.core.fileio import atomic_path, write_json_atomic
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import EXIT_BACKEND_FAILURE, ConfigError
 from edgeopt.evaluate.fidelity import worst
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from edgeopt.core import progress
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic, write_npz_atomic, write_text_atomic
 from edgeopt.core.run_lock import run_lock
 from edgeopt.errors import ConfigError, EdgeoptError
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.input_spec import InputSpec
 
 if TYPE_CHECKING:
     from edgeopt.models.recipes import Recipe
