@@ -316,7 +316,8 @@ def _pytest_benchmark(folder: Path, delay: float, *extra: str) -> Path:
 @pytest.mark.slow
 def test_pytest_benchmark_files(tmp_path: Path) -> None:
     fast = _pytest_benchmark(tmp_path / "a", 0.001, "--benchmark-save-data")
-    slow = _pytest_benchmark(tmp_path / "b", 0.003, "--benchmark-save-data")
+    # 20x: far beyond what a loaded host does to a sleep (two separate runs; the verdict, not a timing claim)
+    slow = _pytest_benchmark(tmp_path / "b", 0.02, "--benchmark-save-data")
     (sets,) = [load_sets(fast)]
     assert sets[0].profile == "pytest-benchmark" and sets[0].variant.endswith("test_sleepy")
     assert sets[0].samples_ms is not None and len(sets[0].samples_ms) == 60
