@@ -258,3 +258,56 @@ def test_inspect_tiny_mlp_counts_matmul_macs(mlp_model: Path) -> None:
     info = inspect_model(mlp_model)
     assert info.macs == 16 * 32 + 32 * 4
     assert info.parameter_count == 16 * 32 + 32 + 32 * 4
+
+
+def _symbolic_batch_model(path: Path, dims: tuple[int | str, ...] = ("batch", 3, 8, 8)) -> Path:
+    """Conv(3->4, 3x3, pad 1) -> Reshape(0, -1) (its shape an initializer) -> MatMul(256->5), input ``dims``."""
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv_w"),
+             numpy_helper.from_array(np.array([0, -1], np.int64), "flat_shape"),
+             numpy_helper.from_array(rng.standard_normal((256, 5)).astype(np.float32), "fc_w")]
+    nodes = [helper.make_node("Conv", ["input", "conv_w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "flat_shape"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "fc_w"], ["output"], name="fc")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(dims))],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [dims[0], 5])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+BATCH_ONE_MACS = 4 * 8 * 8 * (3 * 3 * 3) + 256 * 5  # conv: outputs x Cin*kH*kW; matmul: N x K at batch 1
+
+
+def test_macs_of_a_symbolic_batch_are_counted_at_batch_one(tmp_path: Path) -> None:
+    from tests.test_cli import edgeopt
+
+    path = _symbolic_batch_model(tmp_path / "batch.onnx")
+    info = inspect_model(path)
+    assert (info.macs, info.macs_assumed, info.macs_unknown_nodes) == (BATCH_ONE_MACS, "batch 1 (batch is symbolic)",
+                                                                       ())
+    assert inspect_model(path, {"input": (4, 3, 8, 8)}).macs == 4 * BATCH_ONE_MACS  # --shape wins; nothing assumed
+    assert inspect_model(path, {"input": (4, 3, 8, 8)}).macs_assumed == ""
+    text = edgeopt("inspect", path).stdout
+    assert f"MACs (Conv/Gemm/MatMul) at batch 1 (batch is symbolic): {BATCH_ONE_MACS:,}" in text
+
+
+def test_macs_stay_unknown_when_more_than_the_batch_is_symbolic(tmp_path: Path) -> None:
+    info = inspect_model(_symbolic_batch_model(tmp_path / "hw.onnx", ("batch", 3, "H", "W")))
+    assert (info.macs, info.macs_assumed, info.macs_unknown_nodes) == (0, "", ("conv", "fc"))
+
+
+def test_inspect_reads_external_weights_without_loading_them(tmp_path: Path) -> None:
+    model = onnx.load(str(_symbolic_batch_model(tmp_path / "inline.onnx")))
+    (tmp_path / "ext").mkdir()
+    path = tmp_path / "ext" / "model.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="model.data", size_threshold=0)  # shape too
+    info = inspect_model(path)
+    assert (info.macs, info.size_bytes) == (BATCH_ONE_MACS, path.stat().st_size + (tmp_path / "ext" / "model.data")
+                                            .stat().st_size)
+    fc = next(t for t in onnx.load(str(path), load_external_data=False).graph.initializer if t.name == "fc_w")
+    offset = int(next(e.value for e in fc.external_data if e.key == "offset"))
+    with open(tmp_path / "ext" / "model.data", "r+b") as data:  # a NaN in a weight no one loads into the proto
+        data.seek(offset + 4 * 7)
+        data.write(np.array([np.nan], np.float32).tobytes())
+    with pytest.raises(ModelFileError, match="initializer 'fc_w' holds 1 NaN value"):
+        inspect_model(path)

@@ -216,22 +216,28 @@ def handle_inspect(args: argparse.Namespace) -> int:
     rows = [["input", t.name, t.dtype, "x".join(map(str, t.shape))] for t in info.inputs]
     rows += [["output", t.name, t.dtype, "x".join(map(str, t.shape))] for t in info.outputs]
     print(tabulate(rows, headers=["", "name", "dtype", "shape"], tablefmt="simple"))
-    print(f"parameters: {info.parameter_count:,}; nodes: {info.node_count}; MACs (Conv/Gemm/MatMul): {info.macs:,}"
-          + (f" (shapes unknown for {len(info.macs_unknown_nodes)} nodes)" if info.macs_unknown_nodes else ""))
+    at = f" at {info.macs_assumed}" if info.macs_assumed else ""
+    unknown = (f" (shapes unknown for {len(info.macs_unknown_nodes)} nodes: fix their inputs' dims with --shape "
+               "NAME:SHAPE)") if info.macs_unknown_nodes else ""
+    print(f"parameters: {info.parameter_count:,}; nodes: {info.node_count}; MACs (Conv/Gemm/MatMul){at}: "
+          f"{info.macs:,}{unknown}")
     print("ops: " + ", ".join(f"{op} {n}" for op, n in info.op_counts.items()))
-    _print_shape_resolution(args)
+    for repair in info.graph_repairs:
+        print(f"repaired in memory (the file is unchanged): {repair}")
+    _print_shape_resolution(args, info)
     return 0
 
 
-def _print_shape_resolution(args: argparse.Namespace) -> None:
-    """How each symbolic input dim will be resolved in a run (edgeopt.models.inputs.resolve_shapes)."""
+def _print_shape_resolution(args: argparse.Namespace, info: Any) -> None:
+    """How each symbolic input dim of ``info`` (a ModelInfo) will be resolved in a run
+    (edgeopt.models.inputs.resolve_shapes)."""
     from edgeopt.models.calibration import load_calibration
-    from edgeopt.models.graph import input_specs, load_model
+    from edgeopt.models.input_spec import InputSpec
     from edgeopt.models.inputs import resolve_shapes
     from edgeopt.models.modelref import parse_input_spec
     from edgeopt.profiles.schema import load_profile
 
-    specs = input_specs(load_model(args.model))
+    specs = [InputSpec(t.name, t.shape, t.dtype) for t in info.inputs]
     if all(isinstance(d, int) for spec in specs for d in spec.shape):
         return
     profile = load_profile(args.profile or "host-cpu")

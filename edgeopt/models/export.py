@@ -48,6 +48,7 @@ from edgeopt.models.export_parity import (
     worst_of,
 )
 from edgeopt.models.graph import cpu_session
+from edgeopt.models.graph_check import refusal
 from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal, synthetic_feeds
 from edgeopt.models.modelref import CACHE_PARAMETERS, InputDeclaration, parse_inputs, user_frame
 
@@ -368,7 +369,11 @@ def export_onnx(
             strip_wrapper_scope(exported)
             check_named_dims(exported, specs, where, exporter)
             name_output_dims(exported, output_axes)
-            onnx.checker.check_model(exported)
+            try:
+                onnx.checker.check_model(exported)
+            except onnx.checker.ValidationError as error:  # the statement whole, the node and tensor it is about
+                raise ExportError(f"{output_path}: exported model fails onnx.checker: "
+                                  f"{refusal(error, exported).line()}") from error
             inferred = onnx.shape_inference.infer_shapes(exported, strict_mode=True)
         except ExportError:
             raise

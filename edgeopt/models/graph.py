@@ -3,8 +3,16 @@
 ``load_model`` is the only way edgeopt opens a user's ONNX file.  It refuses missing,
 empty, truncated and non-ONNX files, Git LFS pointers, external data that points outside
 the model's folder, is hard-linked, or whose offset/length run past the end of its file,
-and float initializers holding NaN (or ±Inf where a weight is read), each with one line
-naming the file and what is wrong (``ModelFileError``, exit 3).
+float initializers holding NaN (or ±Inf where a weight is read), and graphs ``onnx.checker`` refuses,
+each with one line naming the file and what is wrong (``ModelFileError``, exit 3): for the checker, its
+first statement whole, the node (name and op) and tensor, and what to do
+(:mod:`edgeopt.models.graph_check`).  A graph whose nodes are merely out of topological order, which
+ONNX Runtime runs and the checker refuses, is sorted in memory instead, and :func:`open_model` says so
+(the file is never changed; :func:`edgeopt.models.sorted_copy.sorted_source` writes a sorted copy where
+edgeopt works).
+
+The checker and shape inference run on a skeleton of the model (its large weights as typed inputs), so
+that ``edgeopt inspect`` reads a 100 MB model once and checks it in milliseconds.
 
 A model path that is a symlink is resolved first: external data is looked up beside the
 *resolved* file, which is what the runtime and the quantizer open (``make_variant`` and
@@ -16,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,8 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from edgeopt.errors import ModelFileError, first_line
-from edgeopt.models.calibration import InputSpec
+from edgeopt.models.graph_check import SKELETON_KEEP_ELEMENTS, GraphRefused, check_repairing, skeleton
+from edgeopt.models.input_spec import InputSpec
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
@@ -132,11 +142,17 @@ _WEIGHT_OPS = {"Conv", "ConvTranspose", "ConvInteger", "Gemm", "MatMul", "BatchN
 _CHUNK = 1 << 24
 
 
-def _nonfinite_counts(tensor: onnx.TensorProto) -> tuple[int, int]:
-    """(NaN count, ±Inf count) of a float initializer held in the proto, read in bounded chunks."""
+def _nonfinite_counts(tensor: onnx.TensorProto, external_base: Path | None = None) -> tuple[int, int]:
+    """(NaN count, ±Inf count) of a float initializer held in the proto (or, when it uses external data, mapped
+    from its file in ``external_base``), read in bounded chunks."""
     kind = tensor.data_type
     values: np.ndarray
-    if tensor.HasField("raw_data"):
+    if external_base is not None and external_data_helper.uses_external_data(tensor):
+        location, offset, _ = _external_info(tensor, tensor.name)  # checked by _check_external_data
+        count = math.prod(int(d) for d in tensor.dims)
+        values = np.memmap(external_base / location, dtype=_FLOAT_NATIVE.get(kind) or _FLOAT_BITS[kind][0],
+                           mode="r", offset=offset, shape=(count,)) if count else np.empty(0, np.float32)
+    elif tensor.HasField("raw_data"):
         raw = tensor.raw_data
         values = np.frombuffer(raw, dtype=_FLOAT_NATIVE.get(kind) or _FLOAT_BITS[kind][0])
     elif kind == onnx.TensorProto.FLOAT:
@@ -149,6 +165,10 @@ def _nonfinite_counts(tensor: onnx.TensorProto) -> tuple[int, int]:
     for start in range(0, values.size, _CHUNK):
         chunk = values[start:start + _CHUNK]
         if kind in _FLOAT_NATIVE:
+            with np.errstate(over="ignore", invalid="ignore"):  # huge finite values may overflow it: then counted
+                total = np.add.reduce(chunk)
+            if np.isfinite(total):
+                continue  # a finite sum has no NaN or Inf in it (one pass, no temporary); else count them
             nan += int(np.count_nonzero(np.isnan(chunk)))
             inf += int(np.count_nonzero(np.isinf(chunk)))
         else:
@@ -160,9 +180,9 @@ def _nonfinite_counts(tensor: onnx.TensorProto) -> tuple[int, int]:
     return nan, inf
 
 
-def _check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
+def _check_finite_weights(model: onnx.ModelProto, path: Path, external_base: Path | None = None) -> None:
     """Refuse a float initializer holding NaN (anywhere) or ±Inf (read by a weighted op), naming it; an
-    initializer whose external data is not loaded is skipped."""
+    initializer whose external data is not loaded is read from its file in ``external_base``, else skipped."""
     weights: set[str] = set()
     graphs = [model.graph]
     while graphs:
@@ -174,9 +194,9 @@ def _check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
     for tensor in external_data_helper._get_initializer_tensors(model):
         if tensor.data_type not in _FLOAT_NATIVE and tensor.data_type not in _FLOAT_BITS:
             continue
-        if external_data_helper.uses_external_data(tensor):
+        if external_base is None and external_data_helper.uses_external_data(tensor):
             continue
-        nan, inf = _nonfinite_counts(tensor)
+        nan, inf = _nonfinite_counts(tensor, external_base)
         total = math.prod(int(d) for d in tensor.dims)
         if nan:
             raise ModelFileError(f"{path}: initializer '{tensor.name}' holds {nan} NaN value(s) of {total}; a model "
@@ -187,11 +207,30 @@ def _check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
                                  "checkpoint)")
 
 
+@dataclass(frozen=True)
+class OpenedModel:
+    """A loaded, checked model, the repairs made to it in memory (``"nodes sorted topologically: ..."``) and the
+    external data files it names (relative to its folder; read into ``model`` unless loaded without them)."""
+
+    model: onnx.ModelProto
+    repairs: tuple[str, ...] = ()
+    external_files: tuple[str, ...] = ()
+
+
 def load_model(path: Path | str, *, load_external_data: bool = True, check: bool = True) -> onnx.ModelProto:
     """Load an ONNX model after validating the file; raise ``ModelFileError`` on anything unsafe.
 
     External data is checked and read beside the resolved file (a symlinked model's target folder);
-    float initializers in the proto (external ones once loaded) are checked for NaN and weight ±Inf."""
+    float initializers in the proto (external ones once loaded) are checked for NaN and weight ±Inf;
+    ``check``: ``onnx.checker`` too, nodes out of topological order sorted (:func:`open_model`)."""
+    return open_model(path, load_external_data=load_external_data, check=check).model
+
+
+def open_model(path: Path | str, *, load_external_data: bool = True, check: bool = True,
+               check_external_weights: bool = False) -> OpenedModel:
+    """:func:`load_model`, and the repairs it made in memory; ``check_external_weights``: external weights not
+    loaded are still checked for NaN and ±Inf, mapped from their files (what ``inspect`` needs, without the cost
+    of reading them into the proto)."""
     path = Path(path)
     _check_file(path)
     real = path.resolve()
@@ -206,21 +245,22 @@ def load_model(path: Path | str, *, load_external_data: bool = True, check: bool
     if not model.graph.node and not model.graph.output:
         raise ModelFileError(f"{path}: parsed, but holds no graph (not an ONNX model?)")
     _check_external_data(model, path, real)
+    external_files = tuple(external_locations(model))
     if load_external_data:
         try:
             external_data_helper.load_external_data_for_model(model, str(real.parent))
         except Exception as error:  # noqa: BLE001 - whatever onnx raises here, the file is at fault
             raise ModelFileError(f"{path}: cannot read its external data: {first_line(error)}") from error
-    _check_finite_weights(model, path)
-    if check:
-        try:
-            onnx.checker.check_model(str(real))
-        except onnx.checker.ValidationError as error:
-            first = first_line(error)
-            raise ModelFileError(f"{path}: onnx.checker rejected the model: {first}") from error
-        except Exception as error:  # noqa: BLE001 - anything else the checker raises is about the file too
-            raise ModelFileError(f"{path}: onnx.checker could not check the model: {first_line(error)}") from error
-    return model
+    _check_finite_weights(model, path, real.parent if check_external_weights and not load_external_data else None)
+    if not check:
+        return OpenedModel(model, (), external_files)
+    try:
+        repairs = check_repairing(model)
+    except GraphRefused as refused:
+        raise ModelFileError(f"{path}: onnx.checker rejected the model: {refused.refusal.with_fix()}") from refused
+    except Exception as error:  # noqa: BLE001 - anything else the checker raises is about the file too
+        raise ModelFileError(f"{path}: onnx.checker could not check the model: {first_line(error)}") from error
+    return OpenedModel(model, repairs, external_files)
 
 
 def _dims(value_type: onnx.TypeProto) -> tuple[int | str, ...]:
@@ -259,7 +299,11 @@ def output_specs(model: onnx.ModelProto) -> list[InputSpec]:
 def external_data_files(path: Path | str) -> list[str]:
     """The external data locations the model's tensors name, each once, in order (relative to its folder;
     :func:`load_model` checks them: relative, inside the folder, no symlink)."""
-    model = onnx.load(str(Path(path).resolve()), load_external_data=False)
+    return external_locations(onnx.load(str(Path(path).resolve()), load_external_data=False))
+
+
+def external_locations(model: onnx.ModelProto) -> list[str]:
+    """The external data locations ``model``'s tensors name, each once, in order."""
     found: dict[str, None] = {}
     for tensor in external_data_helper._get_all_tensors(model):
         if external_data_helper.uses_external_data(tensor):
@@ -269,10 +313,12 @@ def external_data_files(path: Path | str) -> list[str]:
     return list(found)
 
 
-def model_size_bytes(path: Path) -> int:
-    """Size on disk of the model file plus its external data files."""
+def model_size_bytes(path: Path, external_files: Sequence[str] | None = None) -> int:
+    """Size on disk of the model file plus its external data files (``external_files``: their locations, when the
+    caller has read them already, as :class:`OpenedModel` has)."""
     path = Path(path).resolve()  # external data sits beside the resolved file (load_model)
-    beside = (path.parent / location for location in external_data_files(path))
+    locations = external_data_files(path) if external_files is None else external_files
+    beside = (path.parent / location for location in locations)
     return path.stat().st_size + sum(target.stat().st_size for target in beside if target.is_file())
 
 
@@ -309,8 +355,10 @@ def count_macs(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
     """Multiply-accumulates of Conv, ConvInteger, QLinearConv, Gemm and MatMul from inferred shapes.
 
     ``input_shapes`` fixes dynamic input dimensions first.  Returns the total and the names of
-    nodes whose shapes were not known (not counted).
+    nodes whose shapes were not known (not counted).  Shapes are inferred on the model's skeleton (its
+    weights are never copied).
     """
+    model = skeleton(model)
     if input_shapes:
         model = with_input_shapes(model, input_shapes)
     try:
@@ -365,24 +413,45 @@ class ModelInfo:
     parameter_count: int
     macs: int
     macs_unknown_nodes: tuple[str, ...] = field(default=())
+    macs_assumed: str = ""  # what the MAC count assumed for symbolic dims: "batch 1 (batch is symbolic)"
+    graph_repairs: tuple[str, ...] = field(default=())  # made in memory to check the graph (the file is unchanged)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def batch_one_shapes(specs: list[InputSpec], given: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The inputs not in ``given`` whose only symbolic dim is the first (the batch), at batch 1."""
+    return {spec.name: (1, *(int(d) for d in spec.shape[1:])) for spec in specs
+            if spec.name not in given and spec.shape and not isinstance(spec.shape[0], int)
+            and all(isinstance(d, int) for d in spec.shape[1:])}
+
+
 def inspect_model(path: Path | str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> ModelInfo:
     """What an ONNX file holds: size, opsets, inputs and outputs, operators, parameters and MACs (at
-    ``input_shapes`` for symbolic dims)."""
+    ``input_shapes`` for symbolic dims).
+
+    An input not in ``input_shapes`` whose only symbolic dim is the batch is counted at batch 1 (``macs_assumed``
+    says so).  The model is read once, its external weights are checked from their files without being loaded,
+    and shapes are inferred on its skeleton (:func:`edgeopt.models.graph_check.skeleton`)."""
     path = Path(path)
-    model = load_model(path)
-    macs, unknown = count_macs(model, input_shapes)
+    opened = open_model(path, load_external_data=False, check_external_weights=True)
+    model = opened.model
+    for tensor in model.graph.initializer:  # shape inference may read them (a Reshape's shape), not the weights
+        if external_data_helper.uses_external_data(tensor) and math.prod(tensor.dims) <= SKELETON_KEEP_ELEMENTS:
+            external_data_helper.load_external_data_for_tensor(tensor, str(path.resolve().parent))
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
+    given = dict(input_shapes or {})
+    batch_one = batch_one_shapes(input_specs(model), given)
+    macs, unknown = count_macs(model, {**given, **batch_one})
     parameters = sum(math.prod(init.dims) for init in model.graph.initializer) + sum(
         math.prod(attr.t.dims) for node in model.graph.node if node.op_type == "Constant"
         for attr in node.attribute if attr.name == "value" and attr.t.dims
     )
     return ModelInfo(
         path=str(path),
-        size_bytes=model_size_bytes(path),
+        size_bytes=model_size_bytes(path, opened.external_files),
         ir_version=int(model.ir_version),
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         opsets={(entry.domain or "ai.onnx"): int(entry.version) for entry in model.opset_import},
@@ -393,6 +462,8 @@ def inspect_model(path: Path | str, input_shapes: dict[str, tuple[int, ...]] | N
         parameter_count=int(parameters),
         macs=int(macs),
         macs_unknown_nodes=tuple(unknown),
+        macs_assumed="batch 1 (batch is symbolic)" if batch_one else "",
+        graph_repairs=opened.repairs,
     )
 
 
@@ -427,9 +498,20 @@ def class_score_outputs(model: onnx.ModelProto) -> set[str]:
     """Graph outputs that hold class scores: produced, through shape-only ops, by a Softmax/LogSoftmax, or
     the only output of a model that ends in a Gemm/MatMul (plus its bias Add): a classifier's logits.
     Embeddings (pooling, normalisation), feature maps (Conv, NCHW) and the box and landmark regressions
-    beside a detector's scores do not qualify, so top-1 agreement is not claimed for them."""
+    beside a detector's scores do not qualify, so top-1 agreement is not claimed for them.  An output the
+    graph itself ranks (the input of an ArgMax or TopK along its last axis) holds class scores whatever
+    produced it.  (``edgeopt.evaluate.fidelity`` also reads a last axis that sums to 1 as class scores.)"""
     producers = {out: node for node in model.graph.node for out in node.output}
+    ranks = {info.name: len(info.type.tensor_type.shape.dim) for info in (*model.graph.output, *model.graph.value_info)
+             if info.type.tensor_type.HasField("shape")}
     found: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type in ("ArgMax", "TopK") and node.input:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0 if node.op_type == "ArgMax" else -1)
+            rank = ranks.get(node.input[0])
+            if axis == -1 or (rank is not None and axis == rank - 1):
+                found.add(node.input[0])  # ranked along its last axis (ArgMax's default axis is 0)
+    found &= {output.name for output in model.graph.output}
     single = len(model.graph.output) == 1
     for output in model.graph.output:
         tensor, seen_softmax = output.name, False

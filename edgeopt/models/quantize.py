@@ -42,6 +42,7 @@ from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import random_feeds
 from edgeopt.models.export_parity import compare_outputs
 from edgeopt.models.graph import cpu_session, external_data_files, input_specs, load_model, model_size_bytes
+from edgeopt.models.graph_check import refusal
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
 from edgeopt.models.ranges import collect_tensor_stats, compute_ranges, huge, unobserved, write_ort_cache
 from edgeopt.models.recipes import PRECISION_OF_KIND, Recipe
@@ -112,10 +113,8 @@ def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray],
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as error:
-        node = _node_in(str(error))
-        raise QuantizationError(
-            f"variant {name}: produced an invalid ONNX graph{f' at node {node}' if node else ''}: {first_line(error)}"
-        ) from error
+        said = refusal(error, onnx.load(str(path), load_external_data=False))  # the statement, node and tensor
+        raise QuantizationError(f"variant {name}: produced an invalid ONNX graph: {said.line()}") from error
     import onnxruntime as ort  # the parent's run of the variant; imported where it is needed
 
     options = ort.RunOptions()
