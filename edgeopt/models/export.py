@@ -33,7 +33,6 @@ import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
 from edgeopt.errors import ConfigError, ExportError, UserCodeError, first_line
-from edgeopt.models.calibration import InputSpec
 from edgeopt.models.export_file import check_named_dims, name_output_dims, strip_wrapper_scope
 from edgeopt.models.export_parity import (
     OutputParity,
@@ -49,6 +48,7 @@ from edgeopt.models.export_parity import (
 )
 from edgeopt.models.graph import cpu_session
 from edgeopt.models.graph_check import refusal
+from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal, synthetic_feeds
 from edgeopt.models.modelref import CACHE_PARAMETERS, InputDeclaration, parse_inputs, user_frame
 
