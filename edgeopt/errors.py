@@ -57,6 +57,11 @@ class QuantizationError(EdgeoptError):
     exit_code = EXIT_BACKEND_FAILURE
 
 
+class NotApplicableError(QuantizationError):
+    """A recipe does not apply to the model (it is already quantized, or holds nothing the quantizer quantizes): a
+    ``not-applicable`` row with the reason, neither a failure nor a variant."""
+
+
 class BackendUnavailableError(EdgeoptError):
     """A backend's runtime is not installed; the message names the pip extra to install."""
 

@@ -21,10 +21,11 @@ from edgeopt.core.fileio import JsonLimitError, read_json
 from edgeopt.errors import InputRejectedError, first_line
 from edgeopt.measure.results import SCHEMA_VERSION, Measurement
 
-__all__ = ["EMULATED_STATUS", "extra_outputs_file", "invalid_document", "load_measurement", "read_document",
-           "result_stem"]
+__all__ = ["EMULATED_STATUS", "NOT_APPLICABLE_STATUS", "extra_outputs_file", "invalid_document", "load_measurement",
+           "read_document", "result_stem"]
 
 EMULATED_STATUS = "emulated"  # the status of an accuracy-only row (edgeopt.measure.emulation): no measurement
+NOT_APPLICABLE_STATUS = "not-applicable"  # a recipe the model does not take (edgeopt.errors.NotApplicableError)
 
 
 def result_stem(variant: str, profile: str) -> str:

@@ -36,7 +36,7 @@ import onnx
 
 from edgeopt.core import progress
 from edgeopt.core.fileio import atomic_path, sha256_file, sha256_json, write_json_atomic, write_text_atomic
-from edgeopt.errors import EdgeoptError, QuantizationError, first_line
+from edgeopt.errors import EdgeoptError, NotApplicableError, QuantizationError, first_line
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import random_feeds
@@ -46,6 +46,7 @@ from edgeopt.models.graph_check import refusal
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
 from edgeopt.models.ranges import collect_tensor_stats, compute_ranges, huge, unobserved, write_ort_cache
 from edgeopt.models.recipes import PRECISION_OF_KIND, Recipe
+from edgeopt.models.sorted_copy import sorted_source
 from edgeopt.models.subgraphs import all_nodes, sort_nodes, subgraphs, unique_initializer_names
 from edgeopt.models.variants import LEFT_FLOAT_IN_SUBGRAPHS, Variant, VariantFailure, provenance_path
 
@@ -440,8 +441,8 @@ def _check_quantized(staged: Path, name: str, notes: list[dict[str, str]], refus
     if not quantized and refuse_empty:
         why = (f"its compute ({left}) is inside If/Loop/Scan subgraphs, which ONNX Runtime's quantizer leaves float"
                if left else "the graph has no operator ONNX Runtime's quantizer quantizes")
-        raise QuantizationError(f"variant {name}: nothing was quantized: {why}; the file would be the float model "
-                                "under an INT8 name")
+        raise NotApplicableError(f"variant {name}: nothing to quantize: {why}; the file would be the float model "
+                                 "under an INT8 name")
     if left:
         notes.append({"tensor": "", "nodes": left, "reason": LEFT_FLOAT_IN_SUBGRAPHS})
 
@@ -527,8 +528,8 @@ def _checked_calibration(source: Path, source_graph: onnx.ModelProto, recipe: Re
     if recipe.kind != "fp32":
         already = _already_quantized(source_graph)
         if already:
-            raise QuantizationError(f"variant {recipe.name}: {source.name} is already quantized ({already}); make "
-                                    "variants from the original float export")
+            raise NotApplicableError(f"variant {recipe.name}: {source.name} is already quantized ({already}); make "
+                                     "variants from the original float export")
     if recipe.kind == "int8-static" and calibration is not None and recipe.calibration_samples is not None:
         if recipe.calibration_samples > calibration.count:
             raise QuantizationError(f"variant {recipe.name}: asks for {recipe.calibration_samples} calibration "
@@ -598,7 +599,8 @@ def make_variant(
     work_dir = out_dir / ".work"
     started = time.perf_counter()
     given = source
-    source = self_contained(source, source_sha, work_dir)
+    ordered = sorted_source(source, work_dir / "sorted")  # the user's file, or a copy with its nodes sorted
+    source = self_contained(ordered.path, source_sha, work_dir)
     model, note = (source, "not applicable") if recipe.kind == "fp32" else preprocess(
         source, work_dir, probe_feeds or _probe_feeds(source, calibration))
     notes: list[dict[str, str]] = []
@@ -621,6 +623,7 @@ def make_variant(
         "target": recipe.target if recipe.kind == "int8-static" else None,
         "key": key,
         "parent": {"path": str(given), "sha256": source_sha},
+        "graph_repairs": list(ordered.repairs),  # e.g. nodes sorted topologically (the user's file is unchanged)
         "preprocessing": note,
         "calibration": calibration.describe() if calibration is not None and recipe.kind == "int8-static" else None,
         "excluded": notes,
@@ -656,5 +659,6 @@ def make_variants(
                                             chosen_by=(chosen_by or {}).get(recipe.name),
                                             validation_timeout_s=validation_timeout_s))
         except EdgeoptError as error:
-            results.append(VariantFailure(recipe.name, str(error), error.exit_code))
+            results.append(VariantFailure(recipe.name, str(error), error.exit_code,
+                                          not_applicable=isinstance(error, NotApplicableError)))
     return results

@@ -69,8 +69,11 @@ def provenance_path(model_path: Path) -> Path:
 
 @dataclass(frozen=True)
 class VariantFailure:
-    """A recipe that could not be made: its variant name, the error's message and the exit code it maps to."""
+    """A recipe that could not be made: its variant name, the error's message and the exit code it maps to; or, with
+    ``not_applicable``, one that does not apply to the model (already quantized, nothing to quantize): not a
+    failure, a row that says why."""
 
     name: str
     message: str
     exit_code: int
+    not_applicable: bool = False

@@ -152,13 +152,19 @@ def build_junit(run: RunData) -> ET.Element:
         suite.set("time", f"{seconds:.3f}")
         suites.append((suite, counts))
     if run.unmade:
+        from edgeopt.measure.stored import NOT_APPLICABLE_STATUS
+
         suite = ET.Element("testsuite", name="edgeopt.variants")
         counts = dict.fromkeys(totals, 0)
         for row in run.unmade:
             case = _case(suite, "variants", row.variant, "make", None)
             message = str(row.failure or "could not be made")
-            ET.SubElement(case, "error", message=message, type="edgeopt.variant-failed").text = message
             counts["tests"] += 1
+            if row.status == NOT_APPLICABLE_STATUS:  # the recipe does not apply to the model: skipped, with why
+                ET.SubElement(case, "skipped", message=message, type="edgeopt.not-applicable").text = message
+                counts["skipped"] += 1
+                continue
+            ET.SubElement(case, "error", message=message, type="edgeopt.variant-failed").text = message
             counts["errors"] += 1
         suites.append((suite, counts))
     total_time = 0.0

@@ -23,7 +23,7 @@ from edgeopt.evaluate.gate import GateResult
 from edgeopt.evaluate.metrics import MetricResult, short_cell
 from edgeopt.evaluate.robustness import ShiftResult
 from edgeopt.measure.results import Measurement
-from edgeopt.measure.stored import EMULATED_STATUS
+from edgeopt.measure.stored import EMULATED_STATUS, NOT_APPLICABLE_STATUS
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _cells(row: Row) -> list[str]:
         return [row.variant.split("@")[0], row.runtime, "-", "-", "-", "-", "-", size, "-", _fidelity(row),
                 _accuracy(row), _delta(row), ("PROXY " if row.proxy else "") + row.verdict]
     if row.status != "ok":
-        label = "unsupported" if row.status == "unsupported" else "error"
+        label = row.status if row.status in ("unsupported", NOT_APPLICABLE_STATUS) else "error"
         text = f"{label}: {row.failure}"
         if row.readiness and row.evidence != "built on GPU":
             text = f"{_tensorrt_cell(row)}; not built: {str(row.failure).rsplit(': ', 1)[-1]}"

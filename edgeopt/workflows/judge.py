@@ -15,6 +15,7 @@ from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement, j
 from edgeopt.evaluate.metrics import INTERVAL_METHOD, MetricResult
 from edgeopt.evaluate.robustness import ShiftResult
 from edgeopt.measure.results import Measurement
+from edgeopt.measure.stored import NOT_APPLICABLE_STATUS
 from edgeopt.models.variants import Variant, VariantFailure
 from edgeopt.profiles.schema import HardwareProfile
 from edgeopt.reports.table import Row, build_row, header_lines, render_robustness, render_table, settings_line
@@ -84,18 +85,23 @@ class RunVerdict:
 
 def run_verdict(judged: list[ProfileJudgement], variant_failures: list[VariantFailure]) -> RunVerdict:
     """A model a secondary runtime refuses (or a runtime not installed) is a row with its reason; the profile's
-    own reference runtime refusing is a failure, as is a variant that could not be made or an emulation."""
+    own reference runtime refusing is a failure, as is a variant that could not be made or an emulation.  A recipe
+    that does not apply to the model (already quantized, nothing to quantize) is a ``not-applicable`` row: the exit
+    code comes from the rows that were measured."""
     gates = [g for j in judged for g in j.gates]
     measurements = [m for j in judged for m in j.measured]
     counted = [m for m in measurements if not m.ok and not (m.unsupported and not _is_reference_runtime(m))]
     emulation_failures = [f for j in judged for f in j.failures]
-    failures = len(variant_failures) + len(emulation_failures) + len(counted)
+    unmade_failures = [f for f in variant_failures if not f.not_applicable]  # a recipe that does not apply is no error
+    failures = len(unmade_failures) + len(emulation_failures) + len(counted)
     exit_code = exit_code_for(gates, failures=failures)
-    reasons = ([f.message for f in variant_failures] + [m.failure.message for m in counted if m.failure is not None]
+    reasons = ([f.message for f in unmade_failures] + [m.failure.message for m in counted if m.failure is not None]
                + emulation_failures)
-    unmade = [Row(variant=f.name, profile="-", precision="-", expected_fast=False, status="failed",
-                  failure=f.message, verdict="error") for f in variant_failures]
-    return RunVerdict(exit_code, _verdict_line(gates, failures, exit_code, reasons), unmade)
+    unmade = [Row(variant=f.name, profile="-", precision="-", expected_fast=False,
+                  status=NOT_APPLICABLE_STATUS if f.not_applicable else "failed", failure=f.message,
+                  verdict=NOT_APPLICABLE_STATUS if f.not_applicable else "error") for f in variant_failures]
+    line = _verdict_line(gates, failures, exit_code, reasons, len(variant_failures) - len(unmade_failures))
+    return RunVerdict(exit_code, line, unmade)
 
 
 def _evaluate(measured: list[Measurement], profile: HardwareProfile, judge: OutputJudge,
@@ -142,9 +148,10 @@ def evaluation_record(plan: EvalPlan | None) -> dict[str, Any] | None:
 
 
 def _verdict_line(gates: list[GateResult], failures: int, exit_code: int,
-                  reasons: tuple[str, ...] | list[str] = ()) -> str:
+                  reasons: tuple[str, ...] | list[str] = (), not_applicable: int = 0) -> str:
     """The run's one-line verdict; ``reasons``: why each failed variant or measurement failed (the first
-    named in the line, so the reader of the table sees why without opening run.log)."""
+    named in the line, so the reader of the table sees why without opening run.log); ``not_applicable``: recipes
+    that do not apply to the model (counted, no error)."""
     counts: dict[str, int] = {}
     for gate in gates:
         counts[gate.verdict.value] = counts.get(gate.verdict.value, 0) + 1
@@ -152,6 +159,8 @@ def _verdict_line(gates: list[GateResult], failures: int, exit_code: int,
     if failures:
         more = f"; and {len(reasons) - 1} more" if len(reasons) > 1 else ""
         parts.append(f"{failures} failed to build or measure" + (f" ({reasons[0]}{more})" if reasons else ""))
+    if not_applicable:
+        parts.append(f"{not_applicable} recipe(s) not applicable to this model")
     word = {EXIT_OK: "PASS"}.get(exit_code, {1: "FAIL", 4: "ERROR", 5: "INCONCLUSIVE"}.get(exit_code, "ERROR"))
     if exit_code == EXIT_OK and counts and set(counts) == {"not-applicable"}:
         word = "NOT APPLICABLE"

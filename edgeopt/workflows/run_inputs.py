@@ -110,8 +110,14 @@ def make_run_variants(plan: RunPlan, model_path: Path) -> tuple[list[Variant], l
                          force=config.force, probe_feeds=dict(probe) if probe is not None else None,
                          chosen_by=plan.chosen_by, validation_timeout_s=min(p.bench.worker_timeout_s for p in profiles))
     for item in made:
-        made_as = (f"FAILED: {item.message}" if isinstance(item, VariantFailure)
-                   else f"{item.size_bytes / 2**20:.2f} MB, {item.provenance['preprocessing']}")
+        if isinstance(item, VariantFailure):
+            why = item.message.removeprefix(f"variant {item.name}: ")
+            made_as = f"not applicable: {why}" if item.not_applicable else f"FAILED: {why}"
+        else:
+            preprocessing = item.provenance["preprocessing"]
+            made_as = f"{item.size_bytes / 2**20:.2f} MB" + ("" if preprocessing == "not applicable"
+                                                             else f", {preprocessing}")
+            made_as += "".join(f"; {repair}" for repair in item.provenance.get("graph_repairs") or ())
         for note in [] if isinstance(item, VariantFailure) else item.provenance.get("excluded", []):
             if note.get("reason") == LEFT_FLOAT_IN_SUBGRAPHS:
                 made_as += f"; {note['nodes']} {LEFT_FLOAT_IN_SUBGRAPHS}"
