@@ -31,8 +31,9 @@ def test_a_one_element_probability_gets_decision_agreement_not_a_cosine() -> Non
 
 
 def test_sequence_scores_get_per_time_step_top1_agreement() -> None:
-    # a text recogniser: [N, T, C] class scores per time step
+    # a text recogniser: [N, T, C] class scores per time step, one class clearly ahead at each
     reference = RNG.standard_normal((4, 40, 97)).astype(np.float32)
+    np.put_along_axis(reference, RNG.integers(0, 97, (4, 40, 1)), 8.0, axis=2)
     variant = reference.copy()
     variant[0, :10] = -reference[0, :10]  # 10 of 160 steps decide differently
     result = compare(reference, variant, "logits")
@@ -44,6 +45,7 @@ def test_sequence_scores_get_per_time_step_top1_agreement() -> None:
 
 def test_classifier_scores_keep_per_sample_top1() -> None:
     reference = RNG.standard_normal((8, 10)).astype(np.float32)
+    reference[np.arange(8), RNG.integers(0, 10, 8)] = 6.0  # each sample's class clearly ahead
     result = compare(reference, reference.copy(), "logits")
     assert result.top1_agreement == 1.0 and result.top1_positions == 8 and result.sqnr_db is None
     assert result.decision_agreement is None  # scores outside [0, 1] have no decision threshold

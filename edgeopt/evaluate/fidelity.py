@@ -1,5 +1,17 @@
 """How far a variant's outputs are from the fp32 reference, and its task accuracy with an interval.
 
+Every float output is also compared slice by slice where fp32's values are of clearly different sizes along an
+axis (a detector's ``[1, 84, N]`` output: 4 box coordinates in pixels, then 80 class scores in [0, 1]): one
+quantization scale for the whole tensor can round every score to 0 while the coordinates keep the whole-tensor
+cosine near 1.  :class:`SliceFidelity` holds each slice's figures; a slice whose variant values are (near)
+constant where fp32's vary is *lost* (:meth:`SliceFidelity.loss`), and the gate fails such a variant whatever
+its whole-tensor figures.
+
+Top-1 agreement is claimed for class scores (from the graph: ``edgeopt.models.graph.class_score_outputs``; or
+by their values: the last axis sums to 1) and counted only where fp32 has decided: its top-1 probability ahead
+of its top-2 by more than :data:`TOP1_MARGIN` (logits through a softmax), the margin and the positions left out
+recorded.
+
 NaN and infinity in outputs are data: an output holding any (an fp16 variant whose activations overflow)
 is compared all the same, its count of NaN and Inf values recorded (``nan_values``, ``inf_values``,
 ``reference_nonfinite`` for fp32's), its cosine NaN (undefined), its SQNR and max abs error whatever the
@@ -10,6 +22,7 @@ outputs holding NaN too are said, not excused).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +38,63 @@ from edgeopt.errors import CalibrationError
 MIN_COSINE_ELEMENTS = 8  # a cosine over fewer elements per sample says nothing (1 element: always ±1)
 DEFAULT_DECISION_THRESHOLD = 0.5
 MAX_CLASSES = 100_000  # a last axis longer than this is not read as class scores
+SUMS_TO_ONE = 1e-3  # a last axis whose fp32 values are >= 0 and sum to 1 within this is class probabilities
+TOP1_MARGIN = 0.01  # fp32 decided a position when its top-1 probability beats its top-2 by more than this
+SLICE_RANGE_RATIO = 10.0  # positions along an axis whose fp32 ranges differ by more than this are other slices
+NEGLIGIBLE_RANGE = 1e-4  # a position whose range is below this share of its axis' largest joins its neighbours
+MAX_SLICES = 8  # an axis cut into more runs than this has no layout (interleaved sizes): not sliced
+MIN_UNIT_SPAN = 0.05  # a [0, 1] slice whose fp32 values span less decides nothing (a class that never fires)
+LOST_SPREAD = 0.01  # a variant slice whose range is below this share of fp32's is (near) constant: lost
+
+
+def _short(value: float) -> str:
+    """``0.83``, ``320.4``, ``0``: a value rounded to two decimals, for sentences."""
+    return f"{round(value, 2):g}"
+
+
+@dataclass(frozen=True)
+class SliceFidelity:
+    """Positions ``start:stop`` along ``axis`` of an output (its own axes, 0 first), compared with fp32 on their own.
+
+    Slices come from fp32's values: along each axis, every position's range (max − min over the samples and the
+    other axes) is taken; ranges more than :data:`SLICE_RANGE_RATIO` apart are different levels, and each
+    contiguous run of one level is a slice (a position whose range is negligible joins the run before it).
+    ``judged``: whether fp32's values there decide anything: always, except a slice in [0, 1] whose fp32 values
+    span less than :data:`MIN_UNIT_SPAN` (a class that never fires).  ``lost``: a judged slice whose variant
+    values are (near) constant, their range at most :data:`LOST_SPREAD` of fp32's.
+    """
+
+    axis: int
+    start: int
+    stop: int
+    reference_min: float
+    reference_max: float
+    variant_min: float
+    variant_max: float
+    elements_per_sample: int
+    cosine: float | None  # mean over samples; None under MIN_COSINE_ELEMENTS elements per sample
+    sqnr_db: float | None
+    decision_agreement: float | None  # for a slice whose fp32 values lie in [0, 1]
+    judged: bool
+    lost: bool
+
+    def describe(self, output: str) -> str:
+        """``slice 4:84 of output0 (range 0–0.83)``: where it is, and fp32's values there."""
+        return (f"slice {self.start}:{self.stop} of {output} "
+                f"(range {_short(self.reference_min)}–{_short(self.reference_max)})")
+
+    def loss(self, output: str) -> str:
+        """``slice 4:84 of output0 (range 0–0.83) lost: max 0.0``: what the variant kept of a lost slice."""
+        kept = (f"max {round(self.variant_max, 2)}" if self.variant_min == self.variant_max
+                else f"range {_short(self.variant_min)}–{_short(self.variant_max)}")
+        return f"{self.describe(output)} lost: {kept}"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SliceFidelity:
+        names = {f.name for f in fields(cls)}
+        floats = ("reference_min", "reference_max", "variant_min", "variant_max", "cosine", "sqnr_db",
+                  "decision_agreement")
+        return cls(**restore_floats({k: v for k, v in data.items() if k in names}, floats))
 
 
 @dataclass(frozen=True)
@@ -37,7 +107,10 @@ class OutputFidelity:
     ``[N, T, C]``, per anchor for detection heads), over ``top1_positions`` decisions;
     ``decision_agreement`` for outputs whose reference values all lie in [0, 1] (probabilities, scores,
     masks): the share of elements on the same side of ``decision_threshold``.  SQNR and max abs error
-    always.
+    always.  Top-1 agreement counts only the ``top1_positions`` where fp32 decided (its top-1 probability
+    ahead of its top-2 by more than ``top1_margin``); ``top1_undecided`` near-ties are left out.  ``slices``:
+    the output's slices along each axis whose fp32 values are of clearly different sizes
+    (:class:`SliceFidelity`), empty where none are.
     """
 
     output: str
@@ -54,6 +127,27 @@ class OutputFidelity:
     nan_values: int = 0  # NaN values in the variant's output (over all samples)
     inf_values: int = 0  # ±Inf values in the variant's output
     reference_nonfinite: int = 0  # NaN/Inf values in fp32's own output
+    top1_margin: float | None = None  # what fp32's top-1 probability must beat its top-2 by for a position to count
+    top1_undecided: int = 0  # positions fp32 had not decided (left out of top1_agreement)
+    slices: tuple[SliceFidelity, ...] = ()
+
+    @property
+    def judged_slices(self) -> tuple[SliceFidelity, ...]:
+        return tuple(s for s in self.slices if s.judged)
+
+    @property
+    def lost_slices(self) -> tuple[SliceFidelity, ...]:
+        return tuple(s for s in self.slices if s.lost)
+
+    @property
+    def lowest_cosine(self) -> float | None:
+        """The output's cosine, or a judged slice's where that is lower (NaN lowest)."""
+        return _lowest([self.cosine, *(s.cosine for s in self.judged_slices)])
+
+    @property
+    def lowest_decision(self) -> float | None:
+        """The output's decision agreement, or a judged slice's where that is lower."""
+        return _lowest([self.decision_agreement, *(s.decision_agreement for s in self.judged_slices)])
 
     @property
     def nonfinite(self) -> int:
@@ -81,24 +175,27 @@ class OutputFidelity:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OutputFidelity:
         """Inverse of :meth:`to_dict`, from JSON (non-finite figures as their strings; older rows lack the
-        NaN/Inf counts)."""
+        NaN/Inf counts, the top-1 margin and the slices)."""
         names = {f.name for f in fields(cls)}
         floats = ("cosine", "min_cosine", "sqnr_db", "max_abs_error", "top1_agreement", "decision_agreement",
-                  "decision_threshold")
-        return cls(**restore_floats({k: v for k, v in data.items() if k in names}, floats))
+                  "decision_threshold", "top1_margin")
+        known = restore_floats({k: v for k, v in data.items() if k in names}, floats)
+        known["slices"] = tuple(SliceFidelity.from_dict(s) for s in known.get("slices") or ())
+        return cls(**known)
 
     def headline(self) -> tuple[str, float] | None:
-        """The most meaningful figure of this output, as (name, value in [0, 1]): decision agreement for
-        a tiny output, else top-1 agreement for class scores, else the cosine."""
+        """The most meaningful figure of this output, as (name, value in [0, 1]): top-1 agreement for class
+        scores, else decision agreement for a tiny output, else the cosine (a judged slice's where lower),
+        else decision agreement."""
         tiny = self.elements_per_sample < MIN_COSINE_ELEMENTS
-        if tiny and self.decision_agreement is not None:
-            return "decision", self.decision_agreement
         if self.top1_agreement is not None:
             return "top1", self.top1_agreement
-        if self.cosine is not None:
-            return "cos", self.cosine
-        if self.decision_agreement is not None:
-            return "decision", self.decision_agreement
+        if tiny and self.lowest_decision is not None:
+            return "decision", self.lowest_decision
+        if self.lowest_cosine is not None:
+            return "cos", self.lowest_cosine
+        if self.lowest_decision is not None:
+            return "decision", self.lowest_decision
         return None
 
 
@@ -137,10 +234,19 @@ def _is_class_scores(reference: np.ndarray) -> bool:
             and reference.size > 0)
 
 
+def _sums_to_one(reference: np.ndarray) -> bool:
+    """Whether every position's last axis holds probabilities: values >= 0 summing to 1 (within SUMS_TO_ONE)."""
+    values = np.asarray(reference, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(values >= 0) and np.all(np.abs(values.sum(axis=-1) - 1.0) <= SUMS_TO_ONE))
+
+
 def compare(reference: np.ndarray, variant: np.ndarray, name: str,
             decision_threshold: float = DEFAULT_DECISION_THRESHOLD, class_scores: bool | None = None) -> OutputFidelity:
-    """``class_scores``: whether the last axis holds class scores (from the graph:
-    :func:`edgeopt.models.graph.class_score_outputs`); None judges by shape alone (float, rank >= 2)."""
+    """``reference`` and ``variant``: one output over the reference samples, stacked (samples first).
+    ``class_scores``: whether the last axis holds class scores (from the graph:
+    :func:`edgeopt.models.graph.class_score_outputs`); None judges by shape alone (float, rank >= 2); a last
+    axis whose fp32 values sum to 1 holds class scores whatever the graph says."""
     ref, var = _per_sample(reference), _per_sample(variant)
     nan_values, inf_values = int(np.count_nonzero(np.isnan(var))), int(np.count_nonzero(np.isinf(var)))
     reference_nonfinite = int(np.count_nonzero(~np.isfinite(ref)))
@@ -155,31 +261,109 @@ def compare(reference: np.ndarray, variant: np.ndarray, name: str,
     if per_sample >= MIN_COSINE_ELEMENTS and not finite:
         cosine = min_cosine = math.nan  # the direction of an output holding NaN/Inf is undefined
     elif per_sample >= MIN_COSINE_ELEMENTS:
-        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(var, axis=1)
-        dots = np.sum(ref * var, axis=1)
-        # a sample whose output is (all but) zero has no direction: it is left out of the per-sample
-        # cosines (SQNR and max abs error still cover it); with no such sample left, the cosine is taken
-        # over all samples at once
-        valid = norms > 1e-12
-        flat = float(np.linalg.norm(ref) * np.linalg.norm(var))
-        overall = float(np.sum(ref * var)) / flat if flat > 0 else (1.0 if np.array_equal(ref, var) else 0.0)
-        cosines = dots[valid] / norms[valid] if valid.any() else np.array([overall])
-        cosine, min_cosine = float(cosines.mean()), float(cosines.min())
-    agreement, positions = None, 0
-    if _is_class_scores(reference) and class_scores is not False:
-        classes = reference.shape[-1]
-        ref_top = np.asarray(reference).reshape(-1, classes).argmax(axis=1)
-        var_top = np.asarray(variant).reshape(-1, classes).argmax(axis=1)
-        agreement, positions = float(np.mean(ref_top == var_top)), int(ref_top.size)
+        cosine, min_cosine = _cosines(ref, var)
+    agreement, positions, margin, undecided = None, 0, None, 0
+    if _is_class_scores(reference) and (class_scores is not False or _sums_to_one(reference)):
+        agreement, positions, margin, undecided = _top1(reference, variant)
     decision = threshold = None
     if ref.size and reference.dtype.kind in "fc" and float(ref.min()) >= 0.0 and float(ref.max()) <= 1.0:
         threshold = decision_threshold
         decision = float(np.mean((ref >= threshold) == (var >= threshold)))  # NaN is on neither side: disagrees
+    sliceable = finite and reference.dtype.kind == "f" and reference.shape == variant.shape and ref.size > 0
+    slices = _slices(ref.reshape(reference.shape), var.reshape(variant.shape), decision_threshold) if sliceable else ()
     return OutputFidelity(output=name, samples=int(ref.shape[0]), cosine=cosine, min_cosine=min_cosine,
                           sqnr_db=sqnr, max_abs_error=max_abs,
                           top1_agreement=agreement, elements_per_sample=per_sample, top1_positions=positions,
                           decision_agreement=decision, decision_threshold=threshold, nan_values=nan_values,
-                          inf_values=inf_values, reference_nonfinite=reference_nonfinite)
+                          inf_values=inf_values, reference_nonfinite=reference_nonfinite, top1_margin=margin,
+                          top1_undecided=undecided, slices=slices)
+
+
+def _cosines(ref: np.ndarray, var: np.ndarray) -> tuple[float, float]:
+    """Mean and lowest per-sample cosine of two finite ``[samples, elements]`` arrays.  A sample whose output is
+    (all but) zero has no direction: it is left out (SQNR and max abs error still cover it); with no such sample
+    left, the cosine is taken over all samples at once (0 when only one side is zero)."""
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(var, axis=1)
+    dots = np.sum(ref * var, axis=1)
+    valid = norms > 1e-12
+    flat = float(np.linalg.norm(ref) * np.linalg.norm(var))
+    overall = float(np.sum(ref * var)) / flat if flat > 0 else (1.0 if np.array_equal(ref, var) else 0.0)
+    cosines = dots[valid] / norms[valid] if valid.any() else np.array([overall])
+    return float(cosines.mean()), float(cosines.min())
+
+
+def _top1(reference: np.ndarray, variant: np.ndarray) -> tuple[float | None, int, float, int]:
+    """Top-1 agreement over the positions fp32 decided, those positions, the margin and the positions left out.
+
+    fp32 decided a position when its top-1 probability beats its top-2 by more than TOP1_MARGIN: scores in
+    [0, 1] (probabilities, sigmoid scores) as they are, other scores (logits) through a softmax.  An untrained
+    network's near-equal logits decide nothing; a flip between two near-equal classes is noise, not a broken
+    variant."""
+    classes = reference.shape[-1]
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1, classes)
+    var = np.asarray(variant).reshape(-1, classes)
+    with np.errstate(all="ignore"):  # a NaN or infinite score decides nothing
+        unit = bool(np.all((ref >= 0) & (ref <= 1)))
+        shares = ref if unit else np.exp(ref - ref.max(axis=1, keepdims=True))
+        probabilities = shares if unit else shares / shares.sum(axis=1, keepdims=True)
+        second, first = np.partition(probabilities, classes - 2, axis=1)[:, -2:].T
+        decided = (first - second) > TOP1_MARGIN
+    count = int(np.count_nonzero(decided))
+    if not count:
+        return None, 0, TOP1_MARGIN, int(decided.size)
+    agree = ref[decided].argmax(axis=1) == var[decided].argmax(axis=1)
+    return float(np.mean(agree)), count, TOP1_MARGIN, int(decided.size) - count
+
+
+def _slices(ref: np.ndarray, var: np.ndarray, threshold: float) -> tuple[SliceFidelity, ...]:
+    """Every slice (:class:`SliceFidelity`) of a finite output along each of its axes (``ref`` and ``var``:
+    float64, stacked, samples first, of one shape)."""
+    return tuple(_slice(ref, var, axis, start, stop, threshold)
+                 for axis in range(1, ref.ndim) for start, stop in _runs(ref, axis))
+
+
+def _runs(ref: np.ndarray, axis: int) -> list[tuple[int, int]]:
+    """The slices along ``axis`` of a stacked output, as ``(start, stop)``; none when the axis holds one level."""
+    length = ref.shape[axis]
+    if length < 2:
+        return []
+    others = tuple(a for a in range(ref.ndim) if a != axis)
+    ranges = ref.max(axis=others) - ref.min(axis=others)
+    top = float(ranges.max())
+    if top <= 0:
+        return []
+    counted = ranges > NEGLIGIBLE_RANGE * top
+    logs = np.log10(ranges[counted])
+    ordered = np.sort(logs)
+    cuts = ordered[1:][np.diff(ordered) > math.log10(SLICE_RANGE_RATIO)]  # where each higher level starts
+    if not cuts.size:
+        return []
+    levels = np.full(length, -1)
+    levels[counted] = np.searchsorted(cuts, logs, side="right")
+    first = int(levels[counted][0])
+    for i in range(length):  # a negligible position joins the run before it (the first run, at the start)
+        if levels[i] < 0:
+            levels[i] = levels[i - 1] if i else first
+    edges = [0, *(int(i) + 1 for i in np.flatnonzero(np.diff(levels))), length]
+    if len(edges) - 1 > MAX_SLICES:
+        return []
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _slice(ref: np.ndarray, var: np.ndarray, axis: int, start: int, stop: int, threshold: float) -> SliceFidelity:
+    """Positions ``start:stop`` along ``axis`` of the stacked ``ref`` and ``var``, compared."""
+    where = tuple(slice(start, stop) if a == axis else slice(None) for a in range(ref.ndim))
+    r, v = ref[where].reshape(ref.shape[0], -1), var[where].reshape(var.shape[0], -1)
+    low, high, kept_low, kept_high = float(r.min()), float(r.max()), float(v.min()), float(v.max())
+    unit = low >= 0.0 and high <= 1.0
+    judged = high - low >= MIN_UNIT_SPAN if unit else True
+    return SliceFidelity(
+        axis=axis - 1, start=start, stop=stop, reference_min=low, reference_max=high, variant_min=kept_low,
+        variant_max=kept_high, elements_per_sample=int(r.shape[1]),
+        cosine=_cosines(r, v)[0] if r.shape[1] >= MIN_COSINE_ELEMENTS else None,
+        sqnr_db=_sqnr_db(float(np.sum(r**2)), float(np.sum((r - v) ** 2))),
+        decision_agreement=float(np.mean((r >= threshold) == (v >= threshold))) if unit else None,
+        judged=judged, lost=judged and kept_high - kept_low <= LOST_SPREAD * (high - low))
 
 
 def _sqnr_db(signal: float, noise: float) -> float | None:
@@ -203,13 +387,20 @@ def lowest(a: float, b: float) -> float:
     return math.nan if math.isnan(a) or math.isnan(b) else min(a, b)
 
 
+def _lowest(values: Sequence[float | None]) -> float | None:
+    """The lowest of the figures that exist (NaN lowest), None when none does."""
+    present = [v for v in values if v is not None]
+    return functools.reduce(lowest, present) if present else None
+
+
 def worst(found: Sequence[OutputFidelity]) -> dict[str, float]:
-    """The worst of each figure across a variant's outputs: ``cosine`` (the lowest per-output mean),
-    ``top1`` and ``decision`` agreement; a figure no output has is absent, a NaN one is the worst."""
+    """The worst of each figure across a variant's outputs and their judged slices: ``cosine`` (the lowest
+    per-output or per-slice mean), ``top1`` and ``decision`` agreement; a figure none has is absent, a NaN one
+    is the worst."""
     figures: dict[str, float] = {}
     for item in found:
-        for key, value in (("cosine", item.cosine), ("top1", item.top1_agreement),
-                           ("decision", item.decision_agreement)):
+        for key, value in (("cosine", item.lowest_cosine), ("top1", item.top1_agreement),
+                           ("decision", item.lowest_decision)):
             if value is not None:
                 figures[key] = lowest(figures.get(key, value), value)
     return figures

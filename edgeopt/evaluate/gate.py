@@ -30,7 +30,7 @@ from edgeopt.errors import (
     EXIT_OK,
     ConfigError,
 )
-from edgeopt.evaluate.fidelity import OutputFidelity, nonfinite_problems, worst
+from edgeopt.evaluate.fidelity import OutputFidelity, SliceFidelity, nonfinite_problems, worst
 from edgeopt.evaluate.metrics import MetricResult
 from edgeopt.evaluate.stability_policy import check_policy
 from edgeopt.measure.results import Measurement
@@ -56,6 +56,7 @@ _OUTPUT_METRICS: dict[str, str] = {"min_cosine": "cosine vs fp32", "min_top1_agr
                                    "min_decision_agreement": "decision agreement with fp32"}
 _DROP_METRIC = "max_metric_drop"  # the eval metric's drop vs fp32 (paired interval); points for percent metrics
 _FINITE_CHECK = "finite_outputs"  # the check a NaN/Inf-producing variant fails when no output budget is set
+_SLICE_CHECK = "output_slices"  # the check a variant that lost a slice of an output fails when no floor is set
 BUDGET_METRICS: tuple[str, ...] = (*_LATENCY_METRICS, *_DIRECT_METRICS, *_OUTPUT_METRICS, _DROP_METRIC)
 OUTPUT_BUDGETS: tuple[str, ...] = (*_OUTPUT_METRICS, _DROP_METRIC)
 _UNITS: dict[str, str] = {**dict.fromkeys(_LATENCY_METRICS, "ms"), **dict.fromkeys(_DIRECT_METRICS, "MB"),
@@ -382,8 +383,9 @@ def _agreement(share: float, count: int) -> tuple[float, tuple[float, float]]:
 
 def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequence[OutputFidelity],
                   metric: MetricResult | None = None, missing_reference: str | None = None) -> GateResult:
-    """``gate`` with the profile's output budgets judged: the floors on the worst output's cosine, top-1
-    and decision agreement with fp32, and the ceiling on the eval metric's paired drop vs fp32.
+    """``gate`` with the profile's output budgets judged: the floors on the worst output's (or judged slice's:
+    ``edgeopt.evaluate.fidelity.SliceFidelity``) cosine, top-1 and decision agreement with fp32, and the
+    ceiling on the eval metric's paired drop vs fp32.
 
     A budget whose figure no output has (a cosine on a 1-element output, a metric without --eval) is
     not checked; with no fidelity at all (the fp32 reference itself) nothing is added.  NaN and infinity
@@ -393,22 +395,27 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
     the counts, fp32's included (NaN outputs are never what a model should deliver, whoever else produces
     them too); where only fp32's outputs hold them, the comparison cannot be judged (inconclusive).
 
-    ``missing_reference`` (why a variant has no fidelity figure at all: the fp32 row failed, its outputs could
-    not be compared) makes the gate inconclusive: a variant whose outputs nobody compared never passes."""
+    A lost slice (a detector's class scores all rounded to 0 beside coordinates that keep the whole-tensor
+    cosine near 1) FAILS the ``min_cosine`` and ``min_decision_agreement`` floors set (the first floor set when
+    neither is; an ``output_slices`` check when no output budget is set), whatever the whole-tensor figures:
+    ``slice 4:84 of output0 (range 0–0.83) lost: max 0.0``.
+
+    ``missing_reference`` (why the variant's outputs were not compared with fp32's: the fp32 row failed or
+    was not measured, its outputs file is missing) makes the gate inconclusive, whatever budgets are set:
+    ``no fp32 reference: <why>``; a variant whose outputs nobody compared never passes."""
     ctx = _Context(gate.profile, "this host", gate.host_matches, gate.proxy, gate.mismatch_reasons)
-    if missing_reference is not None and not found:
-        check = _undecidable(FIDELITY_REFERENCE, 0.0, None, f"no fidelity vs fp32: {missing_reference}; cannot pass "
-                             "a variant whose outputs were not compared", ctx)
-        gate = dataclasses.replace(gate, checks=gate.checks + (check,))
+    checks: list[BudgetCheck] = []
     introduced = [f for f in found if f.nonfinite]  # this variant's outputs are not all finite
     inherited = [f for f in found if f.reference_nonfinite and not f.nonfinite]  # only fp32's are not
+    lost = [(f, s) for f in found for s in f.lost_slices]
     figures = worst(found)
     keys = {"min_cosine": "cosine", "min_top1_agreement": "top1", "min_decision_agreement": "decision"}
     floors = [name for name in _OUTPUT_METRICS if budgets.get(name) is not None]
     # with NaN/Inf outputs every floor whose figure exists fails; when none has one (a 1-element output),
     # the first floor set fails anyway: a NaN never passes unjudged
     failing = [name for name in floors if keys[name] in figures] or floors[:1]
-    checks: list[BudgetCheck] = []
+    # a lost slice fails the floors on values; the first floor set when neither is
+    slice_failing = [name for name in floors if name != "min_top1_agreement"] or floors[:1]
     for name in floors:
         floor = float(budgets[name])
         key = keys[name]
@@ -416,34 +423,78 @@ def judge_outputs(gate: GateResult, budgets: Mapping[str, float], found: Sequenc
             if name in failing:
                 checks.append(_nonfinite_failure(name, floor, figures.get(key), introduced, ctx))
             continue
+        if lost and name in slice_failing:
+            checks.append(_lost_slice_failure(name, floor, figures.get(key), lost, ctx))
+            continue
         if inherited and key in figures:
             problem = inherited[0].problem()
             checks.append(_undecidable(name, floor, figures.get(key),
                                        f"{_OUTPUT_METRICS[name]}: {problem}, cannot judge floor {floor:g}", ctx))
             continue
-        if name == "min_cosine":
-            scored = [(f.cosine, f) for f in found if f.cosine is not None]
-            if scored:
-                value, item = min(scored, key=lambda pair: (not math.isnan(pair[0]), pair[0]))  # NaN first
-                checks.append(_check_floor(name, floor, value, None, f" (output {item.output})", ctx))
-            continue
-        counted = [(f.top1_agreement, f.top1_positions, f) if name == "min_top1_agreement"
-                   else (f.decision_agreement, f.samples * f.elements_per_sample, f) for f in found]
-        counted = [c for c in counted if c[0] is not None and c[1] > 0]
-        if counted:
-            share, count, item = min(counted, key=lambda c: (not math.isnan(float(c[0] or 0.0)), float(c[0] or 0.0)))
-            detail = f" over {count} decisions (output {item.output})"
-            if not math.isfinite(float(share or 0.0)):
-                checks.append(_check_floor(name, floor, float(share or 0.0), None, detail, ctx))
-                continue
-            value, interval = _agreement(float(share or 0.0), int(count))
-            checks.append(_check_floor(name, floor, value, interval, detail, ctx))
+        check = _check_output_floor(name, floor, found, ctx)
+        if check is not None:
+            checks.append(check)
     limit = budgets.get(_DROP_METRIC)
     if limit is not None and metric is not None and metric.delta is not None:
         checks.append(_check_drop(float(limit), metric, introduced, inherited, ctx))
     if introduced and not checks:  # no output budget is set: NaN/Inf outputs still never pass
         checks.append(_nonfinite_failure(_FINITE_CHECK, 0.0, None, introduced, ctx))
+    if lost and not floors:  # no output floor is set: a lost slice still never passes
+        checks.append(_lost_slice_failure(_SLICE_CHECK, 0.0, None, lost, ctx))
+    if missing_reference is not None:
+        checks.insert(0, _undecidable(FIDELITY_REFERENCE, 0.0, None, f"no fp32 reference: {missing_reference}; a "
+                                      "variant whose outputs were not compared with fp32's cannot pass", ctx))
     return dataclasses.replace(gate, checks=gate.checks + tuple(checks)) if checks else gate
+
+
+def _check_output_floor(name: str, floor: float, found: Sequence[OutputFidelity], ctx: _Context) -> BudgetCheck | None:
+    """One floor on the worst figure across the outputs and their judged slices (None when none has it): the
+    cosine on its value, an agreement by its Wilson interval over the decisions counted."""
+    where = [(f, None) for f in found] + [(f, s) for f in found for s in f.judged_slices]
+    if name == "min_cosine":
+        scored = [(value, f, s) for f, s in where if (value := (f if s is None else s).cosine) is not None]
+        if not scored:
+            return None
+        value, item, part = min(scored, key=lambda c: (not math.isnan(c[0]), c[0]))  # NaN first
+        return _check_floor(name, floor, value, None, f" ({_place(item, part)})", ctx)
+    counted: list[tuple[float | None, int, OutputFidelity, SliceFidelity | None]]
+    if name == "min_top1_agreement":
+        counted = [(f.top1_agreement, f.top1_positions, f, None) for f in found]
+    else:
+        counted = [(f.decision_agreement, f.samples * f.elements_per_sample, f, None) for f in found]
+        counted += [(s.decision_agreement, f.samples * s.elements_per_sample, f, s) for f, s in where if s is not None]
+    present = [(float(share), count, f, s) for share, count, f, s in counted if share is not None and count > 0]
+    if not present:
+        return None
+    share, count, item, part = min(present, key=lambda c: (not math.isnan(c[0]), c[0]))
+    detail = f" over {count} decisions ({_place(item, part)})"
+    if name == "min_top1_agreement" and item.top1_margin is not None:
+        detail = (f" over {count} positions fp32 decided (top-1 probability ahead of top-2 by > "
+                  f"{item.top1_margin:.3g}; {item.top1_undecided} undecided left out) ({_place(item, part)})")
+    if not math.isfinite(share):
+        return _check_floor(name, floor, share, None, detail, ctx)
+    value, interval = _agreement(share, count)
+    return _check_floor(name, floor, value, interval, detail, ctx)
+
+
+def _place(item: OutputFidelity, part: SliceFidelity | None) -> str:
+    """``output logits``, or ``slice 4:84 of output output0``."""
+    return f"output {item.output}" if part is None else f"slice {part.start}:{part.stop} of output {item.output}"
+
+
+def _lost_slice_failure(metric: str, limit: float, value: float | None,
+                        lost: Sequence[tuple[OutputFidelity, SliceFidelity]], ctx: _Context) -> BudgetCheck:
+    """An output budget of a variant that lost a slice of an output: FAIL, naming the slice and what was kept."""
+    label = _OUTPUT_METRICS.get(metric, "outputs")
+    item, part = lost[0]
+    more = f" (and {len(lost) - 1} more slice(s))" if len(lost) > 1 else ""
+    bound = ("the rule that no slice of an output is lost (no output floor is set)" if metric == _SLICE_CHECK
+             else f"floor {limit:g}")
+    numbers = f"{label}: {part.loss(item.output)}{more}"
+    if not ctx.host_matches and not ctx.proxy:
+        return _not_applicable(metric, limit, value, None, None, numbers, ctx)
+    return BudgetCheck(metric, limit, value, None, None, Verdict.FAIL,
+                       ctx.finish(f"{numbers}; fails {bound}{ctx.where()}"), None, ctx.proxy)
 
 
 def _check_drop(limit: float, metric: MetricResult, introduced: Sequence[OutputFidelity],

@@ -1,8 +1,10 @@
 """The figures of one outputs file against its profile's fp32 row: fidelity per output, top-1 accuracy on the
 eval set's labels, task metrics and the result under each input shift.
 
-:class:`OutputJudge` is built once per profile (with that profile's fp32 measurement) and asked for the
-:class:`OutputFigures` of every row's outputs, measured or emulated (``edgeopt.workflows.tensorrt_rows``).
+:class:`OutputJudge` is built once per profile (with that profile's fp32 measurement, or why it has none) and
+asked for the :class:`OutputFigures` of every row's outputs, measured or emulated
+(``edgeopt.workflows.tensorrt_rows``), and, for a row that got no fidelity, why
+(:meth:`OutputJudge.missing_reference`: such a row is never pass).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edgeopt.errors import EdgeoptError
+from edgeopt.errors import EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.evaluate.metrics import (
     MetricResult,
@@ -47,10 +49,14 @@ class OutputJudge:
     """Fidelity vs the profile's fp32 row, top-1 accuracy, task metrics and shift results of one outputs file."""
 
     def __init__(self, reference: Measurement | None, directory: Path, labels: np.ndarray | None,
-                 plan: EvalPlan | None, class_outputs: set[str] | None, decision_threshold: float) -> None:
+                 plan: EvalPlan | None, class_outputs: set[str] | None, decision_threshold: float,
+                 no_reference: str = "this profile has no fp32 row") -> None:
+        """``no_reference``: why ``reference`` is None (the fp32 row failed, or was not asked for)."""
         self.reference, self.directory, self.labels = reference, directory, labels
         self.class_outputs, self.decision_threshold = class_outputs, decision_threshold
+        self.no_reference = no_reference
         self.scorer = _Scorer(plan, directory, reference) if plan is not None else None
+        self.unreadable: dict[Path, str] = {}  # outputs file -> why comparing it with fp32's failed
 
     def figures(self, directory: Path, outputs_file: str, output_names: list[str]) -> OutputFigures:
         """The figures of ``directory/outputs_file`` (outputs named ``output_names``)."""
@@ -61,15 +67,37 @@ class OutputJudge:
         outputs = directory / outputs_file
         reference = self.reference
         if reference is not None and reference.outputs_file and outputs.exists():
-            with contextlib.suppress(EdgeoptError, OSError, ValueError):
+            try:
                 found = fidelity(self.directory / reference.outputs_file, outputs, output_names,
                                  self.decision_threshold, self.class_outputs)
+            except (EdgeoptError, OSError, ValueError) as error:
+                self.unreadable[outputs] = first_line(error)
         if self.labels is not None and self.labels.dtype.kind in "iu" and outputs.exists():
             with contextlib.suppress(KeyError, ValueError):
                 accuracy = top1_accuracy(outputs, self.labels)
         if self.scorer is not None and outputs.exists():
             metrics, shifts = self.scorer.score(directory, outputs_file)
         return OutputFigures(found, accuracy, metrics, shifts)
+
+    def missing_reference(self, directory: Path, outputs_file: str | None) -> str:
+        """Why the outputs ``directory/outputs_file`` got no fidelity vs fp32 (asked when :meth:`figures` found
+        none): the sentence after ``no fp32 reference:`` in the row's gate."""
+        if self.reference is None:
+            return self.no_reference
+        if not self.reference.outputs_file:
+            return "the fp32 row kept no outputs"
+        kept = self.directory / self.reference.outputs_file
+        if not kept.exists():
+            return f"the fp32 row's outputs file {kept.name} is missing"
+        if not outputs_file:
+            return "this row kept no outputs to compare with fp32's"
+        outputs = directory / outputs_file
+        if not outputs.exists():
+            return f"this row's outputs file {outputs_file} is missing"
+        if outputs in self.unreadable:
+            return f"its outputs could not be compared with fp32's ({self.unreadable[outputs]})"
+        return ("no output of this row could be compared with fp32's (an output whose shape varies between "
+                "samples is not compared)")
 
 
 class _Scorer:

@@ -54,7 +54,7 @@ def judge_profile(plan: RunPlan, inputs: RunInputs, profile: HardwareProfile, me
     a profile with a ``tensorrt`` section gets its TensorRT rows (``edgeopt.workflows.tensorrt_rows``)."""
     reference = next((m for m in measured if m.variant_name == "fp32" and m.ok), None)
     judge = OutputJudge(reference, plan.layout.measurements, inputs.labels, plan.evaluation, inputs.class_outputs,
-                        plan.config.decision_threshold)
+                        plan.config.decision_threshold, no_reference=_no_reference(measured))
     gates: list[GateResult] = []
     rows = _evaluate(measured, profile, judge, gates, plan.config.proxy)
     failures: list[str] = []
@@ -118,16 +118,26 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, judge: Outp
                                                             measurement.output_names)
         gate = None
         if measurement.ok:
-            missing = None
-            if measurement is not judge.reference and not found:
-                missing = ("this profile has no fp32 row to compare with (it failed, or was not asked for: add "
-                           "--variant fp32)" if judge.reference is None
-                           else "its outputs could not be compared with the fp32 row's")
-            gate = judge_outputs(gate_measurement(measurement, profile, proxy=proxy), budgets, found,
+            missing, compared = None, found
+            if measurement is judge.reference:  # agrees with itself: judged only on NaN/Inf in its own outputs
+                compared = [f for f in found if f.nonfinite]
+            elif not found:  # never pass: nothing was compared with fp32
+                missing = judge.missing_reference(judge.directory, measurement.outputs_file)
+            gate = judge_outputs(gate_measurement(measurement, profile, proxy=proxy), budgets, compared,
                                  metrics[0] if metrics else None, missing_reference=missing)
             gates.append(gate)
         rows.append(build_row(measurement, gate, judge.reference, found, accuracy, metrics=metrics, shifts=shifts))
     return rows
+
+
+def _no_reference(measured: list[Measurement]) -> str:
+    """Why a profile's rows have no fp32 row to be compared with: it failed, or was not measured."""
+    fp32 = next((m for m in measured if m.variant_name == "fp32"), None)
+    if fp32 is None:
+        return "this profile has no fp32 row (it was not asked for: add --variant fp32)"
+    lines = fp32.failure.message.splitlines() if fp32.failure is not None else []
+    why = next((line.strip() for line in lines if line.strip()), "no reason given")
+    return f"the fp32 row failed ({why})"
 
 
 def _is_reference_runtime(measurement: Measurement) -> bool:
