@@ -6,6 +6,8 @@ Every error edgeopt raises on purpose is an ``EdgeoptError``.  The CLI prints it
 
 from __future__ import annotations
 
+import re
+
 # Documented exit codes (README, "Exit codes").
 EXIT_OK = 0
 EXIT_BUDGET_FAILED = 1
@@ -97,6 +99,26 @@ class MeasurementError(EdgeoptError):
     """A measurement worker crashed, timed out or returned no usable result."""
 
     exit_code = EXIT_BACKEND_FAILURE
+
+
+_RUNTIME_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : ")  # ORT's code and status name
+_LOAD_FAILED = re.compile(r"^Load model from .+? failed:\s*")  # the path the user gave, then the reason
+_NODE_FAILED = re.compile(r"^Non-zero status code returned while running (\S+) node\. Name:'([^']*)' Status Message: ")
+# ORT's source location, function signature and failed check, before the sentence meant for a reader
+_SOURCE_LOCATION = re.compile(r"\S+\.(?:h|cc|cpp|hpp):\d+ .*?\) (?:[^.]*? was false\. )?")
+
+
+def brief(text: str, limit: int = 200) -> str:
+    """A runtime's message as a row's reason: its first non-empty line without ONNX Runtime's ``[ONNXRuntimeError]
+    : N : STATUS :`` prefix and ``Load model from <path> failed:`` lead (``node <op> '<name>':`` for a node that
+    failed while running), cut at a clause boundary to at most ``limit`` characters (marked ``...``)."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = _LOAD_FAILED.sub("", _RUNTIME_PREFIX.sub("", line))
+    line = _SOURCE_LOCATION.sub("", _NODE_FAILED.sub(lambda m: f"node {m.group(1)} '{m.group(2)}': ", line), count=1)
+    if len(line) <= limit:
+        return line
+    cut = max(line.rfind(mark, 0, limit - 4) for mark in (". ", "; ", ": ", ", "))
+    return (line[:cut] if cut > limit // 2 else line[:limit - 4]).rstrip() + " ..."
 
 
 def first_line(error: BaseException, limit: int = 400) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgeopt.core import progress
+from edgeopt.core.logs import console_line
 
 __all__ = ["configured", "options_of"]
 
@@ -57,6 +58,7 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: IO[str], bars: _Bars | None) -> None:
         super().__init__(stream)
         self.bars = bars
+        self.addFilter(console_line)  # a FILE_ONLY line goes to run.log alone
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.bars is None or not self.bars.active():

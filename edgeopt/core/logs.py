@@ -12,7 +12,15 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["warnings_to_file"]
+__all__ = ["FILE_ONLY", "warnings_to_file"]
+
+#: ``logger.info(..., extra=FILE_ONLY)``: a line for ``run.log`` only (a runtime's whole message), not the console
+FILE_ONLY = {"file_only": True}
+
+
+def console_line(record: logging.LogRecord) -> bool:
+    """Whether a record is for the console too (not one logged with :data:`FILE_ONLY`)."""
+    return not getattr(record, "file_only", False)
 
 
 def _third_party(record: logging.LogRecord) -> bool:

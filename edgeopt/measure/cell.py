@@ -30,8 +30,10 @@ from edgeopt import __version__
 from edgeopt.backends import availability, is_available
 from edgeopt.core import progress
 from edgeopt.core.host import host_fingerprint
+from edgeopt.core.logs import FILE_ONLY
 from edgeopt.core.quiet_host import wait_for_quiet
 from edgeopt.core.stability import stability_report
+from edgeopt.errors import brief
 from edgeopt.measure.jobs import ReferenceSet, TimingRule, WorkerJob
 from edgeopt.measure.launcher import measurement_key, planned_session, run_worker, worker_memory_cap
 from edgeopt.measure.results import (
@@ -244,9 +246,13 @@ def _measure(cell: Cell, context: CellContext, on_progress: OnProgress | None) -
         return Measurement(status="failed", failure=failure, **base)
     if result is None or result.get("status") != "ok":
         message = (result or {}).get("message") or f"worker exited {returncode} without a result"
+        short = brief(message)
+        if short != message:  # a runtime's long message: its first clause in the row, all of it in run.log
+            logger.info(f"measure {cell.stem}: the runtime said: {message}", extra=FILE_ONLY)
+            short += " (full text in run.log)"
         # the worker records the kind the backend's exception declares (edgeopt.errors.failure_kind)
         kind = _failure_kind(result.get("failure_kind")) if result else "no-result"
-        failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {message}",
+        failure = Failure(kind=kind, message=f"{variant.name} on {profile.name}: {short}",
                           returncode=returncode, stderr_tail=tail or (result or {}).get("traceback", ""))
         return Measurement(status="failed", failure=failure, **base)
     latency = Latency.from_samples(result["samples_ns"], result["stop_reason"], result["loop_wall_ns"],

@@ -36,7 +36,8 @@ import onnx
 
 from edgeopt.core import progress
 from edgeopt.core.fileio import atomic_path, sha256_file, sha256_json, write_json_atomic, write_text_atomic
-from edgeopt.errors import EdgeoptError, NotApplicableError, QuantizationError, first_line
+from edgeopt.core.logs import FILE_ONLY
+from edgeopt.errors import EdgeoptError, NotApplicableError, QuantizationError, brief, first_line
 from edgeopt.models import modelopt
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import random_feeds
@@ -130,11 +131,11 @@ def validate_variant(path: Path, name: str, feeds: dict[str, np.ndarray],
             raise QuantizationError(
                 f"variant {name}: timed out: one inference did not finish within {timeout_s:g} s in ONNX Runtime "
                 "(stopped; a model that never finishes cannot be measured)") from error
-        node = _node_in(str(error))
-        raise QuantizationError(
-            f"variant {name}: ONNX Runtime cannot run the result{f' (node {node})' if node else ''}: "
-            f"{first_line(error)}"
-        ) from error
+        reason, node = brief(str(error)), _node_in(str(error))
+        if reason != str(error).strip():  # the runtime's whole message goes to run.log
+            logging.getLogger(__name__).info(f"variant {name}: ONNX Runtime said: {error}", extra=FILE_ONLY)
+        where = f" (node {node})" if node and not reason.startswith("node ") else ""
+        raise QuantizationError(f"variant {name}: ONNX Runtime cannot run the result{where}: {reason}") from error
     finally:
         stop.cancel()
 
