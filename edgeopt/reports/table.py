@@ -318,7 +318,8 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
             title, _, body = robustness.partition("\n")
             lines += [title, "", body, ""]
         notes = [f"{r.variant}: {s}" for r in rows for s in r.sentences
-                 if " > budget" in s or " < floor" in s or "fails " in s or "inconclusive" in s or _invalid(s)]
+                 if " > budget" in s or " < floor" in s or "fails " in s or "inconclusive" in s or _invalid(s)
+                 or "Q/DQ differently" in s]
         notes += [f"{r.variant}: {p}" for r in rows for p in r.problems()
                   if not any(p in s for s in r.sentences)]  # said once: not again where a check says it
         notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]

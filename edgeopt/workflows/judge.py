@@ -4,13 +4,15 @@ readiness and emulated accuracy), and the run's one verdict line and exit code.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from edgeopt.core.host import HostFingerprint
 from edgeopt.errors import EXIT_OK
-from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity
+from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, worst
 from edgeopt.evaluate.gate import GateResult, exit_code_for, gate_measurement, judge_outputs
 from edgeopt.evaluate.metrics import INTERVAL_METHOD, MetricResult
 from edgeopt.evaluate.robustness import ShiftResult
@@ -56,7 +58,7 @@ def judge_profile(plan: RunPlan, inputs: RunInputs, profile: HardwareProfile, me
     judge = OutputJudge(reference, plan.layout.measurements, inputs.labels, plan.evaluation, inputs.class_outputs,
                         plan.config.decision_threshold, no_reference=_no_reference(measured))
     gates: list[GateResult] = []
-    rows = _evaluate(measured, profile, judge, gates, plan.config.proxy)
+    rows = _runtimes_disagree(_evaluate(measured, profile, judge, gates, plan.config.proxy), profile)
     failures: list[str] = []
     if profile.tensorrt is not None:
         trt = tensorrt_rows(profile, measured, variants, rows, plan.layout.root, judge, gates,
@@ -128,6 +130,33 @@ def _evaluate(measured: list[Measurement], profile: HardwareProfile, judge: Outp
             gates.append(gate)
         rows.append(build_row(measurement, gate, judge.reference, found, accuracy, metrics=metrics, shifts=shifts))
     return rows
+
+
+QDQ_DIFFERS = "the runtimes execute its Q/DQ differently"
+DEFAULT_COSINE_SPREAD = 0.05  # the spread that counts as a disagreement when the profile sets no min_cosine
+
+
+def _runtimes_disagree(rows: list[Row], profile: HardwareProfile) -> list[Row]:
+    """``rows`` with a sentence on every INT8 file whose worst cosine vs fp32 differs across runtimes by more than the
+    profile's cosine budget leaves room for (``1 - min_cosine``): the same file, two runtimes' Q/DQ arithmetic
+    (each row is still judged on its own figures)."""
+    floor = profile.budgets.min_cosine
+    spread = 1 - float(floor) if floor is not None else DEFAULT_COSINE_SPREAD
+    by_file: dict[str, list[tuple[Row, float]]] = {}
+    for row in rows:
+        cosine = worst(row.fidelity).get("cosine") if row.status == "ok" and row.precision == "int8" else None
+        if cosine is not None and math.isfinite(cosine):
+            by_file.setdefault(row.variant.split("@")[0], []).append((row, cosine))
+    said: dict[int, str] = {}
+    for name, found in by_file.items():
+        (low, lo), (high, hi) = min(found, key=lambda f: f[1]), max(found, key=lambda f: f[1])
+        if hi - lo > spread:
+            sentence = (f"{name}: cosine vs fp32 {lo:.3f} on {low.runtime}, {hi:.3f} on {high.runtime} (more apart "
+                        f"than the budget's {spread:.3g}): {QDQ_DIFFERS}")
+            logger.warning(sentence)
+            said.update((id(row), sentence) for row, _ in found)
+    return [dataclasses.replace(row, sentences=(*row.sentences, said[id(row)])) if id(row) in said else row
+            for row in rows]
 
 
 def _no_reference(measured: list[Measurement]) -> str:

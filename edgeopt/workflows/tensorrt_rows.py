@@ -90,8 +90,10 @@ def tensorrt_rows(profile: HardwareProfile, measured: list[Measurement], variant
             found.rows.append(Row(status="failed", failure=message, verdict="error", **common))  # type: ignore[arg-type]
             continue
         fidelity, accuracy, metrics, shifts = judge.figures(directory, emulation.outputs_file, emulation.output_names)
+        missing = None if fidelity else judge.missing_reference(directory, emulation.outputs_file)
         gate = judge_outputs(GateResult(variant=emulation.name, profile=profile.name, checks=(), host_matches=True,
-                                        proxy=False), budgets, fidelity, metrics[0] if metrics else None)
+                                        proxy=False), budgets, fidelity, metrics[0] if metrics else None,
+                             missing_reference=missing)
         gates.append(gate)
         found.emulations.append((variant, emulation, directory))
         _goldens(variant, emulation, directory, reference_path, run_dir)
