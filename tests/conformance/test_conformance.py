@@ -34,7 +34,7 @@ def fetched() -> dict[str, fetch.Fetched]:
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    budgets = "  p95_ms: 100000\n  min_cosine: 0.95\n  min_top1_agreement: 0.5\n  min_decision_agreement: 0.8"
+    budgets = "  p95_ms: 100000\n  min_cosine: 0.95\n  min_top1_agreement: 0.8\n  min_decision_agreement: 0.8"
     return write_profile(tmp_path_factory.mktemp("profile"), "conformance", max_seconds=0.3, min_iterations=20,
                          runtime="  native_precisions: [fp32, int8]\n  backends: [onnxruntime, openvino]",
                          budgets=budgets)
