@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.errors import EXIT_INPUT_REJECTED, ModelFileError, QuantizationError
 from edgeopt.models.graph import cpu_session, inspect_model, load_model, open_model
 from edgeopt.models.graph_check import early_reads
-from edgeopt.models.quantize import make_variant
+from edgeopt.models.quantize import make_variant, validate_variant
 from edgeopt.models.recipes import Recipe
 from edgeopt.models.sorted_copy import sorted_source
 
@@ -122,11 +122,18 @@ def test_nodes_inside_a_subgraph_are_sorted_too(tmp_path: Path) -> None:
                                   cpu_session(in_order).run(None, FEEDS)[0])
 
 
-def test_a_variant_of_the_unsorted_file_names_node_op_and_tensor(tmp_path: Path) -> None:
+def test_a_variant_of_the_unsorted_file_is_made_from_its_sorted_copy_and_a_raw_check_names_node_and_tensor(
+        tmp_path: Path) -> None:
     shuffled = tmp_path / "model.onnx"
     onnx.save(_shuffled(), str(shuffled))
-    with pytest.raises(QuantizationError) as caught:
-        make_variant(shuffled, Recipe.parse("fp32"), tmp_path / "variants")
+    before = shuffled.read_bytes()
+    made = make_variant(shuffled, Recipe.parse("fp32"), tmp_path / "variants")
+    assert made.provenance["graph_repairs"] and made.provenance["graph_repairs"][0].startswith(
+        "nodes sorted topologically: ")
+    assert shuffled.read_bytes() == before  # the user's file is untouched
+    onnx.checker.check_model(str(made.path))  # the variant is a valid (sorted) graph
+    with pytest.raises(QuantizationError) as caught:  # the unsorted file itself, checked as a variant would be
+        validate_variant(shuffled, "fp32", {})
     assert str(caught.value) == (
         "variant fp32: produced an invalid ONNX graph: Nodes in a graph must be topologically sorted, however input "
         "'g' of node: name: add OpType: Add is not output of any previous nodes; node 'add' (Add) reads 'g' before "

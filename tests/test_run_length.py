@@ -14,7 +14,7 @@ from tests import profiles, zoo
 def test_a_row_cut_by_max_seconds_is_inconclusive_on_p95_saying_the_samples_it_needs(tmp_path: Path) -> None:
     model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
     # 0.1 ms of timing: far fewer than the 72 samples a p95 interval needs (a session call takes microseconds)
-    profile = profiles.write_profile(tmp_path, "short", max_seconds=0.0001, min_iterations=20,
+    profile = profiles.write_profile(tmp_path, "short", max_seconds=0.0001, min_iterations=20, sample_floor=None,
                                      budgets="  p95_ms: 1000")
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "edgeopt", "run", str(model), "--profile", str(profile), "--out",
