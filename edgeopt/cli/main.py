@@ -353,37 +353,27 @@ def handle_profile(args: argparse.Namespace) -> int:
 
 
 def handle_gate(args: argparse.Namespace) -> int:
-    from edgeopt.evaluate.gate import exit_code_for, gate_measurement
-    from edgeopt.measure.stored import load_measurement
-    from edgeopt.profiles.schema import HardwareProfile, load_profile
+    from edgeopt.workflows.gate_files import gate_files
 
-    budgets = options.parse_budgets(args.budget)
-    gates, failures = [], 0
+    report = gate_files(args.results, profile=args.profile, budgets=options.parse_budgets(args.budget),
+                        proxy=args.proxy)
     judged: list[dict[str, Any]] = []
-    say = (lambda line: None) if args.json else print
-    for path in args.results:
-        measurement = load_measurement(path)  # InputRejectedError (exit 3) naming the file and field
-        if args.proxy:
-            measurement = measurement.model_copy(update={"proxy": True})
-        profile = (load_profile(args.profile) if args.profile
-                   else HardwareProfile.model_validate(measurement.profile.settings))
-        profile = profile.with_budgets(budgets) if budgets else profile
-        if not measurement.ok:
-            failures += 1
-            message = measurement.failure.message if measurement.failure else "?"
-            judged.append({"result": str(path), "failure": message, "gate": None})
-            say(f"{path}: measurement failed: {message}")
+    for item in report.files:
+        failure = None if item.gate is not None else (item.measurement.failure.message if item.measurement.failure
+                                                      else "?")
+        judged.append({"result": str(item.path), "failure": failure,
+                       "gate": item.gate.to_dict() if item.gate is not None else None})
+        if args.json:
             continue
-        gate = gate_measurement(measurement, profile)
-        gates.append(gate)
-        judged.append({"result": str(path), "failure": None, "gate": gate.to_dict()})
-        say(f"{measurement.variant_name} on {profile.name}: {gate.verdict.value}")
-        for check in gate.checks:
-            say(f"  {check.sentence}")
-    code = exit_code_for(gates, failures=failures)
+        if item.gate is None:
+            print(f"{item.path}: measurement failed: {failure}")
+            continue
+        print(f"{item.measurement.variant_name} on {item.profile.name}: {item.gate.verdict.value}")
+        for check in item.gate.checks:
+            print(f"  {check.sentence}")
     if args.json:
-        print_json("gate", {"results": judged, "exit_code": code})
-    return code
+        print_json("gate", {"results": judged, "exit_code": report.exit_code})
+    return report.exit_code
 
 
 def handle_run(args: argparse.Namespace) -> int:
