@@ -12,6 +12,11 @@ measurement and the gate are imported when a test first asks for a budget.
 - options ``--edgeopt-profile``, ``--edgeopt-proxy``, ``--edgeopt-strict``, ``--edgeopt-save DIR``,
   ``--edgeopt-baseline DIR`` and ``--edgeopt-threshold``.
 
+``name=`` follows the profile-name rule (it becomes a file name under ``--edgeopt-save``); a session that saves
+a name claims it in the save folder (a lock under ``DIR/.edgeopt-claims/``) until it ends, so a second session
+saving the same name at the same time fails that test instead of overwriting.  Work folders live under
+pytest's temporary folder (``--basetemp``) and are removed when the session ends.
+
 Verdicts become test outcomes (docs/pytest.md): fail -> failed; inconclusive, or invalid (the
 measurement broke the profile's stability policy) -> skipped with the sentence, or failed under
 ``--edgeopt-strict``; not-applicable (this host is not the profile's hardware, no proxy) -> skipped
@@ -20,6 +25,7 @@ with the reason; a failed measurement or a bad option -> failed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from edgeopt.profiles.schema import HardwareProfile
 
 DEFAULT_PROFILE = "host-cpu"
+CLAIMS = ".edgeopt-claims"  # DIR/.edgeopt-claims/<name>__<profile>/: the lock of the session saving that name
 PREFIX = "edgeopt-"  # --edgeopt-profile is edgeopt's --profile (edgeopt.cli.options declares both)
 _UNDECIDED = ("inconclusive", "invalid")  # gate verdicts that are neither pass nor fail
 MARKER = (
@@ -181,17 +188,41 @@ class EdgeoptSession:
         self._profiles: dict[str, HardwareProfile] = {}
         self._measurements: dict[tuple[str, str, int, bool, str, str], Measurement] = {}
         self._saved: dict[str, str] = {}  # stem -> sha256 of the model saved under it
+        self._claims = contextlib.ExitStack()  # the --edgeopt-save names this session holds
+        self._config = config
         self._work: Path | None = None
 
     def close(self) -> None:
+        self._claims.close()
         if self._work is not None:
             shutil.rmtree(self._work, ignore_errors=True)
             self._work = None
 
     def work_dir(self) -> Path:
+        """This session's work folder: under pytest's temporary folder (``--basetemp``), or the system's one
+        when pytest's tmpdir plugin is disabled (``-p no:tmpdir``)."""
         if self._work is None:
-            self._work = Path(tempfile.mkdtemp(prefix="edgeopt-pytest-"))
+            factory = getattr(self._config, "_tmp_path_factory", None)  # set by pytest's tmpdir plugin
+            if isinstance(factory, pytest.TempPathFactory):
+                self._work = factory.mktemp("edgeopt-work", numbered=False)
+            else:
+                self._work = Path(tempfile.mkdtemp(prefix="edgeopt-pytest-"))
         return self._work
+
+    def claim(self, stem: str) -> None:
+        """Hold ``stem`` in the save folder until the session ends; fails the test when another session
+        (another pytest process, an xdist worker) holds it."""
+        from edgeopt.core.run_lock import FolderBusyError, run_lock
+
+        assert self.save_dir is not None
+        try:
+            self._claims.enter_context(run_lock(self.save_dir / CLAIMS / stem, f"pytest --edgeopt-save {stem}"))
+        except FolderBusyError as error:
+            text = str(error)  # "<folder>: another edgeopt command is writing this folder (<holder>); ..."
+            holder = text.partition("this folder (")[2].rpartition(")")[0] or text
+            pytest.fail(f"--edgeopt-save {self.save_dir}: another pytest session is saving {stem}.json there "
+                        f"({holder}); give each session's model its own name= or its own --edgeopt-save",
+                        pytrace=False)
 
     def profile(self, name: str | Path | None) -> HardwareProfile:
         """Load (once) the named profile, or the session's ``--edgeopt-profile``; raises ConfigError."""
@@ -209,6 +240,17 @@ class EdgeoptSession:
         from edgeopt.evaluate.gate import Verdict, gate_measurement
 
         proxy = self.proxy if proxy is None else bool(proxy)
+        if name is not None:
+            from edgeopt.profiles.schema import check_name
+
+            try:
+                check_name(str(name), "name")
+            except EdgeoptError as error:
+                refused = f"edgeopt: {error}"  # failed outside the except: no chained traceback in the report
+            else:
+                refused = ""
+            if refused:
+                pytest.fail(refused, pytrace=False)
         try:
             chosen = self.profile(profile)
             if budgets:
@@ -271,6 +313,8 @@ class EdgeoptSession:
                 samples = load_calibration(calibration, expected_inputs=input_specs(load_model(variant.path)),
                                            min_samples=1)
             stem = result_stem(variant.name, profile.name)
+            if self.save_dir is not None:
+                self.claim(stem)
             work = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=self.work_dir()))
             timing = prepare_timing_inputs(variant.path, profile, samples, work / "inputs.npz", given=given)
             self._measurements[key] = measure_cell(Cell(variant, profile, timing),

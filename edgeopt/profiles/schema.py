@@ -69,6 +69,19 @@ def _valid_regex(value: str | None) -> str | None:
 #: The longest profile ``description`` accepted (it is copied into every result file).
 MAX_DESCRIPTION_CHARS = 2000
 MAX_NAME_CHARS = 200
+# a profile's name, and any name edgeopt makes a file name of (the pytest plugin's ``name=``): one safe path part
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` when it follows the profile-name rule (:data:`NAME_PATTERN`, at most :data:`MAX_NAME_CHARS`);
+    ConfigError naming ``what`` and the name otherwise."""
+    if len(name) > MAX_NAME_CHARS or re.fullmatch(NAME_PATTERN, name) is None:
+        raise ConfigError(f"{what}={name!r}: a name is letters, digits, '.', '_' and '-', starting with a letter or "
+                          f"digit, at most {MAX_NAME_CHARS} characters (it becomes a file name)")
+    return name
+
 
 PositiveFloat = Annotated[float, AfterValidator(_finite_positive)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -260,7 +273,7 @@ class TensorRtSettings(_Section):
 class HardwareProfile(_Section):
     """A declared target: identity, runtime, bench settings, budgets and optional peak rates."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME_CHARS)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
     # one line for ``profiles list``; copied into every result, so bounded (a 10 MB one was)
     description: str = Field(max_length=MAX_DESCRIPTION_CHARS)
     identity: Identity

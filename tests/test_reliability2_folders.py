@@ -1,0 +1,89 @@
+"""Issue 23 (reliability round two), the folder cases: the pytest plugin's ``name=`` cannot leave
+``--edgeopt-save`` and its work folders stay under pytest's temporary folder; two sessions saving one name
+do not overwrite each other; a reused ``--out`` of another model is refused; ``lab head`` refuses a port in
+Ray's worker range before starting Ray; a run says which profile file it used.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_pytest_plugin import project  # noqa: F401  (a fixture)
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_name_that_leaves_the_save_folder_is_a_clear_failure(project: pytest.Pytester) -> None:  # noqa: F811
+    project.makepyfile(test_names="""
+        import pytest
+
+        @pytest.mark.parametrize("name", ["../../pwned", "<script>x</script>/..", "a/b", "-dash", ".hidden", ""])
+        def test_bad(edgeopt_budget, name):
+            edgeopt_budget("tiny.onnx", p95_ms=1000, name=name)
+
+        def test_good(edgeopt_budget):
+            assert edgeopt_budget("tiny.onnx", p95_ms=1000, name="ok-1.v2_x").saved.name == "ok-1.v2_x__fast.json"
+    """)
+    (project.path / "saved" / "a" / "b").mkdir(parents=True)
+    before = set(project.path.iterdir())
+    result = project.runpytest("-rA", "--edgeopt-profile", "fast.yaml", "--edgeopt-save", "saved/a/b",
+                               "--basetemp", str(project.path / "basetemp"))
+    result.assert_outcomes(passed=1, failed=6)
+    result.stdout.fnmatch_lines(["*edgeopt: name='../../pwned': a name is letters, digits, '.', '_' and '-', "
+                                 "starting with a letter or digit, at most 200 characters (it becomes a file name)*",
+                                 "*edgeopt: name='<script>x</script>/..': a name is letters*"])
+    assert "Traceback" not in result.stdout.str() and "FileNotFoundError" not in result.stdout.str()
+    assert "During handling" not in result.stdout.str()
+    assert not [p for p in set(project.path.iterdir()) - before if "pwned" in p.name or "fast" in p.name]
+    assert sorted(p.name for p in (project.path / "saved").rglob("*")) == ["a", "b", "ok-1.v2_x__fast.json"]
+    assert not list(project.path.parent.glob("pwned*"))
+
+
+def test_plugin_work_folders_live_under_pytest_basetemp_and_are_removed(project: pytest.Pytester) -> None:  # noqa: F811
+    project.makepyfile(test_work="""
+        from pathlib import Path
+
+        def test_a(edgeopt_budget, pytestconfig):
+            edgeopt_budget("tiny.onnx", p95_ms=1000)
+            work = pytestconfig.stash[__import__("edgeopt.pytest_plugin").pytest_plugin._SESSION].work_dir()
+            base = Path(pytestconfig.option.basetemp).resolve()
+            assert work.resolve().is_relative_to(base), (work, base)
+            assert any(work.iterdir())
+    """)
+    base = project.path / "basetemp"
+    project.runpytest("--edgeopt-profile", "fast.yaml", "--basetemp", str(base)).assert_outcomes(passed=1)
+    assert not list(base.glob("edgeopt*"))  # removed when the session ended
+
+
+def test_two_sessions_saving_one_name_do_not_overwrite(project: pytest.Pytester) -> None:  # noqa: F811
+    """Session A holds 'model' while it runs a second pytest process (session B) saving another model under the
+    same name into the same folder: B's test fails with the holder named, A's file stays A's."""
+    from tests import zoo
+
+    zoo.tiny_mlp(project.path / "other.onnx")
+    project.makepyfile(test_b="""
+        def test_b(edgeopt_budget):
+            edgeopt_budget("other.onnx", p95_ms=1000, name="model")
+    """)
+    project.makepyfile(test_a="""
+        import subprocess, sys
+        from pathlib import Path
+
+        def test_a(edgeopt_budget):
+            result = edgeopt_budget("tiny.onnx", p95_ms=1000, name="model")
+            b = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_b.py",
+                                "--edgeopt-profile", "fast.yaml", "--edgeopt-save", "saved",
+                                "--basetemp", "basetemp-b"], capture_output=True, text=True, timeout=300)
+            print(b.stdout[-3000:])
+            assert b.returncode == 1, b.stdout + b.stderr
+            assert "--edgeopt-save saved: another pytest session is saving model__fast.json there (pid " in b.stdout
+            assert "edgeopt pytest --edgeopt-save model__fast" in b.stdout
+            assert "give each session's model its own name= or its own --edgeopt-save" in b.stdout
+            assert result.saved.read_text() == Path("saved/model__fast.json").read_text()
+    """)
+    result = project.runpytest("-rA", "test_a.py", "--edgeopt-profile", "fast.yaml", "--edgeopt-save", "saved",
+                               "--basetemp", str(project.path / "basetemp-a"))
+    result.assert_outcomes(passed=1)
+    saved = project.path / "saved"
+    assert sorted(p.name for p in saved.iterdir()) == ["model__fast.json"]  # the claim is gone with session A
+    assert "other.onnx" not in (saved / "model__fast.json").read_text()
