@@ -6,6 +6,9 @@ Ray's worker range before starting Ray; a run says which profile file it used.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.test_pytest_plugin import project  # noqa: F401  (a fixture)
@@ -87,3 +90,20 @@ def test_two_sessions_saving_one_name_do_not_overwrite(project: pytest.Pytester)
     saved = project.path / "saved"
     assert sorted(p.name for p in saved.iterdir()) == ["model__fast.json"]  # the claim is gone with session A
     assert "other.onnx" not in (saved / "model__fast.json").read_text()
+
+
+@pytest.mark.parametrize("port", [10002, 16379, 19999])
+def test_lab_head_refuses_a_port_in_rays_worker_range_before_starting_ray(port: int) -> None:
+    result = subprocess.run([sys.executable, "-m", "edgeopt", "lab", "head", "--address", f"127.0.0.1:{port}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert (f"--address '127.0.0.1:{port}': port {port} is in Ray's worker port range 10002-19999, which Ray keeps "
+            "for its workers; choose a port outside it, e.g. 6379") in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
+
+
+def test_lab_head_print_command_keeps_ports_outside_the_worker_range() -> None:
+    from edgeopt.lab.cluster import head_address
+
+    assert head_address("127.0.0.1:6379") == ("127.0.0.1", 6379)
+    assert head_address("10.0.0.2:20000") == ("10.0.0.2", 20000)

@@ -76,9 +76,10 @@ def add_command(subparsers: Any) -> None:
 
 
 def handle_lab_head(args: argparse.Namespace) -> int:
-    from edgeopt.lab.cluster import head_command, run_ray
+    from edgeopt.lab.cluster import head_address, head_command, run_ray
     from edgeopt.lab.resources import require_ray
 
+    head_address(args.address)  # a bad address or port is refused before anything of Ray's is needed
     require_ray()
     command = head_command(args.address, dashboard=args.dashboard)
     if args.print_command:

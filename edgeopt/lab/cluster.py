@@ -45,10 +45,24 @@ def ray_executable() -> str:
     return found
 
 
+RAY_WORKER_PORTS = (10002, 19999)  # Ray 2.60's default worker port range (docs/lab.md, "Firewall and ports")
+
+
+def head_address(address: str) -> tuple[str, int]:
+    """:func:`split_address`, and a port outside Ray's worker port range (Ray refuses one inside it only after
+    starting, with a long traceback); ConfigError naming the port and the range otherwise."""
+    host, port = split_address(address)
+    low, high = RAY_WORKER_PORTS
+    if low <= port <= high:
+        raise ConfigError(f"--address {address!r}: port {port} is in Ray's worker port range {low}-{high}, which "
+                          f"Ray keeps for its workers; choose a port outside it, e.g. {DEFAULT_PORT}")
+    return host, port
+
+
 def head_command(address: str, *, dashboard: bool = False) -> list[str]:
     """``ray start --head`` on ``HOST:PORT``: no CPUs to schedule on (nothing of edgeopt's runs on the head's
     Ray node), no dashboard unless asked, no usage statistics."""
-    host, port = split_address(address)
+    host, port = head_address(address)
     return [ray_executable(), "start", "--head", f"--node-ip-address={host}", f"--port={port}", "--num-cpus=0",
             "--num-gpus=0", f"--include-dashboard={'true' if dashboard else 'false'}", "--disable-usage-stats"]
 
