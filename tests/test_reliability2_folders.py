@@ -6,11 +6,14 @@ Ray's worker range before starting Ray; a run says which profile file it used.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from edgeopt.errors import ConfigError
 from tests.test_pytest_plugin import project  # noqa: F401  (a fixture)
 
 pytest_plugins = ["pytester"]
@@ -107,3 +110,53 @@ def test_lab_head_print_command_keeps_ports_outside_the_worker_range() -> None:
 
     assert head_address("127.0.0.1:6379") == ("127.0.0.1", 6379)
     assert head_address("10.0.0.2:20000") == ("10.0.0.2", 20000)
+
+
+def test_a_reused_out_of_another_model_is_refused_or_replaced_with_force(tmp_path: Path) -> None:
+    """Item 6: the run folder records its model (model.json before measuring, model_sha256 in summary.json); a run
+    of another model there stops with exit 2 naming both; --force removes the other model's results first."""
+    from edgeopt.reports.run_summary import load_summary
+    from tests import zoo
+    from tests.test_cli import edgeopt, write_profile
+
+    profile, out = write_profile(tmp_path), tmp_path / "out"
+    first, second = zoo.tiny_conv_model(tmp_path / "first.onnx"), zoo.tiny_mlp(tmp_path / "second.onnx")
+    done = edgeopt("run", first, "--profile", profile, "--out", out, "--variant", "fp32", "--variant", "fp16")
+    assert done.returncode in (0, 1), done.stderr
+    marker = json.loads((out / "model.json").read_text())
+    assert marker["model"] == str(first) and load_summary(out).model_sha256 == marker["model_sha256"]
+    old = sorted(p.name for p in (out / "measurements").glob("*.json"))
+
+    refused = edgeopt("run", second, "--profile", profile, "--out", out, "--variant", "fp32")
+    assert refused.returncode == 2, refused.stderr
+    assert (f"--out {out}: this folder holds the results of another model, {first} (sha256 "
+            f"{marker['model_sha256'][:12]}); this run's model is {second} (sha256 ") in refused.stderr
+    assert "choose a fresh --out, or pass --force to remove the other model's variants and measurements first" \
+        in refused.stderr
+    assert sorted(p.name for p in (out / "measurements").glob("*.json")) == old  # nothing touched
+
+    again = edgeopt("run", first, "--profile", profile, "--out", out, "--variant", "fp32")  # the same model: fine
+    assert again.returncode in (0, 1), again.stderr
+
+    forced = edgeopt("run", second, "--profile", profile, "--out", out, "--variant", "fp32", "--force")
+    assert forced.returncode in (0, 1), forced.stderr
+    assert "holds results of another model" in forced.stderr
+    assert not (out / "variants" / "fp16.onnx").exists()
+    assert [p.name for p in (out / "measurements").glob("*.json")] == ["fp32__fast.json"]
+    assert load_summary(out).model == str(second)
+
+
+def test_a_crashed_run_counts_through_its_marker(tmp_path: Path) -> None:
+    from edgeopt.reports.run_summary import RunLayout
+    from edgeopt.workflows.plan import RunConfig, plan_run
+    from tests import zoo
+    from tests.test_cli import write_profile
+
+    profile, out = write_profile(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "model.json").write_text(json.dumps({"model": "other.onnx", "model_sha256": "ab" * 32}))
+    model = zoo.tiny_mlp(tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match=r"another model, other.onnx \(sha256 abababababab\)"):
+        plan_run(RunConfig(model=str(model), profiles=(str(profile),), out_dir=out, variants=("fp32",)))
+    plan = plan_run(RunConfig(model=str(model), profiles=(str(profile),), out_dir=out, variants=("fp32",), force=True))
+    assert plan.replaces == "other.onnx (sha256 abababababab)" and RunLayout(out).model_marker == out / "model.json"

@@ -43,6 +43,16 @@ def session_options(settings: OrtSessionSettings | Mapping[str, Any]) -> ort.Ses
     return options
 
 
+def _as_array(value: Any) -> np.ndarray:
+    """One output as an array: a tensor as it is (a string tensor is an object array of ``str``), a sequence or a
+    map (ZipMap's list of dicts) as a 0-d object array holding it, for the caller to recognise and leave out."""
+    if isinstance(value, np.ndarray):
+        return value
+    held = np.empty((), dtype=object)
+    held[()] = value
+    return held
+
+
 class OnnxRuntimeRunner(Runner[OnnxRuntimeSettings]):
     backend = "onnxruntime"
     settings_type: type[BackendSettings] = OnnxRuntimeSettings
@@ -70,7 +80,7 @@ class OnnxRuntimeRunner(Runner[OnnxRuntimeSettings]):
         return functools.partial(self.session.run, None, feeds)
 
     def _infer(self, feeds: Feeds) -> list[np.ndarray]:
-        return [np.asarray(value) for value in self.session.run(None, feeds)]
+        return [_as_array(value) for value in self.session.run(None, feeds)]
 
     def _deactivate(self) -> None:
         del self.session

@@ -130,6 +130,7 @@ class OutputFidelity:
     top1_margin: float | None = None  # what fp32's top-1 probability must beat its top-2 by for a position to count
     top1_undecided: int = 0  # positions fp32 had not decided (left out of top1_agreement)
     slices: tuple[SliceFidelity, ...] = ()
+    note: str | None = None  # an output not compared, and why (:func:`not_compared`): every figure absent
 
     @property
     def judged_slices(self) -> tuple[SliceFidelity, ...]:
@@ -159,7 +160,10 @@ class OutputFidelity:
         return self.samples * self.elements_per_sample
 
     def problem(self) -> str | None:
-        """``output 'y' holds 3 NaN and 5 Inf of 32 values (fp32: none)``, or None when every value is finite."""
+        """``output 'y' holds 3 NaN and 5 Inf of 32 values (fp32: none)``, or the note of an output not compared
+        (``not comparable (non-tensor output 'zm')``), or None when every value is finite."""
+        if self.note is not None:
+            return self.note
         if not self.nonfinite and not self.reference_nonfinite:
             return None
         kinds = " and ".join(f"{n} {kind}" for n, kind in ((self.nan_values, "NaN"), (self.inf_values, "Inf")) if n)
@@ -219,9 +223,28 @@ class Accuracy:
 
 
 def load_outputs(path: Path) -> dict[int, np.ndarray]:
-    """Stacked outputs by output index (an output whose shape varied between samples is absent)."""
+    """Stacked outputs by output index (an output left out by the worker is absent: :func:`left_out`)."""
     with np.load(path, allow_pickle=False) as data:
         return {int(key[3:]): data[key] for key in data.files if key.startswith("out")}
+
+
+def left_out(path: Path) -> dict[int, str]:
+    """Why the worker left outputs out of an outputs file, by output index (``why<i>``: ``non-tensor``,
+    ``string``, ``shape varies``; ``edgeopt.measure.worker.left_out``)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {int(key[3:]): str(data[key]) for key in data.files if key.startswith("why")}
+
+
+def not_compared(name: str, why: str) -> OutputFidelity:
+    """An output no figure is taken of, its note saying why: ``not comparable (non-tensor output 'zm')`` (a
+    sequence or a map: ZipMap's), ``not comparable (string output 's')``, else (NonZero's data-dependent shape;
+    an outputs file from before reasons were kept) ``output 'x' not compared: its shape varies between samples``."""
+    if why in ("non-tensor", "string"):
+        note = f"not comparable ({why} output '{name}')"
+    else:
+        note = f"output '{name}' not compared: its shape varies between samples"
+    return OutputFidelity(output=name, samples=0, cosine=None, min_cosine=None, sqnr_db=None, max_abs_error=0.0,
+                          top1_agreement=None, note=note)
 
 
 def _per_sample(array: np.ndarray) -> np.ndarray:
@@ -407,19 +430,25 @@ def worst(found: Sequence[OutputFidelity]) -> dict[str, float]:
 
 
 def nonfinite_problems(found: Sequence[OutputFidelity]) -> list[str]:
-    """:meth:`OutputFidelity.problem` of every output whose values are not all finite."""
+    """:meth:`OutputFidelity.problem` of every output whose values are not all finite, and the note of every
+    output not compared."""
     return [text for item in found if (text := item.problem()) is not None]
 
 
 def fidelity(reference_path: Path, variant_path: Path, names: list[str],
              decision_threshold: float = DEFAULT_DECISION_THRESHOLD,
              class_outputs: set[str] | None = None) -> list[OutputFidelity]:
-    """Every output both files hold, compared (see :class:`OutputFidelity` for what each kind gets);
-    ``class_outputs``: the output names that hold class scores (None: judge by shape)."""
+    """Every output both files hold, compared (see :class:`OutputFidelity` for what each kind gets), in output
+    order; an output either file left out (:func:`left_out`) is there too, not compared, its note saying why
+    (:func:`not_compared`); ``class_outputs``: the output names that hold class scores (None: judge by shape)."""
     reference, variant = load_outputs(reference_path), load_outputs(variant_path)
+    why = {**left_out(reference_path), **left_out(variant_path)}
     found = []
-    for i in sorted(set(reference) & set(variant)):
+    for i in sorted(set(reference) | set(variant) | set(why) | set(range(len(names)))):
         name = names[i] if i < len(names) else f"out{i}"
+        if i not in reference or i not in variant:
+            found.append(not_compared(name, why.get(i, "shape varies")))
+            continue
         scores = None if class_outputs is None else name in class_outputs
         found.append(compare(reference[i], variant[i], name, decision_threshold, scores))
     return found

@@ -117,6 +117,20 @@ def timed_loop(call: Callable[[], Any], rule: TimingRule,
             reported = clock()
 
 
+def left_out(values: list[np.ndarray]) -> str | None:
+    """Why one output, over the reference samples, cannot be kept as one stacked numeric array (None: it can):
+    ``string`` (text tensors), ``non-tensor`` (a sequence or map: ZipMap's class scores), ``shape varies``
+    (a data-dependent shape, NonZero's).  What is left out is named in the outputs file (``why<i>``), never
+    pickled."""
+    if any(v.dtype.kind in "OUSV" for v in values):
+        text = all(v.dtype.kind in "US" or (v.dtype.kind == "O" and v.ndim > 0
+                                            and all(isinstance(x, str | bytes) for x in v.flat)) for v in values)
+        return "string" if text else "non-tensor"
+    if len({v.shape for v in values}) > 1:
+        return "shape varies"
+    return None
+
+
 def _run_reference(runner: Runner, references: ReferenceSet) -> int:
     inputs = load_feeds(references.path)
     out_path = references.outputs_path
@@ -129,8 +143,11 @@ def _run_reference(runner: Runner, references: ReferenceSet) -> int:
             slot.append(value)
     arrays = {}
     for i, values in enumerate(collected):
-        if len({v.shape for v in values}) == 1:  # a data-dependent output shape cannot be stacked: left out
+        why = left_out(values)
+        if why is None:
             arrays[f"out{i}"] = np.stack(values)
+        else:  # the reason, as text (no object array: the file is read without pickle)
+            arrays[f"why{i}"] = np.array(why)
     with WRITE_LOCK:
         try:
             write_npz_atomic(Path(out_path), arrays)

@@ -207,6 +207,28 @@ def _check_finite_weights(model: onnx.ModelProto, path: Path, external_base: Pat
                                  "checkpoint)")
 
 
+PROTOBUF_LIMIT = 2**31  # bytes: one serialized protobuf message (a ModelProto with its weights) holds less
+
+
+def _refuse_over_protobuf_limit(model: onnx.ModelProto, path: Path, real: Path) -> None:
+    """Refuse (``ModelFileError``, exit 3), before reading any of it, external data of 2 GiB or more: read into the
+    proto it could not be serialized again (protobuf's 2 GiB limit: ``EncodeError`` after minutes, gigabytes
+    of memory)."""
+    sizes: Counter[str] = Counter()
+    for tensor in external_data_helper._get_all_tensors(model):
+        if external_data_helper.uses_external_data(tensor):
+            location, offset, length = _external_info(tensor, f"{path}: initializer '{tensor.name}'")
+            sizes[location] += length if length is not None else (real.parent / location).stat().st_size - offset
+    total = sum(sizes.values())
+    if total >= PROTOBUF_LIMIT:
+        files = ", ".join(f"{name}: {size} bytes" for name, size in sizes.most_common())
+        raise ModelFileError(
+            f"{path}: its external data is {total / 1e9:.2f} GB ({files}); edgeopt reads a model's weights into one "
+            f"ONNX protobuf, which holds less than 2 GiB ({PROTOBUF_LIMIT} bytes): refused before loading. Measure "
+            "it with ONNX Runtime directly (onnxruntime_perf_test), or bring its weights under 2 GiB (a smaller or "
+            "quantized export); `edgeopt inspect` reads it without its weights")
+
+
 @dataclass(frozen=True)
 class OpenedModel:
     """A loaded, checked model, the repairs made to it in memory (``"nodes sorted topologically: ..."``) and the
@@ -247,6 +269,7 @@ def open_model(path: Path | str, *, load_external_data: bool = True, check: bool
     _check_external_data(model, path, real)
     external_files = tuple(external_locations(model))
     if load_external_data:
+        _refuse_over_protobuf_limit(model, path, real)
         try:
             external_data_helper.load_external_data_for_model(model, str(real.parent))
         except Exception as error:  # noqa: BLE001 - whatever onnx raises here, the file is at fault

@@ -66,6 +66,12 @@ class RunLayout:
         return self.root / "run.log"
 
     @property
+    def model_marker(self) -> Path:
+        """Which model this folder's results are of (``{"model": ..., "model_sha256": ...}``), written before
+        anything is measured, so a crashed run counts too."""
+        return self.root / "model.json"
+
+    @property
     def reference_inputs(self) -> Path:
         """The inputs every variant runs for fidelity (and the eval set's metrics)."""
         return self.root / "reference_inputs.npz"
@@ -126,6 +132,7 @@ class RunSummary(BaseModel):
     kind: Literal["run"] = "run"
     model: str
     model_path: str
+    model_sha256: str | None = None  # of the ONNX file named, or of a factory's reference (older summaries: None)
     calibration: dict[str, Any] | None = None
     profiles: list[str]
     evaluation: dict[str, Any] | None = None

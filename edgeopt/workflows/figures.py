@@ -4,7 +4,10 @@ eval set's labels, task metrics and the result under each input shift.
 :class:`OutputJudge` is built once per profile (with that profile's fp32 measurement, or why it has none) and
 asked for the :class:`OutputFigures` of every row's outputs, measured or emulated
 (``edgeopt.workflows.tensorrt_rows``), and, for a row that got no fidelity, why
-(:meth:`OutputJudge.missing_reference`: such a row is never pass).
+(:meth:`OutputJudge.missing_reference`: such a row is never pass).  An output that cannot be compared (a
+sequence or map, text, a shape that varies between samples) is in the fidelity with its note
+(``not comparable (non-tensor output 'zm')``), beside the outputs that were compared; a row none of whose
+outputs could be compared gets no fidelity, and the notes say why.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class OutputJudge:
         self.no_reference = no_reference
         self.scorer = _Scorer(plan, directory, reference) if plan is not None else None
         self.unreadable: dict[Path, str] = {}  # outputs file -> why comparing it with fp32's failed
+        self.uncompared: dict[Path, list[str]] = {}  # outputs file none of whose outputs was compared -> the notes
 
     def figures(self, directory: Path, outputs_file: str, output_names: list[str]) -> OutputFigures:
         """The figures of ``directory/outputs_file`` (outputs named ``output_names``)."""
@@ -70,6 +74,9 @@ class OutputJudge:
             try:
                 found = fidelity(self.directory / reference.outputs_file, outputs, output_names,
                                  self.decision_threshold, self.class_outputs)
+                if all(f.note is not None for f in found):  # nothing compared: no fidelity (never pass), the notes why
+                    self.uncompared[outputs] = [f.note for f in found if f.note is not None]
+                    found = []
             except (EdgeoptError, OSError, ValueError) as error:
                 self.unreadable[outputs] = first_line(error)
         if self.labels is not None and self.labels.dtype.kind in "iu" and outputs.exists():
@@ -96,8 +103,8 @@ class OutputJudge:
             return f"this row's outputs file {outputs_file} is missing"
         if outputs in self.unreadable:
             return f"its outputs could not be compared with fp32's ({self.unreadable[outputs]})"
-        return ("no output of this row could be compared with fp32's (an output whose shape varies between "
-                "samples is not compared)")
+        notes = self.uncompared.get(outputs) or ["an output whose shape varies between samples is not compared"]
+        return f"no output of this row could be compared with fp32's ({'; '.join(notes)})"
 
 
 class _Scorer:

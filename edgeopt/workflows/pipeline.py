@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ def run_pipeline(config: RunConfig) -> RunResult:
         plan.layout.root.mkdir(parents=True, exist_ok=True)
         for line in plan.describe():
             logger.info(line)
+        _claim_folder(plan)
         with _runtime_warnings_to(plan.layout.run_log) as warned:
             model_path = resolve_model(plan)
             variants, variant_failures = make_run_variants(plan, model_path)
@@ -84,6 +86,18 @@ def run_pipeline(config: RunConfig) -> RunResult:
             logger.info(f"{warned()} runtime warning(s) (ONNX Runtime, OpenVINO, the quantizer) in "
                         f"{plan.layout.run_log}; -v shows them")
         return result
+
+
+def _claim_folder(plan: RunPlan) -> None:
+    """Remove another model's results (``plan.replaces``, under ``--force``), then record this run's model in the
+    folder before anything is made or measured (``RunLayout.model_marker``)."""
+    layout = plan.layout
+    if plan.replaces:
+        for folder in (layout.variants, layout.measurements, layout.inputs):
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in (layout.summary_json, layout.summary_md, layout.model, *layout.root.glob("reference_inputs*.npz")):
+            path.unlink(missing_ok=True)
+    write_json_atomic(layout.model_marker, {"model": plan.config.model, "model_sha256": plan.model_sha256})
 
 
 @contextlib.contextmanager
@@ -109,7 +123,7 @@ def _write_summary(plan: RunPlan, model_path: Path, variants: list[Variant], var
     tables = [j.table for j in judged]
     if unmade:  # e.g. int8-trt-modelopt without its venv: the row says how to enable it
         tables.append(f"{NOT_MADE}\n" + render_table(unmade))
-    summary = RunSummary(model=plan.config.model, model_path=str(model_path),
+    summary = RunSummary(model=plan.config.model, model_path=str(model_path), model_sha256=plan.model_sha256,
                          calibration=plan.calibration.describe() if plan.calibration else None,
                          profiles=[p.name for p in plan.profiles], evaluation=evaluation_record(plan.evaluation),
                          rows=rows, gates=gates, exit_code=verdict.exit_code, verdict=verdict.line)

@@ -10,6 +10,8 @@ cells: each profile's backends say which (variant, backend, precision) rows they
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.backends import cells_for
+from edgeopt.core.fileio import sha256_file
 from edgeopt.core.host import host_fingerprint
 from edgeopt.errors import BackendError, ConfigError, first_line
 from edgeopt.evaluate.metrics import EvalSet, MetricSpec, check_metrics, default_metrics, load_eval_set, parse_metric
@@ -100,6 +103,8 @@ class RunPlan:
     evaluation: EvalPlan | None
     layout: RunLayout
     notes: tuple[str, ...] = ()  # what planning decided that the user should read (e.g. a skipped recipe)
+    model_sha256: str = ""  # of the ONNX file, or of a factory's reference: which model the run folder holds
+    replaces: str | None = None  # another model whose results the folder holds, removed first (--force)
 
     @property
     def timing_samples(self) -> CalibrationSet | None:
@@ -128,6 +133,9 @@ class RunPlan:
         lines = [f"plan: model {source}; inputs {inputs}",
                  f"plan: profiles {', '.join(p.name for p in self.profiles)}; variants {recipes}; "
                  f"out {self.layout.root}", self.timing_estimate()]
+        if self.replaces:
+            lines.append(f"plan: {self.layout.root} holds results of another model, {self.replaces}: removed first "
+                         "(--force)")
         return [*lines, *self.notes]
 
     def timing_estimate(self) -> str:
@@ -175,8 +183,38 @@ def plan_run(config: RunConfig) -> RunPlan:
     _check_shapes(config, specs, profiles, calibration, evaluation)
     if reference.onnx_path is not None:
         _check_runs_on_cpu(reference.onnx_path)
+    layout = RunLayout(Path(config.out_dir))
+    digest = (sha256_file(reference.onnx_path) if reference.onnx_path is not None
+              else hashlib.sha256(reference.text.encode("utf-8")).hexdigest())
     return RunPlan(config, reference, declared, tuple(specs), tuple(profiles), tuple(recipes), chosen_by,
-                   calibration, evaluation, RunLayout(Path(config.out_dir)), tuple(notes))
+                   calibration, evaluation, layout, tuple(notes), digest, _other_model(config, layout, digest))
+
+
+def folder_model(layout: RunLayout) -> tuple[str, str] | None:
+    """(model, sha256) of the results the run folder holds: its model marker, else its summary; None when it
+    names none (a fresh folder, or one of a run before summaries recorded the model's sha256)."""
+    for path in (layout.model_marker, layout.summary_json):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("model_sha256"), str):
+            return str(record.get("model", "?")), record["model_sha256"]
+    return None
+
+
+def _other_model(config: RunConfig, layout: RunLayout, digest: str) -> str | None:
+    """The other model whose results ``layout`` holds (to be removed first under ``force``); ConfigError (exit 2)
+    naming both models without ``force``; None when the folder holds none or this model's."""
+    found = folder_model(layout)
+    if found is None or found[1] == digest:
+        return None
+    other = f"{found[0]} (sha256 {found[1][:12]})"
+    if not config.force:
+        raise ConfigError(f"--out {layout.root}: this folder holds the results of another model, {other}; this run's "
+                          f"model is {config.model} (sha256 {digest[:12]}); choose a fresh --out, or pass --force to "
+                          "remove the other model's variants and measurements first")
+    return other
 
 
 def _plan_evaluation(config: RunConfig, reference: ModelReference) -> EvalPlan | None:
