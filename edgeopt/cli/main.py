@@ -5,6 +5,8 @@ folder that cannot be written: read-only, full, not a folder, or busy with anoth
 (model file, calibration data), 4 a backend/quantizer/worker failed, 5 inconclusive (a confidence interval
 straddles a budget); 130 after Ctrl-C (SIGINT), 128 + N after signal N (SIGTERM: 143, SIGHUP: 129), each an
 orderly stop: the worker's process group is killed and the output folder is left without temporary files.
+Output piped into a reader that stops early (``edgeopt profiles list | head -1``) ends the command quietly with
+141 (128 + SIGPIPE, what a shell tool killed by SIGPIPE gives): nothing more is written and nothing is printed.
 """
 
 from __future__ import annotations
@@ -489,6 +491,37 @@ def file_problem(error: OSError, args: argparse.Namespace) -> str | None:
     return f"{path}: {reason}" + (f" (and {error.filename2})" if error.filename2 else "")
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: the reader of our output went away
+
+
+def _reader_gone() -> bool:
+    """Whether stdout or stderr is a pipe whose reader has closed it (poll reports POLLERR on its write end)."""
+    poller = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            poller.register(stream.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _quiet_after_broken_pipe() -> int:
+    """Point stdout and stderr at /dev/null (the interpreter's last flush must not fail too) and give 141."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            os.dup2(null, stream.fileno())
+    os.close(null)
+    return EXIT_BROKEN_PIPE
+
+
+def _dash_model_hint(argv: Sequence[str]) -> str | None:
+    """After a usage error, a hint for a model path argparse took for an option (``-x.onnx``)."""
+    dashed = next((arg for arg in argv if arg.startswith("-") and not arg.startswith("--")
+                   and (arg.endswith(".onnx") or os.path.isfile(arg))), None)
+    if dashed is None:
+        return None
+    return f"edgeopt: hint: {dashed} (a model path starting with '-': write ./{dashed} or put it after --)"
+
+
 def _check_onnxruntime() -> None:
     """Exit 4 naming the fix when several ONNX Runtime builds are installed side by side."""
     from edgeopt.cli.onnxruntime_flavour import flavour_problem, installed_flavours
@@ -500,11 +533,27 @@ def _check_onnxruntime() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ascii_fallback.install()  # before argparse writes help or a usage error
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(words)
+    except SystemExit as usage:
+        hint = _dash_model_hint(words) if usage.code == EXIT_USAGE else None
+        if hint is not None:
+            print(hint, file=sys.stderr)
+        raise
     try:
         _check_onnxruntime()
         with orderly_stop(), output.configured(**output.options_of(args)):
-            return int(args.handler(args))
+            code = int(args.handler(args))
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        if _reader_gone():
+            return _quiet_after_broken_pipe()
+        if args.debug:
+            traceback.print_exc()
+        print("edgeopt: internal error: BrokenPipeError (rerun with --debug)", file=sys.stderr)
+        return EXIT_BACKEND_FAILURE
     except EdgeoptError as error:
         if args.debug:
             traceback.print_exc()

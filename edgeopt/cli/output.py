@@ -6,7 +6,10 @@ for one command from the global options ``-v/--verbose``, ``-q/--quiet``, ``--lo
 - ``-q``: only errors on stderr (the command's verdict or table stays on stdout);
 - ``-v``: edgeopt's DEBUG lines too, and the runtimes' warnings (ONNX Runtime, OpenVINO, the quantizer, Python
   warnings) on stderr;
-- ``--log-file PATH``: everything at DEBUG appended to PATH, with timestamps (whatever the console shows);
+- ``--log-file PATH``: everything at DEBUG appended to PATH, with timestamps (whatever the console shows).
+  PATH is checked before it is opened (a regular file, a character device or a FIFO someone reads; anything
+  else, or a FIFO nobody reads, is exit 2 naming it).  A write that fails (a full disk) stops the log file, prints
+  no logging traceback, and ends the command with exit 2 naming PATH (:class:`LogFileError`);
 - progress bars (tqdm, on stderr) only when stderr is a terminal and neither ``-q`` nor ``--json`` is given;
   log lines are written above the bars (``tqdm.write``), so bars are not broken.
 
@@ -28,7 +31,7 @@ from typing import IO, Any
 from edgeopt.core import progress
 from edgeopt.core.logs import console_line
 
-__all__ = ["configured", "options_of"]
+__all__ = ["LogFileError", "configured", "options_of"]
 
 TICK_S = 1.0  # bars without news redraw their elapsed time this often: a long step never looks hung
 FALLBACK_SIZE = (80, 24)  # columns, rows where the terminal reports none
@@ -68,6 +71,50 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.bars.write(self.format(record), self.stream)
         except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
             self.handleError(record)
+
+
+class LogFileError(OSError):
+    """``--log-file`` could not be written; ``filename`` is the log file, ``strerror`` the reason."""
+
+
+class _LogFile(logging.StreamHandler):  # type: ignore[type-arg]
+    """``--log-file``: appends, opened without blocking on a FIFO; the first write that fails is kept (no
+    logging traceback on stderr) and ends the log, :func:`configured` raises it as :class:`LogFileError`."""
+
+    def __init__(self, path: Path) -> None:
+        import io
+
+        from edgeopt.core.fileio import open_stream, output_target
+
+        self.path = path
+        target, streamed = output_target(path)
+        if not streamed:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(io.TextIOWrapper(open_stream(target, append=not streamed), encoding="utf-8",
+                                          errors="backslashreplace"))
+        self.failure: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError) and self.failure is None:
+            self.failure = LogFileError(error.errno, error.strerror, str(self.path))
+        elif not isinstance(error, OSError):
+            super().handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.stream.close()
+        except OSError as error:  # the last buffered lines did not fit
+            if self.failure is None:
+                self.failure = LogFileError(error.errno, error.strerror, str(self.path))
+        finally:
+            self.release()
+        super().close()
 
 
 class _Bar:
@@ -173,9 +220,13 @@ def configured(*, verbose: int = 0, quiet: bool = False, log_file: Path | None =
     else:  # a root handler keeps logging.warning() of a runtime from installing its own console handler
         chatter = logging.NullHandler()
     handlers.append((root, chatter))
+    to_file = None
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        try:
+            to_file = _LogFile(log_file)
+        except OSError as error:
+            raise LogFileError(error.errno, f"cannot open the --log-file: {error.strerror or error}",
+                               str(log_file)) from error
         to_file.setFormatter(logging.Formatter(LOG_FILE_FORMAT))
         to_file.setLevel(logging.DEBUG)
         handlers.append((root, to_file))
@@ -194,6 +245,8 @@ def configured(*, verbose: int = 0, quiet: bool = False, log_file: Path | None =
             handler.close()
         edgeopt_logger.setLevel(saved[0])
         root.setLevel(saved[1])
+    if to_file is not None and to_file.failure is not None:  # the command ran; its log is incomplete
+        raise to_file.failure
 
 
 def options_of(args: Any) -> dict[str, Any]:

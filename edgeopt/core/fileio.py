@@ -3,6 +3,13 @@
 Nothing edgeopt writes is ever half-written: every file goes to a temporary name beside its target and
 is renamed over it.
 
+**Where an output goes** (:func:`output_target`).  The target is resolved first: a symlink is written
+through to its real target (the temporary is made in *that* folder, never in the link's), and only a regular
+file is ever replaced.  A character device (``/dev/null``, a terminal, ``/dev/stdout``) or a FIFO is written in
+place, streamed, with no temporary file: ``--json /dev/stdout`` prints.  A FIFO nobody reads is refused at once
+(no hang), and so is any other kind of file (socket, block device): :class:`NotRegularFileError`, which names
+the file.  A write that fails without naming a file (a full disk) is re-raised naming the target.
+
 **JSON, and the rule for non-finite numbers.**  Every JSON document edgeopt writes goes through
 :func:`dumps_json` (:func:`write_json_atomic` uses it).  A measured quantity can be NaN or infinite (an
 fp16 variant whose outputs overflow has a NaN cosine and an infinite max abs error); such a float is
@@ -17,7 +24,9 @@ from, the record beside it says why (``nan_values``/``inf_values`` of an output'
 ``TypeError`` naming where it sits in the document; numpy scalars and arrays are written as numbers and
 lists.  Readers also accept the bare tokens ``NaN``/``Infinity`` Python's ``json`` module writes by default.
 
-**Bounded reading.**  :func:`read_json` / :func:`parse_json` refuse, before parsing, a document larger
+**Bounded reading.**  :func:`read_json` checks ``os.stat`` before opening: anything but a regular file (a
+FIFO, which would block ``open()``, or a device) is refused at once with :class:`NotRegularFileError`.
+:func:`read_json` / :func:`parse_json` refuse, before parsing, a document larger
 than :data:`MAX_JSON_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH` with :class:`JsonLimitError` (a
 ``ValueError`` naming the file), so a hostile results file costs neither the memory nor the stack.
 """
@@ -25,15 +34,17 @@ than :data:`MAX_JSON_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH` with :c
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 MAX_JSON_BYTES = 256 * 2**20  # a results document larger than this is refused unread
 MAX_JSON_DEPTH = 64  # nesting (objects and arrays) deeper than this is refused before parsing
@@ -69,15 +80,94 @@ def target_of_temporary(path: Path) -> Path:
     return path.with_name(match["name"]) if match else path
 
 
+class NotRegularFileError(OSError):
+    """A path that is not a regular file where edgeopt reads or replaces one; ``strerror`` says what it is (and
+    is its ``str``: callers put the file name in front)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_regular(path: Path | str, mode: int) -> NotRegularFileError:
+    return NotRegularFileError(errno.EINVAL, f"not a regular file ({_kind(mode)})", str(path))
+
+
+def regular_file(path: Path | str) -> os.stat_result:
+    """``os.stat`` of ``path`` (symlinks followed) when it is a regular file; :class:`NotRegularFileError`
+    otherwise (decided from the inode, before anything opens it), ``FileNotFoundError`` when missing."""
+    status = os.stat(path)
+    if stat.S_ISDIR(status.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not stat.S_ISREG(status.st_mode):
+        raise not_regular(path, status.st_mode)
+    return status
+
+
+def output_target(target: Path | str) -> tuple[Path, bool]:
+    """Where a write of ``target`` goes (module docstring): ``(path, True)`` to stream into a character device
+    or FIFO in place, ``(the real path, False)`` to replace a regular file (or create one); a directory, socket or
+    block device raises :class:`NotRegularFileError` (``IsADirectoryError`` for a directory)."""
+    target = Path(target)
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        return Path(os.path.realpath(target)), False  # a dangling link: its target is created
+    if stat.S_ISCHR(status.st_mode) or stat.S_ISFIFO(status.st_mode):
+        return target, True
+    if stat.S_ISDIR(status.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    if not stat.S_ISREG(status.st_mode):
+        raise not_regular(target, status.st_mode)
+    return Path(os.path.realpath(target)), False
+
+
+def open_stream(path: Path | str, *, append: bool = False) -> IO[bytes]:
+    """``path`` (a character device or FIFO, or a regular file when ``append``) opened for writing without
+    creating, truncating or replacing anything; a FIFO nobody reads raises at once instead of blocking."""
+    flags = os.O_WRONLY | os.O_NONBLOCK | (os.O_APPEND | os.O_CREAT if append else 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno == errno.ENXIO:  # O_NONBLOCK on a FIFO without a reader
+            raise NotRegularFileError(errno.ENXIO, "a FIFO nobody reads", str(path)) from error
+        raise
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def naming(error: OSError, target: Path | str) -> OSError:
+    """``error`` itself when it names a file, else the same error naming ``target`` (a full disk's ENOSPC)."""
+    if error.filename is not None or error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror, str(target))
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+    """Yield a temporary path beside ``target``'s real file; on success it replaces that file atomically.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched.  A character device or
+    FIFO target is yielded itself, to be written in place (module docstring); anything else that is not a
+    regular file is refused before anything is written.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=_TEMPORARY_SUFFIX)
+    real, stream = output_target(target)
+    if stream:
+        with open_stream(real):  # refuses a FIFO nobody reads (the caller's open() would block); held open, a
+            try:                 # reader does not see the end of the file between this open and the caller's
+                yield real
+            except OSError as error:
+                raise naming(error, target) from error
+        return
+    real.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=_TEMPORARY_SUFFIX)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -85,11 +175,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
+        os.replace(tmp, real)
+        _fsync_dir(real.parent)
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(error, OSError):
+            raise naming(error, real) from error
         raise
 
 
@@ -203,6 +295,7 @@ def parse_json(data: bytes | str, source: str | Path, *, max_bytes: int = MAX_JS
 def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON document at ``path``, size- and depth-checked before parsing (:func:`parse_json`); a file over
     ``max_bytes`` is refused without being read.  OSError when unreadable, ValueError when not JSON."""
+    regular_file(path)  # from the inode: a FIFO (open() would block) or a device is never opened
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size > max_bytes:

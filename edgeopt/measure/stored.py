@@ -1,8 +1,9 @@
 """Stored measurements: the file names of a measurements folder and the one validated loader of a
 measurement document, with one error for a bad file.
 
-A file that is missing, truncated, not JSON, larger than ``edgeopt.core.fileio.MAX_JSON_BYTES`` or nested
-deeper than ``MAX_JSON_DEPTH``, of another kind or schema, or fails validation raises
+A file that is missing, not a regular file (a FIFO or device: refused from ``os.stat``, never opened),
+truncated, not JSON, larger than ``edgeopt.core.fileio.MAX_JSON_BYTES`` or nested deeper than
+``MAX_JSON_DEPTH``, of another kind or schema, or fails validation raises
 :class:`~edgeopt.errors.InputRejectedError` (exit 3) naming the file and the field, whichever command
 reads it (``report``, ``gate``, ``compare``, ``log-mlflow``, ``rerun``, the pytest plugin).  A measurement
 whose statistics are not those of its raw samples, or hold a non-finite number, is refused as "modified
@@ -17,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgeopt.core.fileio import JsonLimitError, read_json
+from edgeopt.core.fileio import JsonLimitError, NotRegularFileError, read_json
 from edgeopt.errors import InputRejectedError, first_line
 from edgeopt.measure.results import SCHEMA_VERSION, Measurement
 
@@ -47,6 +48,8 @@ def read_document(path: Path, what: str) -> dict[str, Any]:
         raise InputRejectedError(f"{path}: a directory, not a {what}") from error
     except JsonLimitError as error:
         raise InputRejectedError(f"{first_line(error)} (refused as a {what})") from error
+    except NotRegularFileError as error:
+        raise InputRejectedError(f"{path}: {error.strerror}, not a {what}; not read") from error
     except (OSError, ValueError) as error:
         raise InputRejectedError(f"{path}: unreadable {what} (truncated or not JSON): {first_line(error)}") from error
     if not isinstance(document, dict):

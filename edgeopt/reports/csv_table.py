@@ -16,6 +16,11 @@ reads it as NaN).
 
 The samples CSV (:func:`write_samples_csv`) is long format: ``variant, profile, index, latency_ms``,
 one row per timed call, in order.
+
+**Formula injection.**  A text cell (or column name) that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return (a model given as ``=HYPERLINK(...).onnx``) would be run as a formula by a spreadsheet; it is
+written with a leading single quote (``'=HYPERLINK(...)``), as OWASP advises.  Numbers are written as numbers
+(``-0.5`` stays a number), and the lone ``-`` of an unmade variant's profile stays ``-``.
 """
 
 from __future__ import annotations
@@ -55,7 +60,17 @@ RESULT_COLUMNS: tuple[str, ...] = (
 SAMPLE_COLUMNS: tuple[str, ...] = ("variant", "profile", "index", "latency_ms")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str) -> str:
+    """``value`` with a leading ``'`` when a spreadsheet would take it for a formula (module docstring)."""
+    return f"'{value}" if value.startswith(_FORMULA_START) and value != "-" else value
+
+
 def _cell(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -149,10 +164,10 @@ def _extra_columns(records: list[dict[str, Any]]) -> tuple[str, ...]:
 
 def _render(columns: tuple[str, ...], records: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([_text(column) for column in columns])
     for record in records:
-        writer.writerow({k: _cell(record.get(k)) for k in columns})
+        writer.writerow([_cell(record.get(k)) for k in columns])
     return buffer.getvalue()
 
 
@@ -179,5 +194,6 @@ def write_samples_csv(run: RunData, path: Path) -> Path:
         writer.writerow(SAMPLE_COLUMNS)
         for (variant, profile), m in run.measurements.items():
             if m.latency is not None:
-                writer.writerows((variant, profile, i, s / 1e6) for i, s in enumerate(m.latency.samples_ns))
+                writer.writerows((_text(variant), _text(profile), i, s / 1e6)
+                                 for i, s in enumerate(m.latency.samples_ns))
     return path

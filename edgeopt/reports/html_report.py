@@ -8,6 +8,8 @@ columns), the trade-off plot (p50 latency vs model size, colour = accuracy or fi
 and throttling).  Plots use matplotlib's Agg canvas without pyplot (extra ``report``), imported only
 when a report is drawn; huge sample arrays are thinned for drawing only, statistics use every sample.
 A small inline script sets ``data-plots-ok`` on ``<body>`` to the number of plots the browser decoded.
+Every text is HTML-escaped, and a control character (a raw ESC in a file name) is written as its escape
+(``\x1b``): the page never carries one raw.
 """
 
 from __future__ import annotations
@@ -441,8 +443,9 @@ def render_html(run: RunData) -> str:
                                  f"sha256 {str(calibration.get('content_hash'))[:12]})" if calibration else None),
                  ("profiles", ", ".join(run.profiles)), ("run folder", run.directory)]
     from edgeopt.core.stats import CI_METHOD, ESTIMATOR
+    from edgeopt.reports.run_data import shown_controls
 
-    return "\n".join([
+    return shown_controls("\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
@@ -465,7 +468,7 @@ def render_html(run: RunData) -> str:
         f"<script>{_SCRIPT}</script>",
         "</body></html>",
         "",
-    ])
+    ]))  # a control character in a name (a raw ESC) is shown as its escape, never written raw
 
 
 def write_html(run: RunData, path: Path) -> Path:

@@ -10,6 +10,10 @@ Verdict → element: ``pass`` → none (passed); ``fail`` → ``<failure>``; ``i
 ``not-applicable`` and any other undecided verdict (e.g. ``invalid``) → ``<skipped>`` (the budget
 was neither met nor broken, and the message says why); a failed measurement → ``<error>`` on each of
 the profile's budgets; a variant that could not be made → one ``<error>`` test case named ``make``.
+
+Every attribute and text is well-formed XML 1.0 whatever a model or file name holds: characters XML forbids
+(control characters such as ``\x01``, ``\x1b``, ``\x0b``) are written as their escapes (the text ``\x1b``),
+by :func:`edgeopt.reports.run_data.shown_controls`.
 """
 
 from __future__ import annotations
@@ -180,8 +184,22 @@ def build_junit(run: RunData) -> ET.Element:
     return root
 
 
+def _well_formed(root: ET.Element) -> None:
+    """Replace, in place, every character XML 1.0 forbids in ``root``'s attributes and texts by its escape."""
+    from edgeopt.reports.run_data import shown_controls
+
+    for element in root.iter():
+        for key, value in element.attrib.items():
+            element.set(key, shown_controls(value))
+        if element.text:
+            element.text = shown_controls(element.text)
+        if element.tail:
+            element.tail = shown_controls(element.tail)
+
+
 def render_junit(run: RunData) -> str:
     root = build_junit(run)
+    _well_formed(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

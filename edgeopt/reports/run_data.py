@@ -13,7 +13,9 @@ else is imported when a report is made.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +30,16 @@ if TYPE_CHECKING:
 
 
 HTML_NAME, JUNIT_NAME, CSV_NAME = "report.html", "junit.xml", "results.csv"
+
+# what neither XML 1.0 allows nor an HTML page should carry raw: C0 controls but tab, newline and carriage return,
+# DEL, C1 controls, lone surrogates (a non-UTF-8 file name read back), U+FFFE and U+FFFF
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def shown_controls(text: str) -> str:
+    """``text`` with each control character (see ``_CONTROLS``) written as its escape, ``\\x1b`` or ``\\udc80``:
+    what the JUnit XML and the HTML report show of a model or file name that holds them."""
+    return _CONTROLS.sub(lambda m: ascii(m[0])[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -119,11 +131,23 @@ def render_run_markdown(run: RunData) -> str:
 
 
 def append_github_summary(markdown: str, environ: dict[str, str] | None = None) -> Path:
-    """Append ``markdown`` to the file named by ``$GITHUB_STEP_SUMMARY`` (ConfigError when unset)."""
+    """Append ``markdown`` to the file named by ``$GITHUB_STEP_SUMMARY``.
+
+    ConfigError (exit 2) naming the file when it is unset, not a regular file (checked with ``os.stat`` before
+    opening: a FIFO would block, a device is no summary) or cannot be written (a full disk)."""
+    from edgeopt.core.fileio import open_stream, regular_file
+
     target = (environ if environ is not None else dict(os.environ)).get("GITHUB_STEP_SUMMARY")
     if not target:
         raise ConfigError("--github-summary: $GITHUB_STEP_SUMMARY is not set (it is set inside GitHub Actions jobs)")
     path = Path(target)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    text = markdown if markdown.endswith("\n") else markdown + "\n"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            regular_file(path)  # a missing file is created
+        with open_stream(path, append=True) as handle:
+            handle.write(text.encode("utf-8"))
+    except OSError as error:
+        raise ConfigError(f"--github-summary: $GITHUB_STEP_SUMMARY {path}: cannot append the summary: "
+                          f"{error.strerror or error}") from error
     return path
