@@ -160,3 +160,19 @@ def test_a_crashed_run_counts_through_its_marker(tmp_path: Path) -> None:
         plan_run(RunConfig(model=str(model), profiles=(str(profile),), out_dir=out, variants=("fp32",)))
     plan = plan_run(RunConfig(model=str(model), profiles=(str(profile),), out_dir=out, variants=("fp32",), force=True))
     assert plan.replaces == "other.onnx (sha256 abababababab)" and RunLayout(out).model_marker == out / "model.json"
+
+
+def test_the_plan_names_the_profile_file_a_shadowing_name_came_from(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weak case env-profile-path-shadows-shipped: EDGEOPT_PROFILE_PATH/host-cpu.yaml replaces the shipped host-cpu;
+    the plan line says which file was used."""
+    from edgeopt.profiles.schema import shipped_profiles_dir
+    from edgeopt.workflows.plan import RunConfig, plan_run
+    from tests import profiles, zoo
+
+    assert (shipped_profiles_dir() / "host-cpu.yaml").is_file()
+    shadow = profiles.write_profile(tmp_path, "host-cpu", description="a local host-cpu")
+    monkeypatch.setenv("EDGEOPT_PROFILE_PATH", str(tmp_path))
+    model = zoo.tiny_mlp(tmp_path / "m.onnx")
+    plan = plan_run(RunConfig(model=str(model), profiles=("host-cpu",), out_dir=tmp_path / "out", variants=("fp32",)))
+    assert f"plan: profiles host-cpu from {shadow}; variants fp32; " in plan.describe()[1]

@@ -512,17 +512,23 @@ def _profile_files() -> dict[str, Path]:
     return dict(sorted(files.items()))
 
 
-def load_profile(name_or_path: str | Path) -> HardwareProfile:
-    """Load a profile from a ``.yaml``/``.yml`` path (or anything with a separator), or by name."""
+def profile_file(name_or_path: str | Path) -> Path:
+    """The file :func:`load_profile` reads for ``name_or_path`` (a name: its first match in ``profile_dirs()``,
+    so a run can say which file a name that shadows a shipped profile came from); ConfigError for an unknown name."""
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
-        return _load_file(Path(name_or_path))
+        return Path(name_or_path)
     files = _profile_files()
     if text not in files:
         available = ", ".join(files) or "none"
         where = ", ".join(str(d) for d in profile_dirs())
         raise ConfigError(f"unknown hardware profile {text!r}; available: {available} (searched {where})")
-    return _load_file(files[text])
+    return files[text]
+
+
+def load_profile(name_or_path: str | Path) -> HardwareProfile:
+    """Load a profile from a ``.yaml``/``.yml`` path (or anything with a separator), or by name."""
+    return _load_file(profile_file(name_or_path))
 
 
 def list_profiles() -> list[HardwareProfile]:

@@ -34,7 +34,7 @@ from edgeopt.models.inputs import resolve_shapes, stacked_feeds
 from edgeopt.models.modelref import InputDeclaration, ModelReference
 from edgeopt.models.recipes import Recipe, default_variants
 from edgeopt.models.variants import Variant
-from edgeopt.profiles.schema import HardwareProfile, load_profile
+from edgeopt.profiles.schema import HardwareProfile, load_profile, profile_file
 from edgeopt.reports.run_summary import RunLayout
 
 __all__ = ["Declared", "EvalPlan", "RunConfig", "RunPlan", "eval_arrays", "eval_samples", "plan_run"]
@@ -130,8 +130,10 @@ class RunPlan:
                   else f"ONNX file {self.reference.onnx_path}")
         inputs = ", ".join(f"{s.name}[{'x'.join(str(d) for d in s.shape)}]:{s.dtype}" for s in self.specs)
         recipes = ", ".join(r.name for r in self.recipes) or "none"
+        files = ", ".join(f"{p.name} from {profile_file(name)}" for p, name in zip(self.profiles, self.config.profiles,
+                                                                                     strict=True))
         lines = [f"plan: model {source}; inputs {inputs}",
-                 f"plan: profiles {', '.join(p.name for p in self.profiles)}; variants {recipes}; "
+                 f"plan: profiles {files}; variants {recipes}; "
                  f"out {self.layout.root}", self.timing_estimate()]
         if self.replaces:
             lines.append(f"plan: {self.layout.root} holds results of another model, {self.replaces}: removed first "
