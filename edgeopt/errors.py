@@ -47,6 +47,13 @@ class UserCodeError(InputRejectedError):
     """The user's own code (a model factory, a ``forward``) raised; the message names it and the user's frame."""
 
 
+#: What a call into the user's code (a factory, a calibration entry point, a metric, their imports) catches and
+#: turns into a :class:`UserCodeError`: any error, a ``sys.exit`` (whatever its code) and a stray
+#: ``GeneratorExit``.  Not ``KeyboardInterrupt`` nor the CLI's stop signal (a ``BaseException`` too): those stop
+#: edgeopt.
+USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
+
+
 class ExportError(EdgeoptError):
     """Exporting a PyTorch model to ONNX failed, or the export does not match PyTorch numerically."""
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeopt.errors import CalibrationError
+from edgeopt.errors import CalibrationError, UserCodeError
 from edgeopt.models.calibration import (
     SHIPPED_DATA_DIR,
     CalibrationSet,
@@ -156,7 +156,9 @@ def test_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert loaded.count == 20 and loaded.source == "calibfeeds:feeds"
     assert load_calibration("calibfeeds:feeds", max_samples=16).content_hash == loaded.take(16).content_hash
     rejected("calibfeeds:with_nan", "calibfeeds:with_nan sample 2", "input 'input'", "2 NaN")
-    rejected("calibfeeds:broken", "calibfeeds:broken", "camera offline")
+    with pytest.raises(UserCodeError, match=r"calibfeeds:broken: your calibration entry point raised RuntimeError: "
+                       r"camera offline \(at .*calibfeeds.py:\d+ in broken\)"):  # exit 3, the user's frame
+        load_calibration("calibfeeds:broken", min_samples=1)
     rejected("calibfeeds:missing", "calibfeeds:missing", "cannot import")
     rejected("no_such_pkg.mod:feeds", "no_such_pkg.mod:feeds", "cannot import")
     rejected(

@@ -102,8 +102,10 @@ def load_eval_set(path: str | Path) -> EvalSet:
     from edgeopt.models.calibration import _load_array_file, load_eval_split
 
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise CalibrationError(f"{file}: eval file not found")
+    if file.is_dir():
+        raise CalibrationError(f"{file}: is a directory; --eval takes one .npz file")
     arrays = _load_array_file(file)
     if "images" not in arrays and set(arrays) - {"labels", "targets"}:
         return _per_input_eval_set(file, arrays)
@@ -251,14 +253,12 @@ def _retrieval(k: int) -> ScoreFn:
 
 
 def _user_metric(reference: str) -> MetricSpec:
-    from edgeopt.models.modelref import load_entry_point
+    from edgeopt.models.modelref import load_entry_point, user_code_error
 
     try:
         function = load_entry_point(reference)
     except ConfigError as error:
         raise ConfigError(f"--metric {error}") from error
-    except Exception as error:  # noqa: BLE001 - whatever the user's module raises while importing
-        raise ConfigError(f"--metric {reference}: importing it failed: {type(error).__name__}: {error}") from error
     if not callable(function):
         raise ConfigError(f"--metric {reference}: not a function (got {type(function).__name__})")
 
@@ -267,6 +267,8 @@ def _user_metric(reference: str) -> MetricSpec:
             values = np.asarray(function(outputs, truth), dtype=np.float64)
         except Exception as error:  # noqa: BLE001 - reported as the metric's failure
             raise ConfigError(f"metric {reference} raised {type(error).__name__}: {error}") from error
+        except (SystemExit, GeneratorExit) as error:  # the run cannot go on as if it had finished: exit 3
+            raise user_code_error(reference, "your metric", error) from error
         count = int(np.asarray(outputs[0]).shape[0])
         if values.shape != (count,):  # NaN/Inf scores are kept: data, counted in MetricResult.nonfinite_scores
             raise ConfigError(f"metric {reference}: must return {count} per-sample scores, got shape {values.shape}")

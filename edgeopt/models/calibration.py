@@ -1,13 +1,15 @@
 """Calibration and evaluation data: strict loading, validation and a hashed, immutable sample set.
 
-A source is a directory holding ``manifest.yaml`` (kind ``arrays``: ``.npz``/``.npy`` files; kind
-``images``: JPEG/PNG files plus a preprocessing recipe) or a ``package.module:function`` entry point
-returning or yielding feed dicts.  Every sample is checked before a quantizer sees it (names, dtypes,
-shapes, finiteness, count); each failure is a one-line ``CalibrationError`` naming the file (or sample
-index) and the field.  Arrays are read with ``allow_pickle=False`` only; the manifest with the strict,
-bounded loader of ``edgeopt.core.yaml_loader`` (no tags, anchors, aliases or duplicate keys; depth and size
-capped).  A manifest's ``files`` pattern is relative and stays inside the folder: ``..``, absolute patterns
-and files (or symlinks) that resolve outside are refused, and the files read are hashed into provenance.
+A source is a directory holding ``manifest.yaml`` (kind ``arrays``: ``.npz``/``.npy`` files; kind ``images``:
+JPEG/PNG files plus a preprocessing recipe) or a ``package.module:function`` entry point returning or yielding feed
+dicts (read up to ``max_samples``, by default :data:`ENTRY_POINT_MAX_SAMPLES`, within
+:data:`ENTRY_POINT_TIME_LIMIT_S`; whatever its code raises, ``sys.exit`` included, is exit 3 naming it). Every
+sample is checked before a quantizer sees it (names, dtypes, shapes, finiteness, count); each failure is a one-line
+``CalibrationError`` naming the file (or sample index) and the field. Arrays are read with ``allow_pickle=False``
+only; the manifest with the strict, bounded loader of ``edgeopt.core.yaml_loader`` (no tags, anchors, aliases or
+duplicate keys; depth and size capped). A manifest's ``files`` pattern is relative and stays inside the folder:
+``..``, absolute patterns and files (or symlinks) that resolve outside are refused, and the files read are hashed
+into provenance.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+import stat
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -26,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from edgeopt.core.fileio import sha256_file, write_npz_atomic
 from edgeopt.core.yaml_loader import load_yaml_file
-from edgeopt.errors import CalibrationError
+from edgeopt.errors import USER_CODE_ERRORS, CalibrationError
 from edgeopt.models.input_spec import InputSpec
+from edgeopt.models.modelref import call_user, user_code_error
 
 __all__ = [
     "SHIPPED_DATA_DIR", "CalibrationSet", "content_hash", "load_calibration",
@@ -39,6 +44,12 @@ Feed = dict[str, np.ndarray]
 SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "calibration_data"
 _ENTRY_POINT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _NUMERIC_KINDS = "biufc"
+#: An entry point (``package.module:function``) is read up to this many samples when no ``max_samples``
+#: (``--max-calibration-samples``) is given: a data loader's iterator may never end.  The first N are kept.
+ENTRY_POINT_MAX_SAMPLES = 1000
+#: An entry point still yielding after this many seconds is refused (exit 3), whatever the sample cap.
+ENTRY_POINT_TIME_LIMIT_S = 600.0
+_END = object()  # what ``next`` returns once an entry point's iterable is exhausted
 
 
 def content_hash(samples: Iterable[Mapping[str, np.ndarray]]) -> str:
@@ -416,14 +427,35 @@ def _files_inside(directory: Path, patterns: Sequence[str]) -> list[Path]:
                 raise CalibrationError(
                     f"{path}: resolves to {resolved}, outside the calibration folder {directory}; files "
                     "(and symlinks) must stay inside the folder")
-            if resolved != manifest and path.is_file():
-                found.add(path)
+            if resolved != manifest and not path.is_dir():  # a FIFO or device is refused, not dropped
+                found.add(_regular(path))
     return sorted(found)
+
+
+def _regular(path: Path) -> Path:
+    """``path`` when it is a regular file (decided from ``os.stat``, before anything opens it: a FIFO would block
+    the read, a device would never end); else CalibrationError naming it and what it is."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise CalibrationError(f"{path}: cannot read it ({e.strerror or type(e).__name__})") from e
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+        raise CalibrationError(f"{path}: not a regular file ({kind}); calibration and eval data must be regular "
+                               "files")
+    return path
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def _load_entry_point(
     spec: str, expected: Sequence[InputSpec] | None, min_samples: int, max_samples: int | None
 ) -> CalibrationSet:
+    """Call the entry point and read what it yields: at most ``max_samples`` (else
+    :data:`ENTRY_POINT_MAX_SAMPLES`) samples, within :data:`ENTRY_POINT_TIME_LIMIT_S`.  Whatever its code raises,
+    ``sys.exit`` included, is a UserCodeError (exit 3) naming it; a stop signal between samples stops edgeopt."""
     module_name, _, attr_path = spec.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
@@ -431,23 +463,30 @@ def _load_entry_point(
             target = getattr(target, part)
     except (ImportError, AttributeError) as e:
         raise CalibrationError(f"{spec}: cannot import calibration entry point ({e})") from e
+    except USER_CODE_ERRORS as e:
+        raise user_code_error(spec, f"importing module '{module_name}'", e) from e
     if not callable(target):
         raise CalibrationError(f"{spec}: entry point is a {type(target).__name__}, not a callable")
+    what = "your calibration entry point"
+    produced = call_user(spec, what, target)
+    if isinstance(produced, Mapping) or not isinstance(produced, Iterable):
+        raise CalibrationError(f"{spec}: returned a {type(produced).__name__}; expected an iterable of feed dicts")
+    cap = ENTRY_POINT_MAX_SAMPLES if max_samples is None else max_samples
+    deadline = time.monotonic() + ENTRY_POINT_TIME_LIMIT_S
     samples: list[Any] = []
-    try:
-        produced = target()
-        if isinstance(produced, Mapping) or not isinstance(produced, Iterable):
+    items = call_user(spec, what, iter, produced)
+    while len(samples) < cap:  # a stop signal raises in the user's code or here, between two samples
+        if time.monotonic() > deadline:
             raise CalibrationError(
-                f"{spec}: returned a {type(produced).__name__}; expected an iterable of feed dicts"
-            )
-        for item in produced:
-            samples.append(item)
-            if max_samples is not None and len(samples) >= max_samples:
-                break
-    except CalibrationError:
-        raise
-    except Exception as e:
-        raise CalibrationError(f"{spec}: calibration entry point raised {type(e).__name__}: {e}") from e
+                f"{spec}: still yielding samples after {ENTRY_POINT_TIME_LIMIT_S:g} s ({len(samples)} read, "
+                f"cap {cap}); make it end sooner or pass --max-calibration-samples N")
+        item = call_user(spec, what, next, items, _END)
+        if item is _END:
+            break
+        samples.append(item)
+    close = getattr(items, "close", None)
+    if callable(close):  # a generator stopped at the cap runs its ``finally`` now ("ignored GeneratorExit": exit 3)
+        call_user(spec, what, close)
     validate_samples(samples, expected, min_samples=min_samples, source_label=spec)
     return CalibrationSet(spec, spec, tuple(samples), f"entry point {spec}", "", {"kind": "entry-point"})
 
@@ -480,7 +519,7 @@ def _load_array_file(path: Path) -> dict[str, np.ndarray]:
 
     The first bytes decide what the file is (numpy's own sniffing would call a text file "pickled")."""
     try:  # we own the handle: np.load(path) leaks it when a truncated zip fails to open
-        with path.open("rb") as handle:
+        with _regular(path).open("rb") as handle:
             head = handle.read(512)
             handle.seek(0)
             if head.startswith(_NPY_MAGIC):

@@ -1,7 +1,8 @@
 """ONNX files: safe loading (rejecting what must not be loaded) and inspection.
 
 ``load_model`` is the only way edgeopt opens a user's ONNX file.  It refuses missing,
-empty, truncated and non-ONNX files, Git LFS pointers, external data that points outside
+empty, truncated and non-ONNX files, Git LFS pointers, a path that is not valid UTF-8 (onnx and ONNX Runtime take
+UTF-8 paths only), external data that points outside
 the model's folder, is hard-linked, or whose offset/length run past the end of its file,
 float initializers holding NaN (or ±Inf where a weight is read), and graphs ``onnx.checker`` refuses,
 each with one line naming the file and what is wrong (``ModelFileError``, exit 3): for the checker, its
@@ -46,6 +47,12 @@ def _check_file(path: Path) -> None:
         raise ModelFileError(f"{path}: model file not found")
     if not path.is_file():
         raise ModelFileError(f"{path}: not a regular file")
+    try:
+        str(path.resolve()).encode("utf-8")
+    except UnicodeEncodeError as error:  # bytes the file system gave that are no UTF-8 (surrogate escapes here)
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ModelFileError(f"{shown}: the file's path is not valid UTF-8; onnx and ONNX Runtime open models by "
+                             "UTF-8 path only: rename the file (or its folder)") from error
     size = path.stat().st_size
     if size == 0:
         raise ModelFileError(f"{path}: model file is empty (0 bytes)")

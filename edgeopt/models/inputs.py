@@ -4,7 +4,8 @@ Shapes (:func:`resolve_shapes`), per dimension, in this order: ``--input NAME:SH
 profile's ``bench.input_shapes``, the shape of the user's samples (calibration or eval) when every sample
 agrees, and for a symbolic *batch* dimension (the first dimension of an input of rank >= 2) the profile's
 ``bench.batch_size``.  Any other symbolic dimension left is an error (exit 2) naming each input and
-dimension and the three ways to set it: edgeopt never times a guessed shape.
+dimension and the three ways to set it: edgeopt never times a guessed shape.  The model's dtype rules: a dtype
+``--input`` writes (``x:1x3x8x8:float16``) that differs from it is refused (exit 2); one left out is taken from it.
 
 Size (:func:`check_input_sizes`, also run by :func:`resolve_shapes` given ``max_input_mb``): before anything
 is allocated, each input's bytes (resolved shape × its dtype's item size) are compared with the profile's
@@ -34,6 +35,7 @@ import onnx
 
 from edgeopt.errors import CalibrationError, ConfigError, InputRejectedError
 from edgeopt.models.input_spec import InputSpec
+from edgeopt.models.modelref import DeclaredInput
 from edgeopt.profiles.schema import Bench
 
 __all__ = ["DEFAULT_MAX_INPUT_MB", "DimSource", "ResolvedInput", "check_input_sizes", "input_bytes",
@@ -118,6 +120,12 @@ def resolve_shapes(declared: Sequence[InputSpec], *, given: Sequence[InputSpec] 
     resolved: list[ResolvedInput] = []
     for spec in declared:
         rank = len(spec.shape)
+        written = by_name.get(spec.name)
+        if isinstance(written, DeclaredInput) and written.dtype_given and \
+                np.dtype(written.dtype) != np.dtype(spec.dtype):
+            raise ConfigError(f"--input {spec.name}: dtype {np.dtype(written.dtype).name} differs from the "
+                              f"{np.dtype(spec.dtype).name} {where} declares for input '{spec.name}'; leave the "
+                              f"dtype out or give {np.dtype(spec.dtype).name}")
         for source, shape in (("--input", by_name[spec.name].shape if spec.name in by_name else None),
                               ("profile bench.input_shapes", profile_shapes.get(spec.name))):
             # a fixed dim must be given as itself: a name (--input x:1xthreex16x16) where the model fixes 3 is refused

@@ -8,14 +8,14 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeopt.core.fileio import sha256_file
-from edgeopt.errors import ConfigError, UserCodeError, first_line
+from edgeopt.errors import USER_CODE_ERRORS, ConfigError, UserCodeError, first_line
 from edgeopt.models.input_spec import InputSpec
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -26,14 +26,12 @@ def is_entry_point(reference: str) -> bool:
 
 
 def load_entry_point(reference: str) -> Callable[..., Any]:
-    """Import ``package.module:attribute`` and return the attribute; errors name the reference."""
+    """Import ``package.module:attribute`` and return the attribute; errors name the reference: a module that
+    cannot be found is exit 2, one whose own code raises (or calls ``sys.exit``) while importing is exit 3."""
     if not is_entry_point(reference):
         raise ConfigError(f"{reference}: expected 'package.module:function'")
     module_name, attribute = reference.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"{reference}: cannot import module '{module_name}': {error}") from error
+    module = import_user_module(reference, module_name)
     if not hasattr(module, attribute):
         raise ConfigError(f"{reference}: module '{module_name}' has no attribute '{attribute}'")
     return getattr(module, attribute)  # type: ignore[no-any-return]
@@ -41,6 +39,15 @@ def load_entry_point(reference: str) -> Callable[..., Any]:
 
 _DIM_NAME = r"[A-Za-z_]\w*"
 CACHE_PARAMETERS = ("cache", "past_key_values")  # what transformers calls a causal LM's key/value cache argument
+
+
+@dataclass(frozen=True)
+class DeclaredInput(InputSpec):
+    """An input as declared (``--input``, ``input_spec()``): ``dtype_given`` when the declaration wrote its dtype.
+    A dtype left out is float32 for a factory; for an ONNX model the file's dtype rules, and a written one that
+    differs from it is refused (:func:`edgeopt.models.inputs.resolve_shapes`)."""
+
+    dtype_given: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,8 @@ class InputDeclaration:
     sizes: Mapping[str, int]
 
     def concrete(self) -> list[InputSpec]:
-        return [InputSpec(s.name, tuple(self.sizes.get(d, d) if isinstance(d, str) else d for d in s.shape),
-                          s.dtype) for s in self.specs]
+        return [replace(s, shape=tuple(self.sizes.get(d, d) if isinstance(d, str) else d for d in s.shape))
+                for s in self.specs]
 
     @property
     def dim_names(self) -> list[str]:
@@ -98,15 +105,17 @@ def parse_inputs(items: Sequence[str | InputSpec | tuple[Any, ...]], where: str 
     specs: list[InputSpec] = []
     sizes: dict[str, int] = {}
     for item in items:
+        dtype_given = True
         if isinstance(item, InputSpec):
             name, dims, dtype, text = item.name, list(item.shape), item.dtype, repr(item)
+            dtype_given = item.dtype_given if isinstance(item, DeclaredInput) else True
         elif isinstance(item, str):
             parts = item.split(":")
             if len(parts) not in (2, 3) or not parts[0].strip():
                 raise ConfigError(f"{where} {item!r}: expected name:DIMxDIM[:dtype], e.g. input:1x3x224x224:float32 "
                                   "or input_ids:batch x seq=128:int64")
             name, dims, text = parts[0].strip(), list(_split_dims(parts[1])), item
-            dtype = parts[2].strip() if len(parts) == 3 else "float32"
+            dtype, dtype_given = (parts[2].strip(), True) if len(parts) == 3 else ("float32", False)
         elif isinstance(item, tuple) and len(item) == 3:
             name, dims, dtype, text = str(item[0]), list(item[1]), str(item[2]), repr(item)
         else:
@@ -117,7 +126,7 @@ def parse_inputs(items: Sequence[str | InputSpec | tuple[Any, ...]], where: str 
             raise ConfigError(f"{where} {text}: unknown dtype {dtype!r}") from error
         if name in {s.name for s in specs}:
             raise ConfigError(f"{where} {text}: input {name!r} is declared twice")
-        specs.append(InputSpec(name, tuple(_parse_dim(d, text, sizes) for d in dims), dtype))
+        specs.append(DeclaredInput(name, tuple(_parse_dim(d, text, sizes) for d in dims), dtype, dtype_given))
     return InputDeclaration(tuple(specs), sizes)
 
 
@@ -131,11 +140,12 @@ def factory_input_specs(reference: str) -> InputDeclaration | None:
     """The ``input_spec()`` a factory's module declares, if any: ``(name, shape, dtype)`` tuples or ``--input``
     strings (one grammar: :func:`parse_inputs`)."""
     module_name = reference.split(":", 1)[0]
-    module = importlib.import_module(module_name)
+    module = import_user_module(reference, module_name)
     declare = getattr(module, "input_spec", None)
     if declare is None:
         return None
-    return parse_inputs(list(declare()), where=f"{module_name}.input_spec()")
+    where = f"{module_name}.input_spec()"
+    return parse_inputs(call_user(reference, f"your {where}", lambda: list(declare())), where=where)
 
 
 def user_frame(error: BaseException) -> str:
@@ -150,20 +160,45 @@ def user_frame(error: BaseException) -> str:
     return f"{chosen[-1].filename}:{chosen[-1].lineno} in {chosen[-1].name}"
 
 
+def user_code_error(reference: str, what: str, error: BaseException) -> UserCodeError:
+    """The exit-3 error for ``error`` (one of :data:`~edgeopt.errors.USER_CODE_ERRORS`) from the user's code
+    ``what`` (``your factory``, ...) of ``reference``: what it did (``raised KeyError: 'x'``, ``called
+    sys.exit(0)``) and the user's frame."""
+    done = (f"called sys.exit({error.code!r}); edgeopt stopped without a result"
+            if isinstance(error, SystemExit) else f"raised {type(error).__name__}: {first_line(error)}")
+    return UserCodeError(f"{reference}: {what} {done} (at {user_frame(error)})")
+
+
+def import_user_module(reference: str, module_name: str) -> Any:
+    """Import the user's module ``module_name`` (named by ``reference``): one that is not found is ConfigError
+    (exit 2); one whose code fails while importing is :func:`user_code_error` (exit 3)."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"{reference}: cannot import module '{module_name}': {error}") from error
+    except USER_CODE_ERRORS as error:
+        raise user_code_error(reference, f"importing module '{module_name}'", error) from error
+
+
+def call_user(reference: str, what: str, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, the user's code: whatever it raises, a ``sys.exit`` and a stray ``GeneratorExit``
+    included, is :func:`user_code_error` (exit 3, naming ``reference`` and the user's frame), never edgeopt's
+    internal error nor edgeopt's own exit; KeyboardInterrupt and the stop signals still stop edgeopt."""
+    try:
+        return function(*args)
+    except USER_CODE_ERRORS as error:
+        raise user_code_error(reference, what, error) from error
+
+
 def call_factory(reference: str) -> Any:
     """Import and call the factory ``package.module:function``: what it raised is the user's error (exit 3, naming
     the factory and the user's frame), never edgeopt's internal error; so is a ``sys.exit`` inside it."""
-    factory = load_entry_point(reference)
-    try:
-        return factory()
-    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code may raise anything
-        raise UserCodeError(f"{reference}: your factory raised {type(error).__name__}: {first_line(error)} "
-                            f"(at {user_frame(error)})") from error
+    return call_user(reference, "your factory", load_entry_point(reference))
 
 
 def factory_source_sha256(reference: str) -> str | None:
     """sha256 of the source file that defines the factory's module: a changed model definition is a new model."""
-    module = importlib.import_module(reference.split(":", 1)[0])
+    module = import_user_module(reference, reference.split(":", 1)[0])
     source = inspect.getsourcefile(module)
     return sha256_file(Path(source)) if source else None
 
