@@ -45,7 +45,7 @@ def test_a_real_model_runs_at_its_real_shapes(name: str, fetched: dict[str, fetc
     item = fetched[name]
     out = fetch.resolve_cache() / "runs" / name
     args = [sys.executable, "-m", "edgeopt", "run", str(item.model), "--profile", str(profile),
-            "--calibration", str(item.calibration), "--min-calibration-samples", "8", "--out", str(out), "--force"]
+            "--calibration", str(item.calibration), "--out", str(out), "--force"]
     for variant in VARIANTS:
         args += ["--variant", variant]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900)
