@@ -160,10 +160,8 @@ class OutputFidelity:
         return self.samples * self.elements_per_sample
 
     def problem(self) -> str | None:
-        """``output 'y' holds 3 NaN and 5 Inf of 32 values (fp32: none)``, or the note of an output not compared
-        (``not comparable (non-tensor output 'zm')``), or None when every value is finite."""
-        if self.note is not None:
-            return self.note
+        """``output 'y' holds 3 NaN and 5 Inf of 32 values (fp32: none)``, or None when every value is finite (an
+        output not compared has its :attr:`note` instead)."""
         if not self.nonfinite and not self.reference_nonfinite:
             return None
         kinds = " and ".join(f"{n} {kind}" for n, kind in ((self.nan_values, "NaN"), (self.inf_values, "Inf")) if n)

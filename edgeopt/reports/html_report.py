@@ -409,6 +409,9 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
         if problems:
             parts.append('<ul class="checks">' + "".join(
                 f'<li class="v-fail"><b>not a number</b>: {_e(p)}</li>' for p in problems) + "</ul>")
+        if row.notes():  # outputs not compared with fp32, and why
+            parts.append('<ul class="checks">' + "".join(
+                f"<li><b>not compared</b>: {_e(n)}</li>" for n in row.notes()) + "</ul>")
         if m is not None and m.failure is not None and m.failure.stderr_tail:
             parts.append(f"<details><summary>worker output</summary><pre>{_e(m.failure.stderr_tail)}</pre></details>")
         if m is not None and m.latency is not None and m.latency.samples_ns:

@@ -71,6 +71,10 @@ class Row:
         """What is not a number in this row, in words: outputs holding NaN/Inf, metrics scoring NaN/Inf."""
         return [*nonfinite_problems(self.fidelity), *(text for m in self.metrics if (text := m.problem()))]
 
+    def notes(self) -> list[str]:
+        """Why an output was not compared with fp32 (a sequence/map or string output, a shape that varies)."""
+        return [f.note for f in self.fidelity if f.note]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["fidelity"] = [f.to_dict() for f in self.fidelity]
@@ -322,6 +326,7 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
                  or "Q/DQ differently" in s]
         notes += [f"{r.variant}: {p}" for r in rows for p in r.problems()
                   if not any(p in s for s in r.sentences)]  # said once: not again where a check says it
+        notes += [f"{r.variant}: {n}" for r in rows for n in r.notes() if not any(n in s for s in r.sentences)]
         notes += [f"{r.variant}: stability: {r.stability}" for r in rows if r.verdict == "invalid" and r.stability]
         notes += [f"{r.variant}: {r.failure}" for r in rows if r.failure]
         notes += [f"{r.variant}: {r.readiness}" for r in rows if r.readiness and r.status != EMULATED_STATUS]
