@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from edgeopt.core.quiet_host import load_per_core, wait_for_quiet
+from tests import profiles, zoo
 
 
 def test_load_per_core_is_the_load_average_over_the_cores() -> None:
@@ -34,3 +38,20 @@ def test_a_busy_host_is_waited_for_until_the_time_is_up_with_progress() -> None:
     assert 0.55 <= time.monotonic() - started < 5.0
     assert len(said) >= 2 and all(0 < left <= 0.6 for _, left in said)
     assert [left for _, left in said] == sorted((left for _, left in said), reverse=True)
+
+
+def test_run_waits_for_a_quiet_host_then_measures_saying_it_stayed_busy(tmp_path: Path) -> None:
+    if (load_per_core() or 0.0) <= 1e-6:
+        pytest.skip("the host's load average is 0.00: nothing to wait for")
+    model = zoo.tiny_conv_model(tmp_path / "tiny_conv.onnx")
+    stability = "max_cv: null, max_drift_rel: null, max_outlier_fraction: null, max_load_avg_per_core: 0.000001"
+    profile = profiles.write_profile(tmp_path, "busy", stability=stability)
+    done = subprocess.run([sys.executable, "-m", "edgeopt", "run", str(model), "--profile", str(profile), "--out",
+                           str(tmp_path / "out"), "--variant", "fp32", "--wait-for-quiet", "0.5"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 5, done.stderr  # the row is invalid: the host stayed busy
+    assert "measure fp32__busy: waiting for a quiet host: load " in done.stderr, done.stderr
+    assert "s left of --wait-for-quiet)" in done.stderr
+    assert "measure fp32__busy: the host stayed busy for 0.5 s" in done.stderr
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "--wait-for-quiet SECONDS" in summary and "edgeopt ab" in summary, summary
