@@ -22,7 +22,7 @@ from tests.conformance import corpus, fetch  # noqa: E402
 def _fidelity(row: dict) -> str:
     from edgeopt.evaluate.fidelity import OutputFidelity, worst
 
-    figures = worst([OutputFidelity(**f) for f in row.get("fidelity") or []])
+    figures = worst([OutputFidelity.from_dict(f) for f in row.get("fidelity") or []])
     parts = [f"cos {figures['cosine']:.3f}"] if "cosine" in figures else []
     parts += [f"top1 {100 * figures['top1']:.0f}%"] if "top1" in figures else []
     parts += [f"dec {100 * figures['decision']:.0f}%"] if "decision" in figures else []
