@@ -497,3 +497,13 @@ def test_a_skipped_pre_processing_is_said_in_words() -> None:
                                                   "ONNX Runtime's pre-processing skipped")
     assert _preprocessing_skipped(ValueError("bad graph")) == ("ONNX Runtime's pre-processing failed (bad graph) "
                                                               "and was skipped")
+
+
+def test_scratch_folders_a_killed_run_left_are_removed_by_the_next(tmp_path: Path) -> None:
+    model = zoo.identity_add(tmp_path / "add.onnx")
+    left = tmp_path / "variants" / ".work" / ".scratch-killed"
+    (left / "inner").mkdir(parents=True)
+    (left / "inner" / "calibrate.onnx").write_bytes(b"half written")
+    (made,) = make_variants(model, [Recipe.parse("fp32")], tmp_path / "variants")
+    assert isinstance(made, Variant) and not left.exists()
+    assert not list((tmp_path / "variants" / ".work").glob(".scratch-*"))

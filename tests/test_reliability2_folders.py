@@ -176,3 +176,4 @@ def test_the_plan_names_the_profile_file_a_shadowing_name_came_from(tmp_path: Pa
     model = zoo.tiny_mlp(tmp_path / "m.onnx")
     plan = plan_run(RunConfig(model=str(model), profiles=("host-cpu",), out_dir=tmp_path / "out", variants=("fp32",)))
     assert f"plan: profiles host-cpu from {shadow}; variants fp32; " in plan.describe()[1]
+    assert plan.profile_files() == {"host-cpu": str(shadow)}  # what summary.json's profile_files records

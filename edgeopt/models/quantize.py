@@ -80,6 +80,14 @@ def scratch_directory(parent: Path) -> Iterator[Path]:
 
 
 
+def _remove_stale_scratch(work_dir: Path) -> None:
+    stale = sorted(work_dir.glob(".scratch-*")) if work_dir.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        logging.getLogger(__name__).info(f"removed {len(stale)} scratch folder(s) a stopped run left in {work_dir}")
+
+
 _NODE_PATTERNS = (r"Node \(([^)]+)\)", r"node[ _]name[:=]\s*'?([\w./:-]+)", r"[Nn]ode '([^']+)'")
 
 
@@ -649,7 +657,10 @@ def make_variants(
     validation_timeout_s: float = VALIDATION_TIMEOUT_S,
 ) -> list[Variant | VariantFailure]:
     """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run.
-    ``chosen_by``: recipe name -> the rule that chose it, recorded in its provenance."""
+    ``chosen_by``: recipe name -> the rule that chose it, recorded in its provenance.  The quantizer's scratch
+    folders a stopped or killed earlier command left in ``out_dir/.work`` are removed first (one command makes a
+    folder's variants at a time: the run-folder lock)."""
+    _remove_stale_scratch(Path(out_dir) / ".work")
     ranges = RangeCache()
     results: list[Variant | VariantFailure] = []
     for recipe in recipes:

@@ -133,6 +133,7 @@ class RunSummary(BaseModel):
     model: str
     model_path: str
     model_sha256: str | None = None  # of the ONNX file named, or of a factory's reference (older summaries: None)
+    profile_files: dict[str, str] = {}  # profile name -> the YAML file it was read from (older summaries: empty)
     calibration: dict[str, Any] | None = None
     profiles: list[str]
     evaluation: dict[str, Any] | None = None

@@ -125,7 +125,8 @@ def _write_summary(plan: RunPlan, model_path: Path, variants: list[Variant], var
         tables.append(f"{NOT_MADE}\n" + render_table(unmade))
     summary = RunSummary(model=plan.config.model, model_path=str(model_path), model_sha256=plan.model_sha256,
                          calibration=plan.calibration.describe() if plan.calibration else None,
-                         profiles=[p.name for p in plan.profiles], evaluation=evaluation_record(plan.evaluation),
+                         profiles=[p.name for p in plan.profiles], profile_files=plan.profile_files(),
+                         evaluation=evaluation_record(plan.evaluation),
                          rows=rows, gates=gates, exit_code=verdict.exit_code, verdict=verdict.line)
     write_json_atomic(layout.summary_json, summary.model_dump(mode="json"))
     sections = [(j.header, j.rows) for j in judged] + ([([NOT_MADE], unmade)] if unmade else [])

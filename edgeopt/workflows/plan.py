@@ -130,8 +130,7 @@ class RunPlan:
                   else f"ONNX file {self.reference.onnx_path}")
         inputs = ", ".join(f"{s.name}[{'x'.join(str(d) for d in s.shape)}]:{s.dtype}" for s in self.specs)
         recipes = ", ".join(r.name for r in self.recipes) or "none"
-        files = ", ".join(f"{p.name} from {profile_file(name)}" for p, name in zip(self.profiles, self.config.profiles,
-                                                                                     strict=True))
+        files = ", ".join(f"{name} from {path}" for name, path in self.profile_files().items())
         lines = [f"plan: model {source}; inputs {inputs}",
                  f"plan: profiles {files}; variants {recipes}; "
                  f"out {self.layout.root}", self.timing_estimate()]
@@ -139,6 +138,11 @@ class RunPlan:
             lines.append(f"plan: {self.layout.root} holds results of another model, {self.replaces}: removed first "
                          "(--force)")
         return [*lines, *self.notes]
+
+    def profile_files(self) -> dict[str, str]:
+        """Each profile's name -> the file it was read from (a name on ``EDGEOPT_PROFILE_PATH`` may shadow a shipped
+        one: the run says which)."""
+        return {p.name: str(profile_file(name)) for p, name in zip(self.profiles, self.config.profiles, strict=True)}
 
     def timing_estimate(self) -> str:
         """How long the timed loops take at most: each row's warm-up and ``max_seconds`` (``sample_floor`` may
