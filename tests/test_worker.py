@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edgeopt.core.fileio import sha256_file
@@ -246,3 +247,21 @@ def test_max_seconds_bounds_a_slow_models_timed_loop_and_its_warm_up() -> None:
 def test_a_sample_floor_outlasts_max_seconds() -> None:
     samples, reason = timed_loop(functools.partial(time.sleep, 0.05), _rule(sample_floor=10))
     assert reason == "time_cap" and len(samples) == 10
+
+
+def test_a_timeout_says_how_many_reference_inputs_ran_before_timing(
+    conv_model: Path, tmp_path: Path, sitecustomize: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = write_profile(tmp_path, "timeout-cpu", bench={"worker_timeout_s": 1})
+    monkeypatch.setenv("EDGEOPT_TEST_SLEEP", "1")
+    work = tmp_path / "work"
+    inputs = prepare_timing_inputs(conv_model, profile, None, work / "inputs.npz")
+    with np.load(inputs) as timing:  # the eval set's role: 40 samples the worker runs once each before timing
+        reference = {name: np.repeat(timing[name], 40, axis=0) for name in timing.files}
+    np.savez(work / "reference.npz", **reference)
+    context = CellContext(work, reference_inputs=work / "reference.npz", force=True)
+    result = measure_cell(Cell(as_variant(conv_model), profile, inputs), context)
+    assert result.failure is not None and result.failure.kind == "timeout"
+    assert ("worker exceeded worker_timeout_s=1 on tiny_conv (before timing it runs the 40 reference input(s) once "
+            "each: the eval set's samples, when --eval is given; fewer samples or a larger bench.worker_timeout_s)"
+            ) == result.failure.message

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,8 +238,11 @@ def _measure(cell: Cell, context: CellContext, on_progress: OnProgress | None) -
                      memory_cap=worker_memory_cap(profile), outputs=outputs, on_progress=on_progress)
     returncode, tail, result = run.returncode, run.stderr_tail, run.result
     if run.timed_out:
+        samples = _reference_samples(job)
+        before = (f" (before timing it runs the {samples} reference input(s) once each: the eval set's samples, when "
+                  "--eval is given; fewer samples or a larger bench.worker_timeout_s)" if samples else "")
         failure = Failure(kind="timeout", message=f"worker exceeded worker_timeout_s={profile.bench.worker_timeout_s:g}"
-                          f" on {variant.name}", returncode=returncode, stderr_tail=tail)
+                          f" on {variant.name}{before}", returncode=returncode, stderr_tail=tail)
         return Measurement(status="failed", failure=failure, **base)
     if returncode < 0:
         failure = Failure(kind="crash", message=f"worker crashed ({_signal_name(returncode)}) on "
@@ -268,6 +272,23 @@ def _measure(cell: Cell, context: CellContext, on_progress: OnProgress | None) -
         output_names=result["output_names"], torch_imported=result["torch_imported"],
         stability=stability.to_dict() if stability else None, **{**base, "host": result["host"]},
     )
+
+
+def _reference_samples(job: WorkerJob) -> int:
+    """How many reference inputs the worker runs before timing (0 when none), read from the ``.npz`` headers."""
+    sets = [*filter(None, [job.reference]), *job.extra_references]
+    count = 0
+    for reference in sets:
+        with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
+            with zipfile.ZipFile(reference.path) as archive:
+                first = next(n for n in archive.namelist() if n.endswith(".npy"))
+                with archive.open(first) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape = read(member)[0]  # the header only, not the data
+                count += int(shape[0]) if shape else 1
+    return count
 
 
 def _feed_shapes(path: Path) -> dict[str, list[int]]:
