@@ -177,3 +177,19 @@ def test_the_plan_names_the_profile_file_a_shadowing_name_came_from(tmp_path: Pa
     plan = plan_run(RunConfig(model=str(model), profiles=("host-cpu",), out_dir=tmp_path / "out", variants=("fp32",)))
     assert f"plan: profiles host-cpu from {shadow}; variants fp32; " in plan.describe()[1]
     assert plan.profile_files() == {"host-cpu": str(shadow)}  # what summary.json's profile_files records
+
+
+def test_a_token_file_others_can_read_is_named_with_the_fix(tmp_path: Path) -> None:
+    """Weak case lab-token-file-perms: `ray get-auth-token --generate` leaves ~/.ray/auth_token 0644."""
+    from edgeopt.lab.cluster import exposed_token_file
+
+    assert exposed_token_file(tmp_path) is None  # no token file
+    token = tmp_path / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("secret")
+    token.chmod(0o644)
+    said = exposed_token_file(tmp_path)
+    assert said is not None and f"{token} is readable by other users (mode 0644)" in said
+    assert f"chmod 600 {token}" in said
+    token.chmod(0o600)
+    assert exposed_token_file(tmp_path) is None

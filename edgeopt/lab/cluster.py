@@ -101,7 +101,24 @@ def join_command(address: str, plan: JoinPlan, node_ip: str | None = None) -> li
 
 def run_ray(command: list[str]) -> int:
     """Run a ``ray start`` command, its output passed through; its exit status."""
+    exposed = exposed_token_file()
+    if exposed:
+        print(f"edgeopt: warning: {exposed}", file=sys.stderr)
     return subprocess.run(command, check=False).returncode
+
+
+def exposed_token_file(home: Path | None = None) -> str | None:
+    """A sentence when Ray's token file (``~/.ray/auth_token``, which ``ray get-auth-token --generate`` writes with
+    mode 0644) can be read by other users of this machine; None when it is absent or private."""
+    token = (home or Path.home()) / ".ray" / "auth_token"
+    try:
+        mode = token.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (f"{token} is readable by other users (mode {mode:04o}): anyone on this machine can join or drive the "
+            f"lab with it; run 'chmod 600 {token}'")
 
 
 PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
