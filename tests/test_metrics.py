@@ -10,13 +10,13 @@ import pytest
 from edgeopt.errors import CalibrationError, ConfigError
 from edgeopt.evaluate.metrics import (
     EvalSet,
+    Resamples,
     bootstrap_interval,
     default_metrics,
     evaluate,
     load_eval_set,
     paired_delta,
     parse_metric,
-    resample_indices,
 )
 
 
@@ -89,11 +89,11 @@ def test_metric_results_carry_paired_delta() -> None:
 def test_bootstrap_interval_covers_the_truth_in_simulation() -> None:
     rng = np.random.default_rng(1)
     truth, n, trials = 0.8, 200, 200
-    indices = resample_indices(n, resamples=1000)
+    resamples = Resamples(n, resamples=1000)
     covered = 0
     for _ in range(trials):
         scores = (rng.random(n) < truth).astype(float)
-        _, lower, upper = bootstrap_interval(scores, indices=indices)
+        _, lower, upper = bootstrap_interval(scores, resamples=resamples)
         covered += lower <= truth <= upper
     assert 0.89 <= covered / trials <= 0.99  # nominal 95 %; percentile bootstrap runs a little narrow
 
@@ -110,8 +110,8 @@ def test_paired_interval_is_narrower_than_unpaired_on_correlated_data() -> None:
     variant = difficulty + 0.05 + rng.normal(scale=0.1, size=300)
     _, lo, hi = paired_delta(variant, reference)
     # unpaired: each mean resampled on its own, the difference of independent resamples
-    a = variant[resample_indices(300, seed=1)].mean(axis=1)
-    b = reference[resample_indices(300, seed=2)].mean(axis=1)
+    a = Resamples(300, seed=1).stats(lambda rows: variant[rows].mean(axis=1))
+    b = Resamples(300, seed=2).stats(lambda rows: reference[rows].mean(axis=1))
     u_lo, u_hi = np.quantile(a - b, [0.025, 0.975])
     assert (hi - lo) < 0.5 * (u_hi - u_lo)
     assert lo < 0.05 < hi
@@ -190,3 +190,20 @@ def test_labels_must_be_class_indices_of_the_model(tmp_path: Path) -> None:
     np.savez(tmp_path / "outputs.npz", out0=logits)
     with pytest.raises(ValueError, match="outside 0..9"):  # the legacy accuracy is left out, never 0 %
         top1_accuracy(tmp_path / "outputs.npz", eval_set.truth)  # type: ignore[arg-type]
+
+
+def test_resamples_of_a_small_set_are_the_one_seeded_matrix() -> None:
+    (chunk,) = list(Resamples(300).chunks())
+    assert np.array_equal(chunk, np.random.default_rng(0).integers(0, 300, size=(2000, 300)))
+
+
+def test_resamples_of_a_huge_eval_set_come_in_bounded_chunks() -> None:
+    """A 1 M-sample eval set: 2000 resamples as one matrix are 16 GiB; in chunks each is 16 rows (128 MiB)."""
+    huge = Resamples(1_000_000, resamples=40)
+    shapes = [chunk.shape for chunk in huge.chunks()]
+    assert shapes == [(16, 1_000_000), (16, 1_000_000), (8, 1_000_000)]
+    scores = np.random.default_rng(5).random(1_000_000)
+    value, lower, upper = bootstrap_interval(scores, resamples=huge)
+    assert lower <= value <= upper and upper - lower < 0.002
+    assert np.array_equal(huge.stats(lambda rows: scores[rows].mean(axis=1)),
+                          huge.stats(lambda rows: scores[rows].mean(axis=1)))  # seeded: the same resamples again

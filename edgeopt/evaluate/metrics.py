@@ -24,7 +24,7 @@ counts such samples, so the table flags the metric and the gate fails ``max_metr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -329,9 +329,29 @@ def check_metrics(specs: Sequence[MetricSpec], eval_set: EvalSet, outputs: Seque
 # ---------------------------------------------------------------------------------------- bootstrap
 
 
-def resample_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
-    """(resamples, n) indices drawn with replacement; the same seed gives the same matrix."""
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+MAX_RESAMPLE_INDICES = 1 << 24  # indices drawn at once: 128 MiB of int64, as much again for the scores they gather
+
+
+@dataclass(frozen=True)
+class Resamples:
+    """Bootstrap resamples of ``n`` samples drawn with replacement from one seeded stream (the same seed, the same
+    resamples), in chunks of at most :data:`MAX_RESAMPLE_INDICES` indices: a 1 M-sample eval set needs ~256 MiB,
+    not the 16 GiB of one (2000, n) matrix.  Up to 8,388 samples the one chunk is that whole matrix."""
+
+    n: int
+    resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = BOOTSTRAP_SEED
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """(k, n) index matrices, k rows at a time, ``resamples`` rows in all."""
+        rng = np.random.default_rng(self.seed)
+        rows = max(1, MAX_RESAMPLE_INDICES // max(1, self.n))
+        for start in range(0, self.resamples, rows):
+            yield rng.integers(0, self.n, size=(min(rows, self.resamples - start), self.n))
+
+    def stats(self, statistic: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``statistic(indices)`` (k resamples' index rows -> their k values) over every resample."""
+        return np.concatenate([np.asarray(statistic(chunk), dtype=np.float64) for chunk in self.chunks()])
 
 
 def aggregate(scores: np.ndarray, how: str, axis: int | None = None) -> Any:
@@ -339,27 +359,28 @@ def aggregate(scores: np.ndarray, how: str, axis: int | None = None) -> Any:
     return np.sqrt(mean) if how == "root_mean" else mean
 
 
-def bootstrap_interval(scores: np.ndarray, how: str = "mean", indices: np.ndarray | None = None,
+def bootstrap_interval(scores: np.ndarray, how: str = "mean", resamples: Resamples | None = None,
                        confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """(value, lower, upper): the aggregate and its percentile bootstrap interval over samples."""
     scores = np.asarray(scores, dtype=np.float64)
-    indices = resample_indices(scores.size) if indices is None else indices
+    resamples = Resamples(scores.size) if resamples is None else resamples
     with np.errstate(all="ignore"):  # NaN/Inf scores give NaN/Inf figures: recorded, flagged, never raised
-        stats = aggregate(scores[indices], how, axis=1)
+        stats = resamples.stats(lambda rows: aggregate(scores[rows], how, axis=1))
         tail = (1 - confidence) / 2
         lower, upper = np.quantile(stats, [tail, 1 - tail])
         return float(aggregate(scores, how)), float(lower), float(upper)
 
 
-def paired_delta(variant: np.ndarray, reference: np.ndarray, how: str = "mean", indices: np.ndarray | None = None,
+def paired_delta(variant: np.ndarray, reference: np.ndarray, how: str = "mean", resamples: Resamples | None = None,
                  confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """(delta, lower, upper) of aggregate(variant) − aggregate(reference), resampling both with the same indices."""
     variant, reference = np.asarray(variant, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if variant.shape != reference.shape:
         raise ValueError(f"paired scores differ in shape: {variant.shape} vs {reference.shape}")
-    indices = resample_indices(variant.size) if indices is None else indices
+    resamples = Resamples(variant.size) if resamples is None else resamples
     with np.errstate(all="ignore"):
-        stats = aggregate(variant[indices], how, axis=1) - aggregate(reference[indices], how, axis=1)
+        stats = resamples.stats(lambda rows: aggregate(variant[rows], how, axis=1) - aggregate(reference[rows], how,
+                                                                                                 axis=1))
         tail = (1 - confidence) / 2
         lower, upper = np.quantile(stats, [tail, 1 - tail])
         return float(aggregate(variant, how) - aggregate(reference, how)), float(lower), float(upper)
@@ -437,15 +458,15 @@ def score_outputs(specs: Sequence[MetricSpec], outputs: list[np.ndarray], truth:
     return found, problems
 
 
-def summarise(scores: Scores, reference: Scores | None, indices: np.ndarray | None = None) -> MetricResult:
+def summarise(scores: Scores, reference: Scores | None, resamples: Resamples | None = None) -> MetricResult:
     """The metric's value and interval, plus the paired delta vs ``reference`` (fp32) when given."""
     spec = scores.spec
     n = scores.values.size
-    indices = resample_indices(n) if indices is None else indices
-    value, lower, upper = bootstrap_interval(scores.values, spec.aggregate, indices)
+    resamples = Resamples(n) if resamples is None else resamples
+    value, lower, upper = bootstrap_interval(scores.values, spec.aggregate, resamples)
     delta: tuple[float | None, float | None, float | None] = (None, None, None)
     if reference is not None and reference.values.shape == scores.values.shape:
-        delta = paired_delta(scores.values, reference.values, spec.aggregate, indices)
+        delta = paired_delta(scores.values, reference.values, spec.aggregate, resamples)
     return MetricResult(metric=spec.name, value=value, lower=lower, upper=upper, samples=int(n),
                         higher_is_better=spec.higher_is_better, percent=spec.percent,
                         delta=delta[0], delta_lower=delta[1], delta_upper=delta[2],
@@ -461,8 +482,8 @@ def evaluate(specs: Sequence[MetricSpec], outputs: list[np.ndarray], truth: np.n
         theirs = {s.spec.name: s for s in score_outputs(specs, reference, truth, reference)[0]}
     if not mine:
         return [], problems
-    indices = resample_indices(mine[0].values.size)
-    return [summarise(s, theirs.get(s.spec.name), indices) for s in mine], problems
+    resamples = Resamples(mine[0].values.size)
+    return [summarise(s, theirs.get(s.spec.name), resamples) for s in mine], problems
 
 
 def load_output_list(path: Path) -> list[np.ndarray]:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import ConfigError
-from edgeopt.evaluate.metrics import CONFIDENCE, Scores, aggregate, bootstrap_interval, short_cell
+from edgeopt.evaluate.metrics import CONFIDENCE, Resamples, Scores, aggregate, bootstrap_interval, short_cell
 from edgeopt.models.calibration import Preprocess, load_manifest
 
 DEFAULT_SEVERITY: dict[str, float] = {"brightness": 0.3, "contrast": 0.5, "noise": 0.1, "blur": 1.0}
@@ -209,16 +209,17 @@ class ShiftResult:
 
 
 def shift_result(shift: str, shifted: Scores, clean: Scores | None, fp32_shifted: Scores | None,
-                 fp32_clean: Scores | None, indices: np.ndarray) -> ShiftResult:
+                 fp32_clean: Scores | None, resamples: Resamples) -> ShiftResult:
     """The metric under ``shift`` with its paired comparisons; all score arrays are over the same samples."""
     spec = shifted.spec
     how = spec.aggregate
-    value, lower, upper = bootstrap_interval(shifted.values, how, indices)
+    value, lower, upper = bootstrap_interval(shifted.values, how, resamples)
     sign = 1.0 if spec.higher_is_better else -1.0  # drop = sign·(fp32 − variant): positive is worse
     tail = (1 - CONFIDENCE) / 2
     result: dict[str, Any] = {}
     if fp32_shifted is not None:
-        d = aggregate(shifted.values[indices], how, axis=1) - aggregate(fp32_shifted.values[indices], how, axis=1)
+        d = resamples.stats(lambda rows: aggregate(shifted.values[rows], how, axis=1)
+                            - aggregate(fp32_shifted.values[rows], how, axis=1))
         lo, hi = np.quantile(d, [tail, 1 - tail])
         result.update(delta=float(aggregate(shifted.values, how) - aggregate(fp32_shifted.values, how)),
                       delta_lower=float(lo), delta_upper=float(hi))
@@ -226,8 +227,8 @@ def shift_result(shift: str, shifted: Scores, clean: Scores | None, fp32_shifted
             def drop(var: np.ndarray, ref: np.ndarray, axis: int | None) -> Any:
                 return sign * (aggregate(ref, how, axis=axis) - aggregate(var, how, axis=axis))
 
-            extra = (drop(shifted.values[indices], fp32_shifted.values[indices], 1)
-                     - drop(clean.values[indices], fp32_clean.values[indices], 1))
+            extra = resamples.stats(lambda rows: drop(shifted.values[rows], fp32_shifted.values[rows], 1)
+                                    - drop(clean.values[rows], fp32_clean.values[rows], 1))
             lo, hi = np.quantile(extra, [tail, 1 - tail])
             point = (drop(shifted.values, fp32_shifted.values, None) - drop(clean.values, fp32_clean.values, None))
             result.update(extra_drop=float(point), extra_drop_lower=float(lo), extra_drop_upper=float(hi),

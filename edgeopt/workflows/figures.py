@@ -23,9 +23,9 @@ from edgeopt.errors import EdgeoptError, first_line
 from edgeopt.evaluate.fidelity import Accuracy, OutputFidelity, fidelity, top1_accuracy
 from edgeopt.evaluate.metrics import (
     MetricResult,
+    Resamples,
     Scores,
     load_output_list,
-    resample_indices,
     score_outputs,
     summarise,
 )
@@ -155,9 +155,9 @@ class _Scorer:
         clean = self._scores(clean_outputs, self.fp32_outputs.get(None))
         if not clean:
             return (), ()
-        indices = resample_indices(clean[0].values.size)
+        resamples = Resamples(clean[0].values.size)
         fp32_clean = {s.spec.name: s for s in self.fp32.get(None, [])}
-        metrics = tuple(summarise(s, fp32_clean.get(s.spec.name), indices) for s in clean)
+        metrics = tuple(summarise(s, fp32_clean.get(s.spec.name), resamples) for s in clean)
         shifts: list[ShiftResult] = []
         by_name = {s.spec.name: s for s in clean}
         for label in self.stems:
@@ -168,5 +168,5 @@ class _Scorer:
             for scores in self._scores(outputs, self.fp32_outputs.get(label)):
                 name = scores.spec.name
                 shifts.append(shift_result(label, scores, by_name.get(name), fp32_shifted.get(name),
-                                           fp32_clean.get(name), indices))
+                                           fp32_clean.get(name), resamples))
         return metrics, tuple(shifts)
