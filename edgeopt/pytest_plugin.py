@@ -217,12 +217,13 @@ class EdgeoptSession:
         assert self.save_dir is not None
         try:
             self._claims.enter_context(run_lock(self.save_dir / CLAIMS / stem, f"pytest --edgeopt-save {stem}"))
+            return
         except FolderBusyError as error:
-            text = str(error)  # "<folder>: another edgeopt command is writing this folder (<holder>); ..."
-            holder = text.partition("this folder (")[2].rpartition(")")[0] or text
-            pytest.fail(f"--edgeopt-save {self.save_dir}: another pytest session is saving {stem}.json there "
-                        f"({holder}); give each session's model its own name= or its own --edgeopt-save",
-                        pytrace=False)
+            text = str(error)  # "<folder>: another edgeopt command is writing this folder (<holder>); wait ..."
+        holder = text.partition("this folder (")[2].partition("); wait for it")[0] or "another process"
+        # failed outside the except block: the test's report shows this line alone, not the lock's own error
+        pytest.fail(f"--edgeopt-save {self.save_dir}: another pytest session is saving {stem}.json there "
+                    f"({holder}); give each session's model its own name= or its own --edgeopt-save", pytrace=False)
 
     def profile(self, name: str | Path | None) -> HardwareProfile:
         """Load (once) the named profile, or the session's ``--edgeopt-profile``; raises ConfigError."""

@@ -85,6 +85,7 @@ def test_two_sessions_saving_one_name_do_not_overwrite(project: pytest.Pytester)
             assert "--edgeopt-save saved: another pytest session is saving model__fast.json there (pid " in b.stdout
             assert "edgeopt pytest --edgeopt-save model__fast" in b.stdout
             assert "give each session's model its own name= or its own --edgeopt-save" in b.stdout
+            assert "During handling" not in b.stdout and "choose another --out" not in b.stdout  # the line alone
             assert result.saved.read_text() == Path("saved/model__fast.json").read_text()
     """)
     result = project.runpytest("-rA", "test_a.py", "--edgeopt-profile", "fast.yaml", "--edgeopt-save", "saved",
