@@ -152,7 +152,8 @@ class RunPlan:
         seconds = sum(n * (p.bench.warmup_seconds + p.bench.max_seconds) for p, n in rows)
         floors = [p.name for p, n in rows if n and p.bench.sample_floor is not None]
         longer = f"; longer for slow rows under bench.sample_floor ({', '.join(floors)})" if floors else ""
-        return (f"plan: timing {sum(n for _, n in rows)} row(s), at most {seconds:.0f} s of warm-up and timed loops "
+        shown = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
+        return (f"plan: timing {sum(n for _, n in rows)} row(s), at most {shown} s of warm-up and timed loops "
                 f"(bench.warmup_seconds + bench.max_seconds per row){longer}, plus making variants and loading models")
 
 
