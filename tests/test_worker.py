@@ -265,3 +265,9 @@ def test_a_timeout_says_how_many_reference_inputs_ran_before_timing(
     assert ("worker exceeded worker_timeout_s=1 on tiny_conv (before timing it runs the 40 reference input(s) once "
             "each: the eval set's samples, when --eval is given; fewer samples or a larger bench.worker_timeout_s)"
             ) == result.failure.message
+
+
+def test_a_warm_up_time_asked_for_is_kept_beyond_max_seconds() -> None:
+    started = time.perf_counter()
+    assert warm_up(functools.partial(time.sleep, 0.01), 1, 0.5, 0.1) >= 2
+    assert time.perf_counter() - started >= 0.5

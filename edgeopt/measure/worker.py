@@ -55,10 +55,11 @@ def load_feeds(path: str) -> dict[str, np.ndarray]:
 
 
 def warm_up(call: Callable[[], Any], iterations: int, seconds: float, cap_seconds: float) -> int:
-    """Untimed calls until both ``iterations`` and ``seconds`` are reached, or, after one call, ``cap_seconds`` (the
-    profile's ``max_seconds``: a slow model's warm-up does not outlast its timed loop); returns how many ran."""
+    """Untimed calls until both ``iterations`` and ``seconds`` are reached, or, after one call, the later of
+    ``cap_seconds`` (the profile's ``max_seconds``: a slow model's warm-up count does not outlast its timed loop) and
+    ``seconds`` (a warm-up time asked for is kept); returns how many ran."""
     started = time.perf_counter_ns()
-    deadline, cap = started + int(seconds * 1e9), started + int(cap_seconds * 1e9)
+    deadline, cap = started + int(seconds * 1e9), started + int(max(cap_seconds, seconds) * 1e9)
     count = 0
     while count < iterations or time.perf_counter_ns() < deadline:
         call()
