@@ -47,6 +47,7 @@ def gate_files(paths: Sequence[Path], *, profile: str | None = None, budgets: Ma
     file, ConfigError (exit 2) for files measured from different models."""
     loaded = [(Path(path), load_measurement(path)) for path in paths]
     _one_model(loaded)
+    references: dict[Path, Measurement | None] = {}  # each fp32 measurement file read once
     files: list[GatedFile] = []
     for path, measurement in loaded:
         if proxy:
@@ -55,7 +56,7 @@ def gate_files(paths: Sequence[Path], *, profile: str | None = None, budgets: Ma
         judged_on = judged_on.with_budgets(dict(budgets)) if budgets else judged_on
         gate = None
         if measurement.ok:
-            gate = _with_outputs(gate_measurement(measurement, judged_on), measurement, path, judged_on)
+            gate = _with_outputs(gate_measurement(measurement, judged_on), measurement, path, judged_on, references)
         files.append(GatedFile(path, measurement, judged_on, gate))
     gates = [f.gate for f in files if f.gate is not None]
     return GateFilesReport(tuple(files), exit_code_for(gates, failures=sum(f.gate is None for f in files)))
@@ -79,13 +80,17 @@ def _one_model(loaded: list[tuple[Path, Measurement]]) -> None:
                           "keeps the old model's files)")
 
 
-def _with_outputs(gate: GateResult, measurement: Measurement, path: Path, profile: HardwareProfile) -> GateResult:
+def _with_outputs(gate: GateResult, measurement: Measurement, path: Path, profile: HardwareProfile,
+                  references: dict[Path, Measurement | None]) -> GateResult:
     """``gate`` with the profile's output budgets judged against the fp32 measurement beside ``path``."""
     budgets = {k: v for k, v in profile.budgets.model_dump().items() if v is not None and k in OUTPUT_BUDGETS}
     if not budgets or (measurement.variant.name == "fp32" and measurement.backend == "onnxruntime"):
         return gate  # no output budget, or the reference itself
     folder = path.parent
-    reference = try_load(folder / f"{result_stem('fp32', measurement.profile_name)}.json")
+    beside = folder / f"{result_stem('fp32', measurement.profile_name)}.json"
+    if beside not in references:
+        references[beside] = try_load(beside)
+    reference = references[beside]
     usable = reference if reference is not None and reference.ok else None
     why = (f"no fp32 measurement of profile {measurement.profile_name} beside {path.name} (gate the run's whole "
            "measurements folder)" if reference is None else "the fp32 measurement beside it failed")
