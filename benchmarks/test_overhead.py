@@ -29,6 +29,7 @@ from benchmarks.conftest import Report, open_session
 from benchmarks.models import random_feeds
 from edgeopt.core.stats import percentile
 from edgeopt.measure.cell import Cell, CellContext, cell_session, measure_cell, worker_job
+from edgeopt.measure.jobs import TimingRule
 from edgeopt.measure.launcher import prepare_timing_inputs
 from edgeopt.measure.worker import timed_loop
 from edgeopt.models.quantize import make_variant
@@ -43,16 +44,16 @@ RSS_MAX_RATIO = 1.10
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def fixed_count_bench(iterations: int) -> dict[str, Any]:
-    """Bench settings (as the worker receives them) that run exactly ``iterations`` timed runs."""
+def fixed_count_bench(iterations: int) -> TimingRule:
+    """The timing rule (as the worker receives it) that runs exactly ``iterations`` timed runs."""
     bench = Bench(min_iterations=iterations, max_iterations=iterations, max_seconds=3600.0, target_ci_rel=1e-9)
-    return bench.model_dump(mode="json")
+    return TimingRule.from_bench(bench.model_dump(mode="json"))
 
 
-def stop_rule_bench(iterations: int) -> dict[str, Any]:
+def stop_rule_bench(iterations: int) -> TimingRule:
     """The default stop rule (CI checks from 100 samples on, every ~10 %), never tight, capped at ``iterations``."""
     bench = Bench(max_iterations=iterations, max_seconds=3600.0, target_ci_rel=1e-9)
-    return bench.model_dump(mode="json")
+    return TimingRule.from_bench(bench.model_dump(mode="json"))
 
 
 def alternate(blocks: int, arms: dict[str, Callable[[], Any]]) -> dict[str, list[Any]]:
