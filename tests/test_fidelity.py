@@ -76,3 +76,11 @@ def test_top1_is_claimed_only_for_class_score_outputs(tmp_path: Path) -> None:
     assert class_score_outputs(embedding) == set()
     vectors = RNG.standard_normal((4, 8)).astype(np.float32)
     assert compare(vectors, vectors, "output", class_scores=False).top1_agreement is None
+
+
+def test_probabilities_an_ulp_above_one_still_get_decision_agreement() -> None:
+    """ONNX Runtime's Sigmoid gives 1.0000001 on a real OCR detector (ppocrv4-det): still a probability map."""
+    reference = np.random.default_rng(0).random((4, 64)).astype(np.float32)
+    reference[0, 0] = np.float32(1.0000001)
+    found = compare(reference, reference, "prob")
+    assert found.decision_agreement == 1.0 and found.decision_threshold == 0.5

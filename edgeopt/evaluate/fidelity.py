@@ -45,6 +45,12 @@ NEGLIGIBLE_RANGE = 1e-4  # a position whose range is below this share of its axi
 MAX_SLICES = 8  # an axis cut into more runs than this has no layout (interleaved sizes): not sliced
 MIN_UNIT_SPAN = 0.05  # a [0, 1] slice whose fp32 values span less decides nothing (a class that never fires)
 LOST_SPREAD = 0.01  # a variant slice whose range is below this share of fp32's is (near) constant: lost
+UNIT_TOLERANCE = 1e-6  # fp32 probabilities may overshoot [0, 1] by an ulp (ONNX Runtime's fast Sigmoid gives 1.0000001)
+
+
+def _in_unit_interval(low: float, high: float) -> bool:
+    """Whether values from ``low`` to ``high`` are probabilities/scores in [0, 1], within float rounding."""
+    return low >= -UNIT_TOLERANCE and high <= 1.0 + UNIT_TOLERANCE
 
 
 def _short(value: float) -> str:
@@ -287,7 +293,7 @@ def compare(reference: np.ndarray, variant: np.ndarray, name: str,
     if _is_class_scores(reference) and (class_scores is not False or _sums_to_one(reference)):
         agreement, positions, margin, undecided = _top1(reference, variant)
     decision = threshold = None
-    if ref.size and reference.dtype.kind in "fc" and float(ref.min()) >= 0.0 and float(ref.max()) <= 1.0:
+    if ref.size and reference.dtype.kind in "fc" and _in_unit_interval(float(ref.min()), float(ref.max())):
         threshold = decision_threshold
         decision = float(np.mean((ref >= threshold) == (var >= threshold)))  # NaN is on neither side: disagrees
     sliceable = finite and reference.dtype.kind == "f" and reference.shape == variant.shape and ref.size > 0
@@ -376,7 +382,7 @@ def _slice(ref: np.ndarray, var: np.ndarray, axis: int, start: int, stop: int, t
     where = tuple(slice(start, stop) if a == axis else slice(None) for a in range(ref.ndim))
     r, v = ref[where].reshape(ref.shape[0], -1), var[where].reshape(var.shape[0], -1)
     low, high, kept_low, kept_high = float(r.min()), float(r.max()), float(v.min()), float(v.max())
-    unit = low >= 0.0 and high <= 1.0
+    unit = _in_unit_interval(low, high)
     judged = high - low >= MIN_UNIT_SPAN if unit else True
     return SliceFidelity(
         axis=axis - 1, start=start, stop=stop, reference_min=low, reference_max=high, variant_min=kept_low,
