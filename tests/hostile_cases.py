@@ -19,13 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tests import profiles, zoo
+
+if TYPE_CHECKING:
+    from tests.hostile_runner import Outcome, SignalPlan
 
 # ------------------------------------------------------------------------------------------------ settings
 
@@ -55,6 +58,8 @@ class Workspace:
         self._base_run = base_run
         self.preserved: set[Path] = set()  # files the case itself keeps (not leftovers of the command)
         self.held: list[int] = []  # descriptors the case holds open while the command runs
+        self.env: dict[str, str | None] = {}  # variables set (None: removed) for the command
+        self.command: list[str] | None = None  # the program before the arguments (default python -m edgeopt)
 
     def close(self) -> None:
         for fd in self.held:
@@ -150,6 +155,9 @@ class Case:
     file_size_limit: int | None = None  # RLIMIT_FSIZE of the command, in bytes: a disk that fills up
     timeout: float = 60.0
     note: str = ""
+    signal: SignalPlan | None = None  # a signal sent while the command runs
+    check: Callable[[Workspace, Outcome], list[tuple[str, str]]] | None = None  # more problems: (severity, what)
+    root: str = ""  # why the case needs root (a device node, a mount); skipped for a user
 
 
 CASES: list[Case] = []
