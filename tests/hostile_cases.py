@@ -158,6 +158,7 @@ class Case:
     signal: SignalPlan | None = None  # a signal sent while the command runs
     check: Callable[[Workspace, Outcome], list[tuple[str, str]]] | None = None  # more problems: (severity, what)
     root: str = ""  # why the case needs root (a device node, a mount); skipped for a user
+    daemons: str = ""  # what the command starts that is meant to outlive it (a Ray node): not a leftover
 
 
 CASES: list[Case] = []

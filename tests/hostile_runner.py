@@ -150,9 +150,11 @@ def _read_only_prefix(folder: Path | None) -> list[str]:
 
 def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int | None = None,
                 read_only: Path | None = None, *, command: list[str] | None = None,
-                env: dict[str, str | None] | None = None, signal_plan: SignalPlan | None = None) -> Outcome:
+                env: dict[str, str | None] | None = None, signal_plan: SignalPlan | None = None,
+                daemons: bool = False) -> Outcome:
     """``python -m edgeopt ARGV`` (or ``COMMAND ARGV``) in ``cwd`` with a private TMPDIR and a marker in its
-    environment; ``env`` adds variables to it (``None`` removes one)."""
+    environment; ``env`` adds variables to it (``None`` removes one).  ``daemons``: the command starts
+    processes meant to outlive it (a Ray node): they are neither reported nor stopped."""
     marker = uuid.uuid4().hex
     tmpdir = cwd / "TMPDIR"
     tmpdir.mkdir(exist_ok=True)
@@ -200,8 +202,9 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int
         err.seek(0)
         stdout = out.read().decode("utf-8", errors="replace")
         stderr = err.read().decode("utf-8", errors="replace")
+    alive: dict[int, psutil.Process] = {}
     deadline = time.monotonic() + GRACE_S
-    while True:
+    while not daemons:
         alive = {p.pid: p for p in [*seen.values(), *_marked(marker)] if _alive(p)}
         if not alive or time.monotonic() > deadline:
             break
@@ -299,7 +302,7 @@ def run_case(case: Case, ws: Workspace) -> tuple[list[str], Outcome]:
         if read_only is not None and os.geteuid() != 0:
             read_only.chmod(0o555)
         outcome = run_edgeopt(argv, ws.root, case.timeout, case.file_size_limit, read_only, command=ws.command,
-                              env=ws.env, signal_plan=case.signal)
+                              env=ws.env, signal_plan=case.signal, daemons=bool(case.daemons))
     finally:
         ws.close()
         if read_only is not None:

@@ -64,18 +64,24 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         return made["seed"]  # type: ignore[return-value]
 
     def lab() -> dict[str, str]:
-        """A Ray head with token authentication: its address, profile folder and the variables of a client."""
+        """A Ray head with token authentication on a loopback port: the variables of a client (and of a node:
+        ``EDGEOPT_LAB_WORKDIR``, where a joined node keeps its cells' folders), and ``ADDRESS``."""
         if not os.environ.get("EDGEOPT_LAB_CLUSTER"):
             pytest.skip("a Ray head: set EDGEOPT_LAB_CLUSTER=1 (.ci/run does)")
         if "lab" not in made:
             home = tmp_path_factory.mktemp("campaign2-lab")
             (home / "profiles").mkdir()
             (home / "profiles" / "fast.yaml").write_text(profile_text())
+            (home / "profiles" / "slowlab.yaml").write_text(  # a cell that runs 20 s: time to lose its node
+                profile_text("slowlab", bench="  max_iterations: 100000000\n").replace(
+                    "min_iterations: 80\n  max_seconds: 0.05", "min_iterations: 100000000\n  max_seconds: 20"))
             env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "HOME": str(home),
-                   "EDGEOPT_PROFILE_PATH": str(home / "profiles")}
+                   "EDGEOPT_PROFILE_PATH": str(home / "profiles"), "EDGEOPT_LAB_WORKDIR": str(home / "cells")}
             address = f"127.0.0.1:{_free_port()}"
-            made["lab"] = {**env, "ADDRESS": address, "HOME_DIR": str(home)}
-            head = subprocess.run([*EDGEOPT, "lab", "head", "--address", address], env={**os.environ, **env},
+            made["lab"] = {**env, "ADDRESS": address}
+            head_env = {**os.environ, **env}
+            head_env.pop("EDGEOPT_LAB_WORKDIR")  # a node's setting: the rows find the device node's raylet by it
+            head = subprocess.run([*EDGEOPT, "lab", "head", "--address", address], env=head_env,
                                   capture_output=True, text=True, timeout=180)
             if head.returncode != 0:
                 pytest.fail(f"edgeopt lab head failed: {head.stderr[-2000:]}")

@@ -7,6 +7,7 @@ Ray's worker range before starting Ray; a run says which profile file it used.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,38 @@ def test_a_token_file_others_can_read_is_named_with_the_fix(tmp_path: Path) -> N
     assert f"chmod 600 {token}" in said
     token.chmod(0o600)
     assert exposed_token_file(tmp_path) is None
+
+
+def test_a_cell_folder_whose_process_died_is_swept_and_a_live_ones_kept(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lab node killed mid-cell takes the cell's worker with it (Ray kills a task's children): its folder stays
+    until the next cell or ``lab join`` on the board removes it; a folder whose process runs is kept."""
+    import psutil
+
+    from edgeopt.lab.node import _new_cell_folder, sweep_stale_cells
+
+    monkeypatch.setenv("EDGEOPT_LAB_WORKDIR", str(tmp_path))
+    live = _new_cell_folder("livenode0000000")
+    dead = tmp_path / "edgeopt-cell-deadnode000-x"
+    dead.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    created = psutil.Process(gone.pid).create_time()
+    gone.wait()
+    (dead / "owner.json").write_text(json.dumps({"pid": gone.pid, "created": created}))
+    (dead / "fp32.onnx").write_bytes(b"x")
+    unreadable = tmp_path / "edgeopt-cell-writing0000-y"  # no owner record yet: not ours to judge
+    unreadable.mkdir()
+
+    assert sweep_stale_cells() == [dead.name]
+    assert live.is_dir() and unreadable.is_dir() and not dead.exists()
+
+    dead.mkdir()  # again, then the board joins the lab: lab join removes it and says so
+    (dead / "owner.json").write_text(json.dumps({"pid": gone.pid, "created": created}))
+    joined = subprocess.run([sys.executable, "-m", "edgeopt", "lab", "join", "--address", "127.0.0.1:6379",
+                             "--print-command"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "EDGEOPT_LAB_WORKDIR": str(tmp_path)})
+    if "Ray is not installed" in joined.stderr:
+        pytest.skip("Ray is not installed")
+    assert joined.returncode == 0, joined.stderr
+    assert f"removed {dead}: a cell of a node that died mid-cell" in joined.stdout
+    assert not dead.exists() and live.is_dir()

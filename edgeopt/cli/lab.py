@@ -93,9 +93,12 @@ def handle_lab_head(args: argparse.Namespace) -> int:
 
 def handle_lab_join(args: argparse.Namespace) -> int:
     from edgeopt.lab.cluster import join_command, plan_join, run_ray
+    from edgeopt.lab.node import cells_folder, sweep_stale_cells
     from edgeopt.lab.resources import require_ray
 
     require_ray()
+    for name in sweep_stale_cells():
+        print(f"removed {cells_folder() / name}: a cell of a node that died mid-cell")
     plan = plan_join(args.profile)
     print(f"host: {plan.fingerprint.summary()}")
     for name, why in plan.skipped:

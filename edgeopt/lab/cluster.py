@@ -3,11 +3,15 @@ the nodes' status.  Ray is imported only inside functions (:func:`edgeopt.lab.re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -121,16 +125,61 @@ def exposed_token_file(home: Path | None = None) -> str | None:
             f"lab with it; run 'chmod 600 {token}'")
 
 
-PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
+PROBE_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection (or answer Ray's GCS) in this long is not there
+TOKEN_REFUSED = ("the lab refused this client's token (Ray token authentication): set RAY_AUTH_MODE=token and the "
+                 "lab's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/lab.md)")
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a while: Ray's C++ client logs each refused call there itself."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _token_refused(address: str) -> bool:
+    """Whether the head's GCS refuses this client's token, asked with one call (Ray's ``ray.init`` retries a
+    refused token for about 20 s, logging a line per try).  The call runs in a thread given
+    :data:`PROBE_TIMEOUT_S`: a port that answers TCP but is no GCS makes Ray's client wait 40 s; that case
+    and every other failure are left to ``ray.init``, which names them."""
+    from ray._raylet import GcsClient  # the client ``ray status`` uses; Ray 2.60 has no public probe
+    from ray.exceptions import AuthenticationError
+
+    found: dict[str, bool] = {}
+
+    def probe() -> None:
+        try:
+            GcsClient(address=address).internal_kv_get(b"edgeopt-probe", None, timeout=PROBE_TIMEOUT_S)
+        except AuthenticationError:
+            found["refused"] = True
+        except Exception:  # noqa: BLE001 - any other answer: ray.init reports it
+            found["refused"] = False
+
+    thread = threading.Thread(target=probe, name="edgeopt-lab-probe", daemon=True)
+    with _stderr_silenced():
+        thread.start()
+        thread.join(PROBE_TIMEOUT_S)
+    return found.get("refused", False)
 
 
 def connect(address: str) -> Any:
     """Connect this process to the lab at ``HOST:PORT`` as its driver; the ``ray`` module.
 
     The head's port is probed first: Ray itself retries an address nobody answers for minutes.  A head
-    that refuses this client's token (Ray token authentication) is named as such."""
+    that refuses this client's token (Ray token authentication) is named as such, within a second.  A token
+    file others can read is warned about, as ``lab head`` and ``lab join`` do."""
     ray = require_ray()
     host, port = split_address(address)
+    exposed = exposed_token_file()
+    if exposed:
+        print(f"edgeopt: warning: {exposed}", file=sys.stderr)
     try:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as error:
@@ -140,18 +189,16 @@ def connect(address: str) -> Any:
     if not ray.is_initialized():
         from ray.exceptions import AuthenticationError
 
+        if _token_refused(address):
+            raise BackendUnavailableError(f"--address {address}: {TOKEN_REFUSED}")
         try:
             ray.init(address=address, log_to_driver=False, logging_level="warning")
         except AuthenticationError as error:
-            raise BackendUnavailableError(
-                f"--address {address}: the lab refused this client's token (Ray token authentication): set "
-                "RAY_AUTH_MODE=token and the lab's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/lab.md)"
-            ) from error
+            raise BackendUnavailableError(f"--address {address}: {TOKEN_REFUSED}") from error
         except ConnectionError as error:  # Ray 2.60 reports a wrong token so, after logging 'Unauthenticated'
             raise BackendUnavailableError(
                 f"--address {address}: a head answers there but refused this client ({error}); with token "
-                "authentication, the lab refused this client's token: set RAY_AUTH_MODE=token and the lab's token "
-                "in RAY_AUTH_TOKEN or ~/.ray/auth_token (docs/lab.md)") from error
+                f"authentication, {TOKEN_REFUSED}") from error
     return ray
 
 

@@ -7,6 +7,7 @@ Ray task in :mod:`edgeopt.lab.dispatch` calls :func:`measure_payload`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -27,6 +28,50 @@ def now_ms() -> str:
 
 
 WORKDIR_VARIABLE = "EDGEOPT_LAB_WORKDIR"  # where a node keeps its per-cell folders (default: the system temp)
+CELL_PREFIX = "edgeopt-cell-"
+OWNER_FILE = "owner.json"  # in each cell folder: the pid and start time of the process that made it
+
+
+def cells_folder() -> Path:
+    """Where this node keeps its cells' folders: ``$EDGEOPT_LAB_WORKDIR`` or the system temporary folder."""
+    return Path(os.environ.get(WORKDIR_VARIABLE) or tempfile.gettempdir())
+
+
+def _owner_alive(folder: Path) -> bool:
+    import psutil
+
+    try:
+        owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        process = psutil.Process(int(owner["pid"]))
+        return abs(process.create_time() - float(owner["created"])) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return True  # no readable record (being written, or not ours to judge): leave it
+
+
+def sweep_stale_cells(base: Path | None = None) -> list[str]:
+    """Remove the cell folders whose process is gone (a node killed mid-cell: Ray kills the cell's worker with
+    it, so nothing could clean up then); the names removed.  Run at each cell's start and by ``lab join``."""
+    base = base or cells_folder()
+    removed = []
+    for folder in sorted(base.glob(f"{CELL_PREFIX}*")) if base.is_dir() else []:
+        if folder.is_dir() and not folder.is_symlink() and not _owner_alive(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
+def _new_cell_folder(node_id: str) -> Path:
+    import psutil
+
+    base = cells_folder()
+    base.mkdir(parents=True, exist_ok=True)
+    sweep_stale_cells(base)
+    folder = Path(tempfile.mkdtemp(prefix=f"{CELL_PREFIX}{node_id[:12]}-", dir=base))
+    me = psutil.Process()
+    (folder / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "created": me.create_time()}), encoding="utf-8")
+    return folder
 
 
 def cell_payload(cell: Cell, context: CellContext) -> dict[str, Any]:
@@ -61,10 +106,7 @@ def measure_payload(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
     """Measure one cell here; returns ``measurement`` (the JSON document), ``files`` (outputs file name →
     bytes) and ``lab`` (node id, host name, start and end time)."""
     started = now_ms()
-    base = os.environ.get(WORKDIR_VARIABLE) or None
-    if base:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"edgeopt-cell-{node_id[:12]}-", dir=base))
+    folder = _new_cell_folder(node_id)
     try:
         described = payload["variant"]
         variant_path = _write_checked(folder, described["file"], described["provenance"].get("sha256"))
@@ -76,8 +118,10 @@ def measure_payload(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
         measurements = folder / "measurements"
         cell = Cell(variant, profile, timing, payload["backend"], payload["precision"], payload["model_reference"],
                     file_stem=payload["stem"])
+        # a node that dies mid-cell (its Ray processes killed) cannot clean up: the worker's lifeline then
+        # removes the cell's folder with its own
         measurement = measure_cell(cell, CellContext(measurements, reference, payload["reference_sha"], extra,
-                                                     payload["proxy"], force=True))
+                                                     payload["proxy"], force=True, owned=(folder,)))
         files = {path.name: path.read_bytes() for path in sorted(measurements.glob("*.outputs.npz"))}
         return {"measurement": measurement.model_dump(mode="json"), "files": files,
                 "lab": {"node_id": node_id, "hostname": socket.gethostname(), "started_at": started,

@@ -94,6 +94,7 @@ class CellContext:
     proxy: bool = False  # judged as a labelled proxy when the host is not the profile's device
     force: bool = False  # measure again even when a stored measurement is still valid
     quiet_wait_s: float = 0.0  # wait up to this long for the profile's load rule to hold before each measurement
+    owned: tuple[Path, ...] = ()  # removed by the worker if this process dies first (a lab node's cell folder)
 
 
 #: ``(cells, context) -> one Measurement per cell, in the cells' order``; each saved in ``context.directory``.
@@ -235,7 +236,8 @@ def _measure(cell: Cell, context: CellContext, on_progress: OnProgress | None) -
     job = worker_job(cell, context, session)
     outputs = [Path(r.outputs_path) for r in (*filter(None, [job.reference]), *job.extra_references)]
     run = run_worker("edgeopt.measure.worker", job, profile.bench.worker_timeout_s,
-                     memory_cap=worker_memory_cap(profile), outputs=outputs, on_progress=on_progress)
+                     memory_cap=worker_memory_cap(profile), outputs=outputs, owned=context.owned,
+                     on_progress=on_progress)
     returncode, tail, result = run.returncode, run.stderr_tail, run.result
     if run.timed_out:
         samples = _reference_samples(job)
