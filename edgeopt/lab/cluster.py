@@ -149,7 +149,7 @@ def _token_refused(address: str) -> bool:
     refused token for about 20 s, logging a line per try).  The call runs in a thread given
     :data:`PROBE_TIMEOUT_S`: a port that answers TCP but is no GCS makes Ray's client wait 40 s; that case
     and every other failure are left to ``ray.init``, which names them."""
-    from ray._raylet import GcsClient  # the client ``ray status`` uses; Ray 2.60 has no public probe
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # what ``ray status`` uses; no public probe
     from ray.exceptions import AuthenticationError
 
     found: dict[str, bool] = {}
