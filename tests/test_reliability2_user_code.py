@@ -3,7 +3,7 @@ special files, each through the real CLI (``python -m edgeopt ...`` in a fresh f
 
 Each row builds its files (the user's code is a small module on PYTHONPATH in the case's folder), runs the
 command and checks the exit code, a phrase of the one-line ``edgeopt: error:`` message, no traceback, no
-process that outlives the command and no temporary file left (``tests.test_hostile_inputs.run_edgeopt``).
+process that outlives the command and no temporary file left (``tests.hostile_runner.run_edgeopt``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from edgeopt.models.inputs import resolve_shapes
 from edgeopt.models.modelref import parse_inputs
 from tests import zoo
 from tests.hostile_cases import fast_profile_text
-from tests.test_hostile_inputs import HIDDEN_TEMP, RUNTIME_TMP_FILES, Outcome, run_edgeopt
+from tests.hostile_runner import HIDDEN_TEMP, RUNTIME_TMP_FILES, Outcome, run_edgeopt
 
 SHAPE = zoo.CONV_INPUT_SHAPE  # tiny_conv's one input, 'input', float32
 USER_MODULE = "rel2user"
@@ -50,6 +50,12 @@ def sample(rng):
 def forever():
     rng = np.random.default_rng(0)
     while True:
+        yield sample(rng)
+
+
+def three():
+    rng = np.random.default_rng(0)
+    for _ in range(3):
         yield sample(rng)
 
 
@@ -215,6 +221,8 @@ def test_refused_with_one_line(row: Row, case_folder: Path) -> None:
 def test_an_endless_generator_stops_at_the_default_cap(case_folder: Path) -> None:
     outcome = edgeopt(case_folder, quantize(f"{USER_MODULE}:forever"), timeout=90)
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    assert (f"read the first {ENTRY_POINT_MAX_SAMPLES} samples of {USER_MODULE}:forever, which yields more: the cap "
+            f"is edgeopt's default cap for an entry point") in outcome.stderr
     assert (case_folder / "q" / "int8-static-minmax.onnx").is_file()
     assert_clean(case_folder, outcome)
 
@@ -234,6 +242,9 @@ def test_an_endless_generator_keeps_the_first_samples(user_module: Path) -> None
     assert taken.count == ENTRY_POINT_MAX_SAMPLES
     assert capped.count == 7
     assert capped.content_hash == taken.take(7).content_hash
+    assert taken.metadata["capped_at"] == ENTRY_POINT_MAX_SAMPLES and "default cap" in taken.metadata["cap_source"]
+    assert capped.metadata["cap_source"] == "--max-calibration-samples"
+    assert "capped_at" not in load_calibration(f"{USER_MODULE}:three", min_samples=1).metadata  # it ended itself
 
 
 def test_a_slow_endless_generator_meets_the_time_cap(user_module: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -259,7 +259,7 @@ def _print_shape_resolution(args: argparse.Namespace, info: Any) -> None:
 def handle_quantize(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from edgeopt.models.calibration import load_calibration
+    from edgeopt.models.calibration import cap_note, load_calibration
     from edgeopt.models.graph import input_specs, load_model
     from edgeopt.models.quantize import make_variants
     from edgeopt.models.recipes import DEFAULT_VARIANTS, Recipe
@@ -272,6 +272,9 @@ def handle_quantize(args: argparse.Namespace) -> int:
     if args.calibration:
         low, high = options.sample_limits(args)
         calibration = load_calibration(args.calibration, expected_inputs=specs, min_samples=low, max_samples=high)
+        note = cap_note(calibration)
+        if note:
+            print(note, file=sys.stderr)
     results = make_variants(args.model, recipes, args.out, calibration=calibration, force=args.force)
     code = 0
     for item in results:

@@ -450,6 +450,14 @@ _NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.
                 (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
+def cap_note(calibration: CalibrationSet) -> str | None:
+    """The sentence saying an entry point was cut at its sample cap (None when it ended by itself)."""
+    if "capped_at" not in calibration.metadata:
+        return None
+    return (f"calibration: read the first {calibration.count} samples of {calibration.name}, which yields more: "
+            f"the cap is {calibration.metadata['cap_source']}")
+
+
 def _load_entry_point(
     spec: str, expected: Sequence[InputSpec] | None, min_samples: int, max_samples: int | None
 ) -> CalibrationSet:
@@ -484,11 +492,17 @@ def _load_entry_point(
         if item is _END:
             break
         samples.append(item)
+    capped = len(samples) >= cap  # stopped by the cap, not by the iterable's end
     close = getattr(items, "close", None)
     if callable(close):  # a generator stopped at the cap runs its ``finally`` now ("ignored GeneratorExit": exit 3)
         call_user(spec, what, close)
     validate_samples(samples, expected, min_samples=min_samples, source_label=spec)
-    return CalibrationSet(spec, spec, tuple(samples), f"entry point {spec}", "", {"kind": "entry-point"})
+    metadata: dict[str, Any] = {"kind": "entry-point"}
+    if capped:
+        metadata["capped_at"] = cap
+        metadata["cap_source"] = ("--max-calibration-samples" if max_samples is not None
+                                  else f"edgeopt's default cap for an entry point ({ENTRY_POINT_MAX_SAMPLES})")
+    return CalibrationSet(spec, spec, tuple(samples), f"entry point {spec}", "", metadata)
 
 
 _NPY_MAGIC = b"\x93NUMPY"

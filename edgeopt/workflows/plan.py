@@ -26,7 +26,7 @@ from edgeopt.errors import BackendError, ConfigError, first_line
 from edgeopt.evaluate.metrics import EvalSet, MetricSpec, check_metrics, default_metrics, load_eval_set, parse_metric
 from edgeopt.evaluate.robustness import Shift, ValueSpace, apply_shift, parse_shifts, value_space
 from edgeopt.measure.cell import Cell, MeasureCells
-from edgeopt.models.calibration import CalibrationSet, load_calibration
+from edgeopt.models.calibration import CalibrationSet, cap_note, load_calibration
 from edgeopt.models.factory import FactoryResult, declared_inputs, factory_result
 from edgeopt.models.graph import cpu_session, input_specs, load_model, output_specs
 from edgeopt.models.input_spec import InputSpec
@@ -183,6 +183,7 @@ def plan_run(config: RunConfig) -> RunPlan:
                                        max_samples=config.max_calibration_samples)
         notes.append(f"calibration: {calibration.name}, {calibration.count} samples, "
                      f"sha256 {calibration.content_hash[:12]}")
+        notes.extend(filter(None, [cap_note(calibration)]))  # an entry point that had more (or never ends)
     elif any(r.kind == "int8-static" for r in recipes):
         notes.append("int8-static variants skipped: no calibration set (pass --calibration DIR)")
         recipes = [r for r in recipes if r.kind != "int8-static"]
