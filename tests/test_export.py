@@ -146,6 +146,19 @@ def test_forward_that_raises_is_the_users_error(tmp_path: Path) -> None:
         export_onnx(tiny_cnn(), ["x:1x5x16x16"], tmp_path / "m.onnx")  # 5 channels into a 3-channel conv
 
 
+def test_a_forward_that_calls_sys_exit_is_the_users_error_not_edgeopts_exit(tmp_path: Path) -> None:
+    """``sys.exit(0)`` in forward must not end edgeopt with exit 0 and no verdict: exit 3 naming it."""
+    torch = _torch()
+
+    class Quits(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise SystemExit(0)
+
+    with pytest.raises(UserCodeError, match=r"your model's forward called sys.exit\(0\); edgeopt stopped"):
+        export_onnx(Quits(), ["x:1x3"], tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_dynamo_refuses_an_opset_below_18_and_torchscript_keeps_17(tmp_path: Path) -> None:
     _torch()
     from tests.torch_models import tiny_cnn

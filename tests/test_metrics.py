@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt.errors import CalibrationError, ConfigError
+from edgeopt.errors import CalibrationError, ConfigError, UserCodeError
 from edgeopt.evaluate.metrics import (
     EvalSet,
     Resamples,
@@ -28,6 +28,11 @@ def per_sample_scores(outputs: list[np.ndarray]) -> np.ndarray:
 def user_metric(outputs: list[np.ndarray], targets: np.ndarray | None) -> np.ndarray:
     """Share of each sample's logits above zero: a made-up per-sample score."""
     return np.mean(outputs[0].reshape(len(outputs[0]), -1) > 0, axis=1)
+
+
+def one_score(outputs: list[np.ndarray], targets: np.ndarray | None) -> float:
+    """Breaks the contract: one score for the whole set, not one per sample."""
+    return float(np.mean(outputs[0]))
 
 
 def lower_is_better(outputs: list[np.ndarray], targets: np.ndarray | None) -> np.ndarray:
@@ -137,10 +142,20 @@ def test_bad_metric_names_are_config_errors(reference: str, words: str) -> None:
     assert reference in str(info.value)
 
 
-def test_user_metric_returning_the_wrong_shape_is_reported() -> None:
+def test_user_metric_that_raises_is_the_users_error_naming_it() -> None:
+    """A metric that fails judges nothing: exit 3 naming the entry point and its frame, not a row without it."""
     spec = parse_metric("tests.test_metrics:per_sample_scores")  # wrong arity: it raises inside
-    _, problems = evaluate([spec], [np.zeros((3, 2))], None, None)
-    assert problems and "tests.test_metrics:per_sample_scores" in problems[0]
+    with pytest.raises(UserCodeError, match=r"--metric tests.test_metrics:per_sample_scores: your metric raised "
+                                            r"TypeError: per_sample_scores\(\) takes 1 positional argument"):
+        evaluate([spec], [np.zeros((3, 2))], None, None)
+
+
+def test_user_metric_returning_the_wrong_shape_is_the_users_error() -> None:
+    """Left out, the metric's budget would go unjudged: exit 3 instead."""
+    spec = parse_metric("tests.test_metrics:one_score")
+    with pytest.raises(UserCodeError, match=r"--metric tests.test_metrics:one_score: your metric must return 3 "
+                                            r"per-sample scores \(one per eval sample\), got shape \(\)"):
+        evaluate([spec], [np.zeros((3, 2))], None, None)
 
 
 def test_eval_files(tmp_path: Path) -> None:

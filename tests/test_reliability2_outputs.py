@@ -17,6 +17,7 @@ import resource
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -131,6 +132,34 @@ def test_a_stdout_style_symlink_prints_and_stays_a_symlink(run_dir: Path, tmp_pa
     baseline = run_dir / "measurements" / "fp32__here.json"
     done = edgeopt("compare", str(baseline), str(baseline), "--json", str(link))
     assert '"kind"' in done.stdout and link.is_symlink(), done.stderr
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("stdout", ["unlinked file", "redirected file"])
+def test_a_stdout_style_symlink_reaches_stdout_when_stdout_is_a_file(run_dir: Path, tmp_path: Path,
+                                                                    stdout: str) -> None:
+    """A CI runner captures stdout into an unlinked file, a shell's ``>`` into a named one: the report goes
+    through edgeopt's own descriptor (no ``#inode (deleted)`` file beside it, no rewrite of the redirect target
+    from offset 0), and no 'wrote' line lands inside it."""
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    folder = tmp_path / "captured"
+    folder.mkdir()
+    command = [sys.executable, "-m", "edgeopt", "report", str(run_dir), "--junit", str(link)]
+    if stdout == "unlinked file":
+        with tempfile.TemporaryFile(dir=folder) as handle:
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
+            handle.seek(0)
+            printed = handle.read().decode()
+    else:
+        with open(folder / "page.xml", "w") as handle:
+            handle.write("")
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
+        printed = (folder / "page.xml").read_text()
+    assert done.returncode == 0, done.stderr
+    assert printed.startswith('<?xml version="1.0"') and printed.rstrip().endswith("</testsuites>"), printed[-200:]
+    assert "wrote" not in printed and link.is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == ([] if stdout == "unlinked file" else ["page.xml"])
     assert leftovers(tmp_path) == []
 
 

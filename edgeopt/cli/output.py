@@ -84,14 +84,18 @@ class _LogFile(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, path: Path) -> None:
         import io
 
-        from edgeopt.core.fileio import open_stream, output_target
+        from edgeopt.core.fileio import open_stream, output_target, own_descriptor
 
         self.path = path
-        target, streamed = output_target(path)
-        if not streamed:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(io.TextIOWrapper(open_stream(target, append=not streamed), encoding="utf-8",
-                                          errors="backslashreplace"))
+        descriptor = own_descriptor(path)  # --log-file /dev/stderr: this process's own stderr, where it points
+        if descriptor is not None:
+            handle: IO[bytes] = os.fdopen(os.dup(descriptor), "ab")
+        else:
+            target, streamed = output_target(path)
+            if not streamed:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            handle = open_stream(target, append=not streamed)
+        super().__init__(io.TextIOWrapper(handle, encoding="utf-8", errors="backslashreplace"))
         self.failure: OSError | None = None
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -66,7 +66,7 @@ def handle_report(args: argparse.Namespace) -> int:
 
 
 def _write_reports(args: argparse.Namespace, into_run: bool) -> int:
-    from edgeopt.core.fileio import write_text_atomic
+    from edgeopt.core.fileio import own_descriptor, write_text_atomic
 
     run = load_run(args.run_dir)
     html, junit, csv = args.html, args.junit, args.csv
@@ -99,5 +99,6 @@ def _write_reports(args: argparse.Namespace, into_run: bool) -> int:
 
         written.append(write_html(run, html))
     for path in written:
-        print(f"wrote {path}")
+        if own_descriptor(path) is None:  # the report itself went to this process's stdout (or stderr)
+            print(f"wrote {path}")
     return 0

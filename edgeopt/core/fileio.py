@@ -3,12 +3,14 @@
 Nothing edgeopt writes is ever half-written: every file goes to a temporary name beside its target and
 is renamed over it.
 
-**Where an output goes** (:func:`output_target`).  The target is resolved first: a symlink is written
-through to its real target (the temporary is made in *that* folder, never in the link's), and only a regular
-file is ever replaced.  A character device (``/dev/null``, a terminal, ``/dev/stdout``) or a FIFO is written in
-place, streamed, with no temporary file: ``--json /dev/stdout`` prints.  A FIFO nobody reads is refused at once
-(no hang), and so is any other kind of file (socket, block device): :class:`NotRegularFileError`, which names
-the file.  A write that fails without naming a file (a full disk) is re-raised naming the target.
+**Where an output goes** (:func:`output_target`). The target is resolved first: a symlink is written through to its
+real target (the temporary is made in *that* folder, never in the link's), and only a regular file is ever replaced.
+A character device (``/dev/null``, a terminal, ``/dev/stdout``) or a FIFO is written in place, streamed, with no
+temporary file: ``--json /dev/stdout`` prints. A path that names one of this process's own descriptors
+(``/dev/stdout``, ``/proc/self/fd/1``, a link to one) is written through a duplicate of that descriptor, whatever it
+is: stdout redirected to a file, or an unlinked file a CI runner captures. A FIFO nobody reads is refused at once
+(no hang), and so is any other kind of file (socket, block device): :class:`NotRegularFileError`, which names the
+file. A write that fails without naming a file (a full disk) is re-raised naming the target.
 
 **JSON, and the rule for non-finite numbers.**  Every JSON document edgeopt writes goes through
 :func:`dumps_json` (:func:`write_json_atomic` uses it).  A measured quantity can be NaN or infinite (an
@@ -41,6 +43,7 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -111,6 +114,25 @@ def regular_file(path: Path | str) -> os.stat_result:
     return status
 
 
+_DESCRIPTOR_LINK = re.compile(r"^/(?:proc/(?:self|(\d+))/fd|dev/fd)/(\d+)$")
+
+
+def own_descriptor(target: Path | str) -> int | None:
+    """The descriptor of this process that ``target`` names through ``/dev/stdout``, ``/dev/fd/N`` or
+    ``/proc/self/fd/N`` (followed link by link, so a link to such a link counts); None for anything else.
+    Opening such a path by name would open the file behind the descriptor afresh (at offset 0, or a deleted
+    file's ``#inode (deleted)`` name): it is written through a duplicate of the descriptor instead."""
+    path = os.path.abspath(target)
+    for _ in range(40):  # the kernel's own limit on links followed
+        found = _DESCRIPTOR_LINK.match(path)
+        if found and (found.group(1) is None or int(found.group(1)) == os.getpid()):
+            return int(found.group(2))
+        if not os.path.islink(path):
+            return None
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    return None
+
+
 def output_target(target: Path | str) -> tuple[Path, bool]:
     """Where a write of ``target`` goes (module docstring): ``(path, True)`` to stream into a character device
     or FIFO in place, ``(the real path, False)`` to replace a regular file (or create one); a directory, socket or
@@ -158,6 +180,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
     FIFO target is yielded itself, to be written in place (module docstring); anything else that is not a
     regular file is refused before anything is written.
     """
+    descriptor = own_descriptor(target)
+    if descriptor is not None:  # ``--html /dev/stdout``: whatever fd 1 is (a pipe, a terminal, a file)
+        with _through_descriptor(descriptor, target) as staged:
+            yield staged
+        return
     real, stream = output_target(target)
     if stream:
         with open_stream(real):  # refuses a FIFO nobody reads (the caller's open() would block); held open, a
@@ -183,6 +210,28 @@ def atomic_path(target: Path) -> Iterator[Path]:
         if isinstance(error, OSError):
             raise naming(error, real) from error
         raise
+
+
+@contextlib.contextmanager
+def _through_descriptor(descriptor: int, target: Path | str) -> Iterator[Path]:
+    """Yield a private temporary path; on success its bytes go to a duplicate of ``descriptor`` (sharing its
+    offset, so they land where this process's other writes to it do), and it is removed either way."""
+    fd, staged_name = tempfile.mkstemp(prefix="edgeopt-stream-", suffix=_TEMPORARY_SUFFIX)
+    os.close(fd)
+    staged = Path(staged_name)
+    try:
+        yield staged
+        data = staged.read_bytes()
+        for stream in (sys.stdout, sys.stderr):  # what this process printed before comes first
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with os.fdopen(os.dup(descriptor), "wb") as handle:
+            handle.write(data)
+    except OSError as error:
+        raise naming(error, target) from error
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:

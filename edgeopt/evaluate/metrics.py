@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeopt.core.fileio import restore_floats
-from edgeopt.errors import CalibrationError, ConfigError
+from edgeopt.errors import USER_CODE_ERRORS, CalibrationError, ConfigError, UserCodeError
 from edgeopt.evaluate.fidelity import check_labels
 
 if TYPE_CHECKING:
@@ -265,13 +265,12 @@ def _user_metric(reference: str) -> MetricSpec:
     def score(outputs: list[np.ndarray], truth: np.ndarray | None, _ref: list[np.ndarray] | None) -> np.ndarray:
         try:
             values = np.asarray(function(outputs, truth), dtype=np.float64)
-        except Exception as error:  # noqa: BLE001 - reported as the metric's failure
-            raise ConfigError(f"metric {reference} raised {type(error).__name__}: {error}") from error
-        except (SystemExit, GeneratorExit) as error:  # the run cannot go on as if it had finished: exit 3
-            raise user_code_error(reference, "your metric", error) from error
+        except USER_CODE_ERRORS as error:  # a metric that fails judges nothing: exit 3, never a row without it
+            raise user_code_error(f"--metric {reference}", "your metric", error) from error
         count = int(np.asarray(outputs[0]).shape[0])
         if values.shape != (count,):  # NaN/Inf scores are kept: data, counted in MetricResult.nonfinite_scores
-            raise ConfigError(f"metric {reference}: must return {count} per-sample scores, got shape {values.shape}")
+            raise UserCodeError(f"--metric {reference}: your metric must return {count} per-sample scores (one per "
+                                f"eval sample), got shape {values.shape}; edgeopt stopped without a result")
         return values
 
     return MetricSpec(reference, score, higher_is_better=bool(getattr(function, "higher_is_better", True)))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeopt.core.fileio import atomic_path, sha256_file, write_json_atomic
-from edgeopt.errors import ConfigError, ExportError, UserCodeError, first_line
+from edgeopt.errors import USER_CODE_ERRORS, ConfigError, ExportError, UserCodeError, first_line
 from edgeopt.models.export_file import check_named_dims, name_output_dims, strip_wrapper_scope
 from edgeopt.models.export_parity import (
     OutputParity,
@@ -50,7 +50,7 @@ from edgeopt.models.graph import cpu_session
 from edgeopt.models.graph_check import refusal
 from edgeopt.models.input_spec import InputSpec
 from edgeopt.models.inputs import DEFAULT_MAX_INPUT_MB, check_input_sizes, standard_normal, synthetic_feeds
-from edgeopt.models.modelref import CACHE_PARAMETERS, InputDeclaration, parse_inputs, user_frame
+from edgeopt.models.modelref import CACHE_PARAMETERS, InputDeclaration, parse_inputs, user_code_error, user_frame
 
 if TYPE_CHECKING:
     import torch
@@ -155,10 +155,12 @@ class _Eager:
         try:
             with torch.no_grad():
                 produced = self.model(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - the user's forward may raise anything
+        except USER_CODE_ERRORS as error:  # the user's forward may raise anything, or call sys.exit
             shapes = ", ".join(f"{name} {list(np.shape(v))}" for name, v in feeds.items())
-            raise UserCodeError(f"{self.where}: your model's forward raised {type(error).__name__}: "
-                                f"{first_line(error)} (at {user_frame(error)}) on inputs {shapes}") from error
+            done = (f"called sys.exit({error.code!r}); edgeopt stopped without a result"
+                    if isinstance(error, SystemExit) else f"raised {type(error).__name__}: {first_line(error)}")
+            raise UserCodeError(f"{self.where}: your model's forward {done} (at {user_frame(error)}) on inputs "
+                                f"{shapes}") from error
         leaves, self.dropped = flatten_outputs(produced)
         if not leaves:
             raise ExportError(f"{self.where}: forward returned no tensor ({', '.join(self.dropped) or 'nothing'}); "
@@ -360,6 +362,8 @@ def export_onnx(
             _run_exporter(flat, example, staged, specs, output_names, output_axes, opset, exporter)
         except ExportError:
             raise
+        except (SystemExit, GeneratorExit) as error:  # the user's forward, traced, ended the process
+            raise user_code_error(where, "your model's forward (while torch.onnx.export traced it)", error) from error
         except Exception as error:  # noqa: BLE001 - any exporter failure becomes one clear error
             cause = _dynamo_cause(error) if exporter == "dynamo" else first_line(error)
             hint = "; try --exporter torchscript" if exporter == "dynamo" else ""
