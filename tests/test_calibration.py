@@ -401,3 +401,18 @@ def test_an_array_file_that_is_not_one_says_what_it_is(tmp_path: Path, content: 
         load_eval_split(path)
     assert str(info.value) == f"{path}: {phrase}"
     assert "pickled" not in str(info.value)
+
+
+def test_a_compressed_npz_bomb_is_refused_from_its_header_and_real_data_is_not(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member that declares far more than it stores (zeros deflate ~1000x) is refused before numpy allocates it;
+    random data saved compressed (ratio ~1.1) reads as ever.  The threshold is lowered to keep the files small."""
+    from edgeopt.models import calibration
+
+    monkeypatch.setattr(calibration, "BOMB_MIN_BYTES", 2**20)
+    np.savez_compressed(tmp_path / "bomb.npz", input=np.zeros((1, 1, 1024, 1024), np.float32))  # 4 MiB in ~4 KiB
+    np.savez_compressed(tmp_path / "real.npz", input=np.random.default_rng(0).random((1, 1, 1024, 1024), np.float32))
+    with pytest.raises(CalibrationError, match=r"bomb\.npz: array 'input' declares \(1, 1, 1024, 1024\) float32 "
+                                               r"\(4 MiB\) in 0\.0 MiB compressed: refused as a compression bomb"):
+        calibration._load_array_file(tmp_path / "bomb.npz")
+    assert calibration._load_array_file(tmp_path / "real.npz")["input"].shape == (1, 1, 1024, 1024)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
@@ -528,6 +528,45 @@ def _sniff(head: bytes) -> str:
     return f"holds {what}, not a .npz or .npy array file"
 
 
+#: A .npz member that declares more than this many bytes ...
+BOMB_MIN_BYTES = 64 * 2**20
+#: ... in a compressed size this many times smaller is a compression bomb, refused from its npy header (random
+#: or image data deflates 1-10x; only a constant array deflates ~1000x, which is no data to calibrate on).
+BOMB_RATIO = 100
+
+
+def _check_declared_sizes(path: Path, handle: IO[bytes]) -> None:
+    """Refuse a .npz from its members' npy headers, before numpy allocates anything: a member whose declared
+    array is a compression bomb (:data:`BOMB_MIN_BYTES`, :data:`BOMB_RATIO`), or members declaring more bytes
+    than this machine has memory available."""
+    import zipfile
+
+    import psutil
+
+    total = 0
+    with zipfile.ZipFile(handle) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(member)
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            total += declared
+            name = info.filename.removesuffix(".npy")
+            if declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * max(info.compress_size, 1):
+                raise CalibrationError(
+                    f"{path}: array '{name}' declares {_fmt_shape(shape)} {dtype} ({declared / 2**20:,.0f} MiB) in "
+                    f"{info.compress_size / 2**20:,.1f} MiB compressed: refused as a compression bomb, before "
+                    "reading it (store real data, e.g. with np.savez)")
+    available = psutil.virtual_memory().available
+    if total > available:
+        raise CalibrationError(f"{path}: its arrays declare {total / 2**30:,.1f} GiB, more than the "
+                               f"{available / 2**30:,.1f} GiB of memory available; refused before reading them")
+
+
 def _load_array_file(path: Path) -> dict[str, np.ndarray]:
     """Every array of a .npz (by name) or .npy (under ``""``), fully read so truncation surfaces here.
 
@@ -540,6 +579,8 @@ def _load_array_file(path: Path) -> dict[str, np.ndarray]:
                 return {"": np.load(handle, allow_pickle=False)}
             if not head.startswith(_ZIP_MAGIC):
                 raise CalibrationError(f"{path}: {_sniff(head)}")
+            _check_declared_sizes(path, handle)
+            handle.seek(0)
             with np.load(handle, allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
     except CalibrationError:
