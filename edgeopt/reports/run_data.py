@@ -115,7 +115,7 @@ def render_run_markdown(run: RunData) -> str:
     """The run's Markdown for a PR comment or ``$GITHUB_STEP_SUMMARY``: ``edgeopt.reports.table.render_markdown``
     (verdict, per-profile headers, GitHub table, failed/undecided details), then every budget check in
     a collapsed ``<details>`` block."""
-    from edgeopt.reports.table import render_markdown
+    from edgeopt.reports.table import markdown_text, render_markdown
 
     sections = [(profile_header(run, p), run.rows_for(p)) for p in run.profiles]
     if run.unmade:
@@ -124,7 +124,8 @@ def render_run_markdown(run: RunData) -> str:
     checks = [(g.variant, g.profile, c) for g in run.summary.gates for c in g.checks]
     if checks:
         lines = ["", f"<details><summary>All budget checks ({len(checks)})</summary>", ""]
-        lines += [f"- `{v}` on `{p}`: **{c.verdict.value}**: {c.sentence}" for v, p, c in checks]
+        lines += [f"- {markdown_text(v)} on {markdown_text(p)}: **{c.verdict.value}**: {markdown_text(c.sentence)}"
+                  for v, p, c in checks]
         lines += ["", "</details>", ""]
         text = text.rstrip("\n") + "\n" + "\n".join(lines)
     return text

@@ -299,13 +299,24 @@ def header_lines(profile: str, host_summary: str, host_matches: bool, reasons: l
             f"latency: {ESTIMATOR} percentiles, CI {CI_METHOD}; speed-up interval is conservative (two 95% CIs)"]
 
 
+def markdown_text(text: str) -> str:
+    """``text`` inert in Markdown: ``&``, ``<`` and ``>`` as entities (a model, output or profile name is never
+    HTML in a PR comment, whatever renders it)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _markdown_cell(text: str) -> str:
+    return markdown_text(text).replace("|", "\\|").replace("\n", " ")
+
+
 def render_table(rows: list[Row], *, markdown: bool = False) -> str:
     """The variant table; a lab run's table gains a ``node`` column (which board measured each row)."""
     fmt = "github" if markdown else "simple"
-    if any(r.node for r in rows):
-        return tabulate([[*_cells(r), r.node or "-"] for r in rows], headers=[*HEADERS, "node"], tablefmt=fmt,
-                        disable_numparse=True)
-    return tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt=fmt, disable_numparse=True)
+    table = [[*_cells(r), r.node or "-"] if any(x.node for x in rows) else _cells(r) for r in rows]
+    headers = [*HEADERS, "node"] if any(r.node for r in rows) else HEADERS
+    if markdown:
+        table = [[_markdown_cell(str(cell)) for cell in row] for row in table]
+    return tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
 def _invalid(sentence: str) -> bool:
@@ -316,7 +327,7 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
     """A PR-comment-sized summary: one table per profile, the failed and undecided budgets spelt out."""
     lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
     for header, rows in sections:
-        lines += [f"- {h}" for h in header] + ["", render_table(rows, markdown=True), ""]
+        lines += [f"- {markdown_text(h)}" for h in header] + ["", render_table(rows, markdown=True), ""]
         robustness = render_robustness(rows, tablefmt="github")
         if robustness:
             title, _, body = robustness.partition("\n")
@@ -333,5 +344,5 @@ def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: s
         notes += [f"{r.variant}: TensorRT would refuse: {b}" for r in rows if r.status != EMULATED_STATUS
                   for b in r.blockers]
         if notes:
-            lines += ["Details:", ""] + [f"- {n}" for n in notes] + [""]
+            lines += ["Details:", ""] + [f"- {markdown_text(n)}" for n in notes] + [""]
     return "\n".join(lines)

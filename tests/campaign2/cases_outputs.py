@@ -33,7 +33,7 @@ REPORTS = ("out/summary.json", "out/summary.md", "out/report.html", "out/junit.x
 
 # what the campaign's check_out.py looked for in each kind of report
 HTML_MARKERS = ("<script>alert", "<img src=x onerror", "<svg onload", "onerror=alert(3)>")
-MARKDOWN_MARKERS = ("<script>", "<img src=x", "# Heading injected", "javascript:")
+MARKDOWN_MARKERS = ("<script>", "<img src=x", "<svg onload", "# Heading injected", "javascript:")
 FORMULA_START = ("=", "+", "@", "\t", "\r")
 NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-$|^-?inf$|^-?nan$", re.IGNORECASE)
 ODD_NAME = re.compile(r"[<>\"|\x00-\x1f\x7f]|\.\.")
