@@ -293,3 +293,16 @@ def test_a_model_path_starting_with_a_dash_gets_a_hint() -> None:
     done = edgeopt("run", "-x.onnx", "--profile", "host-cpu")
     assert done.returncode == 2
     assert "write ./-x.onnx or put it after --" in done.stderr
+
+
+def test_control_characters_in_a_file_name_never_reach_the_terminal_raw(tmp_path: Path) -> None:
+    """An escape sequence in a model's file name is shown as ``\\x1b``: the plan line and the error line."""
+    model = zoo.tiny_conv_model(tmp_path / "ctl\x01\x1b[31m\x0b.onnx")
+    (tmp_path / "fast.yaml").write_text(profile_yaml("fast", max_seconds=0.05))
+    done = edgeopt("run", model.name, "--profile", "fast.yaml", "--out", "out", "--variant", "fp32", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "plan: model ONNX file ctl\\x01\\x1b[31m\\x0b.onnx;" in done.stderr
+    refused = edgeopt("run", model.name, "--profile", "missing\x1b[2J.yaml", cwd=tmp_path)
+    assert refused.returncode == 2 and "missing\\x1b[2J.yaml" in refused.stderr
+    assert not any(ch in done.stderr + refused.stderr for ch in "\x01\x1b\x0b")
+    assert output.terminal_safe("a\tb\nc\x7f") == "a\tb\nc\\x7f"

@@ -560,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeoptError as error:
         if args.debug:
             traceback.print_exc()
-        print(f"edgeopt: error: {error}", file=sys.stderr)
+        print(output.terminal_safe(f"edgeopt: error: {error}"), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("edgeopt: interrupted", file=sys.stderr)
@@ -578,9 +578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return BackendUnavailableError.exit_code
         problem = file_problem(error, args) if isinstance(error, OSError) else None
         if problem is not None:  # a file that cannot be written or read: the folder or file given is unusable
-            print(f"edgeopt: error: {problem}", file=sys.stderr)
+            print(output.terminal_safe(f"edgeopt: error: {problem}"), file=sys.stderr)
             return EXIT_USAGE
-        print(f"edgeopt: internal error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
+        print(output.terminal_safe(f"edgeopt: internal error: {type(error).__name__}: {error} (rerun with --debug)"),
+              file=sys.stderr)
         return EXIT_BACKEND_FAILURE
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -55,13 +56,26 @@ class _Brief(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character but newline and tab written as ``\\xNN``: a file name holding an
+    escape sequence (``ctl\\x1b[31m.onnx``) cannot recolour, move or clear the user's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that writes above the progress bars while some are drawn."""
+    """A stream handler that writes above the progress bars while some are drawn (control characters
+    escaped: :func:`terminal_safe`)."""
 
     def __init__(self, stream: IO[str], bars: _Bars | None) -> None:
         super().__init__(stream)
         self.bars = bars
         self.addFilter(console_line)  # a FILE_ONLY line goes to run.log alone
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.bars is None or not self.bars.active():
