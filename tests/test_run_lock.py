@@ -65,6 +65,29 @@ def test_a_second_holder_is_refused_naming_the_folder_and_the_holder(tmp_path: P
     assert (tmp_path / "out" / LOCK_NAME).is_file()  # the holder's lock is untouched
 
 
+def test_the_refusal_advises_what_the_refused_command_can_do(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    """``report`` has no --out: it is told to wait; a run may also choose another folder."""
+    with pytest.raises(FolderBusyError, match=r"wait for it to finish$"), run_lock(tmp_path / "out", "report"):
+        pass
+    with pytest.raises(FolderBusyError, match=r"wait for it to finish or choose another --out$"), \
+            run_lock(tmp_path / "out", "run"):
+        pass
+
+
+def test_a_killed_writes_temporary_is_removed_by_the_next_holder(tmp_path: Path) -> None:
+    """A SIGKILL between an atomic write's temporary and its rename leaves ``.summary.md.xxxxxxxx.tmp``: the next
+    command on the folder removes it, and nothing else."""
+    out = tmp_path / "out"
+    (out / "measurements").mkdir(parents=True)
+    left = [out / ".summary.md.h10zrxoi.tmp", out / "measurements" / ".fp32__fast.json.ab_cd123.tmp"]
+    kept = [out / "notes.tmp", out / ".hidden", out / "summary.md", out / ".summary.md.tmp"]
+    for path in left + kept:
+        path.write_text("x")
+    with run_lock(out, "run"):
+        pass
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
 def test_a_stale_lock_is_taken_over_with_a_notice(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
     holder.send_signal(signal.SIGKILL)
     holder.wait()

@@ -421,6 +421,9 @@ class Stopped(BaseException):
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 STOP_GRACE_S = 5.0  # a stop signal unwinds the command; past this, it exits without waiting for the unwinding
+#: The stop signals this process received: an error raised while the stop unwinds (a pybind11 module, matplotlib's,
+#: turns the stop raised during its import into ``ImportError: initialization failed``) is the stop, not a failure.
+STOPS_RECEIVED: list[int] = []
 
 
 @contextlib.contextmanager
@@ -441,6 +444,7 @@ def orderly_stop() -> Iterator[None]:
     def stop(signum: int, frame: FrameType | None) -> None:
         for number in caught:
             signal.signal(number, signal.SIG_IGN)
+        STOPS_RECEIVED.append(signum)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Stopped(signum)
@@ -571,6 +575,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - one line for the user; --debug shows the traceback
         if args.debug:
             traceback.print_exc()
+        if STOPS_RECEIVED:  # the stop, turned into another error on its way out of native code
+            signum = STOPS_RECEIVED[0]
+            if signum == signal.SIGINT:
+                print("edgeopt: interrupted", file=sys.stderr)
+                return 130
+            print(f"edgeopt: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+            return 128 + signum
         if isinstance(error, ModuleNotFoundError) and error.name == "onnxruntime":  # no ONNX Runtime build
             from edgeopt.cli.onnxruntime_flavour import installed_flavours, missing_runtime_message
 

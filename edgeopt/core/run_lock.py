@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -128,6 +129,22 @@ def remove_if_abandoned(path: Path | str, pid: int) -> bool:
         os.close(fd)
 
 
+#: The temporary an atomic write makes beside its target (``edgeopt.core.fileio.atomic_path``: mkstemp's prefix
+#: ``.NAME.``, eight random characters, ``.tmp``).
+_WRITE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _remove_killed_writes(folder: Path) -> None:
+    """Remove the temporaries of atomic writes a killed command left in ``folder`` (a SIGKILL lands between
+    writing ``.summary.md.xxxxxxxx.tmp`` and renaming it).  Only the lock's holder writes there, and it has
+    just taken the lock: every such file is a leftover."""
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            if _WRITE_TEMPORARY.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+
+
 def _acquire(folder: Path, command: str, notice: Callable[[str], None]) -> _Held:
     created = _make_folder(folder)
     path = folder / LOCK_NAME
@@ -140,9 +157,10 @@ def _acquire(folder: Path, command: str, notice: Callable[[str], None]) -> _Held
                 if locked is None:  # no file locks here: the recorded pid decides
                     locked = previous is None or not _alive(previous.pid)
                 if not locked:
+                    other = "" if command in ("report",) or command.startswith("pytest") else " or choose another --out"
                     raise FolderBusyError(f"{folder}: another edgeopt command is writing this folder ("
                                           f"{previous.describe() if previous else 'its holder is starting'}); "
-                                          "wait for it to finish or choose another --out")
+                                          f"wait for it to finish{other}")
                 if not _same_file(fd, path):  # its last holder removed it meanwhile: lock the new one
                     os.close(fd)
                     continue
@@ -151,6 +169,7 @@ def _acquire(folder: Path, command: str, notice: Callable[[str], None]) -> _Held
                            "which no longer holds it")
                 _write(fd, Holder(os.getpid(), command, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                   socket.gethostname()))
+                _remove_killed_writes(folder)
                 return _Held(path, fd, created)
             except BaseException:
                 os.close(fd)

@@ -45,6 +45,8 @@ def matplotlib_missing() -> str | None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as error:
+        if "initialization failed" in str(error):  # installed, but its native module failed (or a stop hit it)
+            raise
         return f"matplotlib is not installed ({error}): pip install 'edgeopt[report]'"
     return None
 
