@@ -150,6 +150,8 @@ def handle_lab_run(args: argparse.Namespace) -> int:
     for table in result.tables:  # its node column says which board measured each row
         print(table)
         print()
+    for recommendation in summary.get("recommendations", []):
+        print(recommendation["line"])
     print(summary["verdict"])
     print(f"reports: {result.summary_path}, {result.markdown_path}")
     return result.exit_code

@@ -393,7 +393,11 @@ def handle_run(args: argparse.Namespace) -> int:
         for table in result.tables:
             print(table)
             print()
-    print(json.loads(result.summary_path.read_text())["verdict"])
+    summary = json.loads(result.summary_path.read_text())
+    if not args.quiet:
+        for recommendation in summary.get("recommendations", []):
+            print(recommendation["line"])
+    print(summary["verdict"])
     if not args.quiet:
         print(f"reports: {result.summary_path}, {result.markdown_path}")
     return result.exit_code

@@ -246,6 +246,48 @@ def tradeoff_figure_uri(run: RunData, profile: str) -> str | None:
     return _png_data_uri(fig)
 
 
+def pareto_figure_uri(run: RunData, profile: str, recommended: str | None) -> str | None:
+    """p50 latency vs fidelity (the worst output's agreement or cosine vs fp32) of every timed row of ``profile``:
+    rows that pass every budget filled, the others hollow, the Pareto front (no row both faster and more
+    faithful) joined, the recommended row (``variant@runtime``) starred.  None without two rows that have both."""
+    rows = [r for r in run.rows_for(profile) if r.status == "ok" and r.p50_ms]
+    fidelity = [1.0 if r.variant == "fp32" and not r.fidelity else _worst_headline(r.fidelity) for r in rows]
+    kept = [(r, float(f)) for r, f in zip(rows, fidelity, strict=True) if f is not None and math.isfinite(f)]
+    if len(kept) < 2:
+        return None
+    fig = _figure(7.5, 4.6)
+    ax = fig.subplots()
+    xs = np.array([f for _, f in kept])
+    p50 = np.array([float((r.p50_ms or {})["value"]) for r, _ in kept])
+    passed = np.array([r.verdict == "pass" for r, _ in kept])
+    ax.scatter(xs[passed], p50[passed], s=80, zorder=3, color="#21918c", edgecolors="black", linewidths=0.6,
+               label="passes every budget")
+    ax.scatter(xs[~passed], p50[~passed], s=80, zorder=3, facecolors="none", edgecolors="#b2182b", linewidths=1.2,
+               label="fails or undecided")
+    order = np.lexsort((p50, -xs))  # most faithful first, then fastest
+    front, best = [], math.inf
+    for index in order:
+        if p50[index] < best:
+            front.append(index)
+            best = p50[index]
+    ax.plot(xs[front], p50[front], color="#555555", linewidth=1, linestyle="--", zorder=2, label="Pareto front")
+    names = [f"{r.variant}@{r.runtime}" for r, _ in kept]
+    if recommended in names:
+        i = names.index(recommended)
+        ax.scatter([xs[i]], [p50[i]], marker="*", s=380, zorder=4, color="#fde725", edgecolors="black",
+                   linewidths=0.8, label=f"recommended: {recommended}")
+    ax.legend(fontsize=8, loc="best")
+    x_low = float(xs.min())
+    span = max(1.0 - x_low, 0.01)
+    ax.ticklabel_format(axis="x", useOffset=False)
+    ax.set(xlabel="fidelity vs fp32 (worst output: agreement or cosine)", ylabel="p50 latency (ms)",
+           xlim=(x_low - 0.1 * span, 1.0 + 0.05 * span), ylim=(0, float(p50.max()) * 1.2),
+           title=f"latency vs fidelity on {profile}")
+    _label_points(ax, names, xs, p50, 1.15 * span, float(p50.max()) * 1.2)
+    ax.grid(alpha=0.3)
+    return _png_data_uri(fig)
+
+
 def _label_points(ax: Axes, names: list[str], xs: np.ndarray, ys: np.ndarray, x_span: float, y_span: float) -> None:
     """Name each point; labels of points close together are stacked instead of drawn over each other."""
     placed: list[tuple[float, float]] = []
@@ -381,6 +423,16 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
     rows = run.rows_for(profile)
     parts.append(_variant_table(rows))
     parts.append(_robustness_table(rows))
+    recommendation = next((r for r in run.summary.recommendations if r.get("profile") == profile), None)
+    if recommendation is not None:
+        parts.append(f'<p class="recommendation"><b>{_e(recommendation.get("line", ""))}</b></p>')
+        chosen = (f"{recommendation['variant']}@{recommendation['runtime']}" if recommendation.get("variant")
+                  else None)
+        pareto = pareto_figure_uri(run, profile, chosen)
+        if pareto is not None:
+            plots.append(pareto)
+            parts.append(f'<h3>latency vs fidelity</h3><img class="plot" alt="p50 latency vs fidelity on '
+                         f'{_e(profile)}, the Pareto front and the recommended row" src="{pareto}">')
     tradeoff = tradeoff_figure_uri(run, profile)
     if tradeoff is not None:
         plots.append(tradeoff)

@@ -113,14 +113,15 @@ def profile_header(run: RunData, profile: str) -> list[str]:
 
 def render_run_markdown(run: RunData) -> str:
     """The run's Markdown for a PR comment or ``$GITHUB_STEP_SUMMARY``: ``edgeopt.reports.table.render_markdown``
-    (verdict, per-profile headers, GitHub table, failed/undecided details), then every budget check in
-    a collapsed ``<details>`` block."""
+    (verdict, recommended rows, per-profile headers, GitHub table, failed/undecided details), then every budget
+    check in a collapsed ``<details>`` block."""
     from edgeopt.reports.table import markdown_text, render_markdown
 
     sections = [(profile_header(run, p), run.rows_for(p)) for p in run.profiles]
     if run.unmade:
         sections.append((["variants that could not be made"], run.unmade))
-    text = render_markdown(sections, run.summary.verdict)
+    text = render_markdown(sections, run.summary.verdict,
+                           [str(r.get("line", "")) for r in run.summary.recommendations])
     checks = [(g.variant, g.profile, c) for g in run.summary.gates for c in g.checks]
     if checks:
         lines = ["", f"<details><summary>All budget checks ({len(checks)})</summary>", ""]

@@ -141,6 +141,8 @@ class RunSummary(BaseModel):
     gates: list[_SummaryGate]
     exit_code: int
     verdict: str
+    # one per profile: the fastest row that passes every budget (edgeopt.reports.recommendation); older: none
+    recommendations: list[dict[str, Any]] = []
 
     def measured_rows(self) -> list[tuple[str, str]]:
         """(variant, profile) of every row that has a measurement document (not a variant that could not be made,

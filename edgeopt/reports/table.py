@@ -10,7 +10,7 @@ its accuracy cell.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -323,9 +323,13 @@ def _invalid(sentence: str) -> bool:
     return sentence.removeprefix("PROXY ").startswith("invalid measurement")
 
 
-def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: str) -> str:
-    """A PR-comment-sized summary: one table per profile, the failed and undecided budgets spelt out."""
+def render_markdown(sections: list[tuple[list[str], list[Row]]], verdict_line: str,
+                    recommendations: Sequence[str] = ()) -> str:
+    """A PR-comment-sized summary: the verdict and each profile's recommended row, one table per profile, the
+    failed and undecided budgets spelt out."""
     lines = ["# edgeopt results", "", f"**{verdict_line}**", ""]
+    if recommendations:
+        lines += [f"- {markdown_text(line)}" for line in recommendations] + [""]
     for header, rows in sections:
         lines += [f"- {markdown_text(h)}" for h in header] + ["", render_table(rows, markdown=True), ""]
         robustness = render_robustness(rows, tablefmt="github")

@@ -27,6 +27,7 @@ from edgeopt.evaluate.gate import GateResult
 from edgeopt.measure.cell import measure_cells
 from edgeopt.measure.results import Measurement
 from edgeopt.models.variants import Variant, VariantFailure
+from edgeopt.reports.recommendation import recommend_all
 from edgeopt.reports.run_summary import RunSummary
 from edgeopt.reports.table import Row, render_markdown, render_table
 from edgeopt.workflows.judge import (
@@ -123,14 +124,16 @@ def _write_summary(plan: RunPlan, model_path: Path, variants: list[Variant], var
     tables = [j.table for j in judged]
     if unmade:  # e.g. int8-trt-modelopt without its venv: the row says how to enable it
         tables.append(f"{NOT_MADE}\n" + render_table(unmade))
+    recommended = recommend_all(rows, [p.name for p in plan.profiles])
     summary = RunSummary(model=plan.config.model, model_path=str(model_path), model_sha256=plan.model_sha256,
                          calibration=plan.calibration.describe() if plan.calibration else None,
                          profiles=[p.name for p in plan.profiles], profile_files=plan.profile_files(),
                          evaluation=evaluation_record(plan.evaluation),
-                         rows=rows, gates=gates, exit_code=verdict.exit_code, verdict=verdict.line)
+                         rows=rows, gates=gates, exit_code=verdict.exit_code, verdict=verdict.line,
+                         recommendations=[r.to_dict() for r in recommended])
     write_json_atomic(layout.summary_json, summary.model_dump(mode="json"))
     sections = [(j.header, j.rows) for j in judged] + ([([NOT_MADE], unmade)] if unmade else [])
-    write_text_atomic(layout.summary_md, render_markdown(sections, verdict.line))
+    write_text_atomic(layout.summary_md, render_markdown(sections, verdict.line, [r.line() for r in recommended]))
     from edgeopt.reports.writers import write_run_reports
 
     write_run_reports(layout.root)  # report.html, junit.xml, results.csv beside summary.json
