@@ -112,6 +112,16 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--edgeopt-threshold: {error}") from error
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line per profile: the fastest model of the session that passed every budget (issue 24)."""
+    session = config.stash.get(_SESSION, None)
+    lines = session.recommendations() if session is not None else []
+    if lines:
+        terminalreporter.section("edgeopt")
+        for line in lines:
+            terminalreporter.write_line(f"edgeopt: {line}")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None:
@@ -191,6 +201,7 @@ class EdgeoptSession:
         self._claims = contextlib.ExitStack()  # the --edgeopt-save names this session holds
         self._config = config
         self._work: Path | None = None
+        self._judged: list[tuple[str, Measurement, GateResult]] = []  # (name, measurement, gate) of every check
 
     def close(self) -> None:
         self._claims.close()
@@ -270,6 +281,7 @@ class EdgeoptSession:
             pytest.fail(f"edgeopt: {message}{tail}", pytrace=False)
         saved = self._save(measurement)
         gate = gate_measurement(measurement, chosen, proxy=proxy)
+        self._judged.append((name or Path(model).stem, measurement, gate))
         failed = list(gate.violations)
         # inconclusive checks, and those of a measurement that broke its profile's stability policy (invalid)
         undecided = [c.sentence for c in gate.checks if c.verdict.value in _UNDECIDED]
@@ -293,6 +305,20 @@ class EdgeoptSession:
             reason = next(c.sentence for c in gate.checks if c.verdict is Verdict.NOT_APPLICABLE)
             pytest.skip(f"edgeopt not applicable: {reason} (--edgeopt-proxy judges it anyway)")
         return BudgetResult(measurement, gate, saved, comparison)
+
+    def recommendations(self) -> list[str]:
+        """Per profile checked this session, the fastest model that passed every budget (or why none did):
+        ``edgeopt.reports.recommendation``, each model named by its ``name=`` (else its file's stem)."""
+        if not self._judged:
+            return []
+        import dataclasses
+
+        from edgeopt.reports.recommendation import recommend
+        from edgeopt.reports.table import build_row
+
+        rows = [dataclasses.replace(build_row(m, g, None, [], None), variant=label) for label, m, g in self._judged]
+        profiles = list(dict.fromkeys(r.profile for r in rows))
+        return [recommend(rows, profile, reference="").line() for profile in profiles]
 
     def _measure(self, path: Path, profile: HardwareProfile, name: str | None, proxy: bool,
                  inputs: Mapping[str, Sequence[int]] | None = None,

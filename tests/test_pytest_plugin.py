@@ -281,3 +281,22 @@ def test_a_dynamic_model_is_timed_at_the_inputs_given(project: pytest.Pytester) 
     """)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*H=? (unresolved)*"])
+
+
+def test_the_session_ends_with_the_fastest_model_that_passed_every_budget(project: pytest.Pytester) -> None:
+    """Two models checked, one over its budget: the recommendation names the fastest of those that passed."""
+    zoo.tiny_conv_model(project.path / "conv.onnx")
+    result = run(project, """
+        def test_small(edgeopt_budget):
+            edgeopt_budget("tiny.onnx", p95_ms=1000, name="small")
+
+        def test_conv(edgeopt_budget):
+            edgeopt_budget("conv.onnx", p95_ms=1000, name="conv")
+
+        def test_over(edgeopt_budget):
+            edgeopt_budget("conv.onnx", p95_ms=0.000001, name="over")
+    """)
+    result.assert_outcomes(passed=2, failed=1)
+    line = next(s for s in result.outlines if s.startswith("edgeopt: recommended on fast: "))
+    assert line.split(": ", 2)[2].split("@")[0] in ("small", "conv")
+    assert "over@" not in line and "fastest row that passes every budget (p50 " in line
