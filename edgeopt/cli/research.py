@@ -39,12 +39,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.set_defaults(handler=handle_sensitivity)
 
     p = add_command_parser(
-        subparsers, "tune", summary="fastest int8 variant within an accuracy budget (fp32 fallback of "
-        "the most sensitive nodes)",
+        subparsers, "tune", summary="fastest row within an accuracy budget: int8 with the most sensitive nodes "
+        "in float, or fp32, on any runtime of the profile",
         description="Quantize MODEL with --recipe, rank its nodes by sensitivity, and search (bisecting over how "
         "many of the most damaging nodes stay in float) for the int8 candidates whose drop in --metric on --eval, "
-        "judged by a paired bootstrap interval, is within --max-drop; each candidate's latency is measured on "
-        "--profile and the fastest (or fewest-nodes) passing one is chosen.",
+        "judged by a paired bootstrap interval, is within --max-drop; fp32 and the passing candidates are also "
+        "measured on the profile's other runtimes (OpenVINO), and the fastest passing row is chosen: fp32 when no "
+        "int8 row is faster (--select fewest: the passing int8 candidate with the fewest nodes in float). The eval "
+        "file is any --eval file of 'run': 'images' or one array per model input; --metric cosine needs no labels.",
         example="edgeopt tune model.onnx --calibration DIR --eval eval.npz --profile host-cpu --max-drop 0.5")
     p.add_argument("model", type=Path, metavar="MODEL", help="the fp32 ONNX model")
     options.add_calibration_options(p.add_argument, required=True)

@@ -1,16 +1,21 @@
-"""``edgeopt tune``: the fastest int8 variant whose task metric stays within a budget of fp32's.
+"""``edgeopt tune``: the fastest row whose task metric stays within a budget of fp32's: an int8 variant with the
+most sensitive nodes kept in float, or fp32 itself, on any runtime of the profile.
 
 Search: the quantized nodes are ranked by sensitivity (``edgeopt.evaluate.sensitivity``, on the calibration
 set, never on the eval set that decides acceptance), and candidate k keeps the k worst nodes in float
 (``Recipe(exclude_nodes=ranked[:k])``).  k = 0 is tried first, then k = K (every ranked node, or
-``max_exclude``); if K misses the budget the search stops (exit 1).  Otherwise bisection over k between
+``max_exclude``); if K misses the budget no int8 candidate passes.  Otherwise bisection over k between
 the last failing and first passing k finds the smallest passing k in about log2(K) more candidates,
 assuming the metric improves with k (each candidate's number is reported, so a violation is visible).
-Every candidate is measured in the isolated worker on the profile (latency and the eval outputs in one
-run), and the chosen one is the passing candidate with the lowest p50 (``select="fastest"``) or with
-the fewest nodes in float (``select="fewest"``).  p50s from separate worker sessions can differ by more
-than their intervals on a 2-vCPU VM (FIELD_NOTES: bimodal sessions), so "fastest" among candidates
-whose p50s are within a few percent is a coin toss; the table shows every candidate's interval.
+Every candidate is measured in the isolated worker on the profile's reference runtime (latency and the eval
+outputs in one run); fp32 and the fastest passing candidate are then also measured on the profile's other runtimes
+(OpenVINO's fp32, bf16, int8 rows), each judged by the same paired rule.  The chosen row is the passing one
+with the lowest p50 (``select="fastest"``), fp32 included: when no int8 row is faster, the answer is to keep
+fp32; ``select="fewest"`` takes the passing int8 candidate with the fewest nodes in float.  p50s from separate
+worker sessions can differ by more than their intervals on a 2-vCPU VM (FIELD_NOTES: bimodal sessions), so
+"fastest" among rows whose p50s are within a few percent is a coin toss; the table shows every interval.  The
+eval file is any ``--eval`` file of ``run`` (``images``, or one array per input of a multi-input model);
+``metric="cosine"`` needs no labels.
 
 Acceptance rule (paired): every eval sample runs through fp32 and the candidate, giving a per-sample
 difference d_i (top-1: correct_fp32 − correct_candidate, in {−1, 0, 1}; cosine: 1 − cosine(fp32
@@ -92,6 +97,12 @@ class Candidate:
     p95_ms: dict[str, Any] | None
     size_mb: float
     failure: str | None = None
+    runtime: str = ""  # the row's runtime when not the profile's reference one: "openvino-fp32", ...
+
+    @property
+    def label(self) -> str:
+        """``variant``, or ``variant@runtime`` for a row on another runtime than the profile's reference one."""
+        return f"{self.variant}@{self.runtime}" if self.runtime else self.variant
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -146,20 +157,21 @@ def paired_drop(reference: np.ndarray, candidate: np.ndarray, *, metric: str, la
                 upper=float(upper) * scale, samples=int(n), discordant=discordant)
 
 
-def _eval_arrays(eval_set: str, model: Path, target: Path) -> tuple[Path, np.ndarray]:
+def _eval_arrays(eval_set: str, model: Path, target: Path, metric: str) -> tuple[Path, np.ndarray | None]:
+    """The eval file as the reference inputs every candidate runs (any file ``run --eval`` takes: ``images``, or
+    one array per model input for a multi-input model), and its labels (None without; ``cosine`` needs none)."""
     import onnx
 
-    from edgeopt.models.calibration import load_eval_split
+    from edgeopt.evaluate.metrics import load_eval_set
     from edgeopt.models.graph import input_specs
+    from edgeopt.workflows.plan import eval_arrays
 
-    images, labels = load_eval_split(eval_set)
+    found = load_eval_set(eval_set)
+    if metric == "top1" and found.labels is None:
+        raise ConfigError(f"{eval_set}: --metric top1 needs 'labels' in the eval file; --metric cosine compares "
+                          "each candidate's outputs with fp32's and needs none")
     specs = input_specs(onnx.load(str(model), load_external_data=False))
-    if len(specs) != 1:
-        raise ConfigError(f"{eval_set}: an eval set feeds single-input models; this one has {len(specs)}")
-    from edgeopt.models.inputs import stacked_feeds
-
-    arrays = stacked_feeds(images, specs[0], str(eval_set))  # each sample keeps its own size in symbolic dims
-    return write_npz_atomic(target, {specs[0].name: arrays}), labels
+    return write_npz_atomic(target, eval_arrays(found, specs)), found.labels
 
 
 class _TuneBench:
@@ -179,7 +191,7 @@ class _TuneBench:
         self.calibration = load_calibration(config.calibration, expected_inputs=specs)
         self.out.mkdir(parents=True, exist_ok=True)
         self.reference_inputs, self.labels = _eval_arrays(config.eval_set, config.model,
-                                                          self.out / "reference_inputs.npz")
+                                                          self.out / "reference_inputs.npz", config.metric)
         self.reference_sha = sha256_file(self.reference_inputs)
         self.timing = prepare_timing_inputs(config.model, self.profile, self.calibration,
                                             self.out / "inputs" / f"{self.profile.name}.npz", given=config.inputs)
@@ -191,12 +203,22 @@ class _TuneBench:
         return make_variant(self.config.model, recipe, self.out / "variants", calibration=self.calibration,
                             ranges=self.ranges, force=self.config.force)
 
-    def measure(self, variant: Any) -> Any:
+    def measure(self, variant: Any, backend: str | None = None, precision: str | None = None) -> Any:
         from edgeopt.measure.cell import Cell, CellContext, measure_cell
 
-        return measure_cell(Cell(variant, self.profile, self.timing), CellContext(
+        return measure_cell(Cell(variant, self.profile, self.timing, backend, precision), CellContext(
             self.out / "measurements", self.reference_inputs, self.reference_sha, proxy=self.config.proxy,
             force=self.config.force))
+
+    def other_rows(self, variant: Any) -> list[tuple[str, str | None]]:
+        """(backend, precision) of every row the profile's other runtimes offer for ``variant`` (OpenVINO's fp32
+        and, where the device has them, bf16/fp16 of the fp32 model; its int8-static rows), where installed."""
+        from edgeopt.backends import cells_for
+        from edgeopt.backends.availability import is_available
+
+        reference = self.profile.runtime.runtimes[0]
+        return [(backend, precision) for backend, _, precision in cells_for(self.profile, [variant])
+                if backend != reference and is_available(backend)]
 
     def outputs(self, measurement: Any) -> np.ndarray:
         from edgeopt.evaluate.fidelity import load_outputs
@@ -270,6 +292,26 @@ def _tune_locked(config: TuneConfig, base_recipe: Recipe) -> TuneResult:
         logger.info(f"candidate k={k}: {_describe(candidate, config)}")
         return candidate
 
+    def elsewhere(k: int, variant: Any, excluded: tuple[str, ...]) -> list[Candidate]:
+        """``variant`` on each other runtime of the profile, judged by the same paired rule against fp32."""
+        rows = []
+        for backend, precision in runner.other_rows(variant):
+            runtime = f"{backend}-{precision}" if precision else backend
+            with progress.task(f"tune: {variant.name} on {runtime}"):
+                measurement = runner.measure(variant, backend, precision)
+            if not measurement.ok:
+                rows.append(Candidate(k, variant.name, excluded, None, None, None, None, variant.size_bytes / 2**20,
+                                      failure=measurement.failure.message if measurement.failure else "failed",
+                                      runtime=runtime))
+                continue
+            drop = paired_drop(reference, runner.outputs(measurement), metric=config.metric, labels=runner.labels,
+                               relative=config.relative)
+            p50, p95 = _latency(measurement)
+            rows.append(Candidate(k, variant.name, excluded, drop, drop.meets(config.max_drop, config.rule), p50,
+                                  p95, variant.size_bytes / 2**20, runtime=runtime))
+            logger.info(f"{rows[-1].label}: {_describe(rows[-1], config)}")
+        return rows
+
     limit = len(ranking) if config.max_exclude is None else min(config.max_exclude, len(ranking))
     first = evaluate(0)
     chosen: Candidate | None = None
@@ -292,11 +334,24 @@ def _tune_locked(config: TuneConfig, base_recipe: Recipe) -> TuneResult:
                 else:
                     low = middle
             message = f"smallest passing k = {high} of {limit} (bisection, {len(tried)} candidates)"
-    passing = [c for c in tried.values() if c.passes and c.p50_ms is not None]
-    if passing and config.select == "fewest":
-        chosen = min(passing, key=lambda c: c.k)
-    elif passing:
-        chosen = min(passing, key=lambda c: (float(c.p50_ms["value"]) if c.p50_ms else np.inf, c.k))
+    # the answer may be fp32, or a row on another runtime of the profile: fp32 and the fastest passing candidate
+    # (and, with select="fewest", the one with the fewest nodes in float) are measured there too
+    others = elsewhere(0, fp32, ())
+    searched = [c for c in tried.values() if c.passes and c.p50_ms is not None]
+    for candidate in {min(searched, key=_p50).k: None, min(searched, key=lambda c: c.k).k: None} if searched else {}:
+        excluded = tried[candidate].excluded
+        others += elsewhere(candidate, runner.make(replace(base_recipe, exclude_nodes=excluded)), excluded)
+    quantized = [c for c in [*tried.values(), *others] if c.passes and c.p50_ms is not None and c.variant != "fp32"]
+    floats = [c for c in [baseline, *others] if c.passes and c.p50_ms is not None and c.variant == "fp32"]
+    if quantized and config.select == "fewest":
+        chosen = min(quantized, key=lambda c: (c.k, _p50(c)))
+    elif quantized or floats:
+        chosen = min([*quantized, *floats], key=lambda c: (_p50(c), c.variant != "fp32", c.k))
+        if chosen.variant == "fp32":
+            fastest = min(quantized, key=_p50) if quantized else None
+            message += (f"; fp32 ({chosen.label}) is the fastest row within the budget: " + (
+                f"the fastest int8 one, {fastest.label}, has p50 {_ms(fastest.p50_ms)} ms vs {_ms(chosen.p50_ms)} ms"
+                if fastest is not None else "no int8 candidate meets it") + "; keep fp32")
     exit_code = 0 if chosen is not None else EXIT_BUDGET_NOT_MET
     settings = {"model": str(config.model), "calibration": config.calibration, "eval_set": config.eval_set,
                 "profile": config.profile, "max_drop": config.max_drop, "metric": config.metric,
@@ -304,8 +359,12 @@ def _tune_locked(config: TuneConfig, base_recipe: Recipe) -> TuneResult:
                 "max_exclude": config.max_exclude, "select": config.select, "unit": _unit(config),
                 "interval": f"paired bootstrap over eval samples, 95%, {BOOTSTRAP_RESAMPLES} resamples, "
                             f"seed {BOOTSTRAP_SEED}", "sensitivity_samples": report.samples}
-    result = TuneResult(settings, baseline, list(tried.values()), ranking, chosen, message, exit_code)
+    result = TuneResult(settings, baseline, [*tried.values(), *others], ranking, chosen, message, exit_code)
     return _write(result, runner.out, config)
+
+
+def _p50(candidate: Candidate) -> float:
+    return float(candidate.p50_ms["value"]) if candidate.p50_ms else float(np.inf)
 
 
 def _unit(config: TuneConfig) -> str:
@@ -345,13 +404,13 @@ def render_tune_table(result: TuneResult) -> str:
     config = result.config
     digits = 2 if config["metric"] == "top1" or config["relative"] else 5
     rows = []
-    for c in [result.baseline, *sorted(result.candidates, key=lambda c: c.k)]:
+    for c in [result.baseline, *sorted(result.candidates, key=lambda c: (c.variant != "fp32", c.k, c.runtime))]:
         drop = "-" if c.drop is None else (f"{c.drop.drop:.{digits}f} [{c.drop.lower:.{digits}f}, "
                                            f"{c.drop.upper:.{digits}f}]")
         metric = "-" if c.drop is None else f"{c.drop.metric_value:.4f}"
-        mark = "chosen" if result.chosen is not None and c.variant == result.chosen.variant else (
-            "reference" if c.variant == "fp32" else ("pass" if c.passes else ("error" if c.drop is None else "fail")))
-        rows.append([c.variant, "-" if c.variant == "fp32" else c.k, metric, drop, _ms(c.p50_ms), _ms(c.p95_ms),
+        mark = "chosen" if result.chosen is not None and c.label == result.chosen.label else (
+            "reference" if c is result.baseline else ("pass" if c.passes else ("error" if c.drop is None else "fail")))
+        rows.append([c.label, "-" if c.variant == "fp32" else c.k, metric, drop, _ms(c.p50_ms), _ms(c.p95_ms),
                      f"{c.size_mb:.3f}", mark])
     headers = ["variant", "k excluded", config["metric"], f"drop vs fp32 ({config['unit']}) [95% paired CI]",
                "p50 ms [95% CI]", "p95 ms [95% CI]", "size MB", "verdict"]
@@ -364,8 +423,10 @@ def summary_lines(result: TuneResult) -> list[str]:
              f"{'upper end of the 95% paired interval' if config['rule'] == 'upper' else 'point estimate'} "
              f"({config['interval']})", result.message]
     chosen, base = result.chosen, result.baseline
-    if chosen is not None:
-        lines.append(f"chosen: {chosen.variant} (k={chosen.k}) excluding {list(chosen.excluded) or 'nothing'}")
+    if chosen is not None and chosen.variant == "fp32":
+        lines.append(f"chosen: {chosen.label}: keep fp32 (no int8 row within the budget is faster)")
+    elif chosen is not None:
+        lines.append(f"chosen: {chosen.label} (k={chosen.k}) excluding {list(chosen.excluded) or 'nothing'}")
         plain = next((c for c in result.candidates if c.k == 0), None)
         if chosen.p50_ms and base.p50_ms:
             speed = float(base.p50_ms["value"]) / float(chosen.p50_ms["value"])
@@ -391,7 +452,8 @@ def plot_tune(result: TuneResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = sorted([c for c in result.candidates if c.drop is not None], key=lambda c: c.k)
+    points = sorted([c for c in result.candidates if c.drop is not None and not c.runtime and c.variant != "fp32"],
+                    key=lambda c: c.k)  # the search's own rows, on the profile's reference runtime
     ks = [c.k for c in points]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     drops = np.array([[c.drop.drop, c.drop.lower, c.drop.upper] for c in points if c.drop is not None])
@@ -411,7 +473,7 @@ def plot_tune(result: TuneResult, path: Path) -> Path:
         bottom.axhline(float(result.baseline.p50_ms["value"]), color="grey", linestyle=":", label="fp32 p50")
     if result.chosen is not None and result.chosen.p50_ms:
         bottom.plot([result.chosen.k], [float(result.chosen.p50_ms["value"])], "*", markersize=14, color="#27ae60",
-                    label="chosen")
+                    label=f"chosen: {result.chosen.label}")
     bottom.set_xlabel("k = most sensitive nodes kept in float")
     bottom.set_ylabel("p50 latency ms")
     bottom.legend(fontsize=8)
