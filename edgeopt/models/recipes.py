@@ -56,10 +56,13 @@ class Recipe:
     """How one variant is made; its ``name`` is the short name users see and encodes every non-default option.
 
     Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
-    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, and
-    ``-x<k>-<hash>`` k nodes kept in float.  ``target="tensorrt"`` is ``int8-trt-qdq[-<method>][-pt][-n<count>]``
-    (minmax unless named): symmetric only, so ``-asym`` and ``-rr`` do not apply.  ``quantizer="modelopt"`` is
-    ``int8-trt-modelopt``: NVIDIA ModelOpt in its own venv (:mod:`edgeopt.models.modelopt`), optional.
+    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, ``-matmul`` only
+    MatMul nodes quantized, and ``-x<k>-<hash>`` k nodes kept in float.  ``int8-dynamic[-pc][-rr][-matmul]``:
+    per-channel weights, reduce_range, MatMul only (a transformer's plain ``int8-dynamic`` is made as
+    ``int8-dynamic-pc-matmul``: :mod:`edgeopt.models.model_kind`).  ``target="tensorrt"`` is
+    ``int8-trt-qdq[-<method>][-pt][-n<count>]`` (minmax unless named): symmetric only, so ``-asym`` and ``-rr``
+    do not apply.  ``quantizer="modelopt"`` is ``int8-trt-modelopt``: NVIDIA ModelOpt in its own venv
+    (:mod:`edgeopt.models.modelopt`), optional.
     """
 
     kind: str
@@ -72,6 +75,7 @@ class Recipe:
     calibration_samples: int | None = None
     target: str = "onnxruntime"
     quantizer: str = "onnxruntime"
+    op_types: tuple[str, ...] = ()  # the op types quantized (empty: ONNX Runtime's default set); -matmul: MatMul
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -99,8 +103,11 @@ class Recipe:
 
     @property
     def name(self) -> str:
+        if self.kind == "int8-dynamic":
+            parts = [self.kind] + (["pc"] if self.per_channel else []) + (["rr"] if self.reduce_range else [])
+            return "-".join(parts + self._op_types_suffix()) + self._exclusion_suffix()
         if self.kind != "int8-static":
-            return self.kind + (self._exclusion_suffix() if self.kind == "int8-dynamic" else "")
+            return self.kind
         if self.quantizer == MODELOPT:
             return TENSORRT_MODELOPT + self._exclusion_suffix()
         if self.tensorrt_bound:
@@ -120,7 +127,14 @@ class Recipe:
             parts.append("rr")
         if self.calibration_samples is not None:
             parts.append(f"n{self.calibration_samples}")
-        return "-".join(parts) + self._exclusion_suffix()
+        return "-".join(parts + self._op_types_suffix()) + self._exclusion_suffix()
+
+    def _op_types_suffix(self) -> list[str]:
+        if not self.op_types:
+            return []
+        if self.op_types == ("MatMul",):
+            return ["matmul"]
+        raise ConfigError(f"recipe op types {list(self.op_types)}: only MatMul alone (-matmul) has a name")
 
     def _exclusion_suffix(self) -> str:
         if not self.exclude_nodes:
@@ -139,6 +153,10 @@ class Recipe:
             del data["target"]
         if self.quantizer == "onnxruntime":
             del data["quantizer"]
+        if not self.op_types:
+            del data["op_types"]
+        else:
+            data["op_types"] = list(self.op_types)
         return data
 
     @classmethod
@@ -150,8 +168,19 @@ class Recipe:
         """
         if name in ("fp32", "fp16"):
             return cls(kind=name)
-        if name == "int8-dynamic":
-            return cls(kind=name, per_channel=False)
+        if name == "int8-dynamic" or name.startswith("int8-dynamic-"):
+            found: dict[str, Any] = {"kind": "int8-dynamic", "per_channel": False}
+            for part in name.split("-")[2:]:
+                if part == "pc":
+                    found["per_channel"] = True
+                elif part == "rr":
+                    found["reduce_range"] = True
+                elif part == "matmul":
+                    found["op_types"] = ("MatMul",)
+                else:
+                    raise ConfigError(f"variant '{name}': unknown option '{part}' (int8-dynamic options: pc "
+                                      "per-channel weights, rr reduce_range, matmul MatMul only)")
+            return cls(**found)
         if name == "int8-static":
             return cls(kind="int8-static", calibration_method="minmax")
         if name == TENSORRT_MODELOPT:
@@ -170,12 +199,14 @@ class Recipe:
                     options["reduce_range"] = True
                 elif re.fullmatch(r"n[1-9]\d*", part):
                     options["calibration_samples"] = int(part[1:])
+                elif part == "matmul":
+                    options["op_types"] = ("MatMul",)
                 else:
-                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>)")
+                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>, matmul)")
             return cls(**options)
         choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT])
         raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
-                          "-pt, -asym, -rr, -n<count>")
+                          "-pt, -asym, -rr, -n<count>, -matmul and int8-dynamic options -pc, -rr, -matmul")
 
     @classmethod
     def _parse_tensorrt(cls, name: str, options: list[str]) -> Recipe:
