@@ -286,7 +286,8 @@ def test_html_is_self_contained(run: RunData) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)  # every image is a data: URI, no links
     assert "<link" not in text and "@import" not in text and "url(" not in text
     plots = re.findall(r'<img class="plot"[^>]*src="data:image/png;base64,', text)
-    assert len(plots) == 2 + len(VARIANTS) * 2  # a trade-off plot per profile + one latency figure per measurement
+    # per profile a latency-vs-fidelity (Pareto) plot and a trade-off plot, and one latency figure per measurement
+    assert len(plots) == 2 * 2 + len(VARIANTS) * 2
     assert f'data-plots="{len(plots)}"' in text
     assert "NOT APPLICABLE" in text and "this host is the profile" in text
     assert re.search(r"model size 0\.2\d MB &gt; budget 0\.20 MB on here", text)
@@ -309,7 +310,7 @@ def test_html_opens_in_headless_chromium_with_every_plot_visible(run: RunData, t
     assert body is not None, dom.stdout[:2000]
     attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
     assert attributes.get("data-errors") == "0", attributes
-    assert attributes.get("data-plots-ok") == attributes.get("data-plots") == str(2 + len(VARIANTS) * 2), attributes
+    assert attributes.get("data-plots-ok") == attributes.get("data-plots") == str(2 * 2 + len(VARIANTS) * 2), attributes
 
     shot = tmp_path / "report.png"
     result = subprocess.run([*common, "--hide-scrollbars", "--window-size=1400,2000", f"--screenshot={shot}",

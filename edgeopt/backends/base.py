@@ -37,6 +37,12 @@ def tensorrt_bound(variant: Any) -> bool:
     return bool(variant.provenance.get("recipe", {}).get("target") == "tensorrt")
 
 
+def openvino_ir(variant: Any) -> bool:
+    """Whether ``variant`` is an OpenVINO IR (NNCF's ``int8-nncf*``: ``.xml`` and ``.bin``), which only OpenVINO
+    reads."""
+    return bool(variant.provenance.get("format") == "openvino-ir")
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendSettings:
     """The settings one runner reads, as the worker's job carries them (``session``, with ``backend`` first)."""

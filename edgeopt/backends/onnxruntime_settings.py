@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgeopt.backends.availability import is_available
-from edgeopt.backends.base import OMIT_IF_NONE, BackendSettings, tensorrt_bound
+from edgeopt.backends.base import OMIT_IF_NONE, BackendSettings, openvino_ir, tensorrt_bound
 
 if TYPE_CHECKING:
     from edgeopt.models.variants import Variant
@@ -72,6 +72,7 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
 def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None = None) -> list[Cell]:
     """ONNX Runtime runs every variant as it is (its rows carry the variant's plain name), except, for a profile
     that builds TensorRT engines, the TensorRT-bound files: a CPU time of theirs means nothing (ModelOpt's runs
-    1.4-7x slower than fp32), and their accuracy has its own row (``edgeopt.measure.emulation``)."""
+    1.4-7x slower than fp32), and their accuracy has its own row (``edgeopt.measure.emulation``); and NNCF's
+    OpenVINO IR, which only OpenVINO reads."""
     return [(BACKEND, variant, None) for variant in variants
-            if profile.tensorrt is None or not tensorrt_bound(variant)]
+            if (profile.tensorrt is None or not tensorrt_bound(variant)) and not openvino_ir(variant)]

@@ -52,9 +52,10 @@ def settings_for(profile: HardwareProfile, precision: str | None = None, *,
 
 def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None = None) -> list[Cell]:
     """OpenVINO reads the same files as ONNX Runtime: the fp32 variant at each inference precision the profile
-    lists and the device reports (fp32 always), and each int8-static (QDQ) variant with fp32 for its
-    non-quantized parts; fp16 and int8-dynamic variants are ONNX Runtime formats and are not repeated there, and
-    TensorRT-bound files (recipe target ``tensorrt``) are TensorRT's: a CPU time of theirs means nothing."""
+    lists and the device reports (fp32 always), NNCF's INT8 IR (``int8-nncf*``, its own INT8 rows), and each
+    ONNX Runtime int8-static (QDQ) variant, an extra row, with fp32 for its non-quantized parts; fp16 and
+    int8-dynamic variants are ONNX Runtime formats and are not repeated there, and TensorRT-bound files (recipe
+    target ``tensorrt``) are TensorRT's: a CPU time of theirs means nothing."""
     precisions = ["fp32"]
     if is_available(BACKEND):
         supported = device_precisions()
@@ -64,6 +65,6 @@ def cells(profile: HardwareProfile, variants: list[Variant], factory: str | None
         kind = variant.provenance.get("recipe", {}).get("kind")
         if kind == "fp32":
             found += [(BACKEND, variant, precision) for precision in precisions]
-        elif kind == "int8-static" and not tensorrt_bound(variant):
+        elif kind == "int8-static" and not tensorrt_bound(variant):  # NNCF's IR; ONNX Runtime's Q/DQ an extra row
             found.append((BACKEND, variant, "fp32"))
     return found

@@ -39,7 +39,7 @@ from edgeopt.core import progress
 from edgeopt.core.fileio import atomic_path, sha256_file, sha256_json, write_json_atomic, write_text_atomic
 from edgeopt.core.logs import FILE_ONLY
 from edgeopt.errors import EdgeoptError, NotApplicableError, QuantizationError, brief, first_line
-from edgeopt.models import modelopt
+from edgeopt.models import modelopt, nncf_quantize
 from edgeopt.models.calibration import CalibrationSet, validate_samples
 from edgeopt.models.export import random_feeds
 from edgeopt.models.export_parity import compare_outputs
@@ -47,6 +47,7 @@ from edgeopt.models.graph import cpu_session, external_data_files, input_specs, 
 from edgeopt.models.graph_check import refusal
 from edgeopt.models.model_kind import attention_softmaxes
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
+from edgeopt.models.nncf_quantize import QUANTIZER as NNCF
 from edgeopt.models.ranges import collect_tensor_stats, compute_ranges, huge, unobserved, write_ort_cache
 from edgeopt.models.recipes import PRECISION_OF_KIND, Recipe
 from edgeopt.models.sorted_copy import sorted_source
@@ -400,6 +401,41 @@ def _make_modelopt_variant(source: Path, recipe: Recipe, target: Path, *, key: s
     return Variant(name=recipe.name, path=target, precision=recipe.precision, provenance=provenance)
 
 
+def _make_nncf_variant(source: Path, source_graph: onnx.ModelProto, recipe: Recipe, target: Path, *, key: str,
+                       source_sha: str, calibration: CalibrationSet, chosen_by: str | None,
+                       max_drop: float | None) -> Variant:
+    """``target`` (``int8-nncf*.xml``, weights beside as ``.bin``) made by NNCF from the float ONNX ``source``;
+    its provenance records what NNCF ran (version, preset, model type, ignored scope, subset, accuracy control)
+    and the weights file's hash beside the IR's."""
+    started = time.perf_counter()
+    ignored = nncf_quantize.head_nodes(source_graph)
+    ignored += [nncf_quantize.HeadNode(name, "", "named by the recipe") for name in recipe.exclude_nodes]
+    with scratch_directory(target.parent / ".work") as scratch:
+        staged = scratch / target.name
+        record = nncf_quantize.quantize_with_nncf(
+            source, staged, calibration=calibration, preset="performance" if recipe.activation_symmetric else "mixed",
+            accuracy_control=recipe.accuracy_control,
+            max_drop=nncf_quantize.DEFAULT_MAX_DROP if max_drop is None else max_drop, ignored=ignored)
+        weights = target.with_suffix(".bin")
+        with atomic_path(weights) as tmp:  # the weights first: the IR is published last, naming them
+            shutil.copyfile(staged.with_suffix(".bin"), tmp)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(staged, tmp)
+    provenance: dict[str, Any] = {
+        "kind": "variant", "name": recipe.name, "precision": recipe.precision, "recipe": recipe.to_dict(),
+        "chosen_by": chosen_by, "purpose": recipe.purpose, "target": recipe.target, "key": key,
+        "format": "openvino-ir", "weights": {"path": weights.name, "sha256": sha256_file(weights)},
+        "parent": {"path": str(source), "sha256": source_sha},
+        "preprocessing": "not applicable: OpenVINO reads the float model, NNCF quantizes its graph",
+        "calibration": calibration.describe(), "excluded": [n.to_dict() for n in ignored], "nncf": record,
+        "versions": {**_versions(), "nncf": record["version"]},
+        "seconds": round(time.perf_counter() - started, 3), "sha256": sha256_file(target),
+        "size_bytes": target.stat().st_size + weights.stat().st_size,
+    }
+    write_json_atomic(provenance_path(target), provenance)
+    return Variant(name=recipe.name, path=target, precision=recipe.precision, provenance=provenance)
+
+
 def _finish_for_tensorrt(staged: Path, name: str, notes: list[dict[str, str]]) -> None:
     """Only the opset domains the graph uses; no operator outside the ONNX domain (TensorRT's parser dispatches on
     the op type and has no importer for ONNX Runtime's fused ops); opset within every shipped parser's range."""
@@ -529,7 +565,9 @@ def _reusable(target: Path, key: str) -> Variant | None:
     if target.exists() and provenance_path(target).exists():
         with contextlib.suppress(Exception):
             existing = Variant.load(target)
-            if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256:
+            weights = existing.provenance.get("weights")  # an OpenVINO IR's .bin, checked as the IR is
+            if existing.provenance.get("key") == key and sha256_file(target) == existing.sha256 and (
+                    weights is None or sha256_file(target.parent / weights["path"]) == weights["sha256"]):
                 return existing
     return None
 
@@ -590,15 +628,18 @@ def make_variant(
     probe_feeds: dict[str, np.ndarray] | None = None,
     chosen_by: str | None = None,
     validation_timeout_s: float = VALIDATION_TIMEOUT_S,
+    max_cosine_drop: float | None = None,
 ) -> Variant:
     """Make (or reuse, when its provenance matches) one variant of ``source`` in ``out_dir``.
 
     ``probe_feeds`` (concrete inputs; default: the first calibration sample, else seeded random data
     for the declared shapes) are what pre-processing and the finished variant are checked on.
+    ``max_cosine_drop``: what ``int8-nncf-ac``'s accuracy control may lose of the outputs' cosine to fp32
+    (``1 - min_cosine`` of the run's profiles; default :data:`edgeopt.models.nncf_quantize.DEFAULT_MAX_DROP`).
     """
     source, out_dir = Path(source).resolve(), Path(out_dir).resolve()  # the quantizer runs in a scratch cwd
     source_graph = load_model(source, load_external_data=False)
-    target = out_dir / f"{recipe.name}.onnx"
+    target = out_dir / f"{recipe.name}{recipe.file_suffix}"
     source_sha = source_digest(source)
     key = _variant_key(source_sha, recipe, calibration)
     existing = None if force else _reusable(target, key)
@@ -613,6 +654,11 @@ def make_variant(
         recipe = replace(recipe, op_types=("MatMul",), per_channel=True)
         model_kind = (f"transformer ({len(heads)} attention Softmax node(s), e.g. {heads[0]}): int8-dynamic made as "
                       "int8-dynamic-pc-matmul (MatMul only, per-channel weights)")
+    if recipe.quantizer == NNCF:  # Intel's quantizer: an OpenVINO IR
+        if calibration is None:
+            raise QuantizationError(f"variant {recipe.name}: NNCF needs a calibration set")
+        return _make_nncf_variant(source, source_graph, recipe, target, key=key, source_sha=source_sha,
+                                  calibration=calibration, chosen_by=chosen_by, max_drop=max_cosine_drop)
     if recipe.quantizer == MODELOPT:  # NVIDIA's quantizer, in its own venv
         feeds = probe_feeds or _probe_feeds(source, calibration)
         return _make_modelopt_variant(source, recipe, target, key=key, source_sha=source_sha, feeds=feeds,
@@ -668,6 +714,7 @@ def make_variants(
     probe_feeds: dict[str, np.ndarray] | None = None,
     chosen_by: Mapping[str, str] | None = None,
     validation_timeout_s: float = VALIDATION_TIMEOUT_S,
+    max_cosine_drop: float | None = None,
 ) -> list[Variant | VariantFailure]:
     """Make every recipe; a failing one becomes a ``VariantFailure`` and the others still run.
     ``chosen_by``: recipe name -> the rule that chose it, recorded in its provenance.  The quantizer's scratch
@@ -682,7 +729,8 @@ def make_variants(
                 results.append(make_variant(source, recipe, out_dir, calibration=calibration, ranges=ranges,
                                             force=force, probe_feeds=probe_feeds,
                                             chosen_by=(chosen_by or {}).get(recipe.name),
-                                            validation_timeout_s=validation_timeout_s))
+                                            validation_timeout_s=validation_timeout_s,
+                                            max_cosine_drop=max_cosine_drop))
         except EdgeoptError as error:
             results.append(VariantFailure(recipe.name, str(error), error.exit_code,
                                           not_applicable=isinstance(error, NotApplicableError)))

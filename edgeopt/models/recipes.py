@@ -20,11 +20,17 @@ from edgeopt.errors import ConfigError
 from edgeopt.models.modelopt import PURPOSE as MODELOPT_PURPOSE
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
 from edgeopt.models.modelopt import RECIPE as TENSORRT_MODELOPT
+from edgeopt.models.nncf_quantize import ACCURACY_RECIPE as NNCF_AC
+from edgeopt.models.nncf_quantize import PURPOSE as NNCF_PURPOSE
+from edgeopt.models.nncf_quantize import QUANTIZER as NNCF
+from edgeopt.models.nncf_quantize import RECIPE as NNCF_RECIPE
+from edgeopt.models.nncf_quantize import available as nncf_available
 from edgeopt.models.ranges import CALIBRATION_METHODS
 from edgeopt.profiles.schema import HardwareProfile
 
-TARGETS = ("onnxruntime", "tensorrt")  # the runtime an int8-static file's Q/DQ is built for
-QUANTIZERS = ("onnxruntime", MODELOPT)  # what makes an int8-static file: ONNX Runtime's, or NVIDIA ModelOpt (optional)
+TARGETS = ("onnxruntime", "tensorrt", "openvino")  # the runtime an int8-static file is built for
+# what makes an int8-static file: ONNX Runtime's, NVIDIA ModelOpt (optional), Intel's NNCF (extra openvino)
+QUANTIZERS = ("onnxruntime", MODELOPT, NNCF)
 DEFAULT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static-minmax", "int8-static-entropy",
                     "int8-static-percentile")
 PRECISION_OF_KIND = {"fp32": "fp32", "fp16": "fp16", "int8-dynamic": "int8", "int8-static": "int8"}
@@ -38,8 +44,9 @@ ONNXRUNTIME_PURPOSE = ("ONNX Runtime-bound: Q/DQ as ONNX Runtime's CPU kernels r
 
 def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint) -> dict[str, str]:
     """Variant name -> the rule that chose it: :data:`DEFAULT_VARIANTS` for every target, plus the INT8
-    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`), and the
-    TensorRT-bound Q/DQ file for a profile that builds TensorRT engines."""
+    recipes each profile's CPU class runs fast and faithfully (:func:`edgeopt.core.isa.int8_recipes`), the
+    TensorRT-bound Q/DQ file for a profile that builds TensorRT engines, and NNCF's OpenVINO IR (``int8-nncf``)
+    for a profile that measures on OpenVINO, where NNCF is installed."""
     chosen = dict.fromkeys(DEFAULT_VARIANTS, DEFAULT_RULE)
     for profile in profiles:
         if profile.tensorrt is not None and "int8" in profile.tensorrt.precisions:
@@ -48,6 +55,9 @@ def default_variants(profiles: Sequence[HardwareProfile], host: HostFingerprint)
         arch, flags = profile.target_cpu(host)
         for recipe in int8_recipes(arch, flags):
             chosen.setdefault(recipe.name, f"{recipe.rule} (profile {profile.name})")
+        if "openvino" in profile.runtime.runtimes and nncf_available() is None:
+            chosen.setdefault(NNCF_RECIPE, f"OpenVINO's INT8 rows come from NNCF, its vendor's quantizer (profile "
+                                           f"{profile.name} measures on OpenVINO)")
     return chosen
 
 
@@ -62,7 +72,8 @@ class Recipe:
     ``int8-dynamic-pc-matmul``: :mod:`edgeopt.models.model_kind`).  ``target="tensorrt"`` is
     ``int8-trt-qdq[-<method>][-pt][-n<count>]`` (minmax unless named): symmetric only, so ``-asym`` and ``-rr``
     do not apply.  ``quantizer="modelopt"`` is ``int8-trt-modelopt``: NVIDIA ModelOpt in its own venv
-    (:mod:`edgeopt.models.modelopt`), optional.
+    (:mod:`edgeopt.models.modelopt`), optional.  ``quantizer="nncf"`` is ``int8-nncf[-ac][-mixed][-n<count>]``:
+    Intel's NNCF, an OpenVINO IR for the OpenVINO rows (:mod:`edgeopt.models.nncf_quantize`).
     """
 
     kind: str
@@ -76,13 +87,15 @@ class Recipe:
     target: str = "onnxruntime"
     quantizer: str = "onnxruntime"
     op_types: tuple[str, ...] = ()  # the op types quantized (empty: ONNX Runtime's default set); -matmul: MatMul
+    accuracy_control: bool = False  # NNCF's quantize_with_accuracy_control (int8-nncf-ac)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"recipe target '{self.target}': choose from {', '.join(TARGETS)}")
-        if self.quantizer not in QUANTIZERS or (self.quantizer == MODELOPT and self.target != "tensorrt"):
+        if self.quantizer not in QUANTIZERS or (self.quantizer == MODELOPT and self.target != "tensorrt") or (
+                (self.quantizer == NNCF) != (self.target == "openvino")):
             raise ConfigError(f"recipe quantizer '{self.quantizer}': choose from {', '.join(QUANTIZERS)} "
-                              f"({MODELOPT} makes TensorRT-bound files only)")
+                              f"({MODELOPT} makes TensorRT-bound files only, {NNCF} OpenVINO IR only)")
         if self.target == "tensorrt" and (self.kind != "int8-static" or not self.activation_symmetric
                                           or not self.weight_symmetric or self.reduce_range):
             raise ConfigError(f"{TENSORRT_QDQ}: TensorRT takes symmetric INT8 Q/DQ only (static, no -asym, no -rr)")
@@ -99,7 +112,14 @@ class Recipe:
             return None
         if self.quantizer == MODELOPT:
             return MODELOPT_PURPOSE
+        if self.quantizer == NNCF:
+            return NNCF_PURPOSE
         return TENSORRT_PURPOSE if self.tensorrt_bound else ONNXRUNTIME_PURPOSE
+
+    @property
+    def file_suffix(self) -> str:
+        """The variant file's suffix: ``.xml`` (OpenVINO IR, weights beside as ``.bin``) for NNCF, else ``.onnx``."""
+        return ".xml" if self.quantizer == NNCF else ".onnx"
 
     @property
     def name(self) -> str:
@@ -110,6 +130,12 @@ class Recipe:
             return self.kind
         if self.quantizer == MODELOPT:
             return TENSORRT_MODELOPT + self._exclusion_suffix()
+        if self.quantizer == NNCF:
+            parts = [NNCF_AC if self.accuracy_control else NNCF_RECIPE] + ([] if self.activation_symmetric
+                                                                            else ["mixed"])
+            if self.calibration_samples is not None:
+                parts.append(f"n{self.calibration_samples}")
+            return "-".join(parts) + self._exclusion_suffix()
         if self.tensorrt_bound:
             parts = [TENSORRT_QDQ] + ([self.calibration_method] if self.calibration_method not in (None, "minmax")
                                       else [])
@@ -153,6 +179,8 @@ class Recipe:
             del data["target"]
         if self.quantizer == "onnxruntime":
             del data["quantizer"]
+        if not self.accuracy_control:
+            del data["accuracy_control"]
         if not self.op_types:
             del data["op_types"]
         else:
@@ -185,6 +213,8 @@ class Recipe:
             return cls(kind="int8-static", calibration_method="minmax")
         if name == TENSORRT_MODELOPT:
             return cls(kind="int8-static", calibration_method="entropy", target="tensorrt", quantizer=MODELOPT)
+        if name == NNCF_RECIPE or name.startswith(NNCF_RECIPE + "-"):
+            return cls._parse_nncf(name)
         parts = name.split("-")
         if name == TENSORRT_QDQ or name.startswith(TENSORRT_QDQ + "-"):
             return cls._parse_tensorrt(name, parts[3:])
@@ -204,9 +234,26 @@ class Recipe:
                 else:
                     raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>, matmul)")
             return cls(**options)
-        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT])
+        choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT, NNCF_RECIPE, NNCF_AC])
         raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
                           "-pt, -asym, -rr, -n<count>, -matmul and int8-dynamic options -pc, -rr, -matmul")
+
+    @classmethod
+    def _parse_nncf(cls, name: str) -> Recipe:
+        """``int8-nncf[-ac][-mixed][-n<count>]``: NNCF's PTQ (``-ac``: with accuracy control), PERFORMANCE preset
+        (symmetric) unless ``-mixed``."""
+        found: dict[str, Any] = {"kind": "int8-static", "target": "openvino", "quantizer": NNCF}
+        for index, part in enumerate(name.split("-")[2:]):
+            if part == "ac" and index == 0:
+                found["accuracy_control"] = True
+            elif part == "mixed":
+                found["activation_symmetric"] = False
+            elif re.fullmatch(r"n[1-9]\d*", part):
+                found["calibration_samples"] = int(part[1:])
+            else:
+                raise ConfigError(f"variant '{name}': unknown option '{part}' ({NNCF_RECIPE}[-ac][-mixed][-n<count>]: "
+                                  "accuracy control, MIXED preset, the first <count> calibration samples)")
+        return cls(**found)
 
     @classmethod
     def _parse_tensorrt(cls, name: str, options: list[str]) -> Recipe:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeopt.errors import ConfigError
+from edgeopt.reports.recommendation import Recommendation, row_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -251,7 +252,8 @@ def pareto_figure_uri(run: RunData, profile: str, recommended: str | None) -> st
     rows that pass every budget filled, the others hollow, the Pareto front (no row both faster and more
     faithful) joined, the recommended row (``variant@runtime``) starred.  None without two rows that have both."""
     rows = [r for r in run.rows_for(profile) if r.status == "ok" and r.p50_ms]
-    fidelity = [1.0 if r.variant == "fp32" and not r.fidelity else _worst_headline(r.fidelity) for r in rows]
+    fidelity = [1.0 if r.variant.split("@")[0] == "fp32" and not r.fidelity else _worst_headline(r.fidelity)
+                for r in rows]
     kept = [(r, float(f)) for r, f in zip(rows, fidelity, strict=True) if f is not None and math.isfinite(f)]
     if len(kept) < 2:
         return None
@@ -271,7 +273,7 @@ def pareto_figure_uri(run: RunData, profile: str, recommended: str | None) -> st
             front.append(index)
             best = p50[index]
     ax.plot(xs[front], p50[front], color="#555555", linewidth=1, linestyle="--", zorder=2, label="Pareto front")
-    names = [f"{r.variant}@{r.runtime}" for r, _ in kept]
+    names = [row_label(r) for r, _ in kept]
     if recommended in names:
         i = names.index(recommended)
         ax.scatter([xs[i]], [p50[i]], marker="*", s=380, zorder=4, color="#fde725", edgecolors="black",
@@ -426,8 +428,7 @@ def _profile_section(run: RunData, profile: str, plots: list[str]) -> str:
     recommendation = next((r for r in run.summary.recommendations if r.get("profile") == profile), None)
     if recommendation is not None:
         parts.append(f'<p class="recommendation"><b>{_e(recommendation.get("line", ""))}</b></p>')
-        chosen = (f"{recommendation['variant']}@{recommendation['runtime']}" if recommendation.get("variant")
-                  else None)
+        chosen = Recommendation.from_dict(recommendation).label if recommendation.get("variant") else None
         pareto = pareto_figure_uri(run, profile, chosen)
         if pareto is not None:
             plots.append(pareto)

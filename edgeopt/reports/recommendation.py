@@ -55,10 +55,15 @@ class Recommendation:
             parts.append("keep fp32: no quantized row is faster and within every budget")
         elif self.fidelity:
             parts.append(self.fidelity)
-        text = f"{label}: {self.variant}@{self.runtime} — fastest row that passes every budget ({'; '.join(parts)})"
+        text = f"{label}: {self.label} — fastest row that passes every budget ({'; '.join(parts)})"
         if self.ties:
             text += f"; tied within the p50 intervals: {', '.join(self.ties)}"
         return text
+
+    @property
+    def label(self) -> str:
+        """``variant@runtime`` of the recommended row (its variant names the runtime already off ONNX Runtime)."""
+        return str(self.variant) if "@" in str(self.variant) else f"{self.variant}@{self.runtime}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,6 +79,11 @@ class Recommendation:
         fields["speedup"] = tuple(float(v) for v in speedup) if speedup is not None else None
         fields["ties"] = tuple(fields.get("ties") or ())
         return cls(**fields)
+
+
+def row_label(row: Row) -> str:
+    """``variant@runtime``: a row's name says its runtime already for every runtime but ONNX Runtime's."""
+    return row.variant if "@" in row.variant else f"{row.variant}@{row.runtime}"
 
 
 def _interval(row: Row) -> tuple[float, float, float]:
@@ -109,9 +119,9 @@ def recommend(rows: Sequence[Row], profile: str, reference: str = "fp32") -> Rec
         return Recommendation(profile, reason=reason)
     best = min(passing, key=lambda r: _interval(r)[0])
     value, lower, upper = _interval(best)
-    ties = tuple(f"{r.variant}@{r.runtime}" for r in sorted(passing, key=lambda r: _interval(r)[0])
+    ties = tuple(row_label(r) for r in sorted(passing, key=lambda r: _interval(r)[0])
                  if r is not best and _interval(r)[1] <= upper and lower <= _interval(r)[2])
-    keep = best.variant == reference
+    keep = best.variant.split("@")[0] == reference
     return Recommendation(profile, best.variant, best.runtime, value, lower, upper, best.speedup,
                           None if keep else _fidelity(best), ties, keep, best.proxy)
 
