@@ -96,3 +96,23 @@ def test_a_run_measures_nncf_on_openvino_and_recommends_a_row(model: Path, tmp_p
     assert nncf_rows[0]["status"] == "ok" and nncf_rows[0]["fidelity"]
     [recommended] = summary["recommendations"]
     assert recommended["line"] in done.stdout and "@openvino fp32@" not in recommended["line"]
+
+
+def test_a_lab_node_gets_the_irs_weights_with_it(model: Path, tmp_path: Path) -> None:
+    """A lab cell ships the variant by content: an IR's .bin travels beside its .xml, hash-checked on arrival."""
+    from edgeopt.lab.node import cell_payload, measure_payload
+    from edgeopt.measure.cell import Cell, CellContext
+    from edgeopt.measure.launcher import prepare_timing_inputs
+
+    calibration = load_calibration(DIGITS, min_samples=1)
+    variant = make_variant(model, Recipe.parse("int8-nncf"), tmp_path / "variants", calibration=calibration)
+    (tmp_path / "p.yaml").write_text(profile_yaml("p", max_seconds=0.1, runtime="  backend: openvino"))
+    profile = load_profile(tmp_path / "p.yaml")
+    timing = prepare_timing_inputs(model, profile, calibration, tmp_path / "inputs.npz")
+    payload = cell_payload(Cell(variant, profile, timing, "openvino", "fp32"), CellContext(tmp_path / "m"))
+    assert payload["variant"]["weights"]["name"] == "int8-nncf.bin"
+    result = measure_payload(payload, "node0123456789abcdef")
+    assert result["measurement"]["status"] == "ok", result["measurement"].get("failure")
+    payload["variant"]["weights"]["data"] = b"other weights"
+    with pytest.raises(Exception, match="int8-nncf.bin: content hash"):
+        measure_payload(payload, "node0123456789abcdef")

@@ -81,8 +81,10 @@ def cell_payload(cell: Cell, context: CellContext) -> dict[str, Any]:
         return {"name": Path(path).name, "data": data, "sha256": hashlib.sha256(data).hexdigest()}
 
     variant, reference = cell.variant, context.reference_inputs
+    weights = variant.provenance.get("weights")  # an OpenVINO IR's .bin travels with it
     return {"variant": {"name": variant.name, "precision": variant.precision, "provenance": variant.provenance,
-                        "file": file(variant.path)},
+                        "file": file(variant.path),
+                        "weights": file(variant.path.parent / weights["path"]) if weights else None},
             "profile": cell.profile.model_dump(mode="json"), "timing": file(cell.timing_inputs), "stem": cell.stem,
             "reference": file(reference) if reference is not None else None,
             "reference_sha": context.reference_sha,
@@ -109,6 +111,8 @@ def measure_payload(payload: dict[str, Any], node_id: str) -> dict[str, Any]:
     folder = _new_cell_folder(node_id)
     try:
         described = payload["variant"]
+        if described.get("weights"):
+            _write_checked(folder, described["weights"], described["provenance"]["weights"]["sha256"])
         variant_path = _write_checked(folder, described["file"], described["provenance"].get("sha256"))
         variant = Variant(described["name"], variant_path, described["precision"], described["provenance"])
         timing = _write_checked(folder, payload["timing"])

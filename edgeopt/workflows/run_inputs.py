@@ -106,9 +106,11 @@ def make_run_variants(plan: RunPlan, model_path: Path) -> tuple[list[Variant], l
                                               profile_shapes=profiles[0].bench.input_shapes,
                                               batch_size=profiles[0].bench.batch_size)], load_model(model_path),
             seed=7, max_input_mb=max_input_mb, where=config.model)
+    floors = [p.budgets.min_cosine for p in profiles if p.budgets.min_cosine is not None]
     made = make_variants(model_path, list(plan.recipes), plan.layout.variants, calibration=plan.calibration,
                          force=config.force, probe_feeds=dict(probe) if probe is not None else None,
-                         chosen_by=plan.chosen_by, validation_timeout_s=min(p.bench.worker_timeout_s for p in profiles))
+                         chosen_by=plan.chosen_by, validation_timeout_s=min(p.bench.worker_timeout_s for p in profiles),
+                         max_cosine_drop=1.0 - max(floors) if floors else None)  # int8-nncf-ac: the strictest floor
     for item in made:
         if isinstance(item, VariantFailure):
             why = item.message.removeprefix(f"variant {item.name}: ")
