@@ -313,6 +313,11 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
                 f"during calibration ({len(missing)} such tensors); exclude that node or use other calibration data"
             )
         exclude = list(recipe.exclude_nodes)
+        for head in nncf_quantize.head_nodes(graph):  # one int8 scale for boxes and scores rounds the scores away
+            if head.name not in exclude and any(n.name == head.name for n in graph.graph.node):
+                exclude.append(head.name)
+                notes.append({"tensor": "", "nodes": head.name, "reason": f"output head {head.op_type} "
+                                                                          f"{head.reason}; left in float"})
         for entry in huge(stats):
             nodes = [n for n in _consumers(graph, entry.name) if n not in exclude]
             exclude += nodes
