@@ -79,3 +79,22 @@ def test_run_pipeline_reads_on_one_screen() -> None:
     function = next(node for node in ast.parse(source).body
                     if isinstance(node, ast.FunctionDef) and node.name == "run_pipeline")
     assert function.end_lineno is not None and function.end_lineno - function.lineno + 1 <= 60
+
+
+def test_keep_float_names_nodes_or_op_types_of_every_int8_recipe(tmp_path: Path, mlp_model: Path) -> None:
+    """--keep-float: a node name or an op type (each of its nodes) left in float by every int8 recipe, which says
+    so in its name; an unknown token is refused, listing the model's op types."""
+    import onnx
+
+    from edgeopt.errors import ConfigError
+
+    profile = write_profile(tmp_path, "quick")
+    graph = onnx.load(str(mlp_model)).graph
+    plan = plan_run(RunConfig(model=str(mlp_model), profiles=(str(profile),), out_dir=tmp_path / "out",
+                              variants=("fp32", "int8-dynamic"), keep_float=(graph.node[0].op_type,)))
+    fp32, dynamic = plan.recipes
+    assert fp32.exclude_nodes == () and dynamic.exclude_nodes and dynamic.name.startswith("int8-dynamic-x")
+    assert set(dynamic.exclude_nodes) == {n.name for n in graph.node if n.op_type == graph.node[0].op_type}
+    with pytest.raises(ConfigError, match=r"--keep-float Nope: no node and no op type of that name in .*op types: "):
+        plan_run(RunConfig(model=str(mlp_model), profiles=(str(profile),), out_dir=tmp_path / "out",
+                           variants=("int8-dynamic",), keep_float=("Nope",)))

@@ -175,9 +175,18 @@ def add_export_options(addoption: AddOption, prefix: str = "") -> None:
 def add_variant_options(addoption: AddOption, prefix: str = "") -> None:
     """``--variant``: which variants to make."""
     _add(addoption, "variant", prefix, action="append", metavar="RECIPE", default=None,
-         help=_help("variant to make: fp32, fp16, int8-dynamic, int8-static[-minmax|-entropy|-percentile] with "
-                    "int8-static options -pt, -asym, -rr, -n<count>", repeatable=True,
-                    default="fp32, fp16, int8-dynamic and each int8-static method"))
+         help=_help("variant to make: fp32, fp16, int8-dynamic[-pc][-rr][-matmul], "
+                    "int8-static[-minmax|-entropy|-percentile] with options -pt, -asym, -rr, -n<count>, -matmul, "
+                    "int8-nncf[-ac][-mixed][-n<count>] (NNCF's OpenVINO IR), int8-trt-qdq, int8-trt-modelopt",
+                    repeatable=True, default="fp32, fp16, int8-dynamic, each int8-static method, the INT8 recipes "
+                    "each profile's CPU runs well, and int8-nncf for a profile that measures on OpenVINO"))
+
+
+def add_keep_float_options(addoption: AddOption, prefix: str = "") -> None:
+    """``--keep-float``: nodes every int8 variant of a run leaves in float."""
+    _add(addoption, "keep-float", prefix, action="append", metavar="NODE_OR_OP", default=None,
+         help=_help("a node name, or an op type (each of its nodes), every int8 variant leaves in float; the "
+                    "variant's name gains -x<count>-<hash>", repeatable=True, default="none"))
 
 
 def add_recipe_options(addoption: AddOption, prefix: str = "", *, note: str | None = None) -> None:

@@ -35,6 +35,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decision-threshold", type=float, default=0.5, metavar="T",
                    help="threshold of the decision agreement reported for outputs in [0, 1] (default: %(default)s)")
     options.add_variant_options(p.add_argument)
+    options.add_keep_float_options(p.add_argument)
     options.add_export_options(p.add_argument)
     options.add_force_options(p.add_argument)
     p.add_argument("--wait-for-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -63,7 +64,7 @@ def run_config(args: argparse.Namespace, **extra: Any) -> RunConfig:
     declared = parse_inputs(args.input or [])
     return RunConfig(
         model=args.model, profiles=tuple(args.profile), out_dir=args.out, calibration=args.calibration,
-        variants=tuple(args.variant or ()), eval_set=args.eval_set,
+        variants=tuple(args.variant or ()), keep_float=tuple(args.keep_float or ()), eval_set=args.eval_set,
         inputs=declared.specs, dim_sizes=dict(declared.sizes), opset=args.opset, exporter=args.exporter,
         with_past=args.with_past,
         budgets=options.parse_budgets(args.budget), proxy=args.proxy, force=args.force,

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ class RunConfig:
     calibration: str | None = None
     variants: tuple[str, ...] = ()  # empty: the defaults for the profiles' CPU classes (default_variants)
     skip_variants: tuple[str, ...] = ()  # default variants left out (bench.py's latency job: same-graph recipes)
+    keep_float: tuple[str, ...] = ()  # node names or op types every int8 recipe leaves in float (--keep-float)
     eval_set: str | None = None
     inputs: tuple[InputSpec, ...] = ()  # --input: dims that are names stay dynamic in an export
     dim_sizes: dict[str, int] = field(default_factory=dict)  # --input's name=size hints (example/timing sizes)
@@ -174,6 +175,8 @@ def plan_run(config: RunConfig) -> RunPlan:
                           f"({', '.join(chosen_by) or 'variants were named explicitly'})")
     chosen_by = {name: rule for name, rule in chosen_by.items() if name not in config.skip_variants}
     recipes = [Recipe.parse(name) for name in config.variants or chosen_by]
+    if config.keep_float:
+        recipes = _kept_in_float(recipes, config.keep_float, reference)
     declared = _declared(config, reference) if reference.factory else None
     specs = _model_inputs(config, reference, declared)
     calibration, notes = None, []
@@ -315,6 +318,32 @@ def eval_arrays(eval_set: EvalSet, specs: list[InputSpec]) -> dict[str, np.ndarr
         raise ConfigError(f"{eval_set.source}: arrays {sorted(eval_set.inputs)} do not match the model's inputs "
                           f"({', '.join(s.name for s in specs)})")
     return {s.name: stacked_feeds(eval_set.inputs[s.name], s, eval_set.source) for s in specs}
+
+
+def _kept_in_float(recipes: list[Recipe], tokens: tuple[str, ...], reference: ModelReference) -> list[Recipe]:
+    """Each int8 recipe with the nodes ``--keep-float`` names (a node name, or an op type: its every node) left in
+    float (``exclude_nodes``: its name gains ``-x<k>-<hash>``); ConfigError naming a token the graph lacks."""
+    import onnx
+
+    if reference.onnx_path is None:
+        raise ConfigError("--keep-float names nodes of an ONNX file; export the model first (edgeopt export) and run "
+                          "the file")
+    graph = onnx.load(str(reference.onnx_path), load_external_data=False).graph
+    by_type: dict[str, list[str]] = {}
+    for node in graph.node:
+        by_type.setdefault(node.op_type, []).append(node.name)
+    names = {node.name for node in graph.node}
+    kept: set[str] = set()
+    for token in tokens:
+        if token in names:
+            kept.add(token)
+        elif token in by_type:
+            kept.update(n for n in by_type[token] if n)
+        else:
+            raise ConfigError(f"--keep-float {token}: no node and no op type of that name in "
+                              f"{reference.onnx_path.name} (op types: {', '.join(sorted(by_type))})")
+    return [replace(r, exclude_nodes=tuple(sorted(set(r.exclude_nodes) | kept))) if r.precision == "int8" else r
+            for r in recipes]
 
 
 def eval_samples(plan: EvalPlan | None, specs: list[InputSpec], count: int = 4) -> CalibrationSet | None:
