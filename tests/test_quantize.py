@@ -548,3 +548,17 @@ def test_a_transformers_int8_dynamic_is_made_matmul_only_per_channel(tmp_path: P
                                        "DynamicQuantizeMatMul"}, quantized
     cnn = make_variant(zoo.tiny_conv_model(tmp_path / "conv.onnx"), Recipe.parse("int8-dynamic"), tmp_path / "v2")
     assert cnn.provenance["model_kind"] is None and "op_types" not in cnn.provenance["recipe"]
+
+
+def test_float_ends_keep_the_first_and_last_compute_node_in_float(tmp_path: Path,
+                                                                   make_calibration: MakeCalibration) -> None:
+    model = zoo.tiny_conv_model(tmp_path / "conv.onnx")
+    compute = [n.name for n in onnx.load(str(model)).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    made = make_variant(model, Recipe.parse("int8-static-minmax-fl"), tmp_path / "v",
+                        calibration=make_calibration(model))
+    assert made.name == "int8-static-minmax-fl" and made.provenance["recipe"]["float_ends"]
+    kept = {e["nodes"] for e in made.provenance["excluded"] if "(-fl)" in e["reason"]}
+    assert kept == {compute[0], compute[-1]}
+    graph = onnx.load(str(made.path)).graph
+    weights = {n.input[1] for n in graph.node if n.name in kept}
+    assert weights and weights <= {i.name for i in graph.initializer}  # both read float weights, never int8 ones

@@ -313,6 +313,13 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
                 f"during calibration ({len(missing)} such tensors); exclude that node or use other calibration data"
             )
         exclude = list(recipe.exclude_nodes)
+        if recipe.float_ends:  # -fl: the layer that reads the raw input and the one that writes the output
+            compute = [n.name for n in graph.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.name]
+            for name, which in ((compute[:1], "first"), (compute[-1:], "last")):
+                if name and name[0] not in exclude:
+                    exclude.append(name[0])
+                    notes.append({"tensor": "", "nodes": name[0], "reason": f"the {which} Conv/MatMul/Gemm (-fl); "
+                                                                            "left in float"})
         for head in nncf_quantize.head_nodes(graph):  # one int8 scale for boxes and scores rounds the scores away
             if head.name not in exclude and any(n.name == head.name for n in graph.graph.node):
                 exclude.append(head.name)

@@ -66,8 +66,9 @@ class Recipe:
     """How one variant is made; its ``name`` is the short name users see and encodes every non-default option.
 
     Suffixes after ``int8-static-<method>``: ``-pt`` per-tensor weights, ``-asym`` asymmetric activations,
-    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, ``-matmul`` only
-    MatMul nodes quantized, and ``-x<k>-<hash>`` k nodes kept in float.  ``int8-dynamic[-pc][-rr][-matmul]``:
+    ``-rr`` reduce_range (7-bit weights), ``-n<count>`` the first <count> calibration samples, ``-fl`` the first
+    and last Conv/MatMul/Gemm kept in float, ``-matmul`` only MatMul nodes quantized, and ``-x<k>-<hash>`` k nodes
+    kept in float.  ``int8-dynamic[-pc][-rr][-matmul]``:
     per-channel weights, reduce_range, MatMul only (a transformer's plain ``int8-dynamic`` is made as
     ``int8-dynamic-pc-matmul``: :mod:`edgeopt.models.model_kind`).  ``target="tensorrt"`` is
     ``int8-trt-qdq[-<method>][-pt][-n<count>]`` (minmax unless named): symmetric only, so ``-asym`` and ``-rr``
@@ -88,6 +89,7 @@ class Recipe:
     quantizer: str = "onnxruntime"
     op_types: tuple[str, ...] = ()  # the op types quantized (empty: ONNX Runtime's default set); -matmul: MatMul
     accuracy_control: bool = False  # NNCF's quantize_with_accuracy_control (int8-nncf-ac)
+    float_ends: bool = False  # -fl: the first and the last Conv/MatMul/Gemm stay in float (input and head layers)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -153,6 +155,8 @@ class Recipe:
             parts.append("rr")
         if self.calibration_samples is not None:
             parts.append(f"n{self.calibration_samples}")
+        if self.float_ends:
+            parts.append("fl")
         return "-".join(parts + self._op_types_suffix()) + self._exclusion_suffix()
 
     def _op_types_suffix(self) -> list[str]:
@@ -181,6 +185,8 @@ class Recipe:
             del data["quantizer"]
         if not self.accuracy_control:
             del data["accuracy_control"]
+        if not self.float_ends:
+            del data["float_ends"]
         if not self.op_types:
             del data["op_types"]
         else:
@@ -231,12 +237,15 @@ class Recipe:
                     options["calibration_samples"] = int(part[1:])
                 elif part == "matmul":
                     options["op_types"] = ("MatMul",)
+                elif part == "fl":
+                    options["float_ends"] = True
                 else:
-                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>, matmul)")
+                    raise ConfigError(f"variant '{name}': unknown option '{part}' (pt, asym, rr, n<count>, fl, "
+                                      "matmul)")
             return cls(**options)
         choices = ", ".join([*DEFAULT_VARIANTS, "int8-static", TENSORRT_QDQ, TENSORRT_MODELOPT, NNCF_RECIPE, NNCF_AC])
         raise ConfigError(f"unknown variant '{name}'; choose from {choices}, with int8-static options "
-                          "-pt, -asym, -rr, -n<count>, -matmul and int8-dynamic options -pc, -rr, -matmul")
+                          "-pt, -asym, -rr, -n<count>, -fl, -matmul and int8-dynamic options -pc, -rr, -matmul")
 
     @classmethod
     def _parse_nncf(cls, name: str) -> Recipe:
