@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from edgeopt.cli import output
+from edgeopt.core.fileio import read_json
 from edgeopt.core.host import host_fingerprint
 from edgeopt.errors import EdgeoptError
 from edgeopt.evaluate.gate import exit_code_for
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             return error.exit_code
         for table in result.tables:
             print(table)
+        for recommendation in read_json(result.summary_path).get("recommendations", []):
+            print(recommendation["line"])
         gates += result.gates
         failures += len(result.variant_failures) + sum(1 for m in result.measurements if not m.ok)
         print(f"reports: {result.summary_path} and {result.markdown_path.name} beside it")

@@ -438,7 +438,7 @@ def _make_nncf_variant(source: Path, source_graph: onnx.ModelProto, recipe: Reci
         "chosen_by": chosen_by, "purpose": recipe.purpose, "target": recipe.target, "key": key,
         "format": "openvino-ir", "weights": {"path": weights.name, "sha256": sha256_file(weights)},
         "parent": {"path": str(source), "sha256": source_sha},
-        "preprocessing": "not applicable: OpenVINO reads the float model, NNCF quantizes its graph",
+        "preprocessing": "none: NNCF quantizes OpenVINO's reading of the float model",
         "calibration": calibration.describe(), "excluded": [n.to_dict() for n in ignored], "nncf": record,
         "versions": {**_versions(), "nncf": record["version"]},
         "seconds": round(time.perf_counter() - started, 3), "sha256": sha256_file(target),
