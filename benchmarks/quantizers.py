@@ -295,15 +295,9 @@ def make(spec: dict[str, Any]) -> dict[str, Any]:
 
 class OrtRow:
     def __init__(self, path: str) -> None:
-        import onnxruntime as ort
+        from benchmarks.conftest import open_session  # the worker's settings for a one-thread profile
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = open_session(Path(path))
         self.details: dict[str, Any] = {}
 
     def call(self, feeds: dict[str, np.ndarray]) -> Any:

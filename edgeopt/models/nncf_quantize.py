@@ -10,9 +10,10 @@ backend keeps more fidelity than its ONNX backend's Q/DQ file run by OpenVINO (p
 - **Preset and model type**: ``PERFORMANCE`` (symmetric) unless the recipe asks ``-mixed``; a graph with
   attention (:mod:`edgeopt.models.model_kind`) gets ``ModelType.TRANSFORMER`` (SmoothQuant, MIXED preset, its
   own patterns: MiniLM-L3 cosine 0.998 with it, 0.37 without), which NNCF never detects by itself.
-- **Ignored scope**: the output heads that int8 destroys, found in the graph (:func:`head_nodes`: a ``Concat``
-  that joins values of different kinds into an output, such as a detector's boxes and scores), plus the
-  recipe's own names; recorded in provenance with the reason for each.
+- **Ignored scope**: the output heads that int8 destroys, found in the graph
+  (:func:`edgeopt.models.model_kind.head_nodes`: a ``Concat`` that joins values of different kinds into an
+  output, such as a detector's boxes and scores), plus the recipe's own names; recorded in provenance with the
+  reason for each.
 - **Accuracy control** (``int8-nncf-ac``): ``nncf.quantize_with_accuracy_control`` reverts the quantizers that
   cost the most until the drop of the validation metric is within ``max_drop``; the metric is the mean output
   cosine to the fp32 model on held-out samples (per-sample values, so NNCF ranks by them), and ``max_drop`` is
@@ -32,7 +33,6 @@ import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import onnx
 
 from edgeopt.errors import BackendUnavailableError, QuantizationError
 from edgeopt.models.calibration import CalibrationSet
-from edgeopt.models.model_kind import attention_softmaxes
+from edgeopt.models.model_kind import HeadNode, attention_softmaxes
 
 logger = logging.getLogger(__name__)
 
@@ -61,55 +61,6 @@ def available() -> str | None:
     """None when NNCF and OpenVINO can be imported, else what to install."""
     missing = [name for name in ("nncf", "openvino") if importlib.util.find_spec(name) is None]
     return f"{' and '.join(missing)} not installed: pip install 'edgeopt[openvino]'" if missing else None
-
-
-@dataclass(frozen=True)
-class HeadNode:
-    """A node left in float by every quantizer of a run, and why."""
-
-    name: str
-    op_type: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"node": self.name, "op_type": self.op_type, "reason": self.reason}
-
-
-def head_nodes(model: onnx.ModelProto) -> list[HeadNode]:
-    """The post-processing nodes int8 must not touch: a ``Concat`` whose output is (through reshapes) a graph
-    output and whose inputs come from different producers kinds (a detector's box coordinates beside its
-    class scores: one int8 scale for both rounds the scores to zero)."""
-    graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    outputs = {o.name for o in graph.output}
-    passing = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
-
-    def feeds_output(tensor: str, depth: int = 0) -> bool:
-        if tensor in outputs:
-            return True
-        if depth > 4:
-            return False
-        return any(feeds_output(o, depth + 1) for n in graph.node if tensor in n.input and n.op_type in passing
-                   for o in n.output)
-
-    def kind(tensor: str, depth: int = 0) -> str:
-        node = producers.get(tensor)
-        if node is None or depth > 4:
-            return "input"
-        if node.op_type in passing:
-            return kind(node.input[0], depth + 1)
-        return node.op_type
-
-    found = []
-    for node in graph.node:
-        if node.op_type != "Concat" or not feeds_output(node.output[0]):
-            continue
-        kinds = {kind(i) for i in node.input if i}
-        if len(kinds) > 1:
-            found.append(HeadNode(node.name or node.output[0], "Concat",
-                                  f"joins {', '.join(sorted(kinds))} outputs into a model output: one int8 scale "
-                                  "for values of different ranges"))
-    return found
 
 
 @contextlib.contextmanager
@@ -140,11 +91,12 @@ def _cosines(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> floa
     return min(values) if values else 1.0
 
 
-def quantize_with_nncf(source: Path, target: Path, *, calibration: CalibrationSet, preset: str = "performance",
-                       accuracy_control: bool = False, max_drop: float = DEFAULT_MAX_DROP,
-                       ignored: Sequence[HeadNode] = ()) -> dict[str, Any]:
-    """Quantize the ONNX model ``source`` into the OpenVINO IR ``target`` (``.xml``, weights beside as ``.bin``);
-    what NNCF did, for provenance.  Raises QuantizationError naming the recipe when NNCF fails."""
+def quantize_with_nncf(source: Path, graph: onnx.ModelProto, target: Path, *, calibration: CalibrationSet,
+                       preset: str = "performance", accuracy_control: bool = False,
+                       max_drop: float = DEFAULT_MAX_DROP, ignored: Sequence[HeadNode] = ()) -> dict[str, Any]:
+    """Quantize the ONNX model ``source`` (``graph``: its skeleton, already loaded) into the OpenVINO IR
+    ``target`` (``.xml``, weights beside as ``.bin``); what NNCF did, for provenance.  Raises QuantizationError
+    naming the recipe when NNCF fails."""
     missing = available()
     if missing:
         raise BackendUnavailableError(f"{RECIPE}: {missing}")
@@ -152,7 +104,6 @@ def quantize_with_nncf(source: Path, target: Path, *, calibration: CalibrationSe
 
     core = ov.Core()
     float_model = core.read_model(str(source))
-    graph = onnx.load(str(source), load_external_data=False)
     heads = attention_softmaxes(graph.graph)
     samples = [dict(s) for s in calibration.samples]
     names = _ov_names(float_model, ignored)

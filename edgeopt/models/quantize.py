@@ -45,7 +45,7 @@ from edgeopt.models.export import random_feeds
 from edgeopt.models.export_parity import compare_outputs
 from edgeopt.models.graph import cpu_session, external_data_files, input_specs, load_model, model_size_bytes
 from edgeopt.models.graph_check import refusal
-from edgeopt.models.model_kind import attention_softmaxes
+from edgeopt.models.model_kind import HeadNode, attention_softmaxes, head_nodes
 from edgeopt.models.modelopt import QUANTIZER as MODELOPT
 from edgeopt.models.nncf_quantize import QUANTIZER as NNCF
 from edgeopt.models.ranges import collect_tensor_stats, compute_ranges, huge, unobserved, write_ort_cache
@@ -313,14 +313,14 @@ def _build(recipe: Recipe, model: Path, staged: Path, scratch: Path, calibration
                 f"during calibration ({len(missing)} such tensors); exclude that node or use other calibration data"
             )
         exclude = list(recipe.exclude_nodes)
-        if recipe.float_ends:  # -fl: the layer that reads the raw input and the one that writes the output
-            compute = [n.name for n in graph.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.name]
-            for name, which in ((compute[:1], "first"), (compute[-1:], "last")):
-                if name and name[0] not in exclude:
-                    exclude.append(name[0])
-                    notes.append({"tensor": "", "nodes": name[0], "reason": f"the {which} Conv/MatMul/Gemm (-fl); "
-                                                                            "left in float"})
-        for head in nncf_quantize.head_nodes(graph):  # one int8 scale for boxes and scores rounds the scores away
+        compute = [n.name for n in graph.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.name]
+        ends = {"first": compute[0], "last": compute[-1]} if recipe.float_ends and compute else {}
+        for which, name in ends.items():  # -fl: the layer that reads the raw input and the one that writes the output
+            if name not in exclude:
+                exclude.append(name)
+                notes.append({"tensor": "", "nodes": name,
+                              "reason": f"the {which} Conv/MatMul/Gemm (-fl); left in float"})
+        for head in head_nodes(graph):  # one int8 scale for boxes and scores rounds the scores away
             if head.name not in exclude and any(n.name == head.name for n in graph.graph.node):
                 exclude.append(head.name)
                 notes.append({"tensor": "", "nodes": head.name, "reason": f"output head {head.op_type} "
@@ -420,13 +420,12 @@ def _make_nncf_variant(source: Path, source_graph: onnx.ModelProto, recipe: Reci
     its provenance records what NNCF ran (version, preset, model type, ignored scope, subset, accuracy control)
     and the weights file's hash beside the IR's."""
     started = time.perf_counter()
-    ignored = nncf_quantize.head_nodes(source_graph)
-    ignored += [nncf_quantize.HeadNode(name, "", "named by the recipe") for name in recipe.exclude_nodes]
+    ignored = head_nodes(source_graph) + [HeadNode(name, "", "named by the recipe") for name in recipe.exclude_nodes]
     with scratch_directory(target.parent / ".work") as scratch:
         staged = scratch / target.name
         record = nncf_quantize.quantize_with_nncf(
-            source, staged, calibration=calibration, preset="performance" if recipe.activation_symmetric else "mixed",
-            accuracy_control=recipe.accuracy_control,
+            source, source_graph, staged, calibration=calibration,
+            preset="performance" if recipe.activation_symmetric else "mixed", accuracy_control=recipe.accuracy_control,
             max_drop=nncf_quantize.DEFAULT_MAX_DROP if max_drop is None else max_drop, ignored=ignored)
         weights = target.with_suffix(".bin")
         with atomic_path(weights) as tmp:  # the weights first: the IR is published last, naming them
