@@ -186,3 +186,14 @@ def test_a_two_input_model_tunes_with_cosine_and_an_eval_file_without_labels(tmp
     with pytest.raises(ConfigError, match=r"--metric top1 needs 'labels' in the eval file; --metric cosine"):
         tune(TuneConfig(model=model, calibration=str(tmp_path / "calib"), eval_set=str(tmp_path / "eval.npz"),
                         profile=str(profile), out_dir=tmp_path / "tune2", max_drop=0.05, metric="top1"))
+
+
+def test_the_cosine_drop_is_the_worst_outputs() -> None:
+    """A transformer's first output can echo its token ids: the drop is judged on the worst float output, so a
+    variant whose embeddings are destroyed never passes on an intact first output (MiniLM's int8-static: 0.75)."""
+    rng = np.random.default_rng(0)
+    intact, embeddings = rng.standard_normal((8, 4)), rng.standard_normal((8, 16))
+    destroyed = rng.standard_normal((8, 16))
+    drop = paired_drop([intact, embeddings], [intact, destroyed], metric="cosine", labels=None, relative=False)
+    assert drop.drop > 0.5 and not drop.meets(0.01, "upper")
+    assert paired_drop(intact, intact, metric="cosine", labels=None, relative=False).drop == pytest.approx(0.0)

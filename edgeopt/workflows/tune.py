@@ -29,6 +29,7 @@ samples both get right or both get wrong, so the interval is far tighter than tw
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -128,15 +129,26 @@ class TuneResult:
                 "exit_code": self.exit_code, "files": self.files}
 
 
-def paired_drop(reference: np.ndarray, candidate: np.ndarray, *, metric: str, labels: np.ndarray | None,
-                relative: bool) -> Drop:
-    """Drop of ``candidate`` vs ``reference`` (first outputs, samples along axis 0) with a paired bootstrap CI."""
+def _per_sample_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     ref = np.asarray(reference, dtype=np.float64).reshape(reference.shape[0], -1)
     var = np.asarray(candidate, dtype=np.float64).reshape(candidate.shape[0], -1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(var, axis=1)
+    return np.where(norms > 0, np.sum(ref * var, axis=1) / np.where(norms > 0, norms, 1.0), 1.0)
+
+
+def paired_drop(reference: np.ndarray | Sequence[np.ndarray], candidate: np.ndarray | Sequence[np.ndarray], *,
+                metric: str, labels: np.ndarray | None, relative: bool) -> Drop:
+    """Drop of ``candidate`` vs ``reference`` (an output, or the model's float outputs in order; samples along axis
+    0) with a paired bootstrap CI: top-1 on the first output, cosine per sample on the worst output (an output
+    that merely echoes an input, a transformer's token ids, would pass any variant)."""
+    references = [reference] if isinstance(reference, np.ndarray) else list(reference)
+    candidates = [candidate] if isinstance(candidate, np.ndarray) else list(candidate)
     discordant = None
     if metric == "top1":
         if labels is None:
             raise ConfigError("metric top1 needs labels (an eval .npz with 'labels')")
+        ref = np.asarray(references[0], dtype=np.float64).reshape(references[0].shape[0], -1)
+        var = np.asarray(candidates[0], dtype=np.float64).reshape(candidates[0].shape[0], -1)
         truth = np.asarray(labels).reshape(-1)
         right0, right1 = ref.argmax(axis=1) == truth, var.argmax(axis=1) == truth
         base, value = float(right0.mean()), float(right1.mean())
@@ -144,8 +156,7 @@ def paired_drop(reference: np.ndarray, candidate: np.ndarray, *, metric: str, la
         scale = 100.0 / base if relative else 100.0  # points, or % of fp32's accuracy
         discordant = int(np.sum(right0 != right1))
     else:
-        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(var, axis=1)
-        cosines = np.where(norms > 0, np.sum(ref * var, axis=1) / np.where(norms > 0, norms, 1.0), 1.0)
+        cosines = np.min([_per_sample_cosines(r, c) for r, c in zip(references, candidates, strict=True)], axis=0)
         base, value = 1.0, float(cosines.mean())
         per_sample = 1.0 - cosines
         scale = 100.0 if relative else 1.0
@@ -220,10 +231,12 @@ class _TuneBench:
         return [(backend, precision) for backend, _, precision in cells_for(self.profile, [variant])
                 if backend != reference and is_available(backend)]
 
-    def outputs(self, measurement: Any) -> np.ndarray:
+    def outputs(self, measurement: Any) -> list[np.ndarray]:
+        """The measurement's floating-point outputs, in the model's order (integer outputs say nothing of int8)."""
         from edgeopt.evaluate.fidelity import load_outputs
 
-        return load_outputs(self.out / "measurements" / measurement.outputs_file)[0]
+        found = load_outputs(self.out / "measurements" / measurement.outputs_file)
+        return [found[i] for i in sorted(found) if np.asarray(found[i]).dtype.kind == "f"]
 
 
 def _latency(measurement: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
