@@ -3,7 +3,8 @@ that is gone.
 
 Grammar of the table's "modules" column: each backticked name is a module of that layer's subpackage
 (``edgeopt.<layer>.<name>``; a layer without a folder, ``errors`` and ``roof``, names top-level modules,
-``errors.py`` or ``errors``); ```x/` (`a`, `b`)`` is a subpackage ``x`` with its modules ``a`` and ``b``; a name
+``errors.py`` or ``errors``); ```x/` (`a`, `b`)`` is a subpackage ``x`` with its modules ``a`` and ``b`` (``x/y/``
+a folder inside it); a name
 with ``/`` or ``*`` is package data (``shipped/*.yaml``, ``operators/``) and other parentheses are remarks.
 Package ``__init__`` modules are not listed: the prose says what each holds.
 """
@@ -17,7 +18,7 @@ from tests.test_layers import PACKAGE, modules
 
 DOC = PACKAGE.parent / "docs" / "architecture.md"
 ROW = re.compile(r"^\| `(?P<layer>\w+)` \| (?P<modules>[^|]*) \|")
-SUBPACKAGE = re.compile(r"`(?P<name>\w+)/`\s*\((?P<inside>[^)]*)\)")
+SUBPACKAGE = re.compile(r"`(?P<name>\w+(?:/\w+)*)/`\s*\((?P<inside>[^)]*)\)")
 NAME = re.compile(r"`([^`]+)`")
 
 
@@ -43,7 +44,7 @@ def listed_modules(doc: Path = DOC) -> dict[str, str]:
         package = f"edgeopt.{layer}" if (PACKAGE / layer).is_dir() else "edgeopt"
         for group in SUBPACKAGE.finditer(cell):
             for name in _names(re.sub(r"\([^)]*\)", "", group["inside"])):
-                listed[f"{package}.{group['name']}.{name}"] = layer
+                listed[f"{package}.{group['name'].replace('/', '.')}.{name}"] = layer
         for name in _names(re.sub(r"\([^)]*\)", "", SUBPACKAGE.sub("", cell))):
             listed[f"{package}.{name}"] = layer
     return listed

@@ -3,7 +3,7 @@ modules that run on boards stay light.
 
 The layers, ground floor first (``docs/architecture.md``)::
 
-    errors → core → profiles → models → zoo → backends → measure → evaluate → reports → workflows → lab → cli
+    errors → core → profiles → models → zoo → backends → measure → evaluate → reports → history → workflows → lab → cli
     → roof
 
 A module may import its own layer and any layer to its left.  Every import counts, function-local and
@@ -40,7 +40,7 @@ from edgeopt.measure.jobs import TimingRule, WorkerJob
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeopt"
 LAYERS = ("errors", "core", "profiles", "models", "zoo", "backends", "measure", "evaluate", "reports",
-          "workflows", "lab", "cli", "roof")
+          "history", "workflows", "lab", "cli", "roof")
 ROOF = {"edgeopt", "edgeopt.pytest_plugin", "edgeopt.__main__"}  # the package's lazy __init__, the plugin, -m
 WORKERS = {"edgeopt.measure.worker", "edgeopt.measure.ab_worker", "edgeopt.measure.jobs"}  # jobs: what they read
 WORKER_ALLOWANCE = {"errors", "core", "backends"}

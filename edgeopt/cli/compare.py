@@ -73,6 +73,7 @@ def add_command(subparsers: Any) -> None:
                    "the profile's bench.max_seconds: two arms and a tail-percentile ratio need more samples)")
     options.add_out_options(p.add_argument, default=Path("edgeopt-out/ab"), what="folder for the JSON result")
     add_json_option(p, "the A/B document (the one written to --out)")
+    options.add_history_options(p.add_argument)
     p.set_defaults(handler=handle_ab)
 
     p = add_command_parser(
@@ -114,15 +115,21 @@ def handle_compare(args: argparse.Namespace) -> int:
 
 
 def handle_ab(args: argparse.Namespace) -> int:
+    from edgeopt.cli.history import open_history, store_record
+    from edgeopt.core.revision import project_revision
+    from edgeopt.history.collect import record_from_ab_document
     from edgeopt.models.modelref import parse_input_spec
     from edgeopt.profiles.schema import load_profile
     from edgeopt.workflows.ab import run_ab
 
     profile = load_profile(args.profile)
     profile_b = load_profile(args.profile_b) if args.profile_b else None
+    history = open_history(args.history)
     result = run_ab(args.base, args.candidate, profile, profile_b=profile_b, thresholds=args.threshold,
                     out_dir=args.out, max_seconds=args.max_seconds,
                     inputs=[parse_input_spec(text) for text in args.input or []])
+    store_record(history, lambda: record_from_ab_document(result.document, str(result.path or "ab"),
+                                                          project_revision()), str(result.path or args.out))
     if args.json:
         print_json("ab", result.document)
         return result.exit_code

@@ -132,17 +132,21 @@ def handle_lab_status(args: argparse.Namespace) -> int:
 
 
 def handle_lab_run(args: argparse.Namespace) -> int:
+    from edgeopt.cli.history import open_history, store_record
     from edgeopt.cli.run_options import run_config
+    from edgeopt.history.collect import record_from_run_folder
     from edgeopt.lab.cluster import connect
     from edgeopt.lab.dispatch import LabMeasure
     from edgeopt.workflows.pipeline import run_pipeline
 
+    history = open_history(args.history)
     ray = connect(args.address)
     try:
         config = run_config(args, measure=LabMeasure(wait_for_devices=args.wait_for_devices))
         result = run_pipeline(config)
     finally:
         ray.shutdown()
+    store_record(history, lambda: record_from_run_folder(result.out_dir), str(result.out_dir))
     summary = json.loads(result.summary_path.read_text())
     if args.json:
         print(json.dumps(summary, indent=2))

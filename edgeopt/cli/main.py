@@ -123,6 +123,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     options.add_profile_options(p.add_argument, repeatable=True, required=True)
     options.add_budget_options(p.add_argument)
     options.add_proxy_options(p.add_argument)
+    options.add_history_options(p.add_argument)
     add_json_option(p, "the rows, gates and measurement files")
     p.set_defaults(handler=handle_profile)
 
@@ -340,6 +341,7 @@ def handle_profiles(args: argparse.Namespace) -> int:
 
 
 def handle_profile(args: argparse.Namespace) -> int:
+    from edgeopt.cli.history import open_history, store_record
     from edgeopt.profiles.schema import load_profile
     from edgeopt.reports.table import render_table
     from edgeopt.workflows.profile import profile_models
@@ -347,7 +349,9 @@ def handle_profile(args: argparse.Namespace) -> int:
     budgets = options.parse_budgets(args.budget)
     profiles = [load_profile(name) for name in args.profile]
     profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
+    history = open_history(args.history)
     report = profile_models(args.models, profiles, args.out, proxy=args.proxy)
+    store_record(history, lambda: _profile_record(report), str(args.out))
     if args.json:
         print_json("profile-measurements", report.to_dict())
     else:
@@ -381,11 +385,23 @@ def handle_gate(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _profile_record(report: Any) -> Any:
+    from edgeopt.core.revision import project_revision
+    from edgeopt.history.collect import record_from_measurements
+
+    verdicts = {path: row.verdict for path, row in zip(report.written, report.rows, strict=True)}
+    return record_from_measurements(list(report.written), project_revision(), verdicts)
+
+
 def handle_run(args: argparse.Namespace) -> int:
+    from edgeopt.cli.history import open_history, store_record
+    from edgeopt.history.collect import record_from_run_folder
     from edgeopt.workflows.pipeline import run_pipeline
 
     config = run_config(args)
+    history = open_history(args.history)
     result = run_pipeline(config)
+    store_record(history, lambda: record_from_run_folder(result.out_dir), str(result.out_dir))
     if args.json:  # summary.json as written: it has its own schema_version and kind
         print_json("run", json.loads(result.summary_path.read_text()))
         return result.exit_code
@@ -409,7 +425,7 @@ def handle_run(args: argparse.Namespace) -> int:
 # needs when it runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "edgeopt.cli.report", "edgeopt.cli.compare", "edgeopt.cli.tracking", "edgeopt.cli.research",
-    "edgeopt.cli.tensorrt", "edgeopt.cli.lab",
+    "edgeopt.cli.tensorrt", "edgeopt.cli.lab", "edgeopt.cli.history",
 )
 
 

@@ -12,6 +12,7 @@ Imported by the pytest plugin in every pytest session: the standard library and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,14 @@ def parse_budgets(items: Sequence[str] | None) -> dict[str, float]:
         if not sep:
             raise ConfigError(f"--budget {item!r}: expected KEY=NUMBER with the unit in the key, e.g. p95_ms=12")
     return budgets
+
+
+def add_history_options(addoption: AddOption, prefix: str = "") -> None:
+    """``--history PATH_OR_URL``: the results store a command appends its rows to (docs/history.md)."""
+    _add(addoption, "history", prefix, metavar="PATH_OR_URL", default=os.environ.get("EDGEOPT_HISTORY") or None,
+         help=_help("also store the rows in this results store: a SQLite file path or an SQLAlchemy URL "
+                    "(postgresql://user@host/db); checked before anything is measured (docs/history.md)",
+                    default="$EDGEOPT_HISTORY, else none"))
 
 
 # ----------------------------------------------------------------------------------------- inputs and outputs

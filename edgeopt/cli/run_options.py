@@ -38,6 +38,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     options.add_keep_float_options(p.add_argument)
     options.add_export_options(p.add_argument)
     options.add_force_options(p.add_argument)
+    options.add_history_options(p.add_argument)
     p.add_argument("--wait-for-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="before each measurement, wait up to SECONDS (with progress) until the load average per core "
                         "is within the profile's stability.max_load_avg_per_core (default: 0, measure at once; a "

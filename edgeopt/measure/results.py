@@ -47,6 +47,13 @@ def row_name(variant: str, backend: str, precision: str | None) -> str:
     return f"{variant}@{backend}-{precision}" if precision else f"{variant}@{backend}"
 
 
+def split_row_name(name: str) -> tuple[str, str]:
+    """A row's name back into (variant, runtime): ``int8-nncf@openvino-fp32`` → (``int8-nncf``,
+    ``openvino-fp32``); a plain name ran on ONNX Runtime (``onnxruntime``)."""
+    variant, sep, runtime = name.partition("@")
+    return variant, runtime if sep else "onnxruntime"
+
+
 class Failure(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

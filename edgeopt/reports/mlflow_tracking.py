@@ -2,12 +2,15 @@
 
 Layout in the experiment: one **parent run** per ``log_run`` call (the edgeopt run folder: model,
 calibration, profiles, verdict, exit code; artifacts ``summary.json``, ``summary.md`` and, when present,
-``report.html``, ``junit.xml``, ``results.csv``) and one **child run** per (variant, profile) row, nested
-under it with MLflow's ``mlflow.parentRunId`` tag: params (model, variant, recipe, precision, profile,
-session and bench settings, budgets, versions, host), metrics (p50/p90/p95/p99 with their confidence
-bounds, peak RSS, size, speed-up, fidelity, accuracy, stability figures) and the measurement JSON (raw
-samples included) as an artifact.  A variant that could not be made, or a failed measurement, is a child
-run with status FAILED and the failure message as a tag.
+``report.html``, ``junit.xml``, ``results.csv``; the measured project's git revision as MLflow's
+``mlflow.source.git.commit`` tag with ``edgeopt.git_branch``/``edgeopt.git_dirty``, and ``edgeopt.created_at``)
+and one **child run** per (variant, profile) row, nested under it with MLflow's ``mlflow.parentRunId`` tag:
+params (model and its sha256, variant, its name and runtime apart, recipe, precision, profile, session and
+bench settings, budgets, versions, host, when it was measured), metrics (p50/p90/p95/p99 with their confidence
+bounds, peak RSS, size, speed-up, fidelity with the lowest cosine across outputs and slices, accuracy, stability
+figures) and the measurement JSON (raw samples included) as an artifact.  A variant that could not be made, or a
+failed measurement, is a child run with status FAILED and the failure message as a tag.  What is logged is enough
+to rebuild the run's regression-history record (``edgeopt.history.mlflow_import``).
 
 mlflow (``pip install edgeopt[tracking]``, the ``mlflow-skinny`` package) is imported only when logging;
 without it :func:`log_run` raises ``BackendUnavailableError``.  The client talks to any MLflow tracking
@@ -41,6 +44,7 @@ __all__ = ["REPORT_ARTIFACTS", "TrackedRun", "log_run"]
 
 REPORT_ARTIFACTS: tuple[str, ...] = ("summary.json", "summary.md", "report.html", "junit.xml", "results.csv")
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow (UI, search) nests a run under another
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own tag for the source's commit (shown in the UI)
 _MAX_PARAMS_PER_BATCH = 100  # MLflow's limits on one log_batch call (params and tags; metrics: 1000)
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_PARAM_CHARS = 6000
@@ -119,11 +123,14 @@ class _Child:
 
 
 def _child_record(run_dir: Path, summary: RunSummary, row: Row) -> _Child:
+    from edgeopt.measure.results import split_row_name
     from edgeopt.measure.stored import load_measurement
     from edgeopt.reports.run_summary import RunLayout
 
     variant, profile = row.variant, row.profile
-    params: dict[str, Any] = {"model": summary.model, "variant": variant, "profile": profile,
+    variant_name, runtime = split_row_name(variant)
+    params: dict[str, Any] = {"model": summary.model, "model_sha256": summary.model_sha256, "variant": variant,
+                              "variant_name": variant_name, "runtime": runtime, "profile": profile,
                               "precision": row.precision, "native": row.expected_fast}
     metrics = _row_metrics(row)
     tags = {"edgeopt.kind": "measurement", "edgeopt.variant": variant, "edgeopt.profile": profile,
@@ -159,13 +166,18 @@ def _parent_name(summary: RunSummary) -> str:
 
 def _parent_tags(run_dir: Path, summary: RunSummary) -> dict[str, str]:
     digest = hashlib.sha256((run_dir / "summary.json").read_bytes()).hexdigest()
-    return {"edgeopt.kind": "run", "edgeopt.verdict": summary.verdict,
+    tags = {"edgeopt.kind": "run", "edgeopt.verdict": summary.verdict,
             "edgeopt.run_dir": str(run_dir.resolve()), "edgeopt.summary_sha256": digest}
+    revision = summary.revision or {}
+    found = {GIT_COMMIT_TAG: revision.get("commit"), "edgeopt.git_branch": revision.get("branch"),
+             "edgeopt.git_dirty": revision.get("dirty"), "edgeopt.created_at": summary.created_at}
+    tags.update({key: _text(value, _MAX_TAG_CHARS) for key, value in found.items() if value is not None})
+    return tags
 
 
 def _parent_params(summary: RunSummary) -> dict[str, Any]:
     calibration = summary.calibration or {}
-    return {"model": summary.model, "model_path": summary.model_path,
+    return {"model": summary.model, "model_path": summary.model_path, "model_sha256": summary.model_sha256,
             "profiles": ",".join(summary.profiles), "variants": ",".join(sorted({r.variant for r in summary.rows})),
             "calibration.name": calibration.get("name"), "calibration.count": calibration.get("count"),
             "calibration.content_hash": calibration.get("content_hash"), "edgeopt_logger": __version__}
@@ -185,6 +197,8 @@ def _row_metrics(row: Row) -> dict[str, float]:
 
 
 def _row_values(row: Row) -> dict[str, Any]:
+    from edgeopt.evaluate.fidelity import worst
+
     metrics: dict[str, Any] = {"size_mb": row.size_mb}
     if row.speedup:
         metrics.update(speedup_p50=row.speedup[0], speedup_p50_lower=row.speedup[1],
@@ -193,6 +207,9 @@ def _row_values(row: Row) -> dict[str, Any]:
         prefix = "fidelity" if len(row.fidelity) == 1 else f"fidelity.{entry.output}"
         for key in ("cosine", "min_cosine", "sqnr_db", "max_abs_error", "top1_agreement", "decision_agreement"):
             metrics[f"{prefix}.{key}"] = getattr(entry, key)
+    lowest_cosine = worst(row.fidelity).get("cosine")  # what the history follows: the worst output's or slice's
+    if lowest_cosine is not None:
+        metrics["fidelity.lowest_cosine"] = lowest_cosine
     accuracy = row.accuracy
     if accuracy:
         metric = accuracy.metric
@@ -215,7 +232,7 @@ def _measurement_params(m: Measurement) -> dict[str, Any]:
     params: dict[str, Any] = {
         "variant.sha256": m.variant.sha256, "variant.recipe": provenance.get("recipe") or provenance.get("kind"),
         "variant.preprocessing": provenance.get("preprocessing"), "profile.digest": m.profile.digest,
-        "host_matches": m.host_matches, "proxy": m.proxy, "edgeopt_commit": m.commit,
+        "host_matches": m.host_matches, "proxy": m.proxy, "edgeopt_commit": m.commit, "created_at": m.created_at,
     }
     calibration = provenance.get("calibration") or {}
     if calibration:

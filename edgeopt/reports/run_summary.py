@@ -143,6 +143,10 @@ class RunSummary(BaseModel):
     verdict: str
     # one per profile: the fastest row that passes every budget (edgeopt.reports.recommendation); older: none
     recommendations: list[dict[str, Any]] = []
+    # the measured project's revision (edgeopt.core.revision: commit, branch, dirty, source) and when the run
+    # wrote its summary (ISO 8601 UTC); older summaries: None
+    revision: dict[str, Any] | None = None
+    created_at: str | None = None
 
     def measured_rows(self) -> list[tuple[str, str]]:
         """(variant, profile) of every row that has a measurement document (not a variant that could not be made,

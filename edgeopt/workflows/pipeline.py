@@ -22,10 +22,11 @@ from pathlib import Path
 
 from edgeopt.core.fileio import write_json_atomic, write_text_atomic
 from edgeopt.core.logs import warnings_to_file
+from edgeopt.core.revision import project_revision
 from edgeopt.core.run_lock import run_lock
 from edgeopt.evaluate.gate import GateResult
 from edgeopt.measure.cell import measure_cells
-from edgeopt.measure.results import Measurement
+from edgeopt.measure.results import Measurement, now_iso
 from edgeopt.models.variants import Variant, VariantFailure
 from edgeopt.reports.recommendation import recommend_all
 from edgeopt.reports.run_summary import RunSummary
@@ -130,7 +131,8 @@ def _write_summary(plan: RunPlan, model_path: Path, variants: list[Variant], var
                          profiles=[p.name for p in plan.profiles], profile_files=plan.profile_files(),
                          evaluation=evaluation_record(plan.evaluation),
                          rows=rows, gates=gates, exit_code=verdict.exit_code, verdict=verdict.line,
-                         recommendations=[r.to_dict() for r in recommended])
+                         recommendations=[r.to_dict() for r in recommended], revision=project_revision(),
+                         created_at=now_iso())
     write_json_atomic(layout.summary_json, summary.model_dump(mode="json"))
     sections = [(j.header, j.rows) for j in judged] + ([([NOT_MADE], unmade)] if unmade else [])
     write_text_atomic(layout.summary_md, render_markdown(sections, verdict.line, [r.line() for r in recommended]))
