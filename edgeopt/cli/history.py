@@ -9,6 +9,7 @@ Light to import: SQLAlchemy, ruptures and matplotlib load when a handler runs.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +35,8 @@ def add_command(subparsers: Any) -> None:
         "key's chart. import SOURCE...: store run folders, measurement or ab files (or folders holding them) and, "
         "with --mlflow-uri, the runs log-mlflow logged. docs/history.md.",
         example="""
-            edgeopt run model.onnx --profile host-cpu --history results.sqlite
             edgeopt history --store results.sqlite --model model.onnx --check
+            edgeopt run model.onnx --profile host-cpu --history results.sqlite
             edgeopt history --store postgresql://ci@db.internal/edgeopt --html dashboard.html
             edgeopt history import ci-artifacts/ --store results.sqlite""",
         notes=f"Exit codes: {EXIT_OK} no alarm (or nothing checked), {EXIT_BUDGET_FAILED} --check: a slowdown "
@@ -55,17 +56,22 @@ def add_command(subparsers: Any) -> None:
                    "sources that recorded none (default: every branch / none)")
     p.add_argument("--host-fingerprint", metavar="HEX", help="only runs on this host fingerprint (the runner "
                    "image: shown in the table) (default: every host)")
-    p.add_argument("--last", type=int, metavar="N", help="only the newest N runs of each series (default: all)")
+    p.add_argument("--since", metavar="COMMIT|DATE", help="read each series from the first run of this commit "
+                   "(a prefix) or from this ISO date on: accepts a slowdown as the new normal, the level --check "
+                   "compares with (default: the whole series)")
+    p.add_argument("--last", type=int, metavar="N", help="show only the newest N runs of each series in the table "
+                   "(change points and --check always read the whole series) (default: all)")
     p.add_argument("--check", action="store_true", help="exit 1 when the newest run of a series starts or "
                    "continues a significant slowdown")
     p.add_argument("--html", type=Path, metavar="OUT", help="write the dashboard page (one chart per series, "
-                   "change points marked, each point linked to its run's report)")
+                   "change points marked, each point linked to its run's report) (default: none)")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="write the chart of the one series the filters "
-                   "keep as a PNG")
-    p.add_argument("--commit", metavar="SHA", help="import: the commit of sources that recorded none")
+                   "keep as a PNG (default: none)")
+    p.add_argument("--commit", metavar="SHA", help="import: the commit of sources that recorded none "
+                   "(default: none)")
     p.add_argument("--mlflow-uri", metavar="URI", help="import: also the runs 'edgeopt log-mlflow' logged to this "
-                   "MLflow tracking URI (needs --experiment)")
-    p.add_argument("--experiment", metavar="NAME", help="import: the MLflow experiment")
+                   "MLflow tracking URI (needs --experiment) (default: no MLflow)")
+    p.add_argument("--experiment", metavar="NAME", help="import: the MLflow experiment (default: none)")
     add_json_option(p, "the series, change points and checks (show) or what was imported")
     p.set_defaults(handler=handle_history)
 
@@ -85,7 +91,7 @@ def handle_history(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from edgeopt.history.changepoints import check_newest, detect_changes
+    from edgeopt.history.changepoints import analyse
     from edgeopt.history.dashboard import DashboardEntry
     from edgeopt.history.store import HistoryStore, HistoryStoreError
 
@@ -96,10 +102,11 @@ def _show(args: argparse.Namespace) -> int:
                                     f"({store.run_count()} run(s) stored)")
         entries = []
         for key in keys:
-            series = store.series(key, branch=args.branch, host_fingerprint=args.host_fingerprint, last=args.last)
+            series = _since(store.series(key, branch=args.branch, host_fingerprint=args.host_fingerprint),
+                            args.since)
             if series.points:
-                entries.append(DashboardEntry(series, tuple(detect_changes(series, args.statistic)),
-                                              check_newest(series, args.statistic)))
+                changes, check = analyse(series, args.statistic)
+                entries.append(DashboardEntry(series, tuple(changes), check))
         label = store.label
     if args.plot is not None:
         _plot(args, entries)
@@ -117,12 +124,25 @@ def _show(args: argparse.Namespace) -> int:
                                "alarms": len(alarms), "exit_code": code})
         return code
     for entry in entries:
-        print(_entry_text(entry, args.statistic, tabulate))
+        print(_entry_text(entry, args.statistic, tabulate, args.last))
         print()
     if args.html is not None:
         print(f"wrote {args.html}", file=sys.stderr)
     print(f"{len(entries)} series, {len(alarms)} slowdown alarm(s)" + (" (--check: exit 1)" if code else ""))
     return code
+
+
+def _since(series: Any, since: str | None) -> Any:
+    """The runs from the first one whose commit starts with ``since`` (or measured at or after the ISO date
+    ``since``) on: a slowdown accepted as the new normal is checked from there."""
+    if since is None:
+        return series
+    from dataclasses import replace
+
+    is_date = re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", since) is not None
+    starts = (i for i, p in enumerate(series.points)
+              if (p.recorded_at >= since if is_date else (p.commit or "").startswith(since)))
+    return replace(series, points=series.points[next(starts, len(series.points)):])
 
 
 def _plot(args: argparse.Namespace, entries: list[Any]) -> None:
@@ -136,10 +156,13 @@ def _plot(args: argparse.Namespace, entries: list[Any]) -> None:
     print(f"wrote {args.plot}", file=sys.stderr)
 
 
-def _entry_text(entry: Any, statistic: str, tabulate: Callable[..., str]) -> str:
+def _entry_text(entry: Any, statistic: str, tabulate: Callable[..., str], last: int | None) -> str:
     series = entry.series
     rows = []
+    shown = len(series.points) if last is None else min(last, len(series.points))
     for number, point in enumerate(series.points, 1):
+        if number <= len(series.points) - shown:
+            continue
         value = point.value(statistic)
         lower, upper = point.interval(statistic)
         interval = f"[{lower:.3f}, {upper:.3f}]" if lower is not None and upper is not None else "-"
@@ -148,7 +171,8 @@ def _entry_text(entry: Any, statistic: str, tabulate: Callable[..., str]) -> str
                      point.samples if point.samples is not None else "-", point.verdict])
     headers = ["run", "measured at", "commit", "branch", "host", f"{statistic} ms", "95% interval", "samples",
                "verdict"]
-    lines = [f"{series.key.label()}: {len(series.points)} run(s)", tabulate(rows, headers)]
+    more = f", the newest {shown} shown" if shown < len(series.points) else ""
+    lines = [f"{series.key.label()}: {len(series.points)} run(s){more}", tabulate(rows, headers, disable_numparse=True)]
     lines += [f"change: {change.sentence()}" for change in entry.changes]
     if entry.check is not None:
         lines.append(("ALARM: " if entry.check.alarm else "check: ") + entry.check.sentence)
@@ -168,7 +192,7 @@ def _entry_json(entry: Any) -> dict[str, Any]:
 
 def _filters(args: argparse.Namespace) -> str:
     given = [f"{name} {getattr(args, name)!r}" for name in ("model", "profile", "variant", "runtime", "branch",
-                                                            "host_fingerprint") if getattr(args, name)]
+                                                            "host_fingerprint", "since") if getattr(args, name)]
     return f" for {', '.join(given)}" if given else ""
 
 

@@ -1,16 +1,17 @@
 """Change points of a latency series and the ``history --check`` alarm (docs/history.md, "Detection").
 
 Method: the series is read as the logarithm of one statistic per run (p50 by default; runs without it are
-skipped). ``ruptures.Pelt`` with the ``l2`` cost, ``min_size=3`` runs (a sustained shift; one odd run cannot form
-a segment) and ``jump=1`` proposes change points under a BIC penalty ``2 * sigma**2 * log(n)``, with the run-to-run
-noise ``sigma`` estimated robustly as the MAD of first differences / sqrt(2) (``scipy.stats.median_abs_deviation``,
-normal scale). Each proposed change is then tested against its neighbouring segments with the two-sided
-Mann-Whitney U test; while the least significant one has p > ``ALPHA`` it is dropped and its segments merge, so a
-creep cut into small steps becomes one longer shift. A change's size is the Hodges-Lehmann estimate of the ratio
-after / before (the median of all pairwise ratios) with its distribution-free 95 % interval (Moses; the critical
-rank from the normal approximation). ``check_newest`` walks back from the newest segment over consecutive
-slowdowns to the segment before the first of them (the baseline) and raises the alarm when the newest segment is
-slower than that baseline by the one-sided Mann-Whitney test (p < ``ALPHA``) with the interval's lower end above 1.
+skipped). ``ruptures.Pelt`` (``l2`` cost, ``min_size=3`` runs so that one odd run cannot form a segment, ``jump=1``)
+proposes change points under a BIC penalty ``2 * sigma**2 * log(n)``, the run-to-run noise ``sigma`` being the MAD of
+first differences / sqrt(2) (``scipy.stats.median_abs_deviation``, normal scale). Each proposed change is tested on
+the union of its two neighbouring segments: the statistic is the smallest two-sided Mann-Whitney p-value over every
+split of that union into parts of at least 3 runs, and its p-value comes from 9999 seeded permutations, so the search
+for the split is part of the test; while the least significant change has p > ``ALPHA`` (0.001) it is dropped and its
+segments merge (a creep cut into small steps becomes one longer shift). A change's size is the Hodges-Lehmann ratio
+after / before (the median of all pairwise ratios) with its distribution-free 95 % interval (Moses). ``check_newest``
+walks back from the newest segment over consecutive slowdowns to the segment before the first of them (the baseline)
+and raises the alarm when the newest segment is slower than the baseline: one-sided Mann-Whitney p < ``ALPHA`` and the
+interval's lower end above 1.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ChangePoint:
     notes: tuple[str, ...] = ()  # e.g. the host fingerprint changed at this run
 
     def sentence(self) -> str:
+        """One line: direction, run (1-based position in the series), id, commit, size with interval, p-value, notes."""
         commit = self.commit[:10] if self.commit else "no commit"
         text = (
             f"{self.direction} at run {self.index + 1} (id {self.run_id}, commit {commit}, {self.recorded_at}): "
@@ -157,16 +159,21 @@ def _null_min_p(length: int) -> np.ndarray:
     return np.sort(np.concatenate(chunks))
 
 
-def _change_p_value(logs: np.ndarray) -> float:
-    """Permutation p-value of "no change of level anywhere in ``logs``", by the smallest Mann-Whitney p-value over
-    the admissible splits: the search over split positions is part of the null distribution."""
-    observed = float(_split_p_values(stats.rankdata(logs)).min())
-    as_small = int(np.searchsorted(_null_min_p(len(logs)), observed * (1 + 1e-9), side="right"))
-    return (1 + as_small) / (PERMUTATIONS + 1)
+def _best_split(logs: np.ndarray) -> tuple[int, float]:
+    """Where ``logs`` splits best (the index of the first value after the split with the smallest Mann-Whitney
+    p-value) and the permutation p-value of "no change of level anywhere in ``logs``" by that smallest p-value: the
+    search over split positions is part of the null distribution."""
+    split_p = _split_p_values(stats.rankdata(logs))
+    best = int(np.argmin(split_p))
+    as_small = int(np.searchsorted(_null_min_p(len(logs)), split_p[best] * (1 + 1e-9), side="right"))
+    return MIN_SIZE + best, (1 + as_small) / (PERMUTATIONS + 1)
 
 
 def _segment(logs: np.ndarray) -> list[tuple[int, float]]:
-    """The confirmed change points of ``logs`` (index of the first value of each new segment) and their p-values."""
+    """The confirmed change points of ``logs`` (index of the first value of each new segment) and their p-values.
+
+    PELT proposes; the least significant proposal is dropped while its p-value exceeds ``ALPHA``, and the changes on
+    either side of a dropped one move to the best split of their new, longer neighbourhood."""
     n = len(logs)
     if n < 2 * MIN_SIZE:
         return []
@@ -176,11 +183,16 @@ def _segment(logs: np.ndarray) -> list[tuple[int, float]]:
     )
     while breaks:
         edges = [0, *breaks, n]
-        p_values = [_change_p_value(logs[edges[i] : edges[i + 2]]) for i in range(len(breaks))]
+        p_values = [_best_split(logs[edges[i] : edges[i + 2]])[1] for i in range(len(breaks))]
         weakest = int(np.argmax(p_values))
         if p_values[weakest] <= ALPHA:
             return list(zip(breaks, p_values, strict=True))
         del breaks[weakest]
+        for i in (weakest - 1, weakest):  # the neighbours of the dropped change, now next to each other
+            if 0 <= i < len(breaks):
+                left = breaks[i - 1] if i > 0 else 0
+                right = breaks[i + 1] if i + 1 < len(breaks) else n
+                breaks[i] = left + _best_split(logs[left:right])[0]
     return []
 
 
@@ -243,7 +255,18 @@ def detect_changes(series: Series, statistic: str = "p50") -> list[ChangePoint]:
 
 def check_newest(series: Series, statistic: str = "p50") -> HistoryCheck:
     """Whether the newest run with ``statistic`` belongs to a slowdown that is still going on (module docstring)."""
+    return analyse(series, statistic)[1]
+
+
+def analyse(series: Series, statistic: str = "p50") -> tuple[list[ChangePoint], HistoryCheck]:
+    """:func:`detect_changes` and :func:`check_newest` from one segmentation of the series."""
     positions, logs = _usable(series, statistic)
+    edges, changes = _changes(series, statistic, positions, logs)
+    return changes, _check(series, statistic, positions, logs, edges, changes)
+
+
+def _check(series: Series, statistic: str, positions: list[int], logs: np.ndarray, edges: list[int],
+           changes: list[ChangePoint]) -> HistoryCheck:
     runs = len(positions)
     label = series.key.label()
     if runs < MIN_RUNS:
@@ -252,7 +275,6 @@ def check_newest(series: Series, statistic: str = "p50") -> HistoryCheck:
         return HistoryCheck(series.key, False, None, newest, runs, sentence)
     newest = series.points[positions[-1]]
     newest_text = f"the newest run (run {positions[-1] + 1}, commit {newest.short_commit()})"
-    edges, changes = _changes(series, statistic, positions, logs)
     first = len(changes)
     while first > 0 and changes[first - 1].direction == "slowdown":
         first -= 1

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,15 @@ from edgeopt.measure.stored import load_measurement
 from edgeopt.reports.run_summary import RunLayout, load_summary
 
 RUNTIME_VERSION_KEYS = ("onnxruntime", "openvino", "tensorrt", "torch", "python", "numpy")
+AS_IS = "as-is"  # the variant of a file measured as it is (profile, ab): no variant was made of it
+
+
+def model_label(model: str) -> str:
+    """The model of a series: a file's name (``det.onnx``: the same on every runner and checkout, wherever the
+    file lies), a factory reference as given (``pkg.models:make_detector``)."""
+    if ":" in model and not model.endswith(".onnx") and "/" not in model.split(":", 1)[0]:
+        return model
+    return Path(model).name or model
 
 
 def record_from_run_folder(path: Path | str, revision: Mapping[str, Any] | None = None) -> RunRecord:
@@ -41,7 +51,7 @@ def record_from_run_folder(path: Path | str, revision: Mapping[str, Any] | None 
         measurement = load_measurement(layout.measurement(row.variant, row.profile))
         first = first or measurement
         figures = worst(row.fidelity)
-        results.append(_result(measurement, model=summary.model, model_sha256=summary.model_sha256,
+        results.append(_result(measurement, model=model_label(summary.model), model_sha256=summary.model_sha256,
                                status=row.status, verdict=row.verdict, size_mb=row.size_mb,
                                cosine=figures.get("cosine")))
     report = next((str(p.resolve()) for p in (layout.root / "report.html", layout.summary_md) if p.is_file()), None)
@@ -53,14 +63,15 @@ def record_from_run_folder(path: Path | str, revision: Mapping[str, Any] | None 
 
 def record_from_measurements(paths: list[Path], revision: Mapping[str, Any] | None = None,
                              verdicts: Mapping[Path, str] | None = None) -> RunRecord:
-    """One record of the measurement files ``paths`` (what one ``edgeopt profile`` wrote); the model of each is
-    its file's name, its verdict the gate's when ``verdicts`` gives it (else ``n/a``)."""
+    """One record of the measurement files ``paths`` (what one ``edgeopt profile`` wrote): each file measured as it
+    is, so its variant is ``as-is``; its verdict is the gate's when ``verdicts`` gives it (else ``n/a``)."""
     if not paths:
         raise InputRejectedError("no measurement files to record")
     measurements = [load_measurement(path) for path in paths]
-    results = [_result(m, model=Path(m.variant.path).name or m.variant.name, model_sha256=m.variant.sha256,
-                       status="unsupported" if m.unsupported else m.status, verdict=(verdicts or {}).get(path, "n/a"),
-                       size_mb=m.variant.size_bytes / 2**20, cosine=None)
+    results = [replace(_result(m, model=model_label(m.variant.path or m.variant.name), model_sha256=m.variant.sha256,
+                               status="unsupported" if m.unsupported else m.status,
+                               verdict=(verdicts or {}).get(path, "n/a"), size_mb=m.variant.size_bytes / 2**20,
+                               cosine=None), variant=AS_IS)
                for path, m in zip(paths, measurements, strict=True)]
     digest = hashlib.sha256("".join(_sha256(path) for path in paths).encode()).hexdigest()
     return _run(uid=digest, kind="profile", recorded_at=min(m.created_at for m in measurements),
@@ -85,11 +96,11 @@ def record_from_ab_document(document: Any, source: str, revision: Mapping[str, A
         for side in ("base", "candidate"):
             arm = document[side]
             summary = summarize([s / 1e6 for s in document["samples_ns"][side]])
-            variant, runtime = split_row_name(str(arm["name"]))
+            _, runtime = split_row_name(str(arm["name"]))
             p50, p95 = summary.percentiles["p50"], summary.percentiles["p95"]
             verdict = str(document.get("verdict", "n/a")) if side == "candidate" else "baseline"
             results.append(ResultRecord(
-                model=Path(str(arm["path"])).name, profile=str(arm["profile"]), variant=variant, runtime=runtime,
+                model=model_label(str(arm["path"])), profile=str(arm["profile"]), variant=AS_IS, runtime=runtime,
                 status="ok", verdict=verdict, model_sha256=arm.get("sha256"), variant_sha256=arm.get("sha256"),
                 p50_ms=p50.value, p50_lower=p50.lower, p50_upper=p50.upper, p95_ms=p95.value, p95_lower=p95.lower,
                 p95_upper=p95.upper, samples=summary.n, size_mb=float(arm.get("size_bytes", 0)) / 2**20))

@@ -165,8 +165,8 @@ def _estimate(point: SeriesPoint, statistic: str) -> str:
     if value is None:
         return "-"
     lower, upper = point.interval(statistic)
-    interval = f" [{lower:.4g}, {upper:.4g}]" if lower is not None and upper is not None else ""
-    return f"{value:.4g}{interval}"
+    interval = f" [{lower:#.4g}, {upper:#.4g}]" if lower is not None and upper is not None else ""
+    return f"{value:#.4g}{interval}"
 
 
 def change_line(change: ChangePoint) -> str:
@@ -174,7 +174,7 @@ def change_line(change: ChangePoint) -> str:
     notes = "".join(f"; {note}" for note in change.notes)
     return (f"{change.direction} from run #{change.index + 1} (commit {change.commit[:10] if change.commit else '-'}, "
             f"{change.recorded_at}): {change.statistic} ×{change.ratio:.3f} [{change.lower:.3f}, {change.upper:.3f}], "
-            f"{change.before_ms:.4g} → {change.after_ms:.4g} ms, p = {change.p_value:.2g}{notes}")
+            f"{change.before_ms:#.4g} → {change.after_ms:#.4g} ms, p = {change.p_value:.2g}{notes}")
 
 
 def _table(points: Sequence[SeriesPoint], anchors: Sequence[str], links: Sequence[str | None],

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from edgeopt.errors import BackendError, InputRejectedError, first_line
 from edgeopt.evaluate.fidelity import lowest
-from edgeopt.history.collect import RUNTIME_VERSION_KEYS
+from edgeopt.history.collect import RUNTIME_VERSION_KEYS, model_label
 from edgeopt.history.fingerprint import FINGERPRINT_KEYS, host_fingerprint
 from edgeopt.history.records import ResultRecord, RunRecord
 from edgeopt.measure.results import split_row_name
@@ -125,7 +125,7 @@ def _result_record(child: Run, model_sha256: str | None) -> ResultRecord:
     variant, runtime = split_row_name(params["variant"])
     samples = figures.get("samples")
     return ResultRecord(
-        model=params["model"],
+        model=model_label(params["model"]),
         profile=params["profile"],
         variant=params.get("variant_name", variant),
         runtime=params.get("runtime", runtime),
