@@ -86,7 +86,7 @@ def test_logged_run_reads_back_as_the_record_of_its_folder(run_dir: Path, store:
         assert (result.p95_ms, result.p95_lower, result.p95_upper) == (p95.value, p95.lower, p95.upper)
         assert result.p50_lower is not None and result.samples == stats.n
         assert result.peak_rss_mb == measurement.memory.peak_rss_mb
-        assert result.model == summary["model"] and result.model_sha256 == summary["model_sha256"] is not None
+        assert result.model == Path(summary["model"]).name and result.model_sha256 == summary["model_sha256"] is not None
         assert result.variant_sha256 == measurement.variant.sha256
         row = next(r for r in summary["rows"] if r["variant"] == result.variant)
         assert (result.status, result.verdict) == (row["status"], row["verdict"]) == ("ok", "pass")
