@@ -54,6 +54,16 @@ _PUBLIC = {
     "plan_run": "edgeopt.workflows.plan",
     "RunResult": "edgeopt.workflows.pipeline",
     "run_pipeline": "edgeopt.workflows.pipeline",
+    # the regression history
+    "HistoryStore": "edgeopt.history.store",
+    "collect": "edgeopt.history.collect",
+    "record_from_run_folder": "edgeopt.history.collect",
+    "Series": "edgeopt.history.series",
+    "SeriesKey": "edgeopt.history.series",
+    "analyse": "edgeopt.history.changepoints",
+    "detect_changes": "edgeopt.history.changepoints",
+    "check_newest": "edgeopt.history.changepoints",
+    "write_dashboard": "edgeopt.history.dashboard",
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])

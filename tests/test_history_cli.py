@@ -192,3 +192,30 @@ def test_since_accepts_a_slowdown_as_the_new_normal(runs: Path, tmp_path: Path) 
     assert accepted.returncode == 0 and "8 run(s)" in accepted.stdout, accepted.stdout + accepted.stderr
     dated = edgeopt("history", "--store", tmp_path / "h.sqlite", "--since", "2026-11-02T00:00:00", "--json")
     assert len(json.loads(dated.stdout)["series"][0]["points"]) == 8
+
+
+def test_ab_stores_its_candidate_and_a_tree_of_old_runs_imports_once(runs: Path, tmp_path: Path) -> None:
+    store = tmp_path / "ab.sqlite"
+    done = edgeopt("ab", runs / "tiny.onnx", runs / "tiny.onnx", "--profile", runs / "fast.yaml", "--out",
+                   tmp_path / "ab", "--max-seconds", "1", "--history", store)
+    assert done.returncode in (0, 5), done.stdout + done.stderr
+    assert "history: stored as run 1" in done.stderr and "(1 row(s))" in done.stderr
+    listed = json.loads(edgeopt("history", "--store", store, "--json").stdout)
+    [series] = listed["series"]
+    assert series["key"] == {"model": "tiny.onnx", "profile": "fast", "variant": "as-is", "runtime": "onnxruntime"}
+    assert series["points"][0]["commit"] == COMMIT and series["points"][0]["samples"] > 0
+    tree = tmp_path / "artifacts"  # what a CI keeps: run folders and result files at any depth
+    (tree / "job-1").mkdir(parents=True)
+    for name in ("run1", "prof"):
+        subprocess.run(["cp", "-r", str(runs / name), str(tree / "job-1" / name)], check=True)
+    subprocess.run(["cp", "-r", str(tmp_path / "ab"), str(tree / "ab")], check=True)
+    done = edgeopt("history", "import", tree, "--store", store, "--commit", "abc123", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = json.loads(done.stdout)
+    assert [r["added"] for r in imported["runs"]] == [False, True, True]  # the ab run was stored by the command
+    again = json.loads(edgeopt("history", "import", tree, "--store", store, "--json").stdout)
+    assert again["added"] == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = edgeopt("history", "import", empty, "--store", store)
+    assert done.returncode == 3 and "no edgeopt run folder (summary.json), measurement or ab file in it" in done.stderr

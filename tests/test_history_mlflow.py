@@ -16,7 +16,7 @@ import pytest
 
 from edgeopt.errors import BackendError, BackendUnavailableError, InputRejectedError
 from edgeopt.history.collect import record_from_run_folder
-from edgeopt.history.fingerprint import host_fingerprint
+from edgeopt.history.fingerprint import fingerprint_of
 from edgeopt.measure.results import Measurement
 from edgeopt.workflows.pipeline import RunConfig, run_pipeline
 from tests import zoo
@@ -86,7 +86,8 @@ def test_logged_run_reads_back_as_the_record_of_its_folder(run_dir: Path, store:
         assert (result.p95_ms, result.p95_lower, result.p95_upper) == (p95.value, p95.lower, p95.upper)
         assert result.p50_lower is not None and result.samples == stats.n
         assert result.peak_rss_mb == measurement.memory.peak_rss_mb
-        assert result.model == Path(summary["model"]).name and result.model_sha256 == summary["model_sha256"] is not None
+        assert result.model == Path(summary["model"]).name
+        assert result.model_sha256 == summary["model_sha256"] is not None
         assert result.variant_sha256 == measurement.variant.sha256
         row = next(r for r in summary["rows"] if r["variant"] == result.variant)
         assert (result.status, result.verdict) == (row["status"], row["verdict"]) == ("ok", "pass")
@@ -150,7 +151,7 @@ def test_older_logs_and_other_runs(store: str) -> None:
     assert (record.commit, record.branch, record.dirty) == ("abc123", "main", None)
     assert (record.exit_code, record.verdict, record.hostname, record.cpu_model) == (1, "FAIL: 1 budget", "runner-1",
                                                                                       "Some CPU")
-    assert record.host_fingerprint == host_fingerprint(host) is not None
+    assert record.host_fingerprint == fingerprint_of(host) is not None
     assert record.edgeopt_version == "0.9.0" and record.versions == {"onnxruntime": "1.20.1"}
     [result] = record.results
     assert (result.model, result.variant, result.runtime, result.profile) == ("m.onnx", "int8", "openvino-bf16",

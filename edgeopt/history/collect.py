@@ -20,9 +20,9 @@ from edgeopt.core.fileio import read_json
 from edgeopt.core.stats import summarize
 from edgeopt.errors import InputRejectedError
 from edgeopt.evaluate.fidelity import worst
-from edgeopt.history.fingerprint import host_fingerprint
+from edgeopt.history.fingerprint import fingerprint_of
 from edgeopt.history.records import ResultRecord, RunRecord
-from edgeopt.measure.results import Measurement, split_row_name
+from edgeopt.measure.results import Measurement, row_name, split_row_name
 from edgeopt.measure.stored import load_measurement
 from edgeopt.reports.run_summary import RunLayout, load_summary
 
@@ -86,30 +86,31 @@ def record_from_ab(path: Path | str, revision: Mapping[str, Any] | None = None) 
 
 
 def record_from_ab_document(document: Any, source: str, revision: Mapping[str, Any] | None = None) -> RunRecord:
-    """The record of an ``edgeopt ab`` document: one result per arm (A and B) with its p50 and p95 and their
-    order-statistic intervals from the stored samples; the verdict of the B row is the comparison's.  Its uid is
-    the sha256 of the document's canonical JSON, whether it comes from the command or its file."""
+    """The record of an ``edgeopt ab`` document: the candidate (B) with its p50 and p95 and their order-statistic
+    intervals from the stored samples, its verdict the comparison's.  The base (A) is left out: it is the other
+    branch's model, and the run's revision is the candidate's.  The uid is the sha256 of the document's canonical
+    JSON, whether it comes from the command or its file."""
     if not isinstance(document, dict) or document.get("kind") != "ab":
         raise InputRejectedError(f"{source}: not an edgeopt ab document (kind {_kind(document)!r})")
     try:
-        results = []
-        for side in ("base", "candidate"):
-            arm = document[side]
-            summary = summarize([s / 1e6 for s in document["samples_ns"][side]])
-            _, runtime = split_row_name(str(arm["name"]))
-            p50, p95 = summary.percentiles["p50"], summary.percentiles["p95"]
-            verdict = str(document.get("verdict", "n/a")) if side == "candidate" else "baseline"
-            results.append(ResultRecord(
-                model=model_label(str(arm["path"])), profile=str(arm["profile"]), variant=AS_IS, runtime=runtime,
-                status="ok", verdict=verdict, model_sha256=arm.get("sha256"), variant_sha256=arm.get("sha256"),
-                p50_ms=p50.value, p50_lower=p50.lower, p50_upper=p50.upper, p95_ms=p95.value, p95_lower=p95.lower,
-                p95_upper=p95.upper, samples=summary.n, size_mb=float(arm.get("size_bytes", 0)) / 2**20))
+        arm = document["candidate"]
+        summary = summarize([s / 1e6 for s in document["samples_ns"]["candidate"]])
+        session = arm.get("session") or {}
+        _, runtime = split_row_name(row_name(AS_IS, str(session.get("backend", "onnxruntime")),
+                                             session.get("precision")))
+        p50, p95 = summary.percentiles["p50"], summary.percentiles["p95"]
+        results = [ResultRecord(
+            model=model_label(str(arm["path"])), profile=str(arm["profile"]), variant=AS_IS, runtime=runtime,
+            status="ok", verdict=str(document.get("verdict", "n/a")), model_sha256=arm.get("sha256"),
+            variant_sha256=arm.get("sha256"), p50_ms=p50.value, p50_lower=p50.lower, p50_upper=p50.upper,
+            p95_ms=p95.value, p95_lower=p95.lower, p95_upper=p95.upper, samples=summary.n,
+            size_mb=float(arm.get("size_bytes", 0)) / 2**20)]
         host = document.get("host") or {}
         canonical = json.dumps(document, sort_keys=True, default=str).encode()
         return RunRecord(
             uid=hashlib.sha256(canonical).hexdigest(), kind="ab", recorded_at=str(document["created_at"]),
             source=source, results=tuple(results), **_revision_fields(revision), hostname=host.get("hostname"),
-            host_fingerprint=host_fingerprint(host), cpu_model=host.get("cpu_model"),
+            host_fingerprint=fingerprint_of(host), cpu_model=host.get("cpu_model"),
             edgeopt_version=str((document.get("versions") or {}).get("edgeopt", __version__)),
             versions=_runtime_versions(document.get("versions") or {}), report=source,
             exit_code=document.get("exit_code"), verdict=str(document.get("verdict")))
@@ -191,7 +192,7 @@ def _run(*, uid: str, kind: str, recorded_at: str, source: str, results: list[Re
     versions = measurement.versions if measurement is not None else {}
     return RunRecord(uid=uid, kind=kind, recorded_at=recorded_at, source=source, results=tuple(results),
                      **_revision_fields(revision), hostname=host.get("hostname"),
-                     host_fingerprint=host_fingerprint(host), cpu_model=host.get("cpu_model"),
+                     host_fingerprint=fingerprint_of(host), cpu_model=host.get("cpu_model"),
                      edgeopt_version=str(versions.get("edgeopt", __version__)),
                      versions=_runtime_versions(versions), report=report, exit_code=exit_code, verdict=verdict)
 

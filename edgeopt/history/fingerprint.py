@@ -12,7 +12,7 @@ from typing import Any
 FINGERPRINT_KEYS = ("cpu_model", "logical_cores", "physical_cores", "memory_total_gb", "os", "arch", "device_model")
 
 
-def host_fingerprint(host: Mapping[str, Any]) -> str | None:
+def fingerprint_of(host: Mapping[str, Any]) -> str | None:
     """12 hex digits of the sha256 of the host's ``FINGERPRINT_KEYS`` (memory rounded to whole GB, since the
     total a kernel reports moves by a few MB between boots); None when none of them is known."""
     picked: dict[str, Any] = {key: host.get(key) for key in FINGERPRINT_KEYS}

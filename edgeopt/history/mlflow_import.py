@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from edgeopt.errors import BackendError, InputRejectedError, first_line
 from edgeopt.evaluate.fidelity import lowest
 from edgeopt.history.collect import RUNTIME_VERSION_KEYS, model_label
-from edgeopt.history.fingerprint import FINGERPRINT_KEYS, host_fingerprint
+from edgeopt.history.fingerprint import FINGERPRINT_KEYS, fingerprint_of
 from edgeopt.history.records import ResultRecord, RunRecord
 from edgeopt.measure.results import split_row_name
 from edgeopt.reports.mlflow_tracking import GIT_COMMIT_TAG, PARENT_TAG, _client, _import_mlflow
@@ -102,7 +102,7 @@ def _run_record(client: MlflowClient, tracking_uri: str, parent: Run, children: 
         branch=tags.get("edgeopt.git_branch") or tags.get("mlflow.source.git.branch"),
         dirty=_flag(tags.get("edgeopt.git_dirty") or tags.get("mlflow.source.git.dirty")),
         hostname=first.get("host.hostname"),
-        host_fingerprint=host_fingerprint({key: first.get(f"host.{key}") for key in FINGERPRINT_KEYS}),
+        host_fingerprint=fingerprint_of({key: first.get(f"host.{key}") for key in FINGERPRINT_KEYS}),
         cpu_model=first.get("host.cpu_model"),
         edgeopt_version=first.get("versions.edgeopt"),
         versions={key: first[f"versions.{key}"] for key in RUNTIME_VERSION_KEYS if f"versions.{key}" in first},
