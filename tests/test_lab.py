@@ -207,11 +207,12 @@ def test_a_model_with_external_data_is_measured_on_a_node(lab: dict[str, Any], t
     """Its variants are made self-contained on the head (weights inside the file), so one file travels whole."""
     model = zoo.external_data_model(tmp_path / "model", "weights/w.bin")  # a nested location, as exporters write
     out = tmp_path / "out"
-    done = _lab_run(lab, model, out, "lab-a")
+    done = _lab_run(lab, model, out, "lab-a", extra=("--history", str(tmp_path / "h.sqlite")))
     assert done.returncode == 0, done.stdout + done.stderr
     found = {d["variant"]["name"]: d for d in _measurements(out)}
     assert found["fp32"]["status"] == "ok", found["fp32"].get("failure")
     assert found["fp32"]["lab"]["node_id"] == lab["nodes"]["a"].node_id
+    assert "history: stored as run 1 in" in done.stderr and "(2 row(s))" in done.stderr  # lab run --history
 
 
 @needs_ray
