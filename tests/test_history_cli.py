@@ -219,3 +219,81 @@ def test_ab_stores_its_candidate_and_a_tree_of_old_runs_imports_once(runs: Path,
     empty.mkdir()
     done = edgeopt("history", "import", empty, "--store", store)
     assert done.returncode == 3 and "no edgeopt run folder (summary.json), measurement or ab file in it" in done.stderr
+
+
+def test_a_repeated_run_adds_no_second_point_for_a_reused_measurement(runs: Path, tmp_path: Path) -> None:
+    store, out = tmp_path / "re.sqlite", tmp_path / "out"
+    args = ("run", runs / "tiny.onnx", "--profile", runs / "fast.yaml", "--out", out, "--variant", "fp32",
+            "--history", store)
+    first = edgeopt(*args)
+    assert first.returncode == 0 and "history: stored as run 1" in first.stderr, first.stderr[-2000:]
+    again = edgeopt(*args)  # resumes: the measurement is reused, summary.json written anew
+    assert again.returncode == 0 and "history: already stored as run 1" in again.stderr, again.stderr[-2000:]
+    [series] = json.loads(edgeopt("history", "--store", store, "--json").stdout)["series"]
+    measurement = json.loads((out / "measurements" / "fp32__fast.json").read_text())
+    assert len(series["points"]) == 1 and series["points"][0]["recorded_at"] == measurement["created_at"]
+
+
+def test_a_profile_of_two_files_imports_as_the_run_it_stored(runs: Path, tmp_path: Path) -> None:
+    zoo.tiny_conv_model(tmp_path / "b_model.onnx")
+    zoo.tiny_conv_model(tmp_path / "a_model.onnx")
+    store = tmp_path / "p.sqlite"
+    done = edgeopt("profile", tmp_path / "b_model.onnx", tmp_path / "a_model.onnx", "--profile", runs / "fast.yaml",
+                   "--out", tmp_path / "prof", "--history", store)
+    assert done.returncode == 0 and "(2 row(s))" in done.stderr, done.stderr[-2000:]
+    again = edgeopt("history", "import", tmp_path / "prof", "--store", store)
+    assert again.returncode == 0 and "0 new run(s) of 1" in again.stdout, again.stdout + again.stderr
+
+
+def test_filters_that_keep_nothing_are_exit_3_and_since_reads_times(runs: Path, tmp_path: Path) -> None:
+    store = runs / "h.sqlite"
+    for extra in (("--since", "deadbeef"), ("--since", "2030-01-01"), ("--branch", "nosuch"),
+                  ("--host-fingerprint", "000000000000")):
+        done = edgeopt("history", "--store", store, "--check", *extra)
+        assert done.returncode == 3 and "no stored results for" in done.stderr, (extra, done.stdout, done.stderr)
+    done = edgeopt("history", "--store", store, "--since", "2026-13-45")
+    assert done.returncode == 2 and "--since '2026-13-45': not a commit nor an ISO 8601 date" in done.stderr
+    listed = json.loads(edgeopt("history", "--store", store, "--variant", "fp32", "--json").stdout)
+    recorded = listed["series"][0]["points"][0]
+    moment = datetime.fromisoformat(recorded["recorded_at"])
+    for text in (moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M:%S"), moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 moment.astimezone(timezone(timedelta(hours=2))).isoformat()):  # one moment, four spellings
+        kept = json.loads(edgeopt("history", "--store", store, "--variant", "fp32", "--since", text, "--json").stdout)
+        assert len(kept["series"][0]["points"]) == 1, text
+
+
+def test_bad_store_urls_and_sources_are_exit_3_naming_them(runs: Path, tmp_path: Path) -> None:
+    done = edgeopt("history", "--store", "postgresql://u:s3cret@127.0.0.1:notaport/x")
+    assert done.returncode == 3 and "history store" in done.stderr and "s3cret" not in done.stderr, done.stderr
+    done = edgeopt("history", "--store", tmp_path)
+    assert done.returncode == 3 and "a folder, not a database file" in done.stderr
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"kind": "ab", "candidate": ')
+    done = edgeopt("history", "import", junk, "--store", tmp_path / "s.sqlite")
+    assert done.returncode == 3 and f"{junk}: not a readable JSON document" in done.stderr, done.stderr
+    done = edgeopt("history", "import", runs / "tiny.onnx", "--store", tmp_path / "s.sqlite")
+    assert done.returncode == 3 and "tiny.onnx: not a readable JSON document" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_the_commands_write_a_postgresql_store(runs: Path, tmp_path: Path) -> None:
+    """run, profile, ab and import into a real PostgreSQL server (EDGEOPT_TEST_POSTGRES), then --check and --html."""
+    from tests.test_history_store import _postgres_database
+
+    for url in _postgres_database():
+        assert edgeopt("run", runs / "tiny.onnx", "--profile", runs / "fast.yaml", "--out", tmp_path / "run",
+                       "--variant", "fp32", "--history", url).returncode == 0
+        assert edgeopt("profile", runs / "tiny.onnx", "--profile", runs / "fast.yaml", "--out", tmp_path / "prof",
+                       "--history", url).returncode == 0
+        done = edgeopt("ab", runs / "tiny.onnx", runs / "tiny.onnx", "--profile", runs / "fast.yaml", "--out",
+                       tmp_path / "ab", "--max-seconds", "1", "--history", url)
+        assert done.returncode in (0, 5) and "history: stored as run 3" in done.stderr, done.stderr[-2000:]
+        done = edgeopt("history", "import", runs / "run1", tmp_path / "run", "--store", url)
+        assert done.returncode == 0 and "1 new run(s) of 2" in done.stdout, done.stdout + done.stderr
+        done = edgeopt("history", "--store", url, "--check", "--html", tmp_path / "h.html", "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        document = json.loads(done.stdout)
+        points = {s["key"]["variant"]: len(s["points"]) for s in document["series"]}
+        # run1 adds its fp32 and int8-dynamic rows; ab's candidate and profile's file are one file as it is
+        assert points == {"fp32": 2, "int8-dynamic": 1, "as-is": 2}
+        assert (tmp_path / "h.html").read_text().count('<figure class="chart"') == 3

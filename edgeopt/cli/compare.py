@@ -128,14 +128,14 @@ def handle_ab(args: argparse.Namespace) -> int:
     result = run_ab(args.base, args.candidate, profile, profile_b=profile_b, thresholds=args.threshold,
                     out_dir=args.out, max_seconds=args.max_seconds,
                     inputs=[parse_input_spec(text) for text in args.input or []])
-    store_record(history, lambda: record_from_ab_document(result.document, str(result.path or "ab"),
-                                                          project_revision()), str(result.path or args.out))
     if args.json:
         print_json("ab", result.document)
-        return result.exit_code
-    print(result.render())
-    if result.path is not None:
-        print(f"result: {result.path}")
+    else:
+        print(result.render())
+        if result.path is not None:
+            print(f"result: {result.path}")
+    store_record(history, lambda: record_from_ab_document(result.document, str(result.path or "ab"),
+                                                          project_revision()), str(result.path or args.out))
     return result.exit_code
 
 

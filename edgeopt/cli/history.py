@@ -108,6 +108,9 @@ def _show(args: argparse.Namespace) -> int:
                 changes, check = analyse(series, args.statistic)
                 entries.append(DashboardEntry(series, tuple(changes), check))
         label = store.label
+        if not entries:
+            raise HistoryStoreError(f"history store {label}: no stored results{_filters(args)} "
+                                    f"({store.run_count()} run(s) stored)")
     if args.plot is not None:
         _plot(args, entries)
     if args.html is not None:
@@ -133,15 +136,22 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _since(series: Any, since: str | None) -> Any:
-    """The runs from the first one whose commit starts with ``since`` (or measured at or after the ISO date
-    ``since``) on: a slowdown accepted as the new normal is checked from there."""
+    """The runs from the first one whose commit starts with ``since`` (or measured at or after the ISO 8601 time
+    ``since``, UTC when it names no zone) on: a slowdown accepted as the new normal is checked from there."""
     if since is None:
         return series
     from dataclasses import replace
+    from datetime import datetime, timezone
 
-    is_date = re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", since) is not None
-    starts = (i for i, p in enumerate(series.points)
-              if (p.recorded_at >= since if is_date else (p.commit or "").startswith(since)))
+    if re.match(r"\d{4}-\d{2}-\d{2}", since):
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError as error:
+            raise ConfigError(f"--since {since!r}: not a commit nor an ISO 8601 date ({error})") from error
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        starts = (i for i, p in enumerate(series.points) if datetime.fromisoformat(p.recorded_at) >= moment)
+    else:
+        starts = (i for i, p in enumerate(series.points) if (p.commit or "").startswith(since))
     return replace(series, points=series.points[next(starts, len(series.points)):])
 
 

@@ -146,16 +146,16 @@ def handle_lab_run(args: argparse.Namespace) -> int:
         result = run_pipeline(config)
     finally:
         ray.shutdown()
-    store_record(history, lambda: record_from_run_folder(result.out_dir), str(result.out_dir))
     summary = json.loads(result.summary_path.read_text())
     if args.json:
         print(json.dumps(summary, indent=2))
-        return result.exit_code
-    for table in result.tables:  # its node column says which board measured each row
-        print(table)
-        print()
-    for recommendation in summary.get("recommendations", []):
-        print(recommendation["line"])
-    print(summary["verdict"])
-    print(f"reports: {result.summary_path}, {result.markdown_path}")
+    else:
+        for table in result.tables:  # its node column says which board measured each row
+            print(table)
+            print()
+        for recommendation in summary.get("recommendations", []):
+            print(recommendation["line"])
+        print(summary["verdict"])
+        print(f"reports: {result.summary_path}, {result.markdown_path}")
+    store_record(history, lambda: record_from_run_folder(result.out_dir), str(result.out_dir))
     return result.exit_code

@@ -351,13 +351,13 @@ def handle_profile(args: argparse.Namespace) -> int:
     profiles = [p.with_budgets(budgets) if budgets else p for p in profiles]
     history = open_history(args.history)
     report = profile_models(args.models, profiles, args.out, proxy=args.proxy)
-    store_record(history, lambda: _profile_record(report), str(args.out))
     if args.json:
         print_json("profile-measurements", report.to_dict())
     else:
         for sentence in report.sentences:
             print(sentence)
         print(render_table(list(report.rows)))
+    store_record(history, lambda: _profile_record(report), str(args.out))
     return report.exit_code
 
 
@@ -401,10 +401,15 @@ def handle_run(args: argparse.Namespace) -> int:
     config = run_config(args)
     history = open_history(args.history)
     result = run_pipeline(config)
+    _print_run(args, result)
     store_record(history, lambda: record_from_run_folder(result.out_dir), str(result.out_dir))
+    return result.exit_code
+
+
+def _print_run(args: argparse.Namespace, result: Any) -> None:
     if args.json:  # summary.json as written: it has its own schema_version and kind
         print_json("run", json.loads(result.summary_path.read_text()))
-        return result.exit_code
+        return
     if not args.quiet:
         for table in result.tables:
             print(table)
@@ -416,7 +421,6 @@ def handle_run(args: argparse.Namespace) -> int:
     print(summary["verdict"])
     if not args.quiet:
         print(f"reports: {result.summary_path}, {result.markdown_path}")
-    return result.exit_code
 
 
 # The modules that add the other subcommands.  Each, like this one, defines ``add_command(subparsers)``, which

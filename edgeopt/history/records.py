@@ -35,6 +35,13 @@ class ResultRecord:
     fidelity_cosine: float | None = None  # the worst output's mean cosine to fp32
     host_matches: bool | None = None
     proxy: bool = False
+    # the measurement document's sha256: a run that reused a stored measurement (a resumed or repeated run into
+    # the same folder) adds no second point for it
+    measurement_sha256: str | None = None
+    # the host that measured this row (a lab run's rows come from different boards)
+    hostname: str | None = None
+    host_fingerprint: str | None = None
+    cpu_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,13 +50,13 @@ class RunRecord:
 
     uid: str  # unique per run: the sha256 of its document (summary.json, ab JSON...), so a re-import adds nothing
     kind: str  # run | profile | ab | mlflow
-    recorded_at: str  # ISO 8601 UTC: when it measured (its first measurement)
+    recorded_at: str  # ISO 8601 UTC: when it measured (its earliest measurement)
     source: str  # the run folder, result file or ``mlflow:<tracking uri>#<run id>`` it was read from
     results: tuple[ResultRecord, ...]
     commit: str | None = None  # the measured project's git commit
     branch: str | None = None
     dirty: bool | None = None  # uncommitted changes in the work tree
-    hostname: str | None = None
+    hostname: str | None = None  # of the run's first measured row (each result has its own)
     host_fingerprint: str | None = None  # short hash of the CPU model, cores, memory, OS, arch
     cpu_model: str | None = None
     edgeopt_version: str | None = None

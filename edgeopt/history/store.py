@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -28,7 +27,6 @@ from edgeopt.errors import BackendUnavailableError, InputRejectedError, first_li
 from edgeopt.history.records import RunRecord
 from edgeopt.history.series import Series, SeriesKey, SeriesPoint
 
-HISTORY_ENV = "EDGEOPT_HISTORY"  # the store used when no --history/--store is given
 BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for another's transaction
 _LOCK_KEY = 0x6564676F  # PostgreSQL advisory lock of the schema check ("edgo")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -47,11 +45,6 @@ class Appended:
     results: int
 
 
-def history_location(given: str | None) -> str | None:
-    """``given``, else ``$EDGEOPT_HISTORY``, else None (no history kept)."""
-    return given or os.environ.get(HISTORY_ENV) or None
-
-
 class HistoryStore:
     """A results store at ``location``: a file path (SQLite) or an SQLAlchemy URL (``postgresql://...``,
     ``sqlite:///...``).  ``create``: make a missing SQLite file (writers); readers refuse a missing one."""
@@ -61,16 +54,20 @@ class HistoryStore:
         self.url = _url(sqlalchemy, str(location))
         self.label = _label(self.url)
         database = self.url.database if self.url.get_backend_name() == "sqlite" else None
-        if database and database != ":memory:" and not create and not Path(database).is_file():
-            raise HistoryStoreError(f"history store {self.label}: no such file (nothing was stored there yet)")
-        if database and database != ":memory:" and not Path(database).parent.is_dir():
-            raise HistoryStoreError(f"history store {self.label}: folder {Path(database).parent} does not exist")
+        if database and database != ":memory:":
+            if Path(database).is_dir():
+                raise HistoryStoreError(f"history store {self.label}: a folder, not a database file (give a file "
+                                        "path, e.g. results.sqlite)")
+            if not create and not Path(database).is_file():
+                raise HistoryStoreError(f"history store {self.label}: no such file (nothing was stored there yet)")
+            if not Path(database).parent.is_dir():
+                raise HistoryStoreError(f"history store {self.label}: folder {Path(database).parent} does not exist")
         try:
             self.engine = _engine(sqlalchemy, self.url)
-        except (sqlalchemy.exc.ArgumentError, ImportError) as error:
+        except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as error:
             raise HistoryStoreError(f"history store {self.label}: {first_line(error)}") from error
         try:
-            self._prepare()
+            self._prepare(create)
         except BaseException:
             self.engine.dispose()
             raise
@@ -78,33 +75,43 @@ class HistoryStore:
     # ------------------------------------------------------------------------------------------ writing
 
     def append(self, record: RunRecord) -> Appended:
-        """Store ``record`` and its results in one transaction; a record whose uid is stored already adds
-        nothing (``added`` False)."""
-        from sqlalchemy import insert, select
+        """Store ``record`` and its results in one transaction.  A record whose uid is stored already adds
+        nothing (``added`` False), nor does a result whose measurement document is stored already (a run that
+        reused it); a record left with no new result is not stored."""
         from sqlalchemy.exc import IntegrityError
+
+        with contextlib.suppress(IntegrityError):  # a concurrent writer stored this run, or one of its
+            return self._append(record)  # measurements, between our check and our insert: check again
+        try:
+            return self._append(record)
+        except IntegrityError as error:
+            raise HistoryStoreError(f"history store {self.label}: run {record.source} refused, nothing of it "
+                                    f"stored: {_reason(error)}") from error
+
+    def _append(self, record: RunRecord) -> Appended:
+        from sqlalchemy import insert, select
 
         from edgeopt.history.tables import RESULTS, RUNS
 
         run = {k: v for k, v in asdict(record).items() if k != "results"}
         run["stored_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         run["versions"] = {str(k): str(v) for k, v in (record.versions or {}).items()}
-        try:
-            with self._transaction(write=True) as connection:
-                found = connection.execute(select(RUNS.c.id).where(RUNS.c.uid == record.uid)).scalar()
-                if found is not None:
-                    return Appended(int(found), False, 0)
-                run_id = int(connection.execute(insert(RUNS).values(**run)).inserted_primary_key[0])
-                rows = [{**_finite(asdict(result)), "run_id": run_id} for result in record.results]
-                if rows:
-                    connection.execute(insert(RESULTS), rows)
-                return Appended(run_id, True, len(rows))
-        except IntegrityError as error:  # another writer stored the same run between our check and our insert?
-            with self._transaction() as connection:
-                found = connection.execute(select(RUNS.c.id).where(RUNS.c.uid == record.uid)).scalar()
-            if found is None:  # no: the record itself was refused, and nothing of it was stored
-                raise HistoryStoreError(f"history store {self.label}: run {record.source} refused, nothing of it "
-                                        f"stored: {_reason(error)}") from error
-            return Appended(int(found), False, 0)
+        with self._transaction(write=True) as connection:
+            found = connection.execute(select(RUNS.c.id).where(RUNS.c.uid == record.uid)).scalar()
+            if found is not None:
+                return Appended(int(found), False, 0)
+            digests = [r.measurement_sha256 for r in record.results if r.measurement_sha256]
+            stored = dict(connection.execute(select(RESULTS.c.measurement_sha256, RESULTS.c.run_id)
+                                             .where(RESULTS.c.measurement_sha256.in_(digests))).all()) \
+                if digests else {}
+            results = [r for r in record.results if r.measurement_sha256 not in stored]
+            if record.results and not results:  # every row reused a stored measurement: nothing new
+                return Appended(int(next(iter(stored.values()))), False, 0)
+            run_id = int(connection.execute(insert(RUNS).values(**run)).inserted_primary_key[0])
+            rows = [{**_finite(asdict(result)), "run_id": run_id} for result in results]
+            if rows:
+                connection.execute(insert(RESULTS), rows)
+            return Appended(run_id, True, len(rows))
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -126,12 +133,14 @@ class HistoryStore:
                last: int | None = None) -> Series:
         """The points of ``key``, oldest first (run time, then store id), only measured ones (a failed row has
         no latency); ``branch``/``host_fingerprint`` keep those runs only; ``last`` keeps the newest N."""
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         from edgeopt.history.tables import RESULTS, RUNS
 
-        query = (select(RUNS.c.id, RUNS.c.recorded_at, RUNS.c.commit, RUNS.c.branch, RUNS.c.hostname,
-                        RUNS.c.host_fingerprint, RESULTS.c.p50_ms, RESULTS.c.p50_lower, RESULTS.c.p50_upper,
+        host = func.coalesce(RESULTS.c.host_fingerprint, RUNS.c.host_fingerprint)  # a row's own, else its run's
+        query = (select(RUNS.c.id, RUNS.c.recorded_at, RUNS.c.commit, RUNS.c.branch,
+                        func.coalesce(RESULTS.c.hostname, RUNS.c.hostname), host, RESULTS.c.p50_ms,
+                        RESULTS.c.p50_lower, RESULTS.c.p50_upper,
                         RESULTS.c.p95_ms, RESULTS.c.p95_lower, RESULTS.c.p95_upper, RESULTS.c.samples,
                         RESULTS.c.peak_rss_mb, RESULTS.c.fidelity_cosine, RESULTS.c.verdict, RUNS.c.report)
                  .join(RUNS, RUNS.c.id == RESULTS.c.run_id)
@@ -142,7 +151,7 @@ class HistoryStore:
         if branch is not None:
             query = query.where(RUNS.c.branch == branch)
         if host_fingerprint is not None:
-            query = query.where(RUNS.c.host_fingerprint == host_fingerprint)
+            query = query.where(host == host_fingerprint)
         with self._transaction() as connection:
             points = [SeriesPoint(*row) for row in connection.execute(query)]
         return Series(key, tuple(points[-last:] if last else points))
@@ -166,36 +175,51 @@ class HistoryStore:
 
     # ------------------------------------------------------------------------------------------ schema
 
-    def _prepare(self) -> None:
-        """Check what the database holds; create or upgrade edgeopt's schema when it may (module docstring)."""
+    def _prepare(self, create: bool) -> None:
+        """Check what the database holds; create (writers only) or upgrade edgeopt's schema (module docstring).
+        The check reads; only a database that needs its schema made or upgraded gets a write transaction (under
+        PostgreSQL's advisory lock, or SQLite's write lock), in which it is checked again."""
+        with self._transaction() as connection:
+            if self._schema_state(connection, create) == "current":
+                return
+        with self._transaction(write=True) as connection:
+            if connection.dialect.name == "postgresql":
+                from sqlalchemy import text
+
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+            if self._schema_state(connection, create) != "current":
+                _upgrade(connection)
+
+    def _schema_state(self, connection: Any, create: bool) -> str:
+        """``current`` or ``upgrade`` (empty, or an older revision); raises for what may not be used."""
         from alembic.runtime.migration import MigrationContext
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
 
         from edgeopt.history.tables import VERSION_TABLE
 
+        tables = set(inspect(connection).get_table_names())
+        ours = {t for t in tables if t.startswith("edgeopt_")}
+        if VERSION_TABLE not in tables:
+            if ours:
+                names = ", ".join(sorted(ours))
+                raise HistoryStoreError(f"history store {self.label}: it has edgeopt tables ({names}) but no "
+                                        f"{VERSION_TABLE} (a broken or hand-made store); give another")
+            if tables:
+                shown = ", ".join(sorted(tables)[:5]) + (" ..." if len(tables) > 5 else "")
+                raise HistoryStoreError(f"history store {self.label}: a database of another application "
+                                        f"(tables {shown}); give an empty database or a new file")
+            if not create:
+                raise HistoryStoreError(f"history store {self.label}: an empty database: nothing was stored there "
+                                        "yet")
+            return "upgrade"
+        current = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
         head = _head()
-        with self._transaction(write=True) as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-            tables = set(inspect(connection).get_table_names())
-            ours = {t for t in tables if t.startswith("edgeopt_")}
-            if VERSION_TABLE not in tables:
-                if ours:
-                    names = ", ".join(sorted(ours))
-                    raise HistoryStoreError(f"history store {self.label}: it has edgeopt tables ({names}) but no "
-                                            f"{VERSION_TABLE} (a broken or hand-made store); give another")
-                if tables:
-                    shown = ", ".join(sorted(tables)[:5]) + (" ..." if len(tables) > 5 else "")
-                    raise HistoryStoreError(f"history store {self.label}: a database of another application "
-                                            f"(tables {shown}); give an empty database or a new file")
-            current = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}) \
-                .get_current_revision()
-            if current == head:
-                return
-            if current is not None and current not in _revisions():
-                raise HistoryStoreError(f"history store {self.label}: schema revision {current!r} was written by a "
-                                        f"newer edgeopt (this one knows up to {head!r}); upgrade edgeopt")
-            _upgrade(connection)
+        if current == head:
+            return "current"
+        if current is not None and current not in _revisions():
+            raise HistoryStoreError(f"history store {self.label}: schema revision {current!r} was written by a "
+                                    f"newer edgeopt (this one knows up to {head!r}); upgrade edgeopt")
+        return "upgrade"
 
     @contextlib.contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Any]:
@@ -233,7 +257,8 @@ def _url(sqlalchemy: Any, location: str) -> Any:
         return sqlalchemy.engine.make_url("sqlite://").set(database=str(Path(location).expanduser().resolve()))
     try:
         url = sqlalchemy.engine.make_url(location)
-    except sqlalchemy.exc.ArgumentError as error:
+        url.render_as_string(hide_password=True)  # a port that is not a number raises here (ValueError)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as error:
         raise HistoryStoreError(f"history store {location.split('@')[-1]}: not a database URL ({error})") from error
     if url.drivername in ("postgresql", "postgres"):
         try:

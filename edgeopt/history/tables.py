@@ -2,8 +2,10 @@
 create them, and a test checks that the two agree (``tests/test_history_store.py``).
 
 ``edgeopt_runs``: one row per stored run (its fingerprint); ``edgeopt_results``: one row per measured (variant,
-profile) of a run.  Names carry the ``edgeopt_`` prefix so a team database can hold other applications' tables
-beside them; the Alembic version table is ``edgeopt_alembic_version`` for the same reason.
+profile) of a run, with the host that measured it and its measurement document's sha256 (unique: a measurement
+reused by a later run is one point, not two).  Names carry the ``edgeopt_`` prefix, the Alembic version table
+is ``edgeopt_alembic_version``: edgeopt's tables are told apart from any other application's (the store refuses a
+database that holds only someone else's).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ RESULTS = Table(
     Column("fidelity_cosine", Float),
     Column("host_matches", Boolean),
     Column("proxy", Boolean, nullable=False),
+    Column("measurement_sha256", String(64)),
+    Column("hostname", String(255)),
+    Column("host_fingerprint", String(32)),
+    Column("cpu_model", String(255)),
     Index("ix_edgeopt_results_key", "model", "profile", "variant", "runtime"),
     Index("ix_edgeopt_results_run", "run_id"),
+    Index("ix_edgeopt_results_measurement", "measurement_sha256", unique=True),
 )
