@@ -3,7 +3,8 @@
 Three synthetic series: 40 runs with two change points (a slowdown, then a partial speed-up), 5 runs without any,
 and 4 runs of a model named like a script, without intervals, one without a commit, some without a report.  The page
 is checked as text (self-contained, escaped, one chart and one link per point) and opened in headless Chromium
-(loads without errors, the counts the page's script finds); the series plot must be a PNG.
+(loads without errors, window errors counted by the page and console messages, CSP violations included, logged by
+Chromium; the counts the page's script finds); the series plot must be a PNG.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ def _chromium() -> str | None:  # as tests/test_reports.py (importing it would b
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=5000"]
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=5000",
+                  "--enable-logging=stderr", "--v=0"]  # the page's console messages on stderr
+# how Chromium logs a console message (console.error/log, an uncaught error, a CSP violation) on stderr:
+# [pid:tid:date:INFO:CONSOLE:1649] "boom", source: file:///.../history.html (1649)  (older: CONSOLE(1649))
+CONSOLE_LINE = re.compile(r"^\[[^\]]*:CONSOLE\b[^\]]*\].*$", re.M)
+
+
+def _console_messages(stderr: str) -> list[str]:
+    return CONSOLE_LINE.findall(stderr)
 
 
 def _points(levels: list[float], *, seed: int, runs: Path | None, intervals: bool = True,
@@ -125,7 +134,7 @@ def test_dashboard_is_self_contained_with_one_chart_and_one_link_per_point(tmp_p
     assert re.findall(r'<a class="point" xlink:href="(#[^"]+)"', third) == ["#k3-run-2", "#k3-run-3"]
     assert 'id="k3-run-2"' in text and 'id="k3-run-3"' in text
     assert "×1.3 [1.26, 1.34]" in first and "×0.846 [0.821, 0.872]" in first  # the change points' labels
-    assert "slowdown from run #16" in text and "speedup from run #31" in text
+    assert "slowdown at run 16 (id 16" in text and "speedup at run 31 (id 31" in text  # ChangePoint.sentence()
     assert "the host fingerprint changed at this run" in text
     assert text.count('<p class="check alarm">') == 1 and text.count('<p class="check ok">') == 1
     assert len(re.findall(r'<tr id="k1-run-(?:16|31)" class="change">', text)) == 2
@@ -168,6 +177,8 @@ def test_dashboard_opens_in_headless_chromium_with_every_chart_and_point(tmp_pat
     common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
+    console = _console_messages(dom.stderr)
+    assert not console, "the page logged to the console:\n" + "\n".join(console)
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body is not None, dom.stdout[:2000]
     attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
@@ -185,10 +196,31 @@ def test_dashboard_opens_in_headless_chromium_with_every_chart_and_point(tmp_pat
     result = subprocess.run([*common, "--hide-scrollbars", "--window-size=1400,2000", f"--screenshot={shot}",
                              page.as_uri()], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    console = _console_messages(result.stderr)
+    assert not console, "the page logged to the console:\n" + "\n".join(console)
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("L"), dtype=np.float64)
     assert pixels.shape[0] >= 1000 and pixels.std() > 20  # not blank: text, tables and charts
     assert np.mean(pixels < 200) > 0.02
+
+
+@pytest.mark.slow
+def test_console_messages_of_a_page_are_caught(tmp_path: Path) -> None:
+    """The check above can fail: Chromium's log of a console.error and of a CSP violation matches CONSOLE_LINE (a
+    Chromium that logged them otherwise would let a broken page pass unseen)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the page was not opened in a browser")
+    page = tmp_path / "broken.html"
+    page.write_text('<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="default-src '
+                    "'none'; script-src 'unsafe-inline'\"></head><body><script>console.error(\"boom\")</script>"
+                    '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="></body></html>', encoding="utf-8")
+    result = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                             page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = _console_messages(result.stderr)
+    assert len(console) == 2, result.stderr[-4000:]
+    assert '"boom", source: ' + page.as_uri() in console[0] and "Content Security Policy" in console[1], console
 
 
 def test_plot_series_writes_a_png(tmp_path: Path) -> None:

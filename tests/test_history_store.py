@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -107,10 +108,11 @@ def test_series_order_by_measuring_time_not_by_arrival(location: str) -> None:
 
 
 def test_an_append_is_one_transaction(location: str) -> None:
-    broken = replace(record("half"), results=(record("x").results[0], replace(record("x").results[0], model=None)))
+    unnamed = replace(record("x").results[0], model=None)  # type: ignore[arg-type]  # a NOT NULL column left empty
+    broken = replace(record("half"), results=(record("x").results[0], unnamed))
     with HistoryStore(location) as store:
         with pytest.raises(HistoryStoreError) as caught:
-            store.append(broken)  # type: ignore[arg-type]
+            store.append(broken)
         assert caught.value.exit_code == 3
         assert store.run_count() == 0 and store.keys() == []  # the run row went with its failed result
         assert store.append(record("whole")).added and store.run_count() == 1
@@ -182,24 +184,51 @@ def test_an_unreachable_server_is_exit_3_without_its_password() -> None:
 
 WRITER = textwrap.dedent("""
     import sys
+    import time
     from dataclasses import replace
+    from pathlib import Path
     from edgeopt.history.store import HistoryStore
     from tests.test_history_store import record
     location, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    with HistoryStore(location) as store:
+    ready, go = Path(sys.argv[4]), Path(sys.argv[5])
+    ready.touch()  # imported and about to open the store: waiting for the other writer
+    deadline = time.monotonic() + 60
+    while not go.exists():
+        if time.monotonic() > deadline:
+            sys.exit(f"writer {name}: no go signal ({go}) in 60 s")
+        time.sleep(0.005)
+    with HistoryStore(location) as store:  # both open the empty store at once: the schema creation races too
         for i in range(count):
             store.append(record(f"{name}-{i}", p50=1.0 + i / 100, commit=f"{name}{i:04d}"))
             store.append(record(f"shared-{i}", p50=5.0))  # both writers append these: stored once
 """)
 
 
-def test_two_concurrent_writers_lose_nothing(location: str) -> None:
+def test_two_concurrent_writers_lose_nothing(location: str, tmp_path: Path) -> None:
     count = 40
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, location, name, str(count)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
-    for writer in writers:  # both start on an empty store: the schema is made once, under the lock
-        out, err = writer.communicate(timeout=300)
-        assert writer.returncode == 0, err[-3000:]
+    go = tmp_path / "go"
+    ready = {name: tmp_path / f"ready-{name}" for name in ("a", "b")}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, location, name, str(count), str(ready[name]), str(go)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name in ready]
+    try:
+        # a barrier: once both writers have imported everything and signalled, they open the empty store and
+        # append at the same moment (the schema is made once, under the lock)
+        deadline = time.monotonic() + 60
+        while not all(path.exists() for path in ready.values()):
+            exited = [w for w in writers if w.poll() is not None]
+            assert not exited, f"a writer ended before the start: {exited[0].communicate()[1][-3000:]}"
+            assert time.monotonic() < deadline, "the writers did not signal ready in 60 s"
+            time.sleep(0.005)
+        go.touch()
+        for writer in writers:
+            out, err = writer.communicate(timeout=300)
+            assert writer.returncode == 0, err[-3000:]
+    finally:
+        for writer in writers:
+            if writer.poll() is None:
+                writer.kill()
+                writer.communicate()
     with HistoryStore(location, create=False) as store:
         assert store.run_count() == 2 * count + count
         points = store.series(SeriesKey("tiny.onnx", "host-cpu", "fp32", "onnxruntime")).points

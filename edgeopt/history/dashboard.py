@@ -169,14 +169,6 @@ def _estimate(point: SeriesPoint, statistic: str) -> str:
     return f"{value:#.4g}{interval}"
 
 
-def change_line(change: ChangePoint) -> str:
-    """One change point in words: where, how large (ratio and its 95 % interval), the levels, the p-value."""
-    notes = "".join(f"; {note}" for note in change.notes)
-    return (f"{change.direction} from run #{change.index + 1} (commit {change.commit[:10] if change.commit else '-'}, "
-            f"{change.recorded_at}): {change.statistic} ×{change.ratio:.3f} [{change.lower:.3f}, {change.upper:.3f}], "
-            f"{change.before_ms:#.4g} → {change.after_ms:#.4g} ms, p = {change.p_value:.2g}{notes}")
-
-
 def _table(points: Sequence[SeriesPoint], anchors: Sequence[str], links: Sequence[str | None],
            starts: set[int]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("run", "recorded", "commit", "host", "p50 ms [95 % CI]",
@@ -216,7 +208,7 @@ def _section(n: int, entry: DashboardEntry, statistic: str, base: Path | None) -
     changes = sorted(entry.changes, key=lambda c: c.index)
     if changes:
         parts.append('<ul class="changes">' + "".join(
-            f'<li class="{_e(c.direction)}"><a href="#{anchors[c.index]}">{_e(change_line(c))}</a></li>'
+            f'<li class="{_e(c.direction)}"><a href="#{anchors[c.index]}">{_e(c.sentence())}</a></li>'
             for c in changes) + "</ul>")
     parts.append(f"<details open><summary>{len(points)} runs</summary>"
                  f"{_table(points, anchors, links, {c.index for c in changes})}</details></section>")

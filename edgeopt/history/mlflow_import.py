@@ -5,11 +5,15 @@ measured **child runs** (``edgeopt.kind=measurement``, nested with ``mlflow.pare
 :class:`ResultRecord`; other runs of the experiment are left alone.  A parent's ``uid`` is its
 ``edgeopt.summary_sha256`` tag, the sha256 of the run folder's ``summary.json``: the uid the run-folder import gives
 that folder, so importing a folder and its MLflow copy stores the run once (a parent without the tag:
-``mlflow:<run id>``).
+``mlflow:<run id>``).  A record is dated when it measured, as the run-folder import dates it: its children's
+earliest ``created_at`` (a measurement's), else the parent's ``edgeopt.created_at`` tag, else its MLflow start
+time.  Each result keeps its own child's host (``host.*`` params: a lab run's rows come from different boards)
+and its measurement document's sha256 (``measurement_sha256``; None in logs older than that param).
 
 What older logs lack is read from what they have: a child without the ``variant_name``/``runtime`` params has its
-row name (``variant``) split at ``@``; a parent without ``edgeopt.created_at``, nor children with ``created_at``,
-is dated by its MLflow start time.  A commit set by others (MLflow's ``mlflow.source.git.*`` tags) is taken too.
+row name (``variant``) split at ``@``.  A commit set by others (MLflow's ``mlflow.source.git.*`` tags) is taken too.
+The tracking URI goes into ``source`` (``mlflow:<uri>#<run id>``) and error messages without its credentials
+(``user:password@``).
 
 mlflow (``pip install edgeopt[tracking]``) is imported only when reading; without it
 :func:`records_from_mlflow` raises ``BackendUnavailableError``.
@@ -29,7 +33,7 @@ from edgeopt.history.collect import RUNTIME_VERSION_KEYS, model_label
 from edgeopt.history.fingerprint import FINGERPRINT_KEYS, fingerprint_of
 from edgeopt.history.records import ResultRecord, RunRecord
 from edgeopt.measure.results import split_row_name
-from edgeopt.reports.mlflow_tracking import GIT_COMMIT_TAG, PARENT_TAG, _client, _import_mlflow
+from edgeopt.reports.mlflow_tracking import GIT_COMMIT_TAG, PARENT_TAG, _client, _import_mlflow, without_credentials
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -50,26 +54,26 @@ def records_from_mlflow(tracking_uri: str, experiment: str) -> list[RunRecord]:
 
     Raises ``InputRejectedError`` for an experiment that does not exist or is deleted, ``ConfigError`` for a
     tracking URI MLflow refuses, ``BackendUnavailableError`` when mlflow is not installed and ``BackendError``
-    when MLflow fails while reading.
+    when MLflow fails while reading.  Neither the records nor the errors hold the URI's credentials.
     """
     mlflow = _import_mlflow()
     client = _client(mlflow, tracking_uri)
+    shown = without_credentials(tracking_uri)
     try:
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            raise InputRejectedError(f"MLflow ({tracking_uri}): no experiment named {experiment!r}")
+            raise InputRejectedError(f"MLflow ({shown}): no experiment named {experiment!r}")
         if found.lifecycle_stage != "active":
-            raise InputRejectedError(f"MLflow ({tracking_uri}): experiment {experiment!r} is deleted")
+            raise InputRejectedError(f"MLflow ({shown}): experiment {experiment!r} is deleted")
         experiment_id = str(found.experiment_id)
         parents = _search(client, experiment_id, "run")
         children: dict[str, list[Run]] = {}
         for child in _search(client, experiment_id, "measurement"):
             children.setdefault(child.data.tags.get(PARENT_TAG, ""), []).append(child)
-        return [_run_record(client, tracking_uri, parent, children.get(parent.info.run_id, []))
-                for parent in parents]
+        return [_run_record(client, shown, parent, children.get(parent.info.run_id, [])) for parent in parents]
     except (mlflow.exceptions.MlflowException, OSError) as error:
-        raise BackendError(f"MLflow ({tracking_uri}): reading experiment {experiment!r} failed: "
-                           f"{first_line(error)}") from error
+        raise BackendError(without_credentials(f"MLflow ({shown}): reading experiment {experiment!r} failed: "
+                                               f"{first_line(error)}")) from error
 
 
 def _search(client: MlflowClient, experiment_id: str, kind: str) -> list[Run]:
@@ -85,25 +89,26 @@ def _search(client: MlflowClient, experiment_id: str, kind: str) -> list[Run]:
             return runs
 
 
-def _run_record(client: MlflowClient, tracking_uri: str, parent: Run, children: list[Run]) -> RunRecord:
+def _run_record(client: MlflowClient, shown_uri: str, parent: Run, children: list[Run]) -> RunRecord:
+    """``shown_uri``: the tracking URI without its credentials."""
     run_id = parent.info.run_id
     tags, params, metrics = parent.data.tags, parent.data.params, parent.data.metrics
     # the children in the order they were logged: the summary's rows, as the run-folder import reads them
     measured = [c for c in children if _measured(c)]
     first = measured[0].data.params if measured else {}  # the first measurement: its host and versions
+    measured_at = [c.data.params["created_at"] for c in measured if c.data.params.get("created_at")]
     exit_code = metrics.get("exit_code")
     return RunRecord(
         uid=tags.get("edgeopt.summary_sha256") or f"mlflow:{run_id}",
         kind="mlflow",
-        recorded_at=tags.get("edgeopt.created_at") or first.get("created_at") or _iso(parent.info.start_time),
-        source=f"mlflow:{tracking_uri}#{run_id}",
+        # when it measured: its earliest measurement (ISO 8601 UTC stamps order as text), as the folder import
+        recorded_at=min(measured_at, default=None) or tags.get("edgeopt.created_at") or _iso(parent.info.start_time),
+        source=f"mlflow:{shown_uri}#{run_id}",
         results=tuple(_result_record(child, params.get("model_sha256")) for child in measured),
         commit=tags.get(GIT_COMMIT_TAG),
         branch=tags.get("edgeopt.git_branch") or tags.get("mlflow.source.git.branch"),
         dirty=_flag(tags.get("edgeopt.git_dirty") or tags.get("mlflow.source.git.dirty")),
-        hostname=first.get("host.hostname"),
-        host_fingerprint=fingerprint_of({key: first.get(f"host.{key}") for key in FINGERPRINT_KEYS}),
-        cpu_model=first.get("host.cpu_model"),
+        **_host(first),
         edgeopt_version=first.get("versions.edgeopt"),
         versions={key: first[f"versions.{key}"] for key in RUNTIME_VERSION_KEYS if f"versions.{key}" in first},
         report=_report(client, parent),
@@ -145,7 +150,16 @@ def _result_record(child: Run, model_sha256: str | None) -> ResultRecord:
         fidelity_cosine=_worst_cosine(figures),
         host_matches=_flag(params.get("host_matches")),
         proxy=_flag(params.get("proxy")) is True,
+        measurement_sha256=params.get("measurement_sha256"),
+        **_host(params),
     )
+
+
+def _host(params: Mapping[str, str]) -> dict[str, str | None]:
+    """A child's host (its ``host.*`` params) as a record holds it: hostname, fingerprint, CPU model."""
+    return {"hostname": params.get("host.hostname"),
+            "host_fingerprint": fingerprint_of({key: params.get(f"host.{key}") for key in FINGERPRINT_KEYS}),
+            "cpu_model": params.get("host.cpu_model")}
 
 
 def _worst_cosine(figures: Mapping[str, float]) -> float | None:

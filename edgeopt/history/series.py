@@ -68,6 +68,3 @@ class Series:
 
     key: SeriesKey
     points: tuple[SeriesPoint, ...]
-
-    def values(self, statistic: str = "p50") -> list[float | None]:
-        return [p.value(statistic) for p in self.points]

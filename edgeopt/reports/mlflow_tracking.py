@@ -16,7 +16,9 @@ mlflow (``pip install edgeopt[tracking]``, the ``mlflow-skinny`` package) is imp
 without it :func:`log_run` raises ``BackendUnavailableError``.  The client talks to any MLflow tracking
 URI: an ``http(s)://`` server, Databricks, a database URI (``sqlite:///mlflow.db``: needs the full
 ``mlflow`` package) or a local file store (``file:///path``: MLflow 3 refuses it unless
-``MLFLOW_ALLOW_FILE_STORE=true`` is set).  Details: docs/tracking.md.
+``MLFLOW_ALLOW_FILE_STORE=true`` is set).  Credentials in the URI (``https://user:token@host``) are never
+repeated: :func:`without_credentials` strips them from every URI and message edgeopt writes.  Details:
+docs/tracking.md.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from edgeopt.reports.run_summary import RunSummary
     from edgeopt.reports.table import Row
 
-__all__ = ["REPORT_ARTIFACTS", "TrackedRun", "log_run"]
+__all__ = ["REPORT_ARTIFACTS", "TrackedRun", "log_run", "without_credentials"]
 
 REPORT_ARTIFACTS: tuple[str, ...] = ("summary.json", "summary.md", "report.html", "junit.xml", "results.csv")
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow (UI, search) nests a run under another
@@ -50,13 +52,23 @@ _MAX_METRICS_PER_BATCH = 1000
 _MAX_PARAM_CHARS = 6000
 _MAX_TAG_CHARS = 8000
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+# the userinfo of a URI: after ``scheme://``, everything up to the last ``@`` before the path (a password's own
+# ``/`` must be percent-encoded; ``?``/``#``/``@`` written bare in one are stripped with it)
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the userinfo (``user:password@``) of every URI in it removed: ``https://u:tok@host/x`` ->
+    ``https://host/x``, ``postgresql://u:pw@h/db`` -> ``postgresql://h/db``.  For a tracking URI before it is
+    stored or printed, and for an error message that may repeat it."""
+    return _USERINFO.sub(r"\g<scheme>", text)
 
 
 @dataclass(frozen=True)
 class TrackedRun:
     """Where a run folder went: the experiment, the parent run and one child run per (variant, profile)."""
 
-    tracking_uri: str
+    tracking_uri: str  # without its credentials (``without_credentials``)
     experiment_id: str
     parent_run_id: str
     child_run_ids: dict[tuple[str, str], str] = field(default_factory=dict)  # (variant, profile) -> run id
@@ -101,8 +113,9 @@ def log_run(run_dir: Path | str, tracking_uri: str, experiment: str) -> TrackedR
     except (mlflow.exceptions.MlflowException, OSError) as error:
         for run_id in started:
             _terminate_quietly(client, run_id)
-        raise BackendError(f"MLflow ({tracking_uri}): logging {run_dir} failed: {first_line(error)}") from error
-    return TrackedRun(tracking_uri, experiment_id, parent.info.run_id, child_ids)
+        raise BackendError(without_credentials(f"MLflow ({tracking_uri}): logging {run_dir} failed: "
+                                               f"{first_line(error)}")) from error
+    return TrackedRun(without_credentials(tracking_uri), experiment_id, parent.info.run_id, child_ids)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -149,6 +162,8 @@ def _child_record(run_dir: Path, summary: RunSummary, row: Row) -> _Child:
         measurement_path = RunLayout(run_dir).measurement(variant, profile)
         measurement = load_measurement(measurement_path)
         params.update(_measurement_params(measurement))
+        # the document's own sha256: the history stores a measurement once, whichever run or log brings it
+        params["measurement_sha256"] = hashlib.sha256(measurement_path.read_bytes()).hexdigest()
         metrics.update(_measurement_metrics(measurement))
         if measurement.latency is not None:
             tags["edgeopt.stop_reason"] = measurement.latency.stop_reason
@@ -296,11 +311,15 @@ def _client(mlflow: Any, tracking_uri: str) -> MlflowClient:
         return mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
     except (mlflow.exceptions.MlflowException, ImportError) as error:
         hint = ""
-        if tracking_uri.split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+        if tracking_uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
             hint = " (database tracking URIs need the full mlflow package: pip install mlflow)"
         elif "MLFLOW_ALLOW_FILE_STORE" in str(error):
             hint = " (MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true is set)"
-        raise ConfigError(f"--tracking-uri {tracking_uri}: MLflow cannot use it{hint}: {first_line(error)}") from error
+        raise ConfigError(without_credentials(f"--tracking-uri {tracking_uri}: MLflow cannot use it{hint}: "
+                                              f"{first_line(error)}")) from error
+    except Exception as error:  # noqa: BLE001 - a store that cannot connect: a database driver's own error...
+        raise BackendError(without_credentials(f"MLflow ({tracking_uri}): cannot connect: "
+                                               f"{first_line(error)}")) from error
 
 
 def _experiment(client: MlflowClient, mlflow: Any, name: str, tracking_uri: str) -> str:
@@ -311,7 +330,8 @@ def _experiment(client: MlflowClient, mlflow: Any, name: str, tracking_uri: str)
         if found is None:
             return str(client.create_experiment(name))
     except mlflow.exceptions.MlflowException as error:
-        raise BackendError(f"MLflow ({tracking_uri}): cannot open experiment {name!r}: {first_line(error)}") from error
+        raise BackendError(without_credentials(f"MLflow ({tracking_uri}): cannot open experiment {name!r}: "
+                                               f"{first_line(error)}")) from error
     if found.lifecycle_stage != "active":
         raise ConfigError(f"MLflow experiment {name!r} is deleted; restore it or choose another --experiment")
     return str(found.experiment_id)
