@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import ruptures
@@ -216,11 +216,7 @@ def _change(
         commit=point.commit,
         recorded_at=point.recorded_at,
         statistic=statistic,
-        before_ms=shift.before_ms,
-        after_ms=shift.after_ms,
-        ratio=shift.ratio,
-        lower=shift.lower,
-        upper=shift.upper,
+        **asdict(shift),
         p_value=p_value,
         direction="slowdown" if shift.ratio > 1 else "speedup",
         notes=notes,
@@ -288,15 +284,7 @@ def _check(series: Series, statistic: str, positions: list[int], logs: np.ndarra
     baseline, start, newest_start = edges[first], edges[first + 1], edges[-2]
     shift = _compare(logs[baseline:start], logs[newest_start:])
     p_value = float(stats.mannwhitneyu(logs[newest_start:], logs[baseline:start], alternative="greater").pvalue)
-    change = replace(
-        changes[first],
-        before_ms=shift.before_ms,
-        after_ms=shift.after_ms,
-        ratio=shift.ratio,
-        lower=shift.lower,
-        upper=shift.upper,
-        p_value=p_value,
-    )
+    change = replace(changes[first], **asdict(shift), p_value=p_value)
     commit = change.commit[:10] if change.commit else "no commit"
     figures = (
         f"{statistic} {shift.ratio:.3f}x [{shift.lower:.3f}, {shift.upper:.3f}] of the {start - baseline} "
