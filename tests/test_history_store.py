@@ -127,11 +127,46 @@ def test_the_migrations_make_the_tables_the_queries_use(location: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         differences = [d for d in compare_metadata(context, METADATA)
                        if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
         assert differences == []
         assert {"edgeopt_runs", "edgeopt_results", VERSION_TABLE} <= set(inspect(connection).get_table_names())
+    engine.dispose()
+
+
+def test_a_store_of_an_older_revision_is_upgraded_keeping_its_runs(location: str) -> None:
+    """A store made by the first schema (0001: no per-row host, no measurement sha256) is upgraded in place when a
+    writer opens it; its runs read back, and the new columns work (a reused measurement is still one point)."""
+    from alembic import command
+
+    from edgeopt.history import store as store_module
+
+    url = location if "://" in location else f"sqlite:///{location}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:  # the schema as edgeopt made it at revision 0001, with one run in it
+        config = store_module._alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO edgeopt_runs (uid, kind, recorded_at, stored_at, source, versions, hostname, "
+            "host_fingerprint) VALUES ('old', 'run', '2026-12-01T10:00:00+00:00', '2026-12-01T10:00:00+00:00', "
+            "'/runs/old', '{}', 'ci-1', 'aaaaaaaaaaaa')"))
+        connection.execute(text(
+            "INSERT INTO edgeopt_results (run_id, model, profile, variant, runtime, status, verdict, p50_ms, proxy) "
+            "VALUES (1, 'tiny.onnx', 'host-cpu', 'fp32', 'onnxruntime', 'ok', 'pass', 1.5, false)"))
+    engine.dispose()
+    with HistoryStore(location) as store:
+        [old] = store.series(SeriesKey("tiny.onnx", "host-cpu", "fp32", "onnxruntime")).points
+        assert (old.p50_ms, old.hostname, old.host_fingerprint) == (1.5, "ci-1", "aaaaaaaaaaaa")  # the run's host
+        new = replace(record("new"), results=tuple(replace(r, measurement_sha256="ee" * 32)
+                                                   for r in record("new").results[:1]))
+        assert store.append(new).added
+        assert not store.append(replace(new, uid="reused")).added  # same measurement, another run: no new point
+        assert len(store.series(SeriesKey("tiny.onnx", "host-cpu", "fp32", "onnxruntime")).points) == 2
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        assert connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0002"
     engine.dispose()
 
 

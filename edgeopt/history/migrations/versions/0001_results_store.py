@@ -1,5 +1,5 @@
 """The results store: edgeopt_runs (one row per run and its fingerprint) and edgeopt_results (one row per measured
-variant and profile, with its host and its measurement's sha256).
+variant and profile).
 
 Revision ID: 0001
 Revises:
@@ -62,18 +62,12 @@ def upgrade() -> None:
         sa.Column("fidelity_cosine", sa.Float),
         sa.Column("host_matches", sa.Boolean),
         sa.Column("proxy", sa.Boolean, nullable=False),
-        sa.Column("measurement_sha256", sa.String(64)),
-        sa.Column("hostname", sa.String(255)),
-        sa.Column("host_fingerprint", sa.String(32)),
-        sa.Column("cpu_model", sa.String(255)),
     )
     op.create_index("ix_edgeopt_results_key", "edgeopt_results", ["model", "profile", "variant", "runtime"])
     op.create_index("ix_edgeopt_results_run", "edgeopt_results", ["run_id"])
-    op.create_index("ix_edgeopt_results_measurement", "edgeopt_results", ["measurement_sha256"], unique=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_edgeopt_results_measurement", table_name="edgeopt_results")
     op.drop_index("ix_edgeopt_results_run", table_name="edgeopt_results")
     op.drop_index("ix_edgeopt_results_key", table_name="edgeopt_results")
     op.drop_table("edgeopt_results")
