@@ -123,12 +123,15 @@ def _stop(process: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def _file_size_limit(limit: int | None) -> Callable[[], None] | None:
-    if limit is None:
-        return None
-
-    def apply() -> None:  # in the child, before exec: its files (and its workers') stop growing at ``limit``
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+def _child_setup(limit: int | None) -> Callable[[], None]:
+    """What the child does before exec: SIGINT back to its default, as a foreground command at a terminal has it
+    (a test session started in the background, ``cmd &`` without job control or ``nohup``, hands its children
+    SIGINT ignored, and edgeopt keeps a signal it was started with ignored); with ``limit``, its files (and its
+    workers') stop growing at ``limit`` bytes."""
+    def apply() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     return apply
 
@@ -173,7 +176,7 @@ def run_edgeopt(argv: list[str], cwd: Path, timeout: float, file_size_limit: int
         prefix = command if command is not None else [sys.executable, "-m", "edgeopt"]
         process = subprocess.Popen([*_read_only_prefix(read_only), *prefix, *argv], cwd=cwd, env=environ,
                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=_file_size_limit(file_size_limit))
+                                   preexec_fn=_child_setup(file_size_limit))
         while process.poll() is None:
             elapsed = time.monotonic() - started
             if elapsed > timeout:
