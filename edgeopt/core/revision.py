@@ -32,16 +32,17 @@ def project_revision(cwd: Path | None = None) -> dict[str, Any] | None:
         if commit:
             branch = next((value for name in branch_variables if (value := os.environ.get(name, "").strip())), None)
             return {"commit": commit, "branch": branch, "dirty": None, "source": commit_variable}
-    head = _git(cwd, "rev-parse", "HEAD")
+    head = git_output(cwd, "rev-parse", "HEAD")
     if head is None:
         return None
-    branch = _git(cwd, "rev-parse", "--abbrev-ref", "HEAD")
-    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    branch = git_output(cwd, "rev-parse", "--abbrev-ref", "HEAD")
+    status = git_output(cwd, "status", "--porcelain", "--untracked-files=no")
     return {"commit": head, "branch": None if branch in (None, "HEAD") else branch,
             "dirty": None if status is None else bool(status), "source": "git"}
 
 
-def _git(cwd: Path | None, *arguments: str) -> str | None:
+def git_output(cwd: Path | None, *arguments: str) -> str | None:
+    """What ``git ARGUMENTS`` prints in ``cwd``, stripped; None when git is missing, fails or takes over 5 s."""
     try:
         done = subprocess.run(["git", *arguments], cwd=cwd, capture_output=True, text=True, timeout=5,
                               stdin=subprocess.DEVNULL)

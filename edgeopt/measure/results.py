@@ -15,7 +15,6 @@ it (exit 3), while :func:`try_load` (a resumed run) treats it, like a truncated,
 from __future__ import annotations
 
 import math
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from edgeopt.core.fileio import read_json, write_json_atomic
+from edgeopt.core.revision import git_output
 from edgeopt.core.stability import StabilityReport, stability_report
 from edgeopt.core.stats import CI_METHOD, ESTIMATOR, PERCENTILES, SampleSummary, summarize
 
@@ -326,8 +326,4 @@ def now_iso() -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return git_output(cwd, "rev-parse", "HEAD") or None
